@@ -1,0 +1,164 @@
+//! opsbot's records: executions and their output, dialogs, and the audit trail.
+//!
+//! Everything goes through the [`Store`] trait so the engine and the worker never see SQL.
+//! [`SqliteStore`] is the default; the queries are plain SQL with numbered parameters and
+//! `RETURNING`, so a PostgreSQL implementation can follow without a rewrite (claims there will
+//! use `FOR UPDATE SKIP LOCKED`).
+
+mod sqlite;
+
+pub use sqlite::SqliteStore;
+
+use chrono::{DateTime, Utc};
+use opsbot_core::{ExecEvent, ExecState, Execution, ExecutionId, NewExecution, OutputLine, Params, Place, UserId};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{Notify, broadcast};
+
+/// What went wrong talking to the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database refused or failed.
+    #[error("database error: {0}")]
+    Db(#[from] sqlx::Error),
+    /// Migrations could not be applied.
+    #[error("cannot prepare the database: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A stored row could not be read back (corrupt or from a newer version).
+    #[error("unreadable record: {0}")]
+    Corrupt(String),
+}
+
+/// Which executions to list (newest first).
+#[derive(Clone, Debug, Default)]
+pub struct ExecutionFilter {
+    /// Only this job.
+    pub job: Option<String>,
+    /// Only those requested by this account.
+    pub requested_by: Option<UserId>,
+    /// Only in this state.
+    pub state: Option<ExecState>,
+    /// Only with an id below this (pagination).
+    pub before_id: Option<ExecutionId>,
+    /// At most this many (the store caps it at 1000).
+    pub limit: u32,
+}
+
+/// How an execution ended, as the worker reports it.
+#[derive(Clone, Debug, Default)]
+pub struct Finish {
+    /// Final state (must be final).
+    pub state: Option<ExecState>,
+    /// Exit code.
+    pub exit_code: Option<i32>,
+    /// Wall time.
+    pub duration_ms: Option<i64>,
+    /// CPU time.
+    pub cpu_ms: Option<i64>,
+    /// Peak RSS.
+    pub max_rss_kb: Option<i64>,
+    /// One-line explanation.
+    pub detail: Option<String>,
+}
+
+/// What a cancel request did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CancelResult {
+    /// No such execution.
+    NotFound,
+    /// It had already ended in this state.
+    AlreadyFinished(ExecState),
+    /// It was still queued and is now cancelled.
+    CancelledQueued,
+    /// It is running; its worker was asked to stop it.
+    Requested,
+}
+
+/// An open question to one person in one place (missing param, confirmation).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Dialog {
+    /// Where.
+    pub place: Place,
+    /// Who must answer.
+    pub user: UserId,
+    /// The engine's name for the kind of dialog.
+    pub kind: String,
+    /// The engine's state for it, as JSON.
+    pub state: serde_json::Value,
+    /// When it stops being answerable.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// One decision, recorded forever.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AuditRecord {
+    /// Record id (assigned by the store).
+    pub id: i64,
+    /// When.
+    pub at: DateTime<Utc>,
+    /// Which platform account.
+    pub actor: UserId,
+    /// Their display name at the time.
+    pub actor_name: String,
+    /// Where.
+    pub place: Place,
+    /// What was asked: `run`, `cancel`, `confirm`, …
+    pub action: String,
+    /// The job concerned.
+    pub job: Option<String>,
+    /// Its params (secret ones already redacted by the engine).
+    pub params: Option<Params>,
+    /// `accepted`, `refused`, `asked`, `confirmed`, `abandoned`, `expired`, `cancelled`, `lost`, …
+    pub decision: String,
+    /// Why.
+    pub reason: Option<String>,
+    /// The execution concerned.
+    pub execution_id: Option<ExecutionId>,
+}
+
+/// opsbot's records. One implementation per database.
+#[async_trait::async_trait]
+pub trait Store: Send + Sync {
+    /// Queues a new execution and wakes workers.
+    async fn create_execution(&self, new: &NewExecution) -> Result<Execution, StoreError>;
+    /// One execution.
+    async fn execution(&self, id: ExecutionId) -> Result<Option<Execution>, StoreError>;
+    /// Executions matching a filter, newest first.
+    async fn executions(&self, filter: &ExecutionFilter) -> Result<Vec<Execution>, StoreError>;
+    /// Claims the oldest queued execution whose job is under its `max_parallel` (or only
+    /// `only`, when given) for `worker`, marking it running with a lease. Announces the change.
+    async fn claim(&self, worker: &str, lease: Duration, only: Option<ExecutionId>) -> Result<Option<Execution>, StoreError>;
+    /// Records the end of a running execution. Announces the change.
+    async fn finish(&self, id: ExecutionId, finish: &Finish) -> Result<(), StoreError>;
+    /// Asks for an execution to stop (queued ones are cancelled at once and announced).
+    async fn request_cancel(&self, id: ExecutionId) -> Result<CancelResult, StoreError>;
+    /// Running executions of `worker` whose cancel was requested.
+    async fn cancel_requested(&self, worker: &str) -> Result<Vec<ExecutionId>, StoreError>;
+    /// Extends the lease of every running execution of `worker`.
+    async fn heartbeat(&self, worker: &str, lease: Duration) -> Result<(), StoreError>;
+    /// Marks `lost` every running execution whose lease has expired or whose worker
+    /// `is_dead` says is gone. Returns them (already announced).
+    async fn recover_lost(&self, is_dead: &(dyn Fn(&str) -> bool + Send + Sync)) -> Result<Vec<Execution>, StoreError>;
+    /// Appends output lines (one chunk) to an execution.
+    async fn append_output(&self, id: ExecutionId, lines: &[OutputLine]) -> Result<(), StoreError>;
+    /// The last `n` lines and the total number of lines.
+    async fn output_tail(&self, id: ExecutionId, n: usize) -> Result<(Vec<OutputLine>, u64), StoreError>;
+    /// All output lines.
+    async fn output_all(&self, id: ExecutionId) -> Result<Vec<OutputLine>, StoreError>;
+    /// Opens (or replaces) the dialog of `dialog.user` in `dialog.place`.
+    async fn put_dialog(&self, dialog: &Dialog) -> Result<(), StoreError>;
+    /// The dialog of `user` in `place`, expired or not.
+    async fn dialog(&self, place: &Place, user: &UserId) -> Result<Option<Dialog>, StoreError>;
+    /// Closes the dialog of `user` in `place`.
+    async fn delete_dialog(&self, place: &Place, user: &UserId) -> Result<(), StoreError>;
+    /// Appends an audit record (its `id` is ignored and assigned); returns the id.
+    async fn audit(&self, record: &AuditRecord) -> Result<i64, StoreError>;
+    /// The newest `limit` audit records, newest first.
+    async fn audit_records(&self, limit: u32) -> Result<Vec<AuditRecord>, StoreError>;
+    /// Whether the database answers (for readiness checks).
+    async fn ping(&self) -> Result<(), StoreError>;
+    /// State changes of executions, as they happen in this process's store.
+    fn subscribe(&self) -> broadcast::Receiver<ExecEvent>;
+    /// Notified whenever an execution is queued, so workers wake without polling.
+    fn queue_notify(&self) -> Arc<Notify>;
+}
