@@ -84,7 +84,14 @@ pub struct Diagnostic {
 
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "{}:{}:{}: error: {}", self.file.display(), self.line, self.col, self.message)?;
+        writeln!(
+            f,
+            "{}:{}:{}: error: {}",
+            self.file.display(),
+            self.line,
+            self.col,
+            self.message
+        )?;
         if !self.source_line.is_empty() {
             writeln!(f, "  {:>4} | {}", self.line, self.source_line)?;
             writeln!(f, "       | {}^", " ".repeat(self.col.saturating_sub(1)))?;
@@ -121,7 +128,9 @@ pub struct LoadOptions {
 
 impl Default for LoadOptions {
     fn default() -> Self {
-        Self { resolve_secrets: true }
+        Self {
+            resolve_secrets: true,
+        }
     }
 }
 
@@ -133,7 +142,10 @@ impl Config {
 
     /// Reads and checks a config file with options.
     pub fn load_with(path: &Path, opts: LoadOptions) -> Result<Config, LoadError> {
-        let text = std::fs::read_to_string(path).map_err(|source| LoadError::Io { path: path.to_path_buf(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| LoadError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
         Self::parse(&text, path, opts)
     }
 
@@ -141,10 +153,22 @@ impl Config {
     pub fn parse(text: &str, path: &Path, opts: LoadOptions) -> Result<Config, LoadError> {
         let dir = path
             .parent()
-            .map(|p| if p.as_os_str().is_empty() { Path::new(".") } else { p })
+            .map(|p| {
+                if p.as_os_str().is_empty() {
+                    Path::new(".")
+                } else {
+                    p
+                }
+            })
             .unwrap_or(Path::new("."));
         let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
-        let mut cx = Cx { text, file: path.to_path_buf(), dir: dir.clone(), diags: Vec::new(), opts };
+        let mut cx = Cx {
+            text,
+            file: path.to_path_buf(),
+            dir: dir.clone(),
+            diags: Vec::new(),
+            opts,
+        };
         let config = cx.build();
         if cx.diags.is_empty() {
             Ok(config)
@@ -270,8 +294,19 @@ impl<'a> Cx<'a> {
         let line = before.matches('\n').count() + 1;
         let line_start = before.rfind('\n').map(|i| i + 1).unwrap_or(0);
         let col = self.text[line_start..start].chars().count() + 1;
-        let source_line = self.text[line_start..].lines().next().unwrap_or("").to_string();
-        self.diags.push(Diagnostic { file: self.file.clone(), line, col, message: message.into(), hint, source_line });
+        let source_line = self.text[line_start..]
+            .lines()
+            .next()
+            .unwrap_or("")
+            .to_string();
+        self.diags.push(Diagnostic {
+            file: self.file.clone(),
+            line,
+            col,
+            message: message.into(),
+            hint,
+            source_line,
+        });
     }
 
     fn toml_err(&mut self, e: toml::de::Error, fallback: Range<usize>) {
@@ -281,7 +316,10 @@ impl<'a> Cx<'a> {
         self.err(span, msg, hint);
     }
 
-    fn section<T: for<'de> Deserialize<'de> + Default>(&mut self, value: Option<&Spanned<DeValue<'a>>>) -> T {
+    fn section<T: for<'de> Deserialize<'de> + Default>(
+        &mut self,
+        value: Option<&Spanned<DeValue<'a>>>,
+    ) -> T {
         match value {
             None => T::default(),
             Some(v) => match T::deserialize(ValueDeserializer::from(v.clone())) {
@@ -299,11 +337,19 @@ impl<'a> Cx<'a> {
         match humantime::parse_duration(v.get_ref()) {
             Ok(d) if !d.is_zero() => d,
             Ok(_) => {
-                self.err(v.span(), "a duration of zero is not allowed", Some("write e.g. \"30s\", \"5m\" or \"1h\"".into()));
+                self.err(
+                    v.span(),
+                    "a duration of zero is not allowed",
+                    Some("write e.g. \"30s\", \"5m\" or \"1h\"".into()),
+                );
                 default
             }
             Err(e) => {
-                self.err(v.span(), format!("`{}` is not a duration: {e}", v.get_ref()), Some("write e.g. \"30s\", \"5m\" or \"1h30m\"".into()));
+                self.err(
+                    v.span(),
+                    format!("`{}` is not a duration: {e}", v.get_ref()),
+                    Some("write e.g. \"30s\", \"5m\" or \"1h30m\"".into()),
+                );
                 default
             }
         }
@@ -317,7 +363,11 @@ impl<'a> Cx<'a> {
             SizeValue::Text(s) => parse_size(s),
         };
         parsed.unwrap_or_else(|| {
-            self.err(v.span(), "not a size", Some("write a number of bytes or e.g. \"512KiB\", \"1MiB\", \"10MB\"".into()));
+            self.err(
+                v.span(),
+                "not a size",
+                Some("write a number of bytes or e.g. \"512KiB\", \"1MiB\", \"10MB\"".into()),
+            );
             default
         })
     }
@@ -328,27 +378,46 @@ impl<'a> Cx<'a> {
             self.toml_err(e, 0..0);
         }
         let root = root.into_inner();
-        let get = |k: &str| root.iter().find(|(key, _)| key.get_ref() == k).map(|(_, v)| v.clone());
-        let (bot_v, store_v, worker_v, defaults_v, jobs_v) = (get("bot"), get("store"), get("worker"), get("defaults"), get("jobs"));
+        let get = |k: &str| {
+            root.iter()
+                .find(|(key, _)| key.get_ref() == k)
+                .map(|(_, v)| v.clone())
+        };
+        let (bot_v, store_v, worker_v, defaults_v, jobs_v) = (
+            get("bot"),
+            get("store"),
+            get("worker"),
+            get("defaults"),
+            get("jobs"),
+        );
         for (key, _) in root.iter() {
             let k = key.get_ref().as_ref();
             if !["bot", "store", "worker", "defaults", "jobs"].contains(&k) {
                 let hint = crate::job::closest(k, ["bot", "store", "worker", "defaults", "jobs"])
                     .map(|s| format!("did you mean `[{s}]`?"))
-                    .unwrap_or_else(|| "known sections: [bot], [store], [worker], [defaults], [jobs.NAME]".into());
+                    .unwrap_or_else(|| {
+                        "known sections: [bot], [store], [worker], [defaults], [jobs.NAME]".into()
+                    });
                 self.err(key.span(), format!("unknown section `{k}`"), Some(hint));
             }
         }
 
         let raw_bot: RawBot = self.section(bot_v.as_ref());
         let bot = BotConfig {
-            name: raw_bot.name.map(|n| n.into_inner()).unwrap_or_else(|| "opsbot".into()),
+            name: raw_bot
+                .name
+                .map(|n| n.into_inner())
+                .unwrap_or_else(|| "opsbot".into()),
             prefixes: match raw_bot.prefixes {
                 Some(p) => {
                     let mut out = Vec::new();
                     for s in p {
                         if s.get_ref().is_empty() || s.get_ref().chars().any(char::is_whitespace) {
-                            self.err(s.span(), "a prefix must be non-empty and without spaces", Some("e.g. \"!\" or \".\"".into()));
+                            self.err(
+                                s.span(),
+                                "a prefix must be non-empty and without spaces",
+                                Some("e.g. \"!\" or \".\"".into()),
+                            );
                         } else {
                             out.push(s.into_inner());
                         }
@@ -371,7 +440,12 @@ impl<'a> Cx<'a> {
 
         let raw_store: RawStore = self.section(store_v.as_ref());
         let store = StoreConfig {
-            path: self.dir.join(raw_store.path.map(|p| p.into_inner()).unwrap_or_else(|| "opsbot.db".into())),
+            path: self.dir.join(
+                raw_store
+                    .path
+                    .map(|p| p.into_inner())
+                    .unwrap_or_else(|| "opsbot.db".into()),
+            ),
         };
 
         let raw_worker: RawWorker = self.section(worker_v.as_ref());
@@ -379,7 +453,11 @@ impl<'a> Cx<'a> {
             concurrency: match raw_worker.concurrency {
                 Some(n) if (1..=10_000).contains(n.get_ref()) => *n.get_ref() as usize,
                 Some(n) => {
-                    self.err(n.span(), "worker concurrency must be between 1 and 10000", None);
+                    self.err(
+                        n.span(),
+                        "worker concurrency must be between 1 and 10000",
+                        None,
+                    );
                     8
                 }
                 None => 8,
@@ -402,32 +480,65 @@ impl<'a> Cx<'a> {
                     }
                 }
             }
-            Some((span, _)) => self.err(span, "`jobs` must be a table of jobs", Some("write [jobs.deploy] …".into())),
+            Some((span, _)) => self.err(
+                span,
+                "`jobs` must be a table of jobs",
+                Some("write [jobs.deploy] …".into()),
+            ),
             None => {}
         }
         if jobs.is_empty() && self.diags.is_empty() {
-            self.err(0..0, "no jobs are defined", Some("add at least one [jobs.NAME] section with a runner".into()));
+            self.err(
+                0..0,
+                "no jobs are defined",
+                Some("add at least one [jobs.NAME] section with a runner".into()),
+            );
         }
 
-        Config { path: self.file.clone(), dir: self.dir.clone(), bot, store, worker, catalog: Catalog::new(jobs) }
+        Config {
+            path: self.file.clone(),
+            dir: self.dir.clone(),
+            bot,
+            store,
+            worker,
+            catalog: Catalog::new(jobs),
+        }
     }
 
-    fn job(&mut self, name: &Spanned<std::borrow::Cow<'a, str>>, value: &Spanned<DeValue<'a>>, d: &Defaults) -> Option<JobSpec> {
+    fn job(
+        &mut self,
+        name: &Spanned<std::borrow::Cow<'a, str>>,
+        value: &Spanned<DeValue<'a>>,
+        d: &Defaults,
+    ) -> Option<JobSpec> {
         let jname = name.get_ref().to_string();
         let mut ok = true;
         if !valid_name(&jname, true) {
-            self.err(name.span(), format!("`{jname}` is not a valid job name"), Some("use lowercase letters, digits, `-` and `_`, starting with a letter".into()));
+            self.err(
+                name.span(),
+                format!("`{jname}` is not a valid job name"),
+                Some("use lowercase letters, digits, `-` and `_`, starting with a letter".into()),
+            );
             ok = false;
         }
         if RESERVED_NAMES.contains(&jname.to_lowercase().as_str()) {
-            self.err(name.span(), format!("`{jname}` is a built-in command and cannot be a job name"), Some(format!("reserved: {}", RESERVED_NAMES.join(", "))));
+            self.err(
+                name.span(),
+                format!("`{jname}` is a built-in command and cannot be a job name"),
+                Some(format!("reserved: {}", RESERVED_NAMES.join(", "))),
+            );
             ok = false;
         }
         let DeValue::Table(table) = value.get_ref() else {
             self.err(value.span(), format!("job `{jname}` must be a table"), None);
             return None;
         };
-        let field = |k: &str| table.iter().find(|(key, _)| key.get_ref() == k).map(|(_, v)| v.clone());
+        let field = |k: &str| {
+            table
+                .iter()
+                .find(|(key, _)| key.get_ref() == k)
+                .map(|(_, v)| v.clone())
+        };
         let raw: RawJob = match RawJob::deserialize(ValueDeserializer::from(value.clone())) {
             Ok(r) => r,
             Err(e) => {
@@ -445,14 +556,25 @@ impl<'a> Cx<'a> {
         // Aliases: words and {slots}; every slot a declared param, at least one literal word.
         for alias in &raw.aliases {
             if let Err(msg) = check_alias(alias.get_ref(), &declared) {
-                self.err(alias.span(), format!("alias `{}`: {msg}", alias.get_ref()), Some("an alias is words and {param} slots, e.g. \"deploy {app} to {env}\"".into()));
+                self.err(
+                    alias.span(),
+                    format!("alias `{}`: {msg}", alias.get_ref()),
+                    Some(
+                        "an alias is words and {param} slots, e.g. \"deploy {app} to {env}\""
+                            .into(),
+                    ),
+                );
                 ok = false;
             }
         }
         let concurrency = match raw.concurrency {
             Some(c) if *c.get_ref() >= 1 => Some(*c.get_ref() as u32),
             Some(c) => {
-                self.err(c.span(), "concurrency must be at least 1", Some("leave it out for no limit".into()));
+                self.err(
+                    c.span(),
+                    "concurrency must be at least 1",
+                    Some("leave it out for no limit".into()),
+                );
                 None
             }
             None => None,
@@ -474,10 +596,20 @@ impl<'a> Cx<'a> {
     }
 
     /// The params that are valid, the names of all declared ones, and whether all were valid.
-    fn params(&mut self, job: &str, value: Option<&Spanned<DeValue<'a>>>) -> (Vec<ParamSpec>, Vec<String>, bool) {
-        let Some(value) = value else { return (Vec::new(), Vec::new(), true) };
+    fn params(
+        &mut self,
+        job: &str,
+        value: Option<&Spanned<DeValue<'a>>>,
+    ) -> (Vec<ParamSpec>, Vec<String>, bool) {
+        let Some(value) = value else {
+            return (Vec::new(), Vec::new(), true);
+        };
         let DeValue::Array(items) = value.get_ref() else {
-            self.err(value.span(), format!("`jobs.{job}.params` must be a list"), Some(format!("write each parameter as [[jobs.{job}.params]]")));
+            self.err(
+                value.span(),
+                format!("`jobs.{job}.params` must be a list"),
+                Some(format!("write each parameter as [[jobs.{job}.params]]")),
+            );
             return (Vec::new(), Vec::new(), false);
         };
         let mut out = Vec::new();
@@ -496,7 +628,11 @@ impl<'a> Cx<'a> {
             let name_span = raw.name.span();
             declared.push(raw.name.get_ref().clone());
             if !seen.insert(raw.name.get_ref().to_lowercase()) {
-                self.err(name_span.clone(), format!("parameter `{}` is declared twice", raw.name.get_ref()), None);
+                self.err(
+                    name_span.clone(),
+                    format!("parameter `{}` is declared twice", raw.name.get_ref()),
+                    None,
+                );
                 ok = false;
             }
             match self.param(raw) {
@@ -511,13 +647,31 @@ impl<'a> Cx<'a> {
         let name = raw.name.get_ref().clone();
         let mut ok = true;
         if !valid_name(&name, false) {
-            self.err(raw.name.span(), format!("`{name}` is not a valid parameter name"), Some("use lowercase letters, digits and `_`, starting with a letter".into()));
+            self.err(
+                raw.name.span(),
+                format!("`{name}` is not a valid parameter name"),
+                Some("use lowercase letters, digits and `_`, starting with a letter".into()),
+            );
             ok = false;
         }
-        let kind_name = raw.kind.as_ref().map(|k| k.get_ref().as_str()).unwrap_or("string");
-        let kind_span = raw.kind.as_ref().map(|k| k.span()).unwrap_or(raw.name.span());
-        let misplaced = |field: &str, fits: &str| format!("`{field}` applies to {fits} parameters, not to `{kind_name}`");
-        let check_only = |cx: &mut Self, present: Option<Range<usize>>, field: &str, fits: &str, allowed: bool| {
+        let kind_name = raw
+            .kind
+            .as_ref()
+            .map(|k| k.get_ref().as_str())
+            .unwrap_or("string");
+        let kind_span = raw
+            .kind
+            .as_ref()
+            .map(|k| k.span())
+            .unwrap_or(raw.name.span());
+        let misplaced = |field: &str, fits: &str| {
+            format!("`{field}` applies to {fits} parameters, not to `{kind_name}`")
+        };
+        let check_only = |cx: &mut Self,
+                          present: Option<Range<usize>>,
+                          field: &str,
+                          fits: &str,
+                          allowed: bool| {
             if let (Some(span), false) = (present, allowed) {
                 cx.err(span, misplaced(field, fits), None);
                 false
@@ -526,24 +680,62 @@ impl<'a> Cx<'a> {
             }
         };
         let is = |k: &str| kind_name == k;
-        ok &= check_only(self, raw.pattern.as_ref().map(|p| p.span()), "pattern", "string", is("string"));
-        ok &= check_only(self, raw.values.as_ref().map(|p| p.span()), "values", "enum", is("enum"));
-        ok &= check_only(self, raw.synonyms.as_ref().map(|p| p.span()), "synonyms", "enum", is("enum"));
-        ok &= check_only(self, raw.min.as_ref().map(|p| p.span()), "min", "int", is("int"));
-        ok &= check_only(self, raw.max.as_ref().map(|p| p.span()), "max", "int", is("int"));
+        ok &= check_only(
+            self,
+            raw.pattern.as_ref().map(|p| p.span()),
+            "pattern",
+            "string",
+            is("string"),
+        );
+        ok &= check_only(
+            self,
+            raw.values.as_ref().map(|p| p.span()),
+            "values",
+            "enum",
+            is("enum"),
+        );
+        ok &= check_only(
+            self,
+            raw.synonyms.as_ref().map(|p| p.span()),
+            "synonyms",
+            "enum",
+            is("enum"),
+        );
+        ok &= check_only(
+            self,
+            raw.min.as_ref().map(|p| p.span()),
+            "min",
+            "int",
+            is("int"),
+        );
+        ok &= check_only(
+            self,
+            raw.max.as_ref().map(|p| p.span()),
+            "max",
+            "int",
+            is("int"),
+        );
 
         let kind = match kind_name {
             "string" => {
                 let pattern = match &raw.pattern {
-                    Some(p) => match regex::Regex::new(&format!("^(?:{})$", p.get_ref())) {
-                        Ok(re) => Some(re),
-                        Err(e) => {
-                            let first = e.to_string().lines().last().unwrap_or("").trim().to_string();
-                            self.err(p.span(), format!("the pattern is not a valid regular expression: {first}"), Some("patterns use Rust regex syntax and must match the whole value".into()));
-                            ok = false;
-                            None
+                    Some(p) => {
+                        match regex::Regex::new(&format!("^(?:{})$", p.get_ref())) {
+                            Ok(re) => Some(re),
+                            Err(e) => {
+                                let first = e
+                                    .to_string()
+                                    .lines()
+                                    .last()
+                                    .unwrap_or("")
+                                    .trim()
+                                    .to_string();
+                                self.err(p.span(), format!("the pattern is not a valid regular expression: {first}"), Some("patterns use Rust regex syntax and must match the whole value".into()));
+                                ok = false;
+                                None
+                            }
                         }
-                    },
+                    }
                     None => None,
                 };
                 ParamKind::String { pattern }
@@ -553,11 +745,22 @@ impl<'a> Cx<'a> {
                 match &raw.values {
                     Some(vs) if !vs.get_ref().is_empty() => {
                         for v in vs.get_ref() {
-                            if v.get_ref().trim().is_empty() || values.iter().any(|e| e.value.eq_ignore_ascii_case(v.get_ref())) {
-                                self.err(v.span(), format!("enum value `{}` is empty or repeated", v.get_ref()), None);
+                            if v.get_ref().trim().is_empty()
+                                || values
+                                    .iter()
+                                    .any(|e| e.value.eq_ignore_ascii_case(v.get_ref()))
+                            {
+                                self.err(
+                                    v.span(),
+                                    format!("enum value `{}` is empty or repeated", v.get_ref()),
+                                    None,
+                                );
                                 ok = false;
                             } else {
-                                values.push(EnumValue { value: v.get_ref().clone(), synonyms: Vec::new() });
+                                values.push(EnumValue {
+                                    value: v.get_ref().clone(),
+                                    synonyms: Vec::new(),
+                                });
                             }
                         }
                     }
@@ -566,12 +769,17 @@ impl<'a> Cx<'a> {
                         ok = false;
                     }
                     None => {
-                        self.err(kind_span.clone(), format!("enum parameter `{name}` has no `values`"), Some("add values = [\"a\", \"b\"]".into()));
+                        self.err(
+                            kind_span.clone(),
+                            format!("enum parameter `{name}` has no `values`"),
+                            Some("add values = [\"a\", \"b\"]".into()),
+                        );
                         ok = false;
                     }
                 }
                 if let Some(syn) = &raw.synonyms {
-                    let mut taken: HashSet<String> = values.iter().map(|v| v.value.to_lowercase()).collect();
+                    let mut taken: HashSet<String> =
+                        values.iter().map(|v| v.value.to_lowercase()).collect();
                     for (target, words) in syn.get_ref() {
                         let Some(idx) = values.iter().position(|v| &v.value == target) else {
                             self.err(syn.span(), format!("synonyms are given for `{target}`, which is not one of the values"), Some(format!("values: {}", values.iter().map(|v| v.value.as_str()).collect::<Vec<_>>().join(", "))));
@@ -591,8 +799,12 @@ impl<'a> Cx<'a> {
                 ParamKind::Enum { values }
             }
             "int" => {
-                let (min, max) = (raw.min.as_ref().map(|m| *m.get_ref()), raw.max.as_ref().map(|m| *m.get_ref()));
-                if let (Some(a), Some(b), Some(span)) = (min, max, raw.max.as_ref().map(|m| m.span()))
+                let (min, max) = (
+                    raw.min.as_ref().map(|m| *m.get_ref()),
+                    raw.max.as_ref().map(|m| *m.get_ref()),
+                );
+                if let (Some(a), Some(b), Some(span)) =
+                    (min, max, raw.max.as_ref().map(|m| m.span()))
                     && a > b
                 {
                     self.err(span, format!("max ({b}) is below min ({a})"), None);
@@ -602,19 +814,38 @@ impl<'a> Cx<'a> {
             }
             "bool" => ParamKind::Bool,
             other => {
-                let hint = crate::job::closest(other, ["string", "enum", "int", "bool"]).map(|s| format!("did you mean `{s}`?"));
-                self.err(kind_span, format!("unknown parameter type `{other}`"), Some(hint.unwrap_or_else(|| "types: string, enum, int, bool".into())));
+                let hint = crate::job::closest(other, ["string", "enum", "int", "bool"])
+                    .map(|s| format!("did you mean `{s}`?"));
+                self.err(
+                    kind_span,
+                    format!("unknown parameter type `{other}`"),
+                    Some(hint.unwrap_or_else(|| "types: string, enum, int, bool".into())),
+                );
                 return None;
             }
         };
-        let mut spec = ParamSpec { name: name.clone(), kind, required: false, default: None, help: raw.help, secret: raw.secret };
+        let mut spec = ParamSpec {
+            name: name.clone(),
+            kind,
+            required: false,
+            default: None,
+            help: raw.help,
+            secret: raw.secret,
+        };
         if let Some(d) = &raw.default {
             let text = match d.get_ref() {
                 toml::Value::String(s) => s.clone(),
                 toml::Value::Integer(i) => i.to_string(),
                 toml::Value::Boolean(b) => b.to_string(),
                 other => {
-                    self.err(d.span(), format!("a default must be a string, integer or boolean, not {}", other.type_str()), None);
+                    self.err(
+                        d.span(),
+                        format!(
+                            "a default must be a string, integer or boolean, not {}",
+                            other.type_str()
+                        ),
+                        None,
+                    );
                     ok = false;
                     String::new()
                 }
@@ -622,7 +853,11 @@ impl<'a> Cx<'a> {
             match spec.normalize(&text) {
                 Ok(v) => spec.default = Some(v),
                 Err(e) => {
-                    self.err(d.span(), format!("the default does not fit the parameter: {}", e.message), None);
+                    self.err(
+                        d.span(),
+                        format!("the default does not fit the parameter: {}", e.message),
+                        None,
+                    );
                     ok = false;
                 }
             }
@@ -638,24 +873,48 @@ impl<'a> Cx<'a> {
         ok.then_some(spec)
     }
 
-    fn runner(&mut self, job: &str, value: Option<&Spanned<DeValue<'a>>>, job_span: Range<usize>, params: &[String]) -> Option<RunnerSpec> {
+    fn runner(
+        &mut self,
+        job: &str,
+        value: Option<&Spanned<DeValue<'a>>>,
+        job_span: Range<usize>,
+        params: &[String],
+    ) -> Option<RunnerSpec> {
         let Some(value) = value else {
             self.err(job_span, format!("job `{job}` has no runner"), Some("add runner = { type = \"exec\", argv = [\"/path/to/program\", \"{{ param }}\"] }".into()));
             return None;
         };
         let DeValue::Table(t) = value.get_ref() else {
-            self.err(value.span(), "a runner must be a table", Some("runner = { type = \"exec\", argv = [...] }".into()));
+            self.err(
+                value.span(),
+                "a runner must be a table",
+                Some("runner = { type = \"exec\", argv = [...] }".into()),
+            );
             return None;
         };
-        let kind = t.iter().find(|(k, _)| k.get_ref() == "type").and_then(|(_, v)| v.get_ref().as_str().map(|s| (s.to_string(), v.span())));
+        let kind = t
+            .iter()
+            .find(|(k, _)| k.get_ref() == "type")
+            .and_then(|(_, v)| v.get_ref().as_str().map(|s| (s.to_string(), v.span())));
         match kind {
             Some((k, _)) if k == "exec" => {}
             Some((k, span)) => {
-                self.err(span, format!("unknown runner type `{k}`"), Some(format!("runner types in this build: {}", RUNNER_TYPES.join(", "))));
+                self.err(
+                    span,
+                    format!("unknown runner type `{k}`"),
+                    Some(format!(
+                        "runner types in this build: {}",
+                        RUNNER_TYPES.join(", ")
+                    )),
+                );
                 return None;
             }
             None => {
-                self.err(value.span(), "the runner has no `type`", Some("add type = \"exec\"".into()));
+                self.err(
+                    value.span(),
+                    "the runner has no `type`",
+                    Some("add type = \"exec\"".into()),
+                );
                 return None;
             }
         }
@@ -668,24 +927,51 @@ impl<'a> Cx<'a> {
         };
         let mut ok = true;
         if raw.argv.get_ref().is_empty() {
-            self.err(raw.argv.span(), "argv is empty", Some("the first element is the program to run".into()));
+            self.err(
+                raw.argv.span(),
+                "argv is empty",
+                Some("the first element is the program to run".into()),
+            );
             return None;
         }
-        let known: HashSet<&str> = params.iter().map(String::as_str).chain(TEMPLATE_BUILTINS.iter().copied()).collect();
+        let known: HashSet<&str> = params
+            .iter()
+            .map(String::as_str)
+            .chain(TEMPLATE_BUILTINS.iter().copied())
+            .collect();
         let env = minijinja::Environment::new();
         for el in raw.argv.get_ref() {
             match env.template_from_str(el.get_ref()) {
                 Ok(tmpl) => {
                     for var in tmpl.undeclared_variables(false) {
                         if !known.contains(var.as_str()) {
-                            let hint = crate::job::closest(&var, known.iter().copied()).map(|s| format!("did you mean `{s}`?"));
-                            self.err(el.span(), format!("the template uses `{var}`, which is not a parameter of `{job}`"), Some(hint.unwrap_or_else(|| format!("available: {}", known.iter().copied().collect::<Vec<_>>().join(", ")))));
+                            let hint = crate::job::closest(&var, known.iter().copied())
+                                .map(|s| format!("did you mean `{s}`?"));
+                            self.err(
+                                el.span(),
+                                format!(
+                                    "the template uses `{var}`, which is not a parameter of `{job}`"
+                                ),
+                                Some(hint.unwrap_or_else(|| {
+                                    format!(
+                                        "available: {}",
+                                        known.iter().copied().collect::<Vec<_>>().join(", ")
+                                    )
+                                })),
+                            );
                             ok = false;
                         }
                     }
                 }
                 Err(e) => {
-                    self.err(el.span(), format!("argv template error: {}", e.detail().unwrap_or(&e.to_string())), Some("argv elements are minijinja templates, e.g. \"{{ app }}\"".into()));
+                    self.err(
+                        el.span(),
+                        format!(
+                            "argv template error: {}",
+                            e.detail().unwrap_or(&e.to_string())
+                        ),
+                        Some("argv elements are minijinja templates, e.g. \"{{ app }}\"".into()),
+                    );
                     ok = false;
                 }
             }
@@ -693,7 +979,8 @@ impl<'a> Cx<'a> {
         let mut envs = BTreeMap::new();
         for (k, v) in raw.env {
             let upper = k.to_uppercase();
-            if SECRET_WORDS.iter().any(|w| upper.contains(w)) && !secret::has_reference(v.get_ref()) {
+            if SECRET_WORDS.iter().any(|w| upper.contains(w)) && !secret::has_reference(v.get_ref())
+            {
                 self.err(v.span(), format!("`{k}` looks like a secret written into the config"), Some(format!("secrets only by reference: {k} = \"${{env:{upper}}}\" or \"${{file:/run/secrets/{}}}\"", k.to_lowercase())));
                 ok = false;
                 continue;
@@ -712,25 +999,46 @@ impl<'a> Cx<'a> {
                 envs.insert(k, v.into_inner());
             }
         }
-        let mut argv: Vec<String> = raw.argv.into_inner().into_iter().map(Spanned::into_inner).collect();
+        let mut argv: Vec<String> = raw
+            .argv
+            .into_inner()
+            .into_iter()
+            .map(Spanned::into_inner)
+            .collect();
         // A relative program path with a slash is taken from the config file's folder.
         if argv[0].contains('/') && !argv[0].contains("{{") && Path::new(&argv[0]).is_relative() {
             argv[0] = self.dir.join(&argv[0]).to_string_lossy().into_owned();
         }
-        let cwd = raw.cwd.map(|c| self.dir.join(c.into_inner())).unwrap_or_else(|| self.dir.clone());
-        ok.then_some(RunnerSpec::Exec { argv, env: envs, cwd })
+        let cwd = raw
+            .cwd
+            .map(|c| self.dir.join(c.into_inner()))
+            .unwrap_or_else(|| self.dir.clone());
+        ok.then_some(RunnerSpec::Exec {
+            argv,
+            env: envs,
+            cwd,
+        })
     }
 }
 
 /// Variables available to argv templates besides the params.
 pub const TEMPLATE_BUILTINS: &[&str] = &["execution_id", "job", "requester"];
 
-const SECRET_WORDS: &[&str] = &["TOKEN", "PASSWORD", "PASSWD", "SECRET", "API_KEY", "PRIVATE_KEY"];
+const SECRET_WORDS: &[&str] = &[
+    "TOKEN",
+    "PASSWORD",
+    "PASSWD",
+    "SECRET",
+    "API_KEY",
+    "PRIVATE_KEY",
+];
 
 fn valid_name(s: &str, allow_dash: bool) -> bool {
     let mut chars = s.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_lowercase())
-        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || (allow_dash && c == '-'))
+        && chars.all(|c| {
+            c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || (allow_dash && c == '-')
+        })
 }
 
 fn unknown_field_hint(msg: &str) -> Option<String> {
@@ -767,10 +1075,12 @@ pub fn parse_size(s: &str) -> Option<u64> {
 pub fn alias_parts(alias: &str) -> Vec<AliasPart> {
     alias
         .split_whitespace()
-        .map(|w| match w.strip_prefix('{').and_then(|w| w.strip_suffix('}')) {
-            Some(slot) => AliasPart::Slot(slot.to_string()),
-            None => AliasPart::Word(w.to_lowercase()),
-        })
+        .map(
+            |w| match w.strip_prefix('{').and_then(|w| w.strip_suffix('}')) {
+                Some(slot) => AliasPart::Slot(slot.to_string()),
+                None => AliasPart::Word(w.to_lowercase()),
+            },
+        )
         .collect()
 }
 
@@ -800,7 +1110,9 @@ fn check_alias(alias: &str, params: &[String]) -> Result<(), String> {
                 }
             }
             AliasPart::Word(w) if w.contains('{') || w.contains('}') => {
-                return Err(format!("`{w}` has a stray brace; slots are whole words like {{env}}"));
+                return Err(format!(
+                    "`{w}` has a stray brace; slots are whole words like {{env}}"
+                ));
             }
             AliasPart::Word(_) => {}
         }
@@ -846,15 +1158,31 @@ max = 1
 pattern = "x"
 "#;
         let d = check(text);
-        let msgs: Vec<String> = d.iter().map(|d| format!("{}:{} {}", d.line, d.col, d.message)).collect();
+        let msgs: Vec<String> = d
+            .iter()
+            .map(|d| format!("{}:{} {}", d.line, d.col, d.message))
+            .collect();
         let joined = msgs.join("\n");
         assert!(joined.contains("3:1 unknown field `nmae`"), "{joined}");
-        assert!(d.iter().any(|d| d.hint.as_deref() == Some("did you mean `name`?")), "{joined}");
+        assert!(
+            d.iter()
+                .any(|d| d.hint.as_deref() == Some("did you mean `name`?")),
+            "{joined}"
+        );
         assert!(joined.contains("6:43 the template uses `ap`"), "{joined}");
-        assert!(joined.contains("7:12 alias `deploy {app} to {nope}`"), "{joined}");
-        assert!(joined.contains("13:11 the default does not fit"), "{joined}");
+        assert!(
+            joined.contains("7:12 alias `deploy {app} to {nope}`"),
+            "{joined}"
+        );
+        assert!(
+            joined.contains("13:11 the default does not fit"),
+            "{joined}"
+        );
         assert!(joined.contains("max (1) is below min (5)"), "{joined}");
-        assert!(joined.contains("`pattern` applies to string parameters"), "{joined}");
+        assert!(
+            joined.contains("`pattern` applies to string parameters"),
+            "{joined}"
+        );
         assert!(d.len() >= 6, "{joined}");
     }
 
@@ -866,7 +1194,9 @@ pattern = "x"
 
     #[test]
     fn literal_secret_refused() {
-        let d = check("[jobs.x]\nrunner = { type = \"exec\", argv = [\"a\"], env = { API_TOKEN = \"hunter2\" } }\n");
+        let d = check(
+            "[jobs.x]\nrunner = { type = \"exec\", argv = [\"a\"], env = { API_TOKEN = \"hunter2\" } }\n",
+        );
         assert!(d[0].message.contains("looks like a secret"), "{:?}", d);
     }
 

@@ -15,7 +15,10 @@ pub struct UserId {
 impl UserId {
     /// Builds a user id from platform and stable id.
     pub fn new(platform: impl Into<String>, id: impl Into<String>) -> Self {
-        Self { platform: platform.into(), id: id.into() }
+        Self {
+            platform: platform.into(),
+            id: id.into(),
+        }
     }
 
     /// Parses `platform:id` (the id may itself contain colons).
@@ -46,7 +49,11 @@ pub struct Place {
 impl Place {
     /// A place without a thread.
     pub fn new(platform: impl Into<String>, channel: impl Into<String>) -> Self {
-        Self { platform: platform.into(), channel: channel.into(), thread: None }
+        Self {
+            platform: platform.into(),
+            channel: channel.into(),
+            thread: None,
+        }
     }
 
     /// A stable text key for storage (`platform/channel[/thread]`).
@@ -86,6 +93,14 @@ pub struct Envelope {
 impl Envelope {
     /// A direct text message, the common case for terminal and CLI.
     pub fn direct(user: UserId, place: Place, text: impl Into<String>) -> Self {
-        Self { user, display_name: None, place, direct: true, mentioned: false, text: text.into(), button: None }
+        Self {
+            user,
+            display_name: None,
+            place,
+            direct: true,
+            mentioned: false,
+            text: text.into(),
+            button: None,
+        }
     }
 }

@@ -42,7 +42,10 @@ pub enum Block {
     /// Preformatted text (output, logs).
     Code { text: String },
     /// A table with a header row.
-    Table { headers: Vec<String>, rows: Vec<Vec<String>> },
+    Table {
+        headers: Vec<String>,
+        rows: Vec<Vec<String>>,
+    },
     /// A status badge.
     Status { tone: Tone, label: String },
     /// A row of buttons.
@@ -68,7 +71,11 @@ pub struct Reply {
 impl Reply {
     /// An empty reply with a tone.
     pub fn new(tone: Tone) -> Self {
-        Self { blocks: Vec::new(), tone: Some(tone), card_for: None }
+        Self {
+            blocks: Vec::new(),
+            tone: Some(tone),
+            card_for: None,
+        }
     }
     /// A reply of one paragraph.
     pub fn text(tone: Tone, text: impl Into<String>) -> Self {
@@ -101,7 +108,10 @@ impl Reply {
     }
     /// Adds a status badge.
     pub fn status(mut self, tone: Tone, label: impl Into<String>) -> Self {
-        self.blocks.push(Block::Status { tone, label: label.into() });
+        self.blocks.push(Block::Status {
+            tone,
+            label: label.into(),
+        });
         self
     }
     /// Adds a row of buttons.

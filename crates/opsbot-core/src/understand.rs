@@ -11,7 +11,11 @@ pub enum Command {
     /// `list`
     List,
     /// Run a job. `params` holds named values; `positional` values fill params in declared order.
-    Run { job: String, params: Vec<(String, String)>, positional: Vec<String> },
+    Run {
+        job: String,
+        params: Vec<(String, String)>,
+        positional: Vec<String>,
+    },
     /// `status ID`
     Status(i64),
     /// `cancel ID`
@@ -19,7 +23,11 @@ pub enum Command {
     /// `logs ID [--all]`
     Logs { id: i64, all: bool },
     /// `history [job] [--mine] [--limit N]`
-    History { job: Option<String>, mine: bool, limit: Option<u32> },
+    History {
+        job: Option<String>,
+        mine: bool,
+        limit: Option<u32>,
+    },
     /// `whoami`
     Whoami,
     /// `yes` outside a dialog

@@ -1,1 +1,1007 @@
-//! placeholder
+//! The engine: one message in, decisions and replies out.
+//!
+//! Steps for a message: identify → continue a dialog → understand (explicit grammar, alias
+//! templates, then the optional [`Understand`] layer) → validate → (authorize and policy: later
+//! issues) → dispatch (queue in the store, audit) → reply. The engine never runs a job itself:
+//! workers claim what it queues. Its [`Engine::notifier`] turns store events into replies for
+//! the conversation that asked.
+
+pub mod grammar;
+pub mod present;
+
+use chrono::Utc;
+use opsbot_core::config::BotConfig;
+use opsbot_core::job::{Catalog, JobSpec, closest};
+use opsbot_core::{
+    Command, Envelope, ExecState, Execution, ExecutionId, NewExecution, Params, Place, Reply, Tone,
+    Understand, UserId,
+};
+use opsbot_store::{AuditRecord, CancelResult, Dialog, ExecutionFilter, Store, StoreError};
+use serde_json::json;
+use std::sync::Arc;
+use tokio::sync::{broadcast, mpsc};
+
+/// Confidence below which another understanding layer's guess is not acted on.
+pub const MIN_CONFIDENCE: f32 = 0.8;
+
+/// Who is asking, after the identify step.
+#[derive(Clone, Debug)]
+pub struct Person {
+    /// The platform account.
+    pub account: UserId,
+    /// Name to address them by.
+    pub name: String,
+}
+
+/// What the engine decided for one message.
+#[derive(Clone, Debug, Default)]
+pub struct Outcome {
+    /// Replies for the same conversation, in order.
+    pub replies: Vec<Reply>,
+    /// The execution queued, if one was.
+    pub queued: Option<ExecutionId>,
+    /// What the engine now waits for from this person here, if anything.
+    pub awaiting: Option<Awaiting>,
+}
+
+/// An open question after a message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Awaiting {
+    /// A value for this parameter.
+    Param(String),
+    /// yes/no to run a sensitive job.
+    Confirmation,
+}
+
+/// A reply for a conversation other than "the one that just spoke": end-of-run reports etc.
+#[derive(Clone, Debug)]
+pub struct Notice {
+    /// Where it goes.
+    pub place: Place,
+    /// What it says.
+    pub reply: Reply,
+    /// The execution it concerns.
+    pub execution: ExecutionId,
+    /// That execution's state when the notice was made.
+    pub state: ExecState,
+}
+
+/// Errors the engine cannot turn into a reply itself.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The engine. Cheap to share behind an `Arc`; handles many conversations in parallel.
+pub struct Engine {
+    catalog: Arc<Catalog>,
+    bot: BotConfig,
+    store: Arc<dyn Store>,
+    understanders: Vec<Arc<dyn Understand>>,
+}
+
+const DIALOG_PARAM: &str = "param";
+const DIALOG_CONFIRM: &str = "confirm";
+
+impl Engine {
+    /// An engine over a catalog and a store.
+    pub fn new(catalog: Arc<Catalog>, bot: BotConfig, store: Arc<dyn Store>) -> Self {
+        Self {
+            catalog,
+            bot,
+            store,
+            understanders: Vec::new(),
+        }
+    }
+
+    /// Adds an understanding layer consulted after the grammar and aliases (e.g. natural language).
+    pub fn with_understander(mut self, u: Arc<dyn Understand>) -> Self {
+        self.understanders.push(u);
+        self
+    }
+
+    /// The catalog.
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// Handles one message. A store failure becomes a reply with an error id, logged with it.
+    pub async fn handle(&self, env: &Envelope) -> Outcome {
+        match self.handle_inner(env).await {
+            Ok(o) => o,
+            Err(e) => {
+                let id = error_id();
+                tracing::error!(error_id = %id, error = %e, user = %env.user, "failed to handle a message");
+                Outcome {
+                    replies: vec![Reply::text(
+                        Tone::Error,
+                        format!(
+                            "Something went wrong on my side and nothing was run. Error id {id} — an admin can find it in opsbot's log."
+                        ),
+                    )],
+                    ..Default::default()
+                }
+            }
+        }
+    }
+
+    fn identify(&self, env: &Envelope) -> Person {
+        Person {
+            account: env.user.clone(),
+            name: env
+                .display_name
+                .clone()
+                .unwrap_or_else(|| env.user.id.clone()),
+        }
+    }
+
+    async fn handle_inner(&self, env: &Envelope) -> Result<Outcome, EngineError> {
+        let person = self.identify(env);
+        if env.text.len() > grammar::MAX_MESSAGE_LEN {
+            return Ok(reply(Reply::text(
+                Tone::Error,
+                format!(
+                    "That message is {} KiB; I read at most {} KiB. Nothing was run.",
+                    env.text.len() / 1024,
+                    grammar::MAX_MESSAGE_LEN / 1024
+                ),
+            )));
+        }
+        let addressed = grammar::address(env, &self.bot.name, &self.bot.prefixes);
+        // A dialog answer needs no mention: the person is talking to us already.
+        if let Some(d) = self.store.dialog(&env.place, &env.user).await? {
+            let text = addressed.unwrap_or(env.text.trim());
+            if let Some(o) = self.continue_dialog(env, &person, d, text).await? {
+                return Ok(o);
+            }
+        }
+        let Some(text) = addressed else {
+            return Ok(Outcome::default());
+        };
+        if text.is_empty() {
+            return Ok(reply(Reply::text(
+                Tone::Info,
+                format!("Yes? `help` shows what I can do, `list` the jobs."),
+            )));
+        }
+        let cmd = match grammar::parse(text, &self.catalog) {
+            Ok(Some(c)) => c,
+            Ok(None) => match self
+                .understanders
+                .iter()
+                .find_map(|u| u.understand(text, &self.catalog))
+            {
+                Some(i) if i.confidence >= MIN_CONFIDENCE => i.command,
+                _ => return Ok(reply(self.unknown(text))),
+            },
+            Err(e) => return Ok(reply(Reply::text(Tone::Error, e.0))),
+        };
+        self.command(env, &person, cmd).await
+    }
+
+    fn unknown(&self, text: &str) -> Reply {
+        let first = grammar::tokenize(text)
+            .ok()
+            .and_then(|t| t.into_iter().next())
+            .map(|t| t.text)
+            .unwrap_or_default();
+        let shown = opsbot_core::job::shorten(&first, 40);
+        match grammar::suggest(&first, &self.catalog) {
+            Some(s) => Reply::text(
+                Tone::Warning,
+                format!("I don't know `{shown}`. Did you mean `{s}`? `help` lists what I can do."),
+            ),
+            None => Reply::text(
+                Tone::Warning,
+                format!("I don't know `{shown}`. `help` lists what I can do, `list` the jobs."),
+            ),
+        }
+    }
+
+    async fn command(
+        &self,
+        env: &Envelope,
+        person: &Person,
+        cmd: Command,
+    ) -> Result<Outcome, EngineError> {
+        match cmd {
+            Command::Help(None) => Ok(reply(present::help(&self.catalog, &self.bot.name))),
+            Command::Help(Some(topic)) => Ok(reply(match self.catalog.get(&topic) {
+                Some(job) => present::job_help(job),
+                None if grammar::VERBS.contains(&topic.to_lowercase().as_str()) => {
+                    present::help(&self.catalog, &self.bot.name)
+                }
+                None => self.unknown_job(&topic),
+            })),
+            Command::List => Ok(reply(present::list(&self.catalog))),
+            Command::Whoami => Ok(reply(Reply::new(Tone::Info).fields(vec![
+                ("you".into(), person.name.clone()),
+                ("account".into(), person.account.to_string()),
+                (
+                    "here".into(),
+                    format!("{}{}", env.place, if env.direct { " (direct)" } else { "" }),
+                ),
+                (
+                    "roles".into(),
+                    "none configured yet: everyone may run every job".into(),
+                ),
+            ]))),
+            Command::Yes | Command::No => Ok(reply(Reply::text(
+                Tone::Info,
+                "Nothing is waiting for your answer here.",
+            ))),
+            Command::Status(id) => self.status(id).await,
+            Command::Logs { id, all } => self.logs(id, all).await,
+            Command::Cancel(id) => self.cancel(env, person, id).await,
+            Command::History { job, mine, limit } => self.history(person, job, mine, limit).await,
+            Command::Run {
+                job,
+                params,
+                positional,
+            } => self.run(env, person, &job, params, positional).await,
+        }
+    }
+
+    fn unknown_job(&self, name: &str) -> Reply {
+        let shown = opsbot_core::job::shorten(name, 40);
+        let names = self.catalog.jobs().iter().map(|j| j.name.as_str());
+        match closest(name, names) {
+            Some(s) => Reply::text(
+                Tone::Warning,
+                format!("There is no job `{shown}`. Did you mean `{s}`? `list` shows the jobs."),
+            ),
+            None => Reply::text(
+                Tone::Warning,
+                format!("There is no job `{shown}`. `list` shows the jobs."),
+            ),
+        }
+    }
+
+    /// Binds raw arguments to a job's params: named first, then positional in declared order;
+    /// canonicalises every value; fills defaults. Returns the params and the required ones
+    /// still missing, or every problem found.
+    fn bind(
+        &self,
+        job: &JobSpec,
+        named: Vec<(String, String)>,
+        positional: Vec<String>,
+    ) -> Result<(Params, Vec<String>), Vec<String>> {
+        let mut params = Params::new();
+        let mut problems = Vec::new();
+        for (k, v) in named {
+            match job.param(&k) {
+                Some(spec) => {
+                    if params.contains_key(&spec.name) {
+                        problems.push(format!("`{}` is given twice.", spec.name));
+                        continue;
+                    }
+                    match spec.normalize(&v) {
+                        Ok(v) => {
+                            params.insert(spec.name.clone(), v);
+                        }
+                        Err(e) => problems.push(format!("{e}")),
+                    }
+                }
+                None => {
+                    let names: Vec<&str> = job.params.iter().map(|p| p.name.as_str()).collect();
+                    let hint = match closest(&k, names.iter().copied()) {
+                        Some(s) => format!(" Did you mean `{s}`?"),
+                        None if names.is_empty() => format!(" `{}` takes no parameters.", job.name),
+                        None => format!(" Its parameters: {}.", names.join(", ")),
+                    };
+                    problems.push(format!(
+                        "`{}` has no parameter `{}`.{hint}",
+                        job.name,
+                        opsbot_core::job::shorten(&k, 40)
+                    ));
+                }
+            }
+        }
+        let free: Vec<&opsbot_core::ParamSpec> = job
+            .params
+            .iter()
+            .filter(|p| !params.contains_key(&p.name))
+            .collect();
+        if positional.len() > free.len() {
+            let extra: Vec<String> = positional[free.len()..]
+                .iter()
+                .map(|s| format!("`{}`", opsbot_core::job::shorten(s, 40)))
+                .collect();
+            let order: Vec<&str> = job.params.iter().map(|p| p.name.as_str()).collect();
+            problems.push(format!(
+                "Too many values: {} left over. `{}` takes {} in this order: {}.",
+                extra.join(", "),
+                job.name,
+                order.len(),
+                if order.is_empty() {
+                    "(none)".to_string()
+                } else {
+                    order.join(", ")
+                }
+            ));
+        }
+        for (spec, v) in free.iter().zip(positional) {
+            match spec.normalize(&v) {
+                Ok(v) => {
+                    params.insert(spec.name.clone(), v);
+                }
+                Err(e) => problems.push(format!("{e}")),
+            }
+        }
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        let mut missing = Vec::new();
+        for p in &job.params {
+            if !params.contains_key(&p.name) {
+                match (&p.default, p.required) {
+                    (Some(d), _) => {
+                        params.insert(p.name.clone(), d.clone());
+                    }
+                    (None, true) => missing.push(p.name.clone()),
+                    (None, false) => {}
+                }
+            }
+        }
+        Ok((params, missing))
+    }
+
+    async fn run(
+        &self,
+        env: &Envelope,
+        person: &Person,
+        job_name: &str,
+        named: Vec<(String, String)>,
+        positional: Vec<String>,
+    ) -> Result<Outcome, EngineError> {
+        let Some(job) = self.catalog.get(job_name) else {
+            self.audit(
+                env,
+                person,
+                "run",
+                Some(job_name),
+                None,
+                "refused",
+                Some("no such job".into()),
+                None,
+            )
+            .await?;
+            return Ok(reply(self.unknown_job(job_name)));
+        };
+        let (params, missing) = match self.bind(job, named, positional) {
+            Ok(b) => b,
+            Err(problems) => {
+                let reason = problems.join(" ");
+                self.audit(
+                    env,
+                    person,
+                    "run",
+                    Some(&job.name),
+                    None,
+                    "refused",
+                    Some(reason.clone()),
+                    None,
+                )
+                .await?;
+                let mut r = Reply::new(Tone::Error).para(format!("I can't run `{}`:", job.name));
+                for p in &problems {
+                    r = r.para(format!("• {p}"));
+                }
+                return Ok(reply(
+                    r.para(format!("`help {}` shows its parameters.", job.name)),
+                ));
+            }
+        };
+        self.proceed(env, person, job, params, missing).await
+    }
+
+    /// After binding: ask for what is missing, then confirm if sensitive, then dispatch.
+    async fn proceed(
+        &self,
+        env: &Envelope,
+        person: &Person,
+        job: &JobSpec,
+        params: Params,
+        missing: Vec<String>,
+    ) -> Result<Outcome, EngineError> {
+        if let Some(next) = missing.first() {
+            let spec = job.param(next).expect("missing params are declared");
+            let expires = Utc::now()
+                + chrono::Duration::from_std(self.bot.dialog_timeout)
+                    .unwrap_or(chrono::Duration::minutes(10));
+            self.store
+                .put_dialog(&Dialog {
+                    place: env.place.clone(),
+                    user: env.user.clone(),
+                    kind: DIALOG_PARAM.into(),
+                    state: json!({ "job": job.name, "params": params, "asking": next }),
+                    expires_at: expires,
+                })
+                .await?;
+            self.audit(
+                env,
+                person,
+                "run",
+                Some(&job.name),
+                Some(&params),
+                "asked",
+                Some(format!("missing `{next}`")),
+                None,
+            )
+            .await?;
+            let mut q = format!(
+                "Which `{next}` for `{}`? {}",
+                job.name,
+                capitalise(&spec.kind.describe())
+            );
+            if let Some(h) = &spec.help {
+                q.push_str(&format!(" — {h}"));
+            }
+            return Ok(Outcome {
+                replies: vec![
+                    Reply::new(Tone::Warning)
+                        .para(q)
+                        .para("Reply with the value, or `cancel`."),
+                ],
+                awaiting: Some(Awaiting::Param(next.clone())),
+                ..Default::default()
+            });
+        }
+        if job.sensitive {
+            let expires = Utc::now()
+                + chrono::Duration::from_std(self.bot.confirm_timeout)
+                    .unwrap_or(chrono::Duration::minutes(2));
+            self.store
+                .put_dialog(&Dialog {
+                    place: env.place.clone(),
+                    user: env.user.clone(),
+                    kind: DIALOG_CONFIRM.into(),
+                    state: json!({ "job": job.name, "params": params }),
+                    expires_at: expires,
+                })
+                .await?;
+            self.audit(
+                env,
+                person,
+                "run",
+                Some(&job.name),
+                Some(&params),
+                "asked",
+                Some("sensitive job: confirmation requested".into()),
+                None,
+            )
+            .await?;
+            let secs = self.bot.confirm_timeout.as_secs();
+            let r = Reply::new(Tone::Warning)
+                .para(format!(
+                    "`{}` is sensitive. Reply `yes` within {} to run:",
+                    job.name,
+                    present::duration(secs as i64 * 1000)
+                ))
+                .code(present::describe_run(Some(job), &job.name, &params))
+                .para("or `no` to drop it.")
+                .buttons(vec![
+                    opsbot_core::Button {
+                        label: "Yes, run it".into(),
+                        command: "yes".into(),
+                        tone: Tone::Warning,
+                    },
+                    opsbot_core::Button {
+                        label: "No".into(),
+                        command: "no".into(),
+                        tone: Tone::Info,
+                    },
+                ]);
+            return Ok(Outcome {
+                replies: vec![r],
+                awaiting: Some(Awaiting::Confirmation),
+                ..Default::default()
+            });
+        }
+        self.dispatch(env, person, job, params, None).await
+    }
+
+    async fn dispatch(
+        &self,
+        env: &Envelope,
+        person: &Person,
+        job: &JobSpec,
+        params: Params,
+        reason: Option<String>,
+    ) -> Result<Outcome, EngineError> {
+        let e = self
+            .store
+            .create_execution(&NewExecution {
+                job: job.name.clone(),
+                params: params.clone(),
+                requested_by: env.user.clone(),
+                requester_name: person.name.clone(),
+                place: env.place.clone(),
+                max_parallel: job.concurrency,
+            })
+            .await?;
+        self.audit(
+            env,
+            person,
+            "run",
+            Some(&job.name),
+            Some(&params),
+            "accepted",
+            reason,
+            Some(e.id),
+        )
+        .await?;
+        Ok(Outcome {
+            replies: vec![present::queued(&e, Some(job))],
+            queued: Some(e.id),
+            awaiting: None,
+        })
+    }
+
+    /// Answers an open dialog. `None` means the message is not an answer and is handled anew.
+    async fn continue_dialog(
+        &self,
+        env: &Envelope,
+        person: &Person,
+        d: Dialog,
+        text: &str,
+    ) -> Result<Option<Outcome>, EngineError> {
+        let lower = text.trim().to_lowercase();
+        let is_yes = grammar::YES.contains(&lower.as_str());
+        let is_no = grammar::NO.contains(&lower.as_str());
+        let job_name = d
+            .state
+            .get("job")
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_string();
+        if d.expires_at < Utc::now() {
+            self.store.delete_dialog(&env.place, &env.user).await?;
+            self.audit(
+                env,
+                person,
+                "run",
+                Some(&job_name),
+                None,
+                "expired",
+                Some(format!("{} dialog expired", d.kind)),
+                None,
+            )
+            .await?;
+            if is_yes || is_no || d.kind == DIALOG_PARAM {
+                let what = if d.kind == DIALOG_CONFIRM {
+                    "confirmation"
+                } else {
+                    "question"
+                };
+                return Ok(Some(reply(Reply::text(
+                    Tone::Warning,
+                    format!(
+                        "That {what} for `{job_name}` expired at {}; nothing was run. Send the command again.",
+                        present::when(d.expires_at)
+                    ),
+                ))));
+            }
+            return Ok(None);
+        }
+        let params: Params = d
+            .state
+            .get("params")
+            .and_then(|p| serde_json::from_value(p.clone()).ok())
+            .unwrap_or_default();
+        let Some(job) = self.catalog.get(&job_name) else {
+            // The job left the catalog since the question was asked (config reload).
+            self.store.delete_dialog(&env.place, &env.user).await?;
+            return Ok(Some(reply(Reply::text(
+                Tone::Warning,
+                format!("`{job_name}` is no longer a job; nothing was run."),
+            ))));
+        };
+        match d.kind.as_str() {
+            DIALOG_CONFIRM => {
+                if is_yes {
+                    self.store.delete_dialog(&env.place, &env.user).await?;
+                    self.audit(
+                        env,
+                        person,
+                        "run",
+                        Some(&job.name),
+                        Some(&params),
+                        "confirmed",
+                        None,
+                        None,
+                    )
+                    .await?;
+                    return self
+                        .dispatch(
+                            env,
+                            person,
+                            job,
+                            params,
+                            Some("confirmed by the requester".into()),
+                        )
+                        .await
+                        .map(Some);
+                }
+                if is_no {
+                    self.store.delete_dialog(&env.place, &env.user).await?;
+                    self.audit(
+                        env,
+                        person,
+                        "run",
+                        Some(&job.name),
+                        Some(&params),
+                        "abandoned",
+                        Some("requester said no".into()),
+                        None,
+                    )
+                    .await?;
+                    return Ok(Some(reply(Reply::text(
+                        Tone::Info,
+                        format!("OK, `{}` was not run.", job.name),
+                    ))));
+                }
+                // Anything else is a new message; the confirmation stays open until it expires.
+                Ok(None)
+            }
+            _ => {
+                let asking = d
+                    .state
+                    .get("asking")
+                    .and_then(|v| v.as_str())
+                    .unwrap_or_default()
+                    .to_string();
+                if is_no {
+                    self.store.delete_dialog(&env.place, &env.user).await?;
+                    self.audit(
+                        env,
+                        person,
+                        "run",
+                        Some(&job.name),
+                        Some(&params),
+                        "abandoned",
+                        Some(format!("requester cancelled while asked for `{asking}`")),
+                        None,
+                    )
+                    .await?;
+                    return Ok(Some(reply(Reply::text(
+                        Tone::Info,
+                        format!("OK, dropped `{}`; nothing was run.", job.name),
+                    ))));
+                }
+                let Some(spec) = job.param(&asking) else {
+                    self.store.delete_dialog(&env.place, &env.user).await?;
+                    return Ok(Some(reply(Reply::text(
+                        Tone::Warning,
+                        format!(
+                            "`{}` changed since I asked; send the command again.",
+                            job.name
+                        ),
+                    ))));
+                };
+                let answer = grammar::tokenize(text)
+                    .ok()
+                    .filter(|t| t.len() == 1)
+                    .map(|t| t[0].text.clone())
+                    .unwrap_or_else(|| text.trim().to_string());
+                match spec.normalize(&answer) {
+                    Ok(v) => {
+                        self.store.delete_dialog(&env.place, &env.user).await?;
+                        let mut params = params;
+                        params.insert(spec.name.clone(), v);
+                        let missing: Vec<String> = job
+                            .params
+                            .iter()
+                            .filter(|p| p.required && !params.contains_key(&p.name))
+                            .map(|p| p.name.clone())
+                            .collect();
+                        self.proceed(env, person, job, params, missing)
+                            .await
+                            .map(Some)
+                    }
+                    Err(e) => Ok(Some(Outcome {
+                        replies: vec![
+                            Reply::new(Tone::Error)
+                                .para(format!("That doesn't fit: {}", e.message))
+                                .para(format!(
+                                    "Which `{asking}` for `{}`? Reply with the value, or `cancel`.",
+                                    job.name
+                                )),
+                        ],
+                        awaiting: Some(Awaiting::Param(asking)),
+                        ..Default::default()
+                    })),
+                }
+            }
+        }
+    }
+
+    async fn status(&self, id: ExecutionId) -> Result<Outcome, EngineError> {
+        let Some(e) = self.store.execution(id).await? else {
+            return Ok(reply(no_such(id)));
+        };
+        let (tail, total) = self.store.output_tail(id, 5).await?;
+        Ok(reply(present::status(
+            &e,
+            self.catalog.get(&e.job),
+            &tail,
+            total,
+        )))
+    }
+
+    async fn logs(&self, id: ExecutionId, all: bool) -> Result<Outcome, EngineError> {
+        let Some(e) = self.store.execution(id).await? else {
+            return Ok(reply(no_such(id)));
+        };
+        let (lines, total) = if all {
+            let l = self.store.output_all(id).await?;
+            let n = l.len() as u64;
+            (l, n)
+        } else {
+            self.store.output_tail(id, 50).await?
+        };
+        let mut r = Reply::new(present::state_tone(e.state)).status(
+            present::state_tone(e.state),
+            format!("#{} {} — {}", e.id, e.job, e.state),
+        );
+        if lines.is_empty() {
+            r = r.para(if e.state == ExecState::Queued {
+                "No output yet: it has not started."
+            } else {
+                "No output."
+            });
+        } else {
+            r = r.code(present::render_lines(&lines));
+            if total > lines.len() as u64 {
+                r = r.para(format!(
+                    "last {} of {} lines — `logs {} --all` for everything",
+                    lines.len(),
+                    total,
+                    e.id
+                ));
+            }
+        }
+        Ok(reply(r))
+    }
+
+    async fn cancel(
+        &self,
+        env: &Envelope,
+        person: &Person,
+        id: ExecutionId,
+    ) -> Result<Outcome, EngineError> {
+        let result = self.store.request_cancel(id).await?;
+        let job = self.store.execution(id).await?.map(|e| e.job);
+        let (decision, text, tone) = match &result {
+            CancelResult::NotFound => return Ok(reply(no_such(id))),
+            CancelResult::AlreadyFinished(s) => (
+                "refused",
+                format!("#{id} already ended ({s}); nothing to cancel."),
+                Tone::Info,
+            ),
+            CancelResult::CancelledQueued => (
+                "cancelled",
+                format!("#{id} was still queued; it is cancelled and will not run."),
+                Tone::Warning,
+            ),
+            CancelResult::Requested => (
+                "accepted",
+                format!(
+                    "Stopping #{id}: SIGTERM to its processes, SIGKILL if they linger. I'll confirm when it has stopped."
+                ),
+                Tone::Warning,
+            ),
+        };
+        self.audit(
+            env,
+            person,
+            "cancel",
+            job.as_deref(),
+            None,
+            decision,
+            Some(text.clone()),
+            Some(id),
+        )
+        .await?;
+        Ok(reply(Reply::text(tone, text)))
+    }
+
+    async fn history(
+        &self,
+        person: &Person,
+        job: Option<String>,
+        mine: bool,
+        limit: Option<u32>,
+    ) -> Result<Outcome, EngineError> {
+        let job = match job {
+            Some(j) => match self.catalog.get(&j) {
+                Some(spec) => Some(spec.name.clone()),
+                None => return Ok(reply(self.unknown_job(&j))),
+            },
+            None => None,
+        };
+        let limit = limit.unwrap_or(10).min(100);
+        let list = self
+            .store
+            .executions(&ExecutionFilter {
+                job: job.clone(),
+                requested_by: mine.then(|| person.account.clone()),
+                limit,
+                ..Default::default()
+            })
+            .await?;
+        let mut title = format!("Last {} run(s)", list.len());
+        if let Some(j) = &job {
+            title.push_str(&format!(" of {j}"));
+        }
+        if mine {
+            title.push_str(" by you");
+        }
+        Ok(reply(present::history(&list, &self.catalog, title)))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn audit(
+        &self,
+        env: &Envelope,
+        person: &Person,
+        action: &str,
+        job: Option<&str>,
+        params: Option<&Params>,
+        decision: &str,
+        reason: Option<String>,
+        execution_id: Option<ExecutionId>,
+    ) -> Result<(), EngineError> {
+        let params = params.map(|p| self.redact(job, p));
+        self.store
+            .audit(&AuditRecord {
+                id: 0,
+                at: Utc::now(),
+                actor: person.account.clone(),
+                actor_name: person.name.clone(),
+                place: env.place.clone(),
+                action: action.into(),
+                job: job.map(str::to_string),
+                params,
+                decision: decision.into(),
+                reason,
+                execution_id,
+            })
+            .await?;
+        Ok(())
+    }
+
+    fn redact(&self, job: Option<&str>, params: &Params) -> Params {
+        let spec = job.and_then(|j| self.catalog.get(j));
+        params
+            .iter()
+            .map(|(k, v)| {
+                let secret = spec.and_then(|s| s.param(k)).is_some_and(|p| p.secret);
+                (
+                    k.clone(),
+                    if secret {
+                        "••••".into()
+                    } else {
+                        v.clone()
+                    },
+                )
+            })
+            .collect()
+    }
+
+    /// Marks executions whose worker died as `lost`, audits them and returns the notices to
+    /// send. Called at start-up and periodically.
+    pub async fn recover_lost(
+        &self,
+        is_dead: &(dyn Fn(&str) -> bool + Send + Sync),
+    ) -> Result<Vec<Execution>, EngineError> {
+        let lost = self.store.recover_lost(is_dead).await?;
+        for e in &lost {
+            tracing::warn!(execution = e.id, job = %e.job, worker = ?e.worker, "execution lost: its worker stopped before it finished");
+            self.store
+                .audit(&AuditRecord {
+                    id: 0,
+                    at: Utc::now(),
+                    actor: UserId::new("opsbot", "recovery"),
+                    actor_name: "opsbot".into(),
+                    place: e.place.clone(),
+                    action: "recover".into(),
+                    job: Some(e.job.clone()),
+                    params: Some(self.redact(Some(&e.job), &e.params)),
+                    decision: "lost".into(),
+                    reason: e.detail.clone(),
+                    execution_id: Some(e.id),
+                })
+                .await?;
+        }
+        Ok(lost)
+    }
+
+    /// Builds the notice for an execution's current state (start or end), if it warrants one.
+    pub async fn notice_for(&self, id: ExecutionId) -> Result<Option<Notice>, EngineError> {
+        let Some(e) = self.store.execution(id).await? else {
+            return Ok(None);
+        };
+        let job = self.catalog.get(&e.job);
+        let reply = match e.state {
+            ExecState::Queued => return Ok(None),
+            ExecState::Running => present::started(&e, job),
+            _ => {
+                let (tail, total) = self.store.output_tail(id, self.bot.output_tail).await?;
+                present::finished(&e, job, &tail, total)
+            }
+        };
+        Ok(Some(Notice {
+            place: e.place.clone(),
+            reply,
+            execution: e.id,
+            state: e.state,
+        }))
+    }
+
+    /// Turns store events into notices until the store's event channel closes.
+    pub async fn notifier(self: Arc<Self>, out: mpsc::Sender<Notice>) {
+        let mut rx = self.store.subscribe();
+        loop {
+            let ev = match rx.recv().await {
+                Ok(ev) => ev,
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::warn!(
+                        missed = n,
+                        "notifier fell behind; some state-change notices were skipped"
+                    );
+                    continue;
+                }
+                Err(broadcast::error::RecvError::Closed) => return,
+            };
+            match self.notice_for(ev.id).await {
+                Ok(Some(n)) if n.state == ev.state || ev.state.is_final() => {
+                    if out.send(n).await.is_err() {
+                        return;
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => tracing::error!(error = %e, execution = ev.id, "cannot build a notice"),
+            }
+        }
+    }
+}
+
+fn reply(r: Reply) -> Outcome {
+    Outcome {
+        replies: vec![r],
+        ..Default::default()
+    }
+}
+
+fn no_such(id: ExecutionId) -> Reply {
+    Reply::text(
+        Tone::Warning,
+        format!("There is no execution #{id}. `history` lists recent runs."),
+    )
+}
+
+fn capitalise(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => f.to_uppercase().collect::<String>() + c.as_str(),
+        None => String::new(),
+    }
+}
+
+/// A short id for an error, shown to the person and written to the log.
+pub fn error_id() -> String {
+    let now = Utc::now();
+    format!(
+        "E{:x}{:04x}",
+        now.timestamp_millis(),
+        std::process::id() & 0xffff
+    )
+}

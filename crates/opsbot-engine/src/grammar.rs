@@ -1,0 +1,532 @@
+//! The first understanding layer: addressing, tokens, the explicit command grammar and alias
+//! templates. Natural language plugs in after this through [`opsbot_core::Understand`].
+
+use opsbot_core::config::{AliasPart, alias_parts};
+use opsbot_core::job::{Catalog, JobSpec, closest};
+use opsbot_core::{Command, Envelope};
+
+/// Built-in verbs, for help and suggestions.
+pub const VERBS: &[&str] = &[
+    "help", "list", "run", "status", "cancel", "logs", "history", "whoami",
+];
+
+/// Words that answer "yes" to a confirmation.
+pub const YES: &[&str] = &[
+    "yes", "y", "yep", "confirm", "ok", "是", "是的", "确认", "好",
+];
+/// Words that answer "no" / abandon a dialog.
+pub const NO: &[&str] = &[
+    "no", "n", "nope", "cancel", "abort", "stop", "否", "不", "取消",
+];
+
+/// Longest message the engine reads, in bytes; longer ones are refused with a clear answer.
+pub const MAX_MESSAGE_LEN: usize = 16 * 1024;
+
+/// If the message is addressed to the bot, the text with the mention or prefix removed.
+/// Direct messages are always addressed.
+pub fn address<'a>(env: &'a Envelope, bot_name: &str, prefixes: &[String]) -> Option<&'a str> {
+    let text = env.text.trim();
+    if let Some(rest) = strip_mention(text, bot_name) {
+        return Some(rest);
+    }
+    for p in prefixes {
+        if let Some(rest) = text.strip_prefix(p.as_str())
+            && !rest.is_empty()
+            && !rest.starts_with(char::is_whitespace)
+        {
+            return Some(rest.trim());
+        }
+    }
+    (env.direct || env.mentioned).then_some(text)
+}
+
+fn strip_mention<'a>(text: &'a str, name: &str) -> Option<&'a str> {
+    let t = text.strip_prefix('@').unwrap_or(text);
+    if t.len() < name.len()
+        || !t.is_char_boundary(name.len())
+        || !t[..name.len()].eq_ignore_ascii_case(name)
+    {
+        return None;
+    }
+    let rest = &t[name.len()..];
+    let had_at = t.len() != text.len();
+    let rest2 = rest.strip_prefix([':', ',']).unwrap_or(rest);
+    if rest2.len() != rest.len()
+        || (had_at && (rest.is_empty() || rest.starts_with(char::is_whitespace)))
+    {
+        Some(rest2.trim())
+    } else {
+        None
+    }
+}
+
+/// One word of a message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Token {
+    /// The text with quotes removed.
+    pub text: String,
+    /// Whether any part was quoted (a quoted `--all` is a value, not an option).
+    pub quoted: bool,
+    /// `key` when the token started with an unquoted `key=`.
+    pub key: Option<String>,
+}
+
+/// Splits a message into words: whitespace separates, '…' and "…" quote (also the curly quotes
+/// chat clients like to insert), backslash escapes inside double quotes.
+pub fn tokenize(text: &str) -> Result<Vec<Token>, String> {
+    let text: String = text
+        .chars()
+        .map(|c| match c {
+            '\u{201C}' | '\u{201D}' | '\u{201E}' | '\u{FF02}' => '"',
+            '\u{2018}' | '\u{2019}' => '\'',
+            '\u{3000}' => ' ',
+            c => c,
+        })
+        .collect();
+    let mut out = Vec::new();
+    let mut chars = text.chars().peekable();
+    loop {
+        while chars.peek().is_some_and(|c| c.is_whitespace()) {
+            chars.next();
+        }
+        if chars.peek().is_none() {
+            break;
+        }
+        let mut tok = String::new();
+        let mut quoted = false;
+        let mut key: Option<String> = None;
+        while let Some(&c) = chars.peek() {
+            if c.is_whitespace() {
+                break;
+            }
+            chars.next();
+            match c {
+                '"' | '\'' => {
+                    quoted = true;
+                    let mut closed = false;
+                    while let Some(q) = chars.next() {
+                        if q == c {
+                            closed = true;
+                            break;
+                        }
+                        if q == '\\' && c == '"' {
+                            match chars.next() {
+                                Some(e) => tok.push(e),
+                                None => break,
+                            }
+                        } else {
+                            tok.push(q);
+                        }
+                    }
+                    if !closed {
+                        return Err(format!(
+                            "a {} quote is not closed",
+                            if c == '"' { "double" } else { "single" }
+                        ));
+                    }
+                }
+                '=' if key.is_none() && !quoted && is_ident(&tok) => {
+                    key = Some(tok.to_lowercase());
+                    tok.push('=');
+                }
+                c => tok.push(c),
+            }
+        }
+        let text = match &key {
+            Some(k) => tok[k.len() + 1..].to_string(),
+            None => tok,
+        };
+        out.push(Token { text, quoted, key });
+    }
+    Ok(out)
+}
+
+fn is_ident(s: &str) -> bool {
+    let mut c = s.chars();
+    c.next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && c.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// Quotes one argument so that [`tokenize`] reads it back as one literal value.
+pub fn quote_arg(arg: &str) -> String {
+    if !arg.is_empty()
+        && !arg.chars().any(|c| {
+            c.is_whitespace()
+                || matches!(
+                    c,
+                    '"' | '\'' | '\\' | '\u{201C}' | '\u{201D}' | '\u{2018}' | '\u{2019}'
+                )
+        })
+    {
+        return arg.to_string();
+    }
+    let mut s = String::from("\"");
+    for c in arg.chars() {
+        if c == '"' || c == '\\' {
+            s.push('\\');
+        }
+        s.push(c);
+    }
+    s.push('"');
+    s
+}
+
+/// Why a message could not be read as a command; shown to the person as is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ParseError(pub String);
+
+/// Reads an id like `12` or `#12`.
+pub fn parse_id(s: &str) -> Option<i64> {
+    let s = s.strip_prefix('#').unwrap_or(s);
+    if s.is_empty() || !s.chars().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    s.parse().ok().filter(|&n| n > 0)
+}
+
+/// The explicit grammar and alias templates. `Ok(None)` means "not a command I know" — the
+/// caller then asks the next understanding layer and finally suggests.
+pub fn parse(text: &str, catalog: &Catalog) -> Result<Option<Command>, ParseError> {
+    let toks = tokenize(text).map_err(|e| ParseError(format!("I could not read that: {e}.")))?;
+    let Some(first) = toks.first() else {
+        return Ok(Some(Command::Help(None)));
+    };
+    let verb = first.text.to_lowercase();
+    let args = &toks[1..];
+    let bare = |t: &Token| !t.quoted && t.key.is_none();
+    let job_named = |n: &str| catalog.get(n).is_some();
+    if first.quoted || first.key.is_some() {
+        return Ok(None);
+    }
+    match verb.as_str() {
+        "help" | "?" | "帮助" => {
+            if args.len() > 1 {
+                return Err(ParseError(
+                    "`help` takes at most one word: `help` or `help JOB`.".into(),
+                ));
+            }
+            return Ok(Some(Command::Help(args.first().map(|t| t.text.clone()))));
+        }
+        "list" | "jobs" if args.is_empty() => return Ok(Some(Command::List)),
+        "whoami" if args.is_empty() => return Ok(Some(Command::Whoami)),
+        "run" => {
+            let Some(job) = args.first() else {
+                return Err(ParseError(
+                    "`run` needs a job: `run JOB key=value …`. `list` shows the jobs.".into(),
+                ));
+            };
+            return job_args(&job.text, &args[1..]).map(Some);
+        }
+        "status" | "cancel" | "logs" => {
+            let id = args
+                .first()
+                .filter(|t| bare(t))
+                .and_then(|t| parse_id(&t.text));
+            match id {
+                Some(id) => {
+                    let rest = &args[1..];
+                    return match verb.as_str() {
+                        "logs" => {
+                            let mut all = false;
+                            for t in rest {
+                                match (bare(t), t.text.as_str()) {
+                                    (true, "--all" | "-a" | "all") => all = true,
+                                    _ => {
+                                        return Err(ParseError(format!(
+                                            "`logs` does not understand `{}`: use `logs ID` or `logs ID --all`.",
+                                            t.text
+                                        )));
+                                    }
+                                }
+                            }
+                            Ok(Some(Command::Logs { id, all }))
+                        }
+                        v if rest.is_empty() => Ok(Some(if v == "status" {
+                            Command::Status(id)
+                        } else {
+                            Command::Cancel(id)
+                        })),
+                        v => Err(ParseError(format!(
+                            "`{v}` takes one execution id, e.g. `{v} {id}`."
+                        ))),
+                    };
+                }
+                None if job_named(&verb) => {}
+                None if args.is_empty() && verb == "cancel" => return Ok(Some(Command::No)),
+                None => {
+                    let got = args
+                        .first()
+                        .map(|t| format!(" (got `{}`)", t.text))
+                        .unwrap_or_default();
+                    return Err(ParseError(format!(
+                        "`{verb}` needs an execution id, e.g. `{verb} 12`{got}. `history` lists recent runs."
+                    )));
+                }
+            }
+        }
+        "history" => {
+            let (mut job, mut mine, mut limit) = (None, false, None);
+            let mut i = 0;
+            while i < args.len() {
+                let t = &args[i];
+                match (bare(t), t.text.as_str()) {
+                    (true, "--mine" | "mine") => mine = true,
+                    (true, "--limit" | "-n") => {
+                        i += 1;
+                        let n = args
+                            .get(i)
+                            .and_then(|t| t.text.parse::<u32>().ok())
+                            .filter(|&n| n > 0);
+                        limit = Some(n.ok_or_else(|| {
+                            ParseError(
+                                "`--limit` needs a number, e.g. `history --limit 20`.".into(),
+                            )
+                        })?);
+                    }
+                    (true, s) if s.starts_with("--limit=") => {
+                        let n = s["--limit=".len()..].parse::<u32>().ok().filter(|&n| n > 0);
+                        limit = Some(n.ok_or_else(|| {
+                            ParseError(
+                                "`--limit` needs a number, e.g. `history --limit 20`.".into(),
+                            )
+                        })?);
+                    }
+                    (true, s) if s.starts_with('-') => {
+                        return Err(ParseError(format!(
+                            "`history` does not know `{s}`: use `history [JOB] [--mine] [--limit N]`."
+                        )));
+                    }
+                    _ if job.is_none() => job = Some(t.text.clone()),
+                    _ => {
+                        return Err(ParseError(format!(
+                            "`history` takes one job name; `{}` is extra.",
+                            t.text
+                        )));
+                    }
+                }
+                i += 1;
+            }
+            return Ok(Some(Command::History { job, mine, limit }));
+        }
+        w if args.is_empty() && YES.contains(&w) => return Ok(Some(Command::Yes)),
+        w if args.is_empty() && NO.contains(&w) => return Ok(Some(Command::No)),
+        _ => {}
+    }
+    if let Some(cmd) = match_alias(&toks, catalog) {
+        return Ok(Some(cmd));
+    }
+    if job_named(&verb) {
+        return job_args(&verb, args).map(Some);
+    }
+    Ok(None)
+}
+
+/// `JOB` arguments: `key=value`, `--key=value`, `--key value`, positional values, `--` ends options.
+fn job_args(job: &str, args: &[Token]) -> Result<Command, ParseError> {
+    let mut params = Vec::new();
+    let mut positional = Vec::new();
+    let mut options_done = false;
+    let mut i = 0;
+    while i < args.len() {
+        let t = &args[i];
+        i += 1;
+        if options_done {
+            // After `--`, every word is a value, even `a=b`.
+            let text = match &t.key {
+                Some(k) => format!("{k}={}", t.text),
+                None => t.text.clone(),
+            };
+            positional.push(text);
+            continue;
+        }
+        if let Some(k) = &t.key {
+            params.push((k.clone(), t.text.clone()));
+        } else if !t.quoted && t.text == "--" {
+            options_done = true;
+        } else if !t.quoted && t.text.starts_with("--") && t.text.len() > 2 {
+            let opt = &t.text[2..];
+            match opt.split_once('=') {
+                Some((k, v)) => params.push((k.to_lowercase(), v.to_string())),
+                None => match args.get(i) {
+                    Some(next)
+                        if next.key.is_none() && (next.quoted || !next.text.starts_with("--")) =>
+                    {
+                        params.push((opt.to_lowercase(), next.text.clone()));
+                        i += 1;
+                    }
+                    _ => params.push((opt.to_lowercase(), "true".into())),
+                },
+            }
+        } else {
+            positional.push(t.text.clone());
+        }
+    }
+    Ok(Command::Run {
+        job: job.to_string(),
+        params,
+        positional,
+    })
+}
+
+/// Tries every job's alias templates; the match with the most literal words wins. When no
+/// template matches with well-typed slots, one whose words match but whose slot values do not
+/// fit is taken, so the person hears what is wrong with the value (`deploy web to qa`).
+fn match_alias(toks: &[Token], catalog: &Catalog) -> Option<Command> {
+    for typed in [true, false] {
+        let mut best: Option<(usize, Command)> = None;
+        for job in catalog.jobs() {
+            for alias in &job.aliases {
+                let parts = alias_parts(alias);
+                if let Some(cmd) = match_one(&parts, toks, job, typed) {
+                    let words = parts
+                        .iter()
+                        .filter(|p| matches!(p, AliasPart::Word(_)))
+                        .count();
+                    if best.as_ref().is_none_or(|(w, _)| words > *w) {
+                        best = Some((words, cmd));
+                    }
+                }
+            }
+        }
+        if best.is_some() {
+            return best.map(|(_, c)| c);
+        }
+    }
+    None
+}
+
+fn match_one(parts: &[AliasPart], toks: &[Token], job: &JobSpec, typed: bool) -> Option<Command> {
+    if toks.len() < parts.len() {
+        return None;
+    }
+    let mut params = Vec::new();
+    for (part, tok) in parts.iter().zip(toks) {
+        if tok.key.is_some() {
+            return None;
+        }
+        match part {
+            AliasPart::Word(w) => {
+                if tok.quoted || tok.text.to_lowercase() != *w {
+                    return None;
+                }
+            }
+            AliasPart::Slot(s) => {
+                let spec = job.param(s)?;
+                if typed && !spec.accepts(&tok.text) {
+                    return None;
+                }
+                params.push((s.clone(), tok.text.clone()));
+            }
+        }
+    }
+    // Anything after the template must be `key=value` extras.
+    for extra in &toks[parts.len()..] {
+        params.push((extra.key.clone()?, extra.text.clone()));
+    }
+    Some(Command::Run {
+        job: job.name.clone(),
+        params,
+        positional: Vec::new(),
+    })
+}
+
+/// "Did you mean …?" for an unknown first word, from verbs, job names and alias words.
+pub fn suggest(word: &str, catalog: &Catalog) -> Option<String> {
+    let mut candidates: Vec<&str> = VERBS.to_vec();
+    candidates.extend(catalog.jobs().iter().map(|j| j.name.as_str()));
+    let alias_firsts: Vec<String> = catalog
+        .jobs()
+        .iter()
+        .flat_map(|j| j.aliases.iter())
+        .filter_map(|a| match alias_parts(a).first() {
+            Some(AliasPart::Word(w)) => Some(w.clone()),
+            _ => None,
+        })
+        .collect();
+    candidates.extend(alias_firsts.iter().map(String::as_str));
+    closest(word, candidates).map(str::to_string)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opsbot_core::{Place, UserId};
+
+    #[test]
+    fn tokens_quotes_and_keys() {
+        let t = tokenize(r#"run deploy app=web msg="hello world" 'a b' “smart quotes” k="x\"y""#)
+            .unwrap();
+        let texts: Vec<&str> = t.iter().map(|t| t.text.as_str()).collect();
+        assert_eq!(
+            texts,
+            [
+                "run",
+                "deploy",
+                "web",
+                "hello world",
+                "a b",
+                "smart quotes",
+                "x\"y"
+            ]
+        );
+        assert_eq!(t[2].key.as_deref(), Some("app"));
+        assert_eq!(t[3].key.as_deref(), Some("msg"));
+        assert!(t[4].key.is_none() && t[4].quoted);
+        assert!(
+            tokenize("say \"unclosed")
+                .unwrap_err()
+                .contains("not closed")
+        );
+        assert_eq!(tokenize("  ").unwrap(), vec![]);
+    }
+
+    #[test]
+    fn quote_round_trip() {
+        for s in [
+            "plain",
+            "a b",
+            "x\"y\\z",
+            "",
+            "; rm -rf /",
+            "$(reboot)",
+            "部署 ✓",
+            "a=b",
+        ] {
+            let t = tokenize(&quote_arg(s)).unwrap();
+            assert_eq!(t.len(), 1, "{s}");
+            assert_eq!(t[0].text, s);
+        }
+    }
+
+    #[test]
+    fn addressing() {
+        let mut env = Envelope::direct(UserId::new("t", "u"), Place::new("t", "c"), "");
+        env.direct = false;
+        let cases = [
+            ("opsbot: list", Some("list")),
+            ("@opsbot list", Some("list")),
+            ("OpsBot, list", Some("list")),
+            ("!deploy web", Some("deploy web")),
+            ("! deploy", None),
+            ("opsbotx list", None),
+            ("hello all", None),
+        ];
+        for (text, want) in cases {
+            env.text = text.into();
+            assert_eq!(address(&env, "opsbot", &["!".to_string()]), want, "{text}");
+        }
+        env.direct = true;
+        env.text = "hello".into();
+        assert_eq!(address(&env, "opsbot", &[]), Some("hello"));
+    }
+
+    #[test]
+    fn ids() {
+        assert_eq!(parse_id("#12"), Some(12));
+        assert_eq!(parse_id("12"), Some(12));
+        assert_eq!(parse_id("0"), None);
+        assert_eq!(parse_id("1x"), None);
+        assert_eq!(parse_id("99999999999999999999999"), None);
+    }
+}

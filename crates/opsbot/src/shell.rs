@@ -1,0 +1,112 @@
+//! `opsbot shell`: the terminal chat.
+
+use crate::runtime::Runtime;
+use anyhow::Result;
+use opsbot_adapters::terminal::TerminalAdapter;
+use opsbot_core::Adapter;
+use std::collections::BTreeSet;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use tokio::sync::mpsc;
+
+/// Runs the terminal chat until end of input (then waits for this session's runs) or Ctrl-C.
+pub async fn shell(
+    config: &Path,
+    db: Option<PathBuf>,
+    user: Option<String>,
+    wait: bool,
+    color: &str,
+) -> Result<ExitCode> {
+    let mut rt = Runtime::start(config, db, false).await?;
+    let tty_out = std::io::stdout().is_terminal();
+    let interactive = tty_out && std::io::stdin().is_terminal();
+    let color = match color {
+        "always" => true,
+        "never" => false,
+        _ => tty_out && std::env::var_os("NO_COLOR").is_none(),
+    };
+    let user = crate::default_user(user);
+    let adapter = Arc::new(TerminalAdapter::new(&user, color, interactive));
+    if interactive {
+        eprintln!(
+            "opsbot shell — {} jobs from {}. You are terminal:{user}. Type `help`; Ctrl-D to leave.",
+            rt.config.catalog.len(),
+            rt.config.path.display()
+        );
+    }
+    for n in std::mem::take(&mut rt.lost_at_start) {
+        adapter.print(&n.reply);
+    }
+
+    let (tx, mut inbox) = mpsc::channel(64);
+    let reader = {
+        let a = adapter.clone();
+        tokio::spawn(async move { a.run(tx).await })
+    };
+    let mut pending: BTreeSet<i64> = BTreeSet::new();
+    let mut input_open = true;
+    let mut interrupted = false;
+    loop {
+        if !input_open && (!wait || pending.is_empty()) {
+            break;
+        }
+        tokio::select! {
+            env = inbox.recv(), if input_open => match env {
+                Some(env) => {
+                    let out = rt.engine.handle(&env).await;
+                    for r in &out.replies {
+                        adapter.print(r);
+                    }
+                    if let Some(id) = out.queued {
+                        pending.insert(id);
+                    }
+                    adapter.show_prompt();
+                }
+                None => {
+                    input_open = false;
+                    if wait && !pending.is_empty() {
+                        let ids: Vec<String> = pending.iter().map(|i| format!("#{i}")).collect();
+                        eprintln!("{}waiting for {} to finish (Ctrl-C to stop them)…", if interactive { "\n" } else { "" }, ids.join(", "));
+                    }
+                }
+            },
+            n = rt.notices.recv() => {
+                let Some(n) = n else { break };
+                if &n.place == adapter.place() || pending.contains(&n.execution) {
+                    adapter.print(&n.reply);
+                    adapter.show_prompt();
+                }
+                if n.state.is_final() {
+                    pending.remove(&n.execution);
+                }
+            }
+            _ = tokio::signal::ctrl_c() => {
+                interrupted = true;
+                break;
+            }
+        }
+    }
+    reader.abort();
+    if interrupted && !pending.is_empty() {
+        eprintln!("\nstopping {} run(s) started here…", pending.len());
+        for id in &pending {
+            let _ = rt.engine.store().request_cancel(*id).await;
+        }
+        // Let the worker pick up the cancel requests and record the ends.
+        while !pending.is_empty() {
+            match tokio::time::timeout(std::time::Duration::from_secs(15), rt.notices.recv()).await
+            {
+                Ok(Some(n)) => {
+                    if n.state.is_final() && pending.remove(&n.execution) {
+                        adapter.print(&n.reply);
+                    }
+                }
+                _ => break,
+            }
+        }
+    }
+    rt.stop().await;
+    Ok(ExitCode::SUCCESS)
+}
