@@ -73,11 +73,7 @@ impl TerminalAdapter {
 }
 
 fn paint(s: &str, code: &str, color: bool) -> String {
-    if color {
-        format!("\x1b[{code}m{s}\x1b[0m")
-    } else {
-        s.to_string()
-    }
+    if color { format!("\x1b[{code}m{s}\x1b[0m") } else { s.to_string() }
 }
 
 fn tone_mark(t: Tone) -> (&'static str, &'static str) {
@@ -99,25 +95,13 @@ pub fn render(reply: &Reply, color: bool) -> String {
             Block::Text { text } => out.push(code_spans(text, color)),
             Block::Status { tone, label } => {
                 let (mark, code) = tone_mark(*tone);
-                out.push(paint(
-                    &format!("{mark} {label}"),
-                    &format!("1;{code}"),
-                    color,
-                ));
+                out.push(paint(&format!("{mark} {label}"), &format!("1;{code}"), color));
             }
             Block::Fields { fields } => {
-                let w = fields
-                    .iter()
-                    .map(|(k, _)| k.chars().count())
-                    .max()
-                    .unwrap_or(0);
+                let w = fields.iter().map(|(k, _)| k.chars().count()).max().unwrap_or(0);
                 for (k, v) in fields {
                     let pad = " ".repeat(w - k.chars().count());
-                    out.push(format!(
-                        "  {}{pad}  {}",
-                        paint(k, "2", color),
-                        code_spans(v, color)
-                    ));
+                    out.push(format!("  {}{pad}  {}", paint(k, "2", color), code_spans(v, color)));
                 }
             }
             Block::Code { text } => {
@@ -148,10 +132,7 @@ pub fn render(reply: &Reply, color: bool) -> String {
                 }
             }
             Block::Buttons { buttons } => {
-                let b: Vec<String> = buttons
-                    .iter()
-                    .map(|b| format!("[{}: {}]", b.label, b.command))
-                    .collect();
+                let b: Vec<String> = buttons.iter().map(|b| format!("[{}: {}]", b.label, b.command)).collect();
                 out.push(paint(&format!("  {}", b.join(" ")), "2", color));
             }
             Block::Image { url, alt } => out.push(format!("  {alt}: {url}")),
@@ -226,9 +207,7 @@ impl Adapter for TerminalAdapter {
 
 /// Reads one line, keeping at most [`MAX_LINE`] bytes of it (memory stays bounded for any
 /// input). Invalid UTF-8 is replaced. `None` at end of input.
-pub async fn read_bounded_line<R: tokio::io::AsyncBufRead + Unpin>(
-    r: &mut R,
-) -> std::io::Result<Option<String>> {
+pub async fn read_bounded_line<R: tokio::io::AsyncBufRead + Unpin>(r: &mut R) -> std::io::Result<Option<String>> {
     let mut buf: Vec<u8> = Vec::new();
     let mut any = false;
     loop {
@@ -268,14 +247,8 @@ mod tests {
         input.extend(b"\n\xff\xfe ok\nlast");
         let mut r = BufReader::new(&input[..]);
         assert_eq!(read_bounded_line(&mut r).await.unwrap().unwrap(), "hello");
-        assert_eq!(
-            read_bounded_line(&mut r).await.unwrap().unwrap().len(),
-            MAX_LINE
-        );
-        assert_eq!(
-            read_bounded_line(&mut r).await.unwrap().unwrap(),
-            "\u{FFFD}\u{FFFD} ok"
-        );
+        assert_eq!(read_bounded_line(&mut r).await.unwrap().unwrap().len(), MAX_LINE);
+        assert_eq!(read_bounded_line(&mut r).await.unwrap().unwrap(), "\u{FFFD}\u{FFFD} ok");
         assert_eq!(read_bounded_line(&mut r).await.unwrap().unwrap(), "last");
         assert_eq!(read_bounded_line(&mut r).await.unwrap(), None);
     }
@@ -285,10 +258,7 @@ mod tests {
         let r = Reply::new(Tone::Success)
             .status(Tone::Success, "#1 deploy succeeded")
             .fields(vec![("duration".into(), "1.2 s".into())])
-            .table(
-                vec!["a".into(), "b".into()],
-                vec![vec!["部署".into(), "x".into()]],
-            )
+            .table(vec!["a".into(), "b".into()], vec![vec!["部署".into(), "x".into()]])
             .code("line1\nline2");
         let s = render(&r, false);
         assert!(!s.contains('\x1b'));

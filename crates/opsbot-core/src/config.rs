@@ -84,14 +84,7 @@ pub struct Diagnostic {
 
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(
-            f,
-            "{}:{}:{}: error: {}",
-            self.file.display(),
-            self.line,
-            self.col,
-            self.message
-        )?;
+        writeln!(f, "{}:{}:{}: error: {}", self.file.display(), self.line, self.col, self.message)?;
         if !self.source_line.is_empty() {
             writeln!(f, "  {:>4} | {}", self.line, self.source_line)?;
             writeln!(f, "       | {}^", " ".repeat(self.col.saturating_sub(1)))?;
@@ -128,9 +121,7 @@ pub struct LoadOptions {
 
 impl Default for LoadOptions {
     fn default() -> Self {
-        Self {
-            resolve_secrets: true,
-        }
+        Self { resolve_secrets: true }
     }
 }
 
@@ -153,13 +144,7 @@ impl Config {
     pub fn parse(text: &str, path: &Path, opts: LoadOptions) -> Result<Config, LoadError> {
         let dir = path
             .parent()
-            .map(|p| {
-                if p.as_os_str().is_empty() {
-                    Path::new(".")
-                } else {
-                    p
-                }
-            })
+            .map(|p| if p.as_os_str().is_empty() { Path::new(".") } else { p })
             .unwrap_or(Path::new("."));
         let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
         let mut cx = Cx {
@@ -294,11 +279,7 @@ impl<'a> Cx<'a> {
         let line = before.matches('\n').count() + 1;
         let line_start = before.rfind('\n').map(|i| i + 1).unwrap_or(0);
         let col = self.text[line_start..start].chars().count() + 1;
-        let source_line = self.text[line_start..]
-            .lines()
-            .next()
-            .unwrap_or("")
-            .to_string();
+        let source_line = self.text[line_start..].lines().next().unwrap_or("").to_string();
         self.diags.push(Diagnostic {
             file: self.file.clone(),
             line,
@@ -316,10 +297,7 @@ impl<'a> Cx<'a> {
         self.err(span, msg, hint);
     }
 
-    fn section<T: for<'de> Deserialize<'de> + Default>(
-        &mut self,
-        value: Option<&Spanned<DeValue<'a>>>,
-    ) -> T {
+    fn section<T: for<'de> Deserialize<'de> + Default>(&mut self, value: Option<&Spanned<DeValue<'a>>>) -> T {
         match value {
             None => T::default(),
             Some(v) => match T::deserialize(ValueDeserializer::from(v.clone())) {
@@ -378,36 +356,21 @@ impl<'a> Cx<'a> {
             self.toml_err(e, 0..0);
         }
         let root = root.into_inner();
-        let get = |k: &str| {
-            root.iter()
-                .find(|(key, _)| key.get_ref() == k)
-                .map(|(_, v)| v.clone())
-        };
-        let (bot_v, store_v, worker_v, defaults_v, jobs_v) = (
-            get("bot"),
-            get("store"),
-            get("worker"),
-            get("defaults"),
-            get("jobs"),
-        );
+        let get = |k: &str| root.iter().find(|(key, _)| key.get_ref() == k).map(|(_, v)| v.clone());
+        let (bot_v, store_v, worker_v, defaults_v, jobs_v) = (get("bot"), get("store"), get("worker"), get("defaults"), get("jobs"));
         for (key, _) in root.iter() {
             let k = key.get_ref().as_ref();
             if !["bot", "store", "worker", "defaults", "jobs"].contains(&k) {
                 let hint = crate::job::closest(k, ["bot", "store", "worker", "defaults", "jobs"])
                     .map(|s| format!("did you mean `[{s}]`?"))
-                    .unwrap_or_else(|| {
-                        "known sections: [bot], [store], [worker], [defaults], [jobs.NAME]".into()
-                    });
+                    .unwrap_or_else(|| "known sections: [bot], [store], [worker], [defaults], [jobs.NAME]".into());
                 self.err(key.span(), format!("unknown section `{k}`"), Some(hint));
             }
         }
 
         let raw_bot: RawBot = self.section(bot_v.as_ref());
         let bot = BotConfig {
-            name: raw_bot
-                .name
-                .map(|n| n.into_inner())
-                .unwrap_or_else(|| "opsbot".into()),
+            name: raw_bot.name.map(|n| n.into_inner()).unwrap_or_else(|| "opsbot".into()),
             prefixes: match raw_bot.prefixes {
                 Some(p) => {
                     let mut out = Vec::new();
@@ -440,12 +403,9 @@ impl<'a> Cx<'a> {
 
         let raw_store: RawStore = self.section(store_v.as_ref());
         let store = StoreConfig {
-            path: self.dir.join(
-                raw_store
-                    .path
-                    .map(|p| p.into_inner())
-                    .unwrap_or_else(|| "opsbot.db".into()),
-            ),
+            path: self
+                .dir
+                .join(raw_store.path.map(|p| p.into_inner()).unwrap_or_else(|| "opsbot.db".into())),
         };
 
         let raw_worker: RawWorker = self.section(worker_v.as_ref());
@@ -453,11 +413,7 @@ impl<'a> Cx<'a> {
             concurrency: match raw_worker.concurrency {
                 Some(n) if (1..=10_000).contains(n.get_ref()) => *n.get_ref() as usize,
                 Some(n) => {
-                    self.err(
-                        n.span(),
-                        "worker concurrency must be between 1 and 10000",
-                        None,
-                    );
+                    self.err(n.span(), "worker concurrency must be between 1 and 10000", None);
                     8
                 }
                 None => 8,
@@ -480,11 +436,7 @@ impl<'a> Cx<'a> {
                     }
                 }
             }
-            Some((span, _)) => self.err(
-                span,
-                "`jobs` must be a table of jobs",
-                Some("write [jobs.deploy] …".into()),
-            ),
+            Some((span, _)) => self.err(span, "`jobs` must be a table of jobs", Some("write [jobs.deploy] …".into())),
             None => {}
         }
         if jobs.is_empty() && self.diags.is_empty() {
@@ -505,12 +457,7 @@ impl<'a> Cx<'a> {
         }
     }
 
-    fn job(
-        &mut self,
-        name: &Spanned<std::borrow::Cow<'a, str>>,
-        value: &Spanned<DeValue<'a>>,
-        d: &Defaults,
-    ) -> Option<JobSpec> {
+    fn job(&mut self, name: &Spanned<std::borrow::Cow<'a, str>>, value: &Spanned<DeValue<'a>>, d: &Defaults) -> Option<JobSpec> {
         let jname = name.get_ref().to_string();
         let mut ok = true;
         if !valid_name(&jname, true) {
@@ -533,12 +480,7 @@ impl<'a> Cx<'a> {
             self.err(value.span(), format!("job `{jname}` must be a table"), None);
             return None;
         };
-        let field = |k: &str| {
-            table
-                .iter()
-                .find(|(key, _)| key.get_ref() == k)
-                .map(|(_, v)| v.clone())
-        };
+        let field = |k: &str| table.iter().find(|(key, _)| key.get_ref() == k).map(|(_, v)| v.clone());
         let raw: RawJob = match RawJob::deserialize(ValueDeserializer::from(value.clone())) {
             Ok(r) => r,
             Err(e) => {
@@ -559,10 +501,7 @@ impl<'a> Cx<'a> {
                 self.err(
                     alias.span(),
                     format!("alias `{}`: {msg}", alias.get_ref()),
-                    Some(
-                        "an alias is words and {param} slots, e.g. \"deploy {app} to {env}\""
-                            .into(),
-                    ),
+                    Some("an alias is words and {param} slots, e.g. \"deploy {app} to {env}\"".into()),
                 );
                 ok = false;
             }
@@ -570,15 +509,15 @@ impl<'a> Cx<'a> {
         let concurrency = match raw.concurrency {
             Some(c) if *c.get_ref() >= 1 => Some(*c.get_ref() as u32),
             Some(c) => {
-                self.err(
-                    c.span(),
-                    "concurrency must be at least 1",
-                    Some("leave it out for no limit".into()),
-                );
+                self.err(c.span(), "concurrency must be at least 1", Some("leave it out for no limit".into()));
                 None
             }
             None => None,
         };
+        // Read every field before giving up on a broken runner, so all problems are reported.
+        let timeout = self.duration(&raw.timeout, d.timeout);
+        let kill_grace = self.duration(&raw.kill_grace, d.kill_grace);
+        let output_limit = self.size(&raw.output_limit, d.output_limit);
         let job = JobSpec {
             name: jname.clone(),
             description: raw.description.unwrap_or_default(),
@@ -586,21 +525,17 @@ impl<'a> Cx<'a> {
             aliases: raw.aliases.into_iter().map(Spanned::into_inner).collect(),
             examples: raw.examples,
             runner: runner?,
-            timeout: self.duration(&raw.timeout, d.timeout),
-            kill_grace: self.duration(&raw.kill_grace, d.kill_grace),
+            timeout,
+            kill_grace,
             concurrency,
             sensitive: raw.sensitive,
-            output_limit: self.size(&raw.output_limit, d.output_limit),
+            output_limit,
         };
         ok.then_some(job)
     }
 
     /// The params that are valid, the names of all declared ones, and whether all were valid.
-    fn params(
-        &mut self,
-        job: &str,
-        value: Option<&Spanned<DeValue<'a>>>,
-    ) -> (Vec<ParamSpec>, Vec<String>, bool) {
+    fn params(&mut self, job: &str, value: Option<&Spanned<DeValue<'a>>>) -> (Vec<ParamSpec>, Vec<String>, bool) {
         let Some(value) = value else {
             return (Vec::new(), Vec::new(), true);
         };
@@ -654,24 +589,10 @@ impl<'a> Cx<'a> {
             );
             ok = false;
         }
-        let kind_name = raw
-            .kind
-            .as_ref()
-            .map(|k| k.get_ref().as_str())
-            .unwrap_or("string");
-        let kind_span = raw
-            .kind
-            .as_ref()
-            .map(|k| k.span())
-            .unwrap_or(raw.name.span());
-        let misplaced = |field: &str, fits: &str| {
-            format!("`{field}` applies to {fits} parameters, not to `{kind_name}`")
-        };
-        let check_only = |cx: &mut Self,
-                          present: Option<Range<usize>>,
-                          field: &str,
-                          fits: &str,
-                          allowed: bool| {
+        let kind_name = raw.kind.as_ref().map(|k| k.get_ref().as_str()).unwrap_or("string");
+        let kind_span = raw.kind.as_ref().map(|k| k.span()).unwrap_or(raw.name.span());
+        let misplaced = |field: &str, fits: &str| format!("`{field}` applies to {fits} parameters, not to `{kind_name}`");
+        let check_only = |cx: &mut Self, present: Option<Range<usize>>, field: &str, fits: &str, allowed: bool| {
             if let (Some(span), false) = (present, allowed) {
                 cx.err(span, misplaced(field, fits), None);
                 false
@@ -680,62 +601,28 @@ impl<'a> Cx<'a> {
             }
         };
         let is = |k: &str| kind_name == k;
-        ok &= check_only(
-            self,
-            raw.pattern.as_ref().map(|p| p.span()),
-            "pattern",
-            "string",
-            is("string"),
-        );
-        ok &= check_only(
-            self,
-            raw.values.as_ref().map(|p| p.span()),
-            "values",
-            "enum",
-            is("enum"),
-        );
-        ok &= check_only(
-            self,
-            raw.synonyms.as_ref().map(|p| p.span()),
-            "synonyms",
-            "enum",
-            is("enum"),
-        );
-        ok &= check_only(
-            self,
-            raw.min.as_ref().map(|p| p.span()),
-            "min",
-            "int",
-            is("int"),
-        );
-        ok &= check_only(
-            self,
-            raw.max.as_ref().map(|p| p.span()),
-            "max",
-            "int",
-            is("int"),
-        );
+        ok &= check_only(self, raw.pattern.as_ref().map(|p| p.span()), "pattern", "string", is("string"));
+        ok &= check_only(self, raw.values.as_ref().map(|p| p.span()), "values", "enum", is("enum"));
+        ok &= check_only(self, raw.synonyms.as_ref().map(|p| p.span()), "synonyms", "enum", is("enum"));
+        ok &= check_only(self, raw.min.as_ref().map(|p| p.span()), "min", "int", is("int"));
+        ok &= check_only(self, raw.max.as_ref().map(|p| p.span()), "max", "int", is("int"));
 
         let kind = match kind_name {
             "string" => {
                 let pattern = match &raw.pattern {
-                    Some(p) => {
-                        match regex::Regex::new(&format!("^(?:{})$", p.get_ref())) {
-                            Ok(re) => Some(re),
-                            Err(e) => {
-                                let first = e
-                                    .to_string()
-                                    .lines()
-                                    .last()
-                                    .unwrap_or("")
-                                    .trim()
-                                    .to_string();
-                                self.err(p.span(), format!("the pattern is not a valid regular expression: {first}"), Some("patterns use Rust regex syntax and must match the whole value".into()));
-                                ok = false;
-                                None
-                            }
+                    Some(p) => match regex::Regex::new(&format!("^(?:{})$", p.get_ref())) {
+                        Ok(re) => Some(re),
+                        Err(e) => {
+                            let first = e.to_string().lines().last().unwrap_or("").trim().to_string();
+                            self.err(
+                                p.span(),
+                                format!("the pattern is not a valid regular expression: {first}"),
+                                Some("patterns use Rust regex syntax and must match the whole value".into()),
+                            );
+                            ok = false;
+                            None
                         }
-                    }
+                    },
                     None => None,
                 };
                 ParamKind::String { pattern }
@@ -745,16 +632,8 @@ impl<'a> Cx<'a> {
                 match &raw.values {
                     Some(vs) if !vs.get_ref().is_empty() => {
                         for v in vs.get_ref() {
-                            if v.get_ref().trim().is_empty()
-                                || values
-                                    .iter()
-                                    .any(|e| e.value.eq_ignore_ascii_case(v.get_ref()))
-                            {
-                                self.err(
-                                    v.span(),
-                                    format!("enum value `{}` is empty or repeated", v.get_ref()),
-                                    None,
-                                );
+                            if v.get_ref().trim().is_empty() || values.iter().any(|e| e.value.eq_ignore_ascii_case(v.get_ref())) {
+                                self.err(v.span(), format!("enum value `{}` is empty or repeated", v.get_ref()), None);
                                 ok = false;
                             } else {
                                 values.push(EnumValue {
@@ -778,17 +657,27 @@ impl<'a> Cx<'a> {
                     }
                 }
                 if let Some(syn) = &raw.synonyms {
-                    let mut taken: HashSet<String> =
-                        values.iter().map(|v| v.value.to_lowercase()).collect();
+                    let mut taken: HashSet<String> = values.iter().map(|v| v.value.to_lowercase()).collect();
                     for (target, words) in syn.get_ref() {
                         let Some(idx) = values.iter().position(|v| &v.value == target) else {
-                            self.err(syn.span(), format!("synonyms are given for `{target}`, which is not one of the values"), Some(format!("values: {}", values.iter().map(|v| v.value.as_str()).collect::<Vec<_>>().join(", "))));
+                            self.err(
+                                syn.span(),
+                                format!("synonyms are given for `{target}`, which is not one of the values"),
+                                Some(format!(
+                                    "values: {}",
+                                    values.iter().map(|v| v.value.as_str()).collect::<Vec<_>>().join(", ")
+                                )),
+                            );
                             ok = false;
                             continue;
                         };
                         for w in words {
                             if !taken.insert(w.get_ref().to_lowercase()) {
-                                self.err(w.span(), format!("synonym `{}` is already a value or a synonym of another value", w.get_ref()), None);
+                                self.err(
+                                    w.span(),
+                                    format!("synonym `{}` is already a value or a synonym of another value", w.get_ref()),
+                                    None,
+                                );
                                 ok = false;
                             } else {
                                 values[idx].synonyms.push(w.get_ref().clone());
@@ -799,12 +688,8 @@ impl<'a> Cx<'a> {
                 ParamKind::Enum { values }
             }
             "int" => {
-                let (min, max) = (
-                    raw.min.as_ref().map(|m| *m.get_ref()),
-                    raw.max.as_ref().map(|m| *m.get_ref()),
-                );
-                if let (Some(a), Some(b), Some(span)) =
-                    (min, max, raw.max.as_ref().map(|m| m.span()))
+                let (min, max) = (raw.min.as_ref().map(|m| *m.get_ref()), raw.max.as_ref().map(|m| *m.get_ref()));
+                if let (Some(a), Some(b), Some(span)) = (min, max, raw.max.as_ref().map(|m| m.span()))
                     && a > b
                 {
                     self.err(span, format!("max ({b}) is below min ({a})"), None);
@@ -814,8 +699,7 @@ impl<'a> Cx<'a> {
             }
             "bool" => ParamKind::Bool,
             other => {
-                let hint = crate::job::closest(other, ["string", "enum", "int", "bool"])
-                    .map(|s| format!("did you mean `{s}`?"));
+                let hint = crate::job::closest(other, ["string", "enum", "int", "bool"]).map(|s| format!("did you mean `{s}`?"));
                 self.err(
                     kind_span,
                     format!("unknown parameter type `{other}`"),
@@ -840,10 +724,7 @@ impl<'a> Cx<'a> {
                 other => {
                     self.err(
                         d.span(),
-                        format!(
-                            "a default must be a string, integer or boolean, not {}",
-                            other.type_str()
-                        ),
+                        format!("a default must be a string, integer or boolean, not {}", other.type_str()),
                         None,
                     );
                     ok = false;
@@ -853,18 +734,18 @@ impl<'a> Cx<'a> {
             match spec.normalize(&text) {
                 Ok(v) => spec.default = Some(v),
                 Err(e) => {
-                    self.err(
-                        d.span(),
-                        format!("the default does not fit the parameter: {}", e.message),
-                        None,
-                    );
+                    self.err(d.span(), format!("the default does not fit the parameter: {}", e.message), None);
                     ok = false;
                 }
             }
         }
         match (&raw.required, &spec.default) {
             (Some(r), Some(_)) if *r.get_ref() => {
-                self.err(r.span(), format!("`{name}` is required and has a default"), Some("a parameter with a default is never missing: drop `required` or the default".into()));
+                self.err(
+                    r.span(),
+                    format!("`{name}` is required and has a default"),
+                    Some("a parameter with a default is never missing: drop `required` or the default".into()),
+                );
                 ok = false;
             }
             (Some(r), None) => spec.required = *r.get_ref(),
@@ -873,15 +754,13 @@ impl<'a> Cx<'a> {
         ok.then_some(spec)
     }
 
-    fn runner(
-        &mut self,
-        job: &str,
-        value: Option<&Spanned<DeValue<'a>>>,
-        job_span: Range<usize>,
-        params: &[String],
-    ) -> Option<RunnerSpec> {
+    fn runner(&mut self, job: &str, value: Option<&Spanned<DeValue<'a>>>, job_span: Range<usize>, params: &[String]) -> Option<RunnerSpec> {
         let Some(value) = value else {
-            self.err(job_span, format!("job `{job}` has no runner"), Some("add runner = { type = \"exec\", argv = [\"/path/to/program\", \"{{ param }}\"] }".into()));
+            self.err(
+                job_span,
+                format!("job `{job}` has no runner"),
+                Some("add runner = { type = \"exec\", argv = [\"/path/to/program\", \"{{ param }}\"] }".into()),
+            );
             return None;
         };
         let DeValue::Table(t) = value.get_ref() else {
@@ -902,19 +781,12 @@ impl<'a> Cx<'a> {
                 self.err(
                     span,
                     format!("unknown runner type `{k}`"),
-                    Some(format!(
-                        "runner types in this build: {}",
-                        RUNNER_TYPES.join(", ")
-                    )),
+                    Some(format!("runner types in this build: {}", RUNNER_TYPES.join(", "))),
                 );
                 return None;
             }
             None => {
-                self.err(
-                    value.span(),
-                    "the runner has no `type`",
-                    Some("add type = \"exec\"".into()),
-                );
+                self.err(value.span(), "the runner has no `type`", Some("add type = \"exec\"".into()));
                 return None;
             }
         }
@@ -934,30 +806,20 @@ impl<'a> Cx<'a> {
             );
             return None;
         }
-        let known: HashSet<&str> = params
-            .iter()
-            .map(String::as_str)
-            .chain(TEMPLATE_BUILTINS.iter().copied())
-            .collect();
+        let known: HashSet<&str> = params.iter().map(String::as_str).chain(TEMPLATE_BUILTINS.iter().copied()).collect();
         let env = minijinja::Environment::new();
         for el in raw.argv.get_ref() {
             match env.template_from_str(el.get_ref()) {
                 Ok(tmpl) => {
                     for var in tmpl.undeclared_variables(false) {
                         if !known.contains(var.as_str()) {
-                            let hint = crate::job::closest(&var, known.iter().copied())
-                                .map(|s| format!("did you mean `{s}`?"));
+                            let hint = crate::job::closest(&var, known.iter().copied()).map(|s| format!("did you mean `{s}`?"));
                             self.err(
                                 el.span(),
-                                format!(
-                                    "the template uses `{var}`, which is not a parameter of `{job}`"
+                                format!("the template uses `{var}`, which is not a parameter of `{job}`"),
+                                Some(
+                                    hint.unwrap_or_else(|| format!("available: {}", known.iter().copied().collect::<Vec<_>>().join(", "))),
                                 ),
-                                Some(hint.unwrap_or_else(|| {
-                                    format!(
-                                        "available: {}",
-                                        known.iter().copied().collect::<Vec<_>>().join(", ")
-                                    )
-                                })),
                             );
                             ok = false;
                         }
@@ -966,10 +828,7 @@ impl<'a> Cx<'a> {
                 Err(e) => {
                     self.err(
                         el.span(),
-                        format!(
-                            "argv template error: {}",
-                            e.detail().unwrap_or(&e.to_string())
-                        ),
+                        format!("argv template error: {}", e.detail().unwrap_or(&e.to_string())),
                         Some("argv elements are minijinja templates, e.g. \"{{ app }}\"".into()),
                     );
                     ok = false;
@@ -979,9 +838,15 @@ impl<'a> Cx<'a> {
         let mut envs = BTreeMap::new();
         for (k, v) in raw.env {
             let upper = k.to_uppercase();
-            if SECRET_WORDS.iter().any(|w| upper.contains(w)) && !secret::has_reference(v.get_ref())
-            {
-                self.err(v.span(), format!("`{k}` looks like a secret written into the config"), Some(format!("secrets only by reference: {k} = \"${{env:{upper}}}\" or \"${{file:/run/secrets/{}}}\"", k.to_lowercase())));
+            if SECRET_WORDS.iter().any(|w| upper.contains(w)) && !secret::has_reference(v.get_ref()) {
+                self.err(
+                    v.span(),
+                    format!("`{k}` looks like a secret written into the config"),
+                    Some(format!(
+                        "secrets only by reference: {k} = \"${{env:{upper}}}\" or \"${{file:/run/secrets/{}}}\"",
+                        k.to_lowercase()
+                    )),
+                );
                 ok = false;
                 continue;
             }
@@ -991,7 +856,11 @@ impl<'a> Cx<'a> {
                         envs.insert(k, val);
                     }
                     Err(msg) => {
-                        self.err(v.span(), msg, Some("set it before starting opsbot, or run `opsbot check --no-secrets` where secrets are absent".into()));
+                        self.err(
+                            v.span(),
+                            msg,
+                            Some("set it before starting opsbot, or run `opsbot check --no-secrets` where secrets are absent".into()),
+                        );
                         ok = false;
                     }
                 }
@@ -999,46 +868,25 @@ impl<'a> Cx<'a> {
                 envs.insert(k, v.into_inner());
             }
         }
-        let mut argv: Vec<String> = raw
-            .argv
-            .into_inner()
-            .into_iter()
-            .map(Spanned::into_inner)
-            .collect();
+        let mut argv: Vec<String> = raw.argv.into_inner().into_iter().map(Spanned::into_inner).collect();
         // A relative program path with a slash is taken from the config file's folder.
         if argv[0].contains('/') && !argv[0].contains("{{") && Path::new(&argv[0]).is_relative() {
             argv[0] = self.dir.join(&argv[0]).to_string_lossy().into_owned();
         }
-        let cwd = raw
-            .cwd
-            .map(|c| self.dir.join(c.into_inner()))
-            .unwrap_or_else(|| self.dir.clone());
-        ok.then_some(RunnerSpec::Exec {
-            argv,
-            env: envs,
-            cwd,
-        })
+        let cwd = raw.cwd.map(|c| self.dir.join(c.into_inner())).unwrap_or_else(|| self.dir.clone());
+        ok.then_some(RunnerSpec::Exec { argv, env: envs, cwd })
     }
 }
 
 /// Variables available to argv templates besides the params.
 pub const TEMPLATE_BUILTINS: &[&str] = &["execution_id", "job", "requester"];
 
-const SECRET_WORDS: &[&str] = &[
-    "TOKEN",
-    "PASSWORD",
-    "PASSWD",
-    "SECRET",
-    "API_KEY",
-    "PRIVATE_KEY",
-];
+const SECRET_WORDS: &[&str] = &["TOKEN", "PASSWORD", "PASSWD", "SECRET", "API_KEY", "PRIVATE_KEY"];
 
 fn valid_name(s: &str, allow_dash: bool) -> bool {
     let mut chars = s.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_lowercase())
-        && chars.all(|c| {
-            c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || (allow_dash && c == '-')
-        })
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || (allow_dash && c == '-'))
 }
 
 fn unknown_field_hint(msg: &str) -> Option<String> {
@@ -1075,12 +923,10 @@ pub fn parse_size(s: &str) -> Option<u64> {
 pub fn alias_parts(alias: &str) -> Vec<AliasPart> {
     alias
         .split_whitespace()
-        .map(
-            |w| match w.strip_prefix('{').and_then(|w| w.strip_suffix('}')) {
-                Some(slot) => AliasPart::Slot(slot.to_string()),
-                None => AliasPart::Word(w.to_lowercase()),
-            },
-        )
+        .map(|w| match w.strip_prefix('{').and_then(|w| w.strip_suffix('}')) {
+            Some(slot) => AliasPart::Slot(slot.to_string()),
+            None => AliasPart::Word(w.to_lowercase()),
+        })
         .collect()
 }
 
@@ -1110,9 +956,7 @@ fn check_alias(alias: &str, params: &[String]) -> Result<(), String> {
                 }
             }
             AliasPart::Word(w) if w.contains('{') || w.contains('}') => {
-                return Err(format!(
-                    "`{w}` has a stray brace; slots are whole words like {{env}}"
-                ));
+                return Err(format!("`{w}` has a stray brace; slots are whole words like {{env}}"));
             }
             AliasPart::Word(_) => {}
         }
@@ -1158,31 +1002,15 @@ max = 1
 pattern = "x"
 "#;
         let d = check(text);
-        let msgs: Vec<String> = d
-            .iter()
-            .map(|d| format!("{}:{} {}", d.line, d.col, d.message))
-            .collect();
+        let msgs: Vec<String> = d.iter().map(|d| format!("{}:{} {}", d.line, d.col, d.message)).collect();
         let joined = msgs.join("\n");
         assert!(joined.contains("3:1 unknown field `nmae`"), "{joined}");
-        assert!(
-            d.iter()
-                .any(|d| d.hint.as_deref() == Some("did you mean `name`?")),
-            "{joined}"
-        );
+        assert!(d.iter().any(|d| d.hint.as_deref() == Some("did you mean `name`?")), "{joined}");
         assert!(joined.contains("6:43 the template uses `ap`"), "{joined}");
-        assert!(
-            joined.contains("7:12 alias `deploy {app} to {nope}`"),
-            "{joined}"
-        );
-        assert!(
-            joined.contains("13:11 the default does not fit"),
-            "{joined}"
-        );
+        assert!(joined.contains("7:12 alias `deploy {app} to {nope}`"), "{joined}");
+        assert!(joined.contains("13:11 the default does not fit"), "{joined}");
         assert!(joined.contains("max (1) is below min (5)"), "{joined}");
-        assert!(
-            joined.contains("`pattern` applies to string parameters"),
-            "{joined}"
-        );
+        assert!(joined.contains("`pattern` applies to string parameters"), "{joined}");
         assert!(d.len() >= 6, "{joined}");
     }
 
@@ -1194,9 +1022,7 @@ pattern = "x"
 
     #[test]
     fn literal_secret_refused() {
-        let d = check(
-            "[jobs.x]\nrunner = { type = \"exec\", argv = [\"a\"], env = { API_TOKEN = \"hunter2\" } }\n",
-        );
+        let d = check("[jobs.x]\nrunner = { type = \"exec\", argv = [\"a\"], env = { API_TOKEN = \"hunter2\" } }\n");
         assert!(d[0].message.contains("looks like a secret"), "{:?}", d);
     }
 

@@ -67,9 +67,7 @@ impl ParamKind {
 }
 
 fn strip_anchors(p: &str) -> &str {
-    p.strip_prefix("^(?:")
-        .and_then(|s| s.strip_suffix(")$"))
-        .unwrap_or(p)
+    p.strip_prefix("^(?:").and_then(|s| s.strip_suffix(")$")).unwrap_or(p)
 }
 
 /// A declared parameter of a job.
@@ -129,53 +127,34 @@ impl ParamSpec {
                 if let Some(re) = pattern
                     && !re.is_match(raw)
                 {
-                    return Err(err(format!(
-                        "`{shown}` is not allowed: expected {}",
-                        self.kind.describe()
-                    )));
+                    return Err(err(format!("`{shown}` is not allowed: expected {}", self.kind.describe())));
                 }
                 Ok(raw.to_string())
             }
             ParamKind::Enum { values } => {
                 let lower = raw.to_lowercase();
                 for v in values {
-                    if v.value.to_lowercase() == lower
-                        || v.synonyms.iter().any(|s| s.to_lowercase() == lower)
-                    {
+                    if v.value.to_lowercase() == lower || v.synonyms.iter().any(|s| s.to_lowercase() == lower) {
                         return Ok(v.value.clone());
                     }
                 }
                 let all: Vec<&str> = values
                     .iter()
-                    .flat_map(|v| {
-                        std::iter::once(v.value.as_str())
-                            .chain(v.synonyms.iter().map(String::as_str))
-                    })
+                    .flat_map(|v| std::iter::once(v.value.as_str()).chain(v.synonyms.iter().map(String::as_str)))
                     .collect();
                 let hint = match closest(raw, all.iter().copied()) {
-                    Some(s) => format!(
-                        " Did you mean `{}`?",
-                        self.normalize(s).unwrap_or_else(|_| s.to_string())
-                    ),
+                    Some(s) => format!(" Did you mean `{}`?", self.normalize(s).unwrap_or_else(|_| s.to_string())),
                     None => String::new(),
                 };
-                Err(err(format!(
-                    "`{shown}` is not {}.{hint}",
-                    self.kind.describe()
-                )))
+                Err(err(format!("`{shown}` is not {}.{hint}", self.kind.describe())))
             }
             ParamKind::Int { min, max } => {
-                let n: i64 = raw.trim().parse().map_err(|_| {
-                    err(format!(
-                        "`{shown}` is not a whole number (expected {})",
-                        self.kind.describe()
-                    ))
-                })?;
+                let n: i64 = raw
+                    .trim()
+                    .parse()
+                    .map_err(|_| err(format!("`{shown}` is not a whole number (expected {})", self.kind.describe())))?;
                 if min.is_some_and(|m| n < m) || max.is_some_and(|m| n > m) {
-                    return Err(err(format!(
-                        "{n} is out of range (expected {})",
-                        self.kind.describe()
-                    )));
+                    return Err(err(format!("{n} is out of range (expected {})", self.kind.describe())));
                 }
                 Ok(n.to_string())
             }
@@ -211,8 +190,7 @@ pub fn closest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) ->
     for c in candidates {
         let score = strsim::jaro_winkler(&w, &c.to_lowercase());
         let dist = strsim::damerau_levenshtein(&w, &c.to_lowercase());
-        let close =
-            score >= 0.85 || (dist <= 2 && w.chars().count() >= 3 && dist < c.chars().count());
+        let close = score >= 0.85 || (dist <= 2 && w.chars().count() >= 3 && dist < c.chars().count());
         if close && best.is_none_or(|(_, s)| score > s) {
             best = Some((c, score));
         }
@@ -264,9 +242,7 @@ pub struct JobSpec {
 impl JobSpec {
     /// The declared param of that name.
     pub fn param(&self, name: &str) -> Option<&ParamSpec> {
-        self.params
-            .iter()
-            .find(|p| p.name.eq_ignore_ascii_case(name))
+        self.params.iter().find(|p| p.name.eq_ignore_ascii_case(name))
     }
 }
 
@@ -280,18 +256,12 @@ pub struct Catalog {
 impl Catalog {
     /// Builds a catalog from jobs (names must be unique; config loading guarantees it).
     pub fn new(jobs: Vec<JobSpec>) -> Self {
-        let by_name = jobs
-            .iter()
-            .enumerate()
-            .map(|(i, j)| (j.name.to_lowercase(), i))
-            .collect();
+        let by_name = jobs.iter().enumerate().map(|(i, j)| (j.name.to_lowercase(), i)).collect();
         Self { jobs, by_name }
     }
     /// The job named `name` (case-insensitive).
     pub fn get(&self, name: &str) -> Option<&JobSpec> {
-        self.by_name
-            .get(&name.to_lowercase())
-            .map(|&i| &self.jobs[i])
+        self.by_name.get(&name.to_lowercase()).map(|&i| &self.jobs[i])
     }
     /// All jobs in config order.
     pub fn jobs(&self) -> &[JobSpec] {
@@ -339,11 +309,7 @@ mod tests {
         assert_eq!(p.normalize("PRODUCTION").unwrap(), "prod");
         assert_eq!(p.normalize("生产").unwrap(), "prod");
         let e = p.normalize("stagign").unwrap_err();
-        assert!(
-            e.message.contains("Did you mean `staging`"),
-            "{}",
-            e.message
-        );
+        assert!(e.message.contains("Did you mean `staging`"), "{}", e.message);
     }
 
     #[test]
@@ -352,12 +318,7 @@ mod tests {
             kind: ParamKind::String { pattern: None },
             ..env()
         };
-        assert!(
-            p.normalize("a\nreboot")
-                .unwrap_err()
-                .message
-                .contains("control character")
-        );
+        assert!(p.normalize("a\nreboot").unwrap_err().message.contains("control character"));
         assert!(p.normalize(&"x".repeat(MAX_PARAM_LEN + 1)).is_err());
         assert_eq!(p.normalize("; rm -rf /").unwrap(), "; rm -rf /");
     }
@@ -372,17 +333,7 @@ mod tests {
             ..env()
         };
         assert_eq!(p.normalize("3").unwrap(), "3");
-        assert!(
-            p.normalize("21")
-                .unwrap_err()
-                .message
-                .contains("out of range")
-        );
-        assert!(
-            p.normalize("3; reboot")
-                .unwrap_err()
-                .message
-                .contains("not a whole number")
-        );
+        assert!(p.normalize("21").unwrap_err().message.contains("out of range"));
+        assert!(p.normalize("3; reboot").unwrap_err().message.contains("not a whole number"));
     }
 }

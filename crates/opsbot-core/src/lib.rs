@@ -18,9 +18,7 @@ pub mod understand;
 pub use adapter::{Adapter, Capabilities};
 pub use config::{Config, Diagnostic, LoadError};
 pub use envelope::{Envelope, Place, UserId};
-pub use execution::{
-    ExecEvent, ExecState, Execution, ExecutionId, NewExecution, OutputLine, Stream,
-};
+pub use execution::{ExecEvent, ExecState, Execution, ExecutionId, NewExecution, OutputLine, Stream};
 pub use job::{Catalog, JobSpec, ParamKind, ParamSpec, Params, RunnerSpec};
 pub use reply::{Block, Button, Reply, Tone};
 pub use runner::{CancelToken, RunOutcome, RunRequest, Runner};

@@ -42,10 +42,7 @@ pub enum Block {
     /// Preformatted text (output, logs).
     Code { text: String },
     /// A table with a header row.
-    Table {
-        headers: Vec<String>,
-        rows: Vec<Vec<String>>,
-    },
+    Table { headers: Vec<String>, rows: Vec<Vec<String>> },
     /// A status badge.
     Status { tone: Tone, label: String },
     /// A row of buttons.
@@ -108,10 +105,7 @@ impl Reply {
     }
     /// Adds a status badge.
     pub fn status(mut self, tone: Tone, label: impl Into<String>) -> Self {
-        self.blocks.push(Block::Status {
-            tone,
-            label: label.into(),
-        });
+        self.blocks.push(Block::Status { tone, label: label.into() });
         self
     }
     /// Adds a row of buttons.

@@ -22,10 +22,7 @@ impl CancelToken {
     /// A token not yet cancelled.
     pub fn new() -> Self {
         let (tx, rx) = watch::channel(false);
-        Self {
-            tx: Arc::new(tx),
-            rx,
-        }
+        Self { tx: Arc::new(tx), rx }
     }
     /// Requests cancellation.
     pub fn cancel(&self) {

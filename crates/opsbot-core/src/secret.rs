@@ -22,9 +22,7 @@ pub fn resolve(s: &str, base: &Path) -> Result<String, String> {
             out.push_str("${");
             rest = t;
         } else if let Some(t) = tail.strip_prefix("${") {
-            let end = t
-                .find('}')
-                .ok_or_else(|| format!("`{}` has an unclosed `${{`", s))?;
+            let end = t.find('}').ok_or_else(|| format!("`{}` has an unclosed `${{`", s))?;
             let reference = &t[..end];
             out.push_str(&resolve_one(reference, base)?);
             rest = &t[end + 1..];
@@ -39,19 +37,14 @@ pub fn resolve(s: &str, base: &Path) -> Result<String, String> {
 
 fn resolve_one(reference: &str, base: &Path) -> Result<String, String> {
     match reference.split_once(':') {
-        Some(("env", name)) if !name.is_empty() => std::env::var(name).map_err(|_| {
-            format!("environment variable `{name}` (from `${{env:{name}}}`) is not set")
-        }),
+        Some(("env", name)) if !name.is_empty() => {
+            std::env::var(name).map_err(|_| format!("environment variable `{name}` (from `${{env:{name}}}`) is not set"))
+        }
         Some(("file", path)) if !path.is_empty() => {
             let p = base.join(path);
             std::fs::read_to_string(&p)
                 .map(|v| v.trim_end_matches(['\n', '\r']).to_string())
-                .map_err(|e| {
-                    format!(
-                        "cannot read `{}` (from `${{file:{path}}}`): {e}",
-                        p.display()
-                    )
-                })
+                .map_err(|e| format!("cannot read `{}` (from `${{file:{path}}}`): {e}", p.display()))
         }
         _ => Err(format!(
             "`${{{reference}}}` is not a reference opsbot knows; use `${{env:NAME}}` or `${{file:PATH}}`"
@@ -69,26 +62,11 @@ mod tests {
         std::fs::write(dir.path().join("tok"), "s3cret\n").unwrap();
         // SAFETY: single-threaded test setting a variable only it reads.
         unsafe { std::env::set_var("OPSBOT_TEST_SECRET_X", "abc") };
-        assert_eq!(
-            resolve("a${env:OPSBOT_TEST_SECRET_X}b", dir.path()).unwrap(),
-            "aabcb"
-        );
+        assert_eq!(resolve("a${env:OPSBOT_TEST_SECRET_X}b", dir.path()).unwrap(), "aabcb");
         assert_eq!(resolve("${file:tok}", dir.path()).unwrap(), "s3cret");
         assert_eq!(resolve("$${env:X} $5", dir.path()).unwrap(), "${env:X} $5");
-        assert!(
-            resolve("${env:OPSBOT_TEST_UNSET_Y}", dir.path())
-                .unwrap_err()
-                .contains("not set")
-        );
-        assert!(
-            resolve("${vault:x}", dir.path())
-                .unwrap_err()
-                .contains("not a reference")
-        );
-        assert!(
-            resolve("${env:X", dir.path())
-                .unwrap_err()
-                .contains("unclosed")
-        );
+        assert!(resolve("${env:OPSBOT_TEST_UNSET_Y}", dir.path()).unwrap_err().contains("not set"));
+        assert!(resolve("${vault:x}", dir.path()).unwrap_err().contains("not a reference"));
+        assert!(resolve("${env:X", dir.path()).unwrap_err().contains("unclosed"));
     }
 }

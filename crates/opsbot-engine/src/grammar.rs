@@ -6,18 +6,12 @@ use opsbot_core::job::{Catalog, JobSpec, closest};
 use opsbot_core::{Command, Envelope};
 
 /// Built-in verbs, for help and suggestions.
-pub const VERBS: &[&str] = &[
-    "help", "list", "run", "status", "cancel", "logs", "history", "whoami",
-];
+pub const VERBS: &[&str] = &["help", "list", "run", "status", "cancel", "logs", "history", "whoami"];
 
 /// Words that answer "yes" to a confirmation.
-pub const YES: &[&str] = &[
-    "yes", "y", "yep", "confirm", "ok", "是", "是的", "确认", "好",
-];
+pub const YES: &[&str] = &["yes", "y", "yep", "confirm", "ok", "是", "是的", "确认", "好"];
 /// Words that answer "no" / abandon a dialog.
-pub const NO: &[&str] = &[
-    "no", "n", "nope", "cancel", "abort", "stop", "否", "不", "取消",
-];
+pub const NO: &[&str] = &["no", "n", "nope", "cancel", "abort", "stop", "否", "不", "取消"];
 
 /// Longest message the engine reads, in bytes; longer ones are refused with a clear answer.
 pub const MAX_MESSAGE_LEN: usize = 16 * 1024;
@@ -42,18 +36,13 @@ pub fn address<'a>(env: &'a Envelope, bot_name: &str, prefixes: &[String]) -> Op
 
 fn strip_mention<'a>(text: &'a str, name: &str) -> Option<&'a str> {
     let t = text.strip_prefix('@').unwrap_or(text);
-    if t.len() < name.len()
-        || !t.is_char_boundary(name.len())
-        || !t[..name.len()].eq_ignore_ascii_case(name)
-    {
+    if t.len() < name.len() || !t.is_char_boundary(name.len()) || !t[..name.len()].eq_ignore_ascii_case(name) {
         return None;
     }
     let rest = &t[name.len()..];
     let had_at = t.len() != text.len();
     let rest2 = rest.strip_prefix([':', ',']).unwrap_or(rest);
-    if rest2.len() != rest.len()
-        || (had_at && (rest.is_empty() || rest.starts_with(char::is_whitespace)))
-    {
+    if rest2.len() != rest.len() || (had_at && (rest.is_empty() || rest.starts_with(char::is_whitespace))) {
         Some(rest2.trim())
     } else {
         None
@@ -71,18 +60,11 @@ pub struct Token {
     pub key: Option<String>,
 }
 
-/// Splits a message into words: whitespace separates, '…' and "…" quote (also the curly quotes
-/// chat clients like to insert), backslash escapes inside double quotes.
+/// Splits a message into words: whitespace separates; "…" and '…' quote (also the curly
+/// quotes chat clients like to insert), backslash escapes inside double quotes. A quote opens
+/// only at the start of a word, right after `key=`, or right after another quoted part, so an
+/// apostrophe inside a word (`don't`) is just a character.
 pub fn tokenize(text: &str) -> Result<Vec<Token>, String> {
-    let text: String = text
-        .chars()
-        .map(|c| match c {
-            '\u{201C}' | '\u{201D}' | '\u{201E}' | '\u{FF02}' => '"',
-            '\u{2018}' | '\u{2019}' => '\'',
-            '\u{3000}' => ' ',
-            c => c,
-        })
-        .collect();
     let mut out = Vec::new();
     let mut chars = text.chars().peekable();
     loop {
@@ -95,21 +77,28 @@ pub fn tokenize(text: &str) -> Result<Vec<Token>, String> {
         let mut tok = String::new();
         let mut quoted = false;
         let mut key: Option<String> = None;
+        let mut may_open = true;
         while let Some(&c) = chars.peek() {
             if c.is_whitespace() {
                 break;
             }
             chars.next();
-            match c {
-                '"' | '\'' => {
+            let closer: Option<&[char]> = match c {
+                '"' | '\u{201C}' | '\u{201E}' | '\u{FF02}' => Some(&['"', '\u{201D}', '\u{201C}', '\u{FF02}']),
+                '\'' | '\u{2018}' => Some(&['\'', '\u{2019}']),
+                _ => None,
+            };
+            match closer {
+                Some(closers) if may_open => {
                     quoted = true;
+                    let double = closers[0] == '"';
                     let mut closed = false;
                     while let Some(q) = chars.next() {
-                        if q == c {
+                        if closers.contains(&q) {
                             closed = true;
                             break;
                         }
-                        if q == '\\' && c == '"' {
+                        if q == '\\' && double {
                             match chars.next() {
                                 Some(e) => tok.push(e),
                                 None => break,
@@ -119,17 +108,23 @@ pub fn tokenize(text: &str) -> Result<Vec<Token>, String> {
                         }
                     }
                     if !closed {
-                        return Err(format!(
-                            "a {} quote is not closed",
-                            if c == '"' { "double" } else { "single" }
-                        ));
+                        return Err(format!("a {} quote is not closed", if double { "double" } else { "single" }));
                     }
+                    may_open = true;
+                    continue;
                 }
+                _ => {}
+            }
+            match c {
                 '=' if key.is_none() && !quoted && is_ident(&tok) => {
                     key = Some(tok.to_lowercase());
                     tok.push('=');
+                    may_open = true;
                 }
-                c => tok.push(c),
+                c => {
+                    tok.push(c);
+                    may_open = false;
+                }
             }
         }
         let text = match &key {
@@ -143,33 +138,40 @@ pub fn tokenize(text: &str) -> Result<Vec<Token>, String> {
 
 fn is_ident(s: &str) -> bool {
     let mut c = s.chars();
-    c.next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && c.all(|c| c.is_ascii_alphanumeric() || c == '_')
+    c.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_') && c.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
-/// Quotes one argument so that [`tokenize`] reads it back as one literal value.
+/// Quotes one argument so that [`tokenize`] reads it back as one literal value (never as a
+/// `key=value` pair).
 pub fn quote_arg(arg: &str) -> String {
-    if !arg.is_empty()
-        && !arg.chars().any(|c| {
-            c.is_whitespace()
-                || matches!(
-                    c,
-                    '"' | '\'' | '\\' | '\u{201C}' | '\u{201D}' | '\u{2018}' | '\u{2019}'
-                )
-        })
-    {
+    let special = |c: char| {
+        c.is_whitespace()
+            || matches!(
+                c,
+                '"' | '\'' | '\\' | '=' | '\u{201C}' | '\u{201D}' | '\u{201E}' | '\u{FF02}' | '\u{2018}' | '\u{2019}'
+            )
+    };
+    if !arg.is_empty() && !arg.chars().any(special) {
         return arg.to_string();
     }
     let mut s = String::from("\"");
     for c in arg.chars() {
-        if c == '"' || c == '\\' {
+        if matches!(c, '"' | '\\' | '\u{201D}' | '\u{201C}' | '\u{FF02}') {
             s.push('\\');
         }
         s.push(c);
     }
     s.push('"');
     s
+}
+
+/// Turns one command-line argument into message text: `key=value` keeps its key and quotes
+/// the value; anything else is quoted as one positional value.
+pub fn cli_arg(arg: &str) -> String {
+    match arg.split_once('=') {
+        Some((k, v)) if is_ident(k) => format!("{k}={}", quote_arg(v)),
+        _ => quote_arg(arg),
+    }
 }
 
 /// Why a message could not be read as a command; shown to the person as is.
@@ -202,9 +204,7 @@ pub fn parse(text: &str, catalog: &Catalog) -> Result<Option<Command>, ParseErro
     match verb.as_str() {
         "help" | "?" | "帮助" => {
             if args.len() > 1 {
-                return Err(ParseError(
-                    "`help` takes at most one word: `help` or `help JOB`.".into(),
-                ));
+                return Err(ParseError("`help` takes at most one word: `help` or `help JOB`.".into()));
             }
             return Ok(Some(Command::Help(args.first().map(|t| t.text.clone()))));
         }
@@ -219,10 +219,7 @@ pub fn parse(text: &str, catalog: &Catalog) -> Result<Option<Command>, ParseErro
             return job_args(&job.text, &args[1..]).map(Some);
         }
         "status" | "cancel" | "logs" => {
-            let id = args
-                .first()
-                .filter(|t| bare(t))
-                .and_then(|t| parse_id(&t.text));
+            let id = args.first().filter(|t| bare(t)).and_then(|t| parse_id(&t.text));
             match id {
                 Some(id) => {
                     let rest = &args[1..];
@@ -242,23 +239,14 @@ pub fn parse(text: &str, catalog: &Catalog) -> Result<Option<Command>, ParseErro
                             }
                             Ok(Some(Command::Logs { id, all }))
                         }
-                        v if rest.is_empty() => Ok(Some(if v == "status" {
-                            Command::Status(id)
-                        } else {
-                            Command::Cancel(id)
-                        })),
-                        v => Err(ParseError(format!(
-                            "`{v}` takes one execution id, e.g. `{v} {id}`."
-                        ))),
+                        v if rest.is_empty() => Ok(Some(if v == "status" { Command::Status(id) } else { Command::Cancel(id) })),
+                        v => Err(ParseError(format!("`{v}` takes one execution id, e.g. `{v} {id}`."))),
                     };
                 }
                 None if job_named(&verb) => {}
                 None if args.is_empty() && verb == "cancel" => return Ok(Some(Command::No)),
                 None => {
-                    let got = args
-                        .first()
-                        .map(|t| format!(" (got `{}`)", t.text))
-                        .unwrap_or_default();
+                    let got = args.first().map(|t| format!(" (got `{}`)", t.text)).unwrap_or_default();
                     return Err(ParseError(format!(
                         "`{verb}` needs an execution id, e.g. `{verb} 12`{got}. `history` lists recent runs."
                     )));
@@ -274,23 +262,12 @@ pub fn parse(text: &str, catalog: &Catalog) -> Result<Option<Command>, ParseErro
                     (true, "--mine" | "mine") => mine = true,
                     (true, "--limit" | "-n") => {
                         i += 1;
-                        let n = args
-                            .get(i)
-                            .and_then(|t| t.text.parse::<u32>().ok())
-                            .filter(|&n| n > 0);
-                        limit = Some(n.ok_or_else(|| {
-                            ParseError(
-                                "`--limit` needs a number, e.g. `history --limit 20`.".into(),
-                            )
-                        })?);
+                        let n = args.get(i).and_then(|t| t.text.parse::<u32>().ok()).filter(|&n| n > 0);
+                        limit = Some(n.ok_or_else(|| ParseError("`--limit` needs a number, e.g. `history --limit 20`.".into()))?);
                     }
                     (true, s) if s.starts_with("--limit=") => {
                         let n = s["--limit=".len()..].parse::<u32>().ok().filter(|&n| n > 0);
-                        limit = Some(n.ok_or_else(|| {
-                            ParseError(
-                                "`--limit` needs a number, e.g. `history --limit 20`.".into(),
-                            )
-                        })?);
+                        limit = Some(n.ok_or_else(|| ParseError("`--limit` needs a number, e.g. `history --limit 20`.".into()))?);
                     }
                     (true, s) if s.starts_with('-') => {
                         return Err(ParseError(format!(
@@ -299,10 +276,7 @@ pub fn parse(text: &str, catalog: &Catalog) -> Result<Option<Command>, ParseErro
                     }
                     _ if job.is_none() => job = Some(t.text.clone()),
                     _ => {
-                        return Err(ParseError(format!(
-                            "`history` takes one job name; `{}` is extra.",
-                            t.text
-                        )));
+                        return Err(ParseError(format!("`history` takes one job name; `{}` is extra.", t.text)));
                     }
                 }
                 i += 1;
@@ -349,9 +323,7 @@ fn job_args(job: &str, args: &[Token]) -> Result<Command, ParseError> {
             match opt.split_once('=') {
                 Some((k, v)) => params.push((k.to_lowercase(), v.to_string())),
                 None => match args.get(i) {
-                    Some(next)
-                        if next.key.is_none() && (next.quoted || !next.text.starts_with("--")) =>
-                    {
+                    Some(next) if next.key.is_none() && (next.quoted || !next.text.starts_with("--")) => {
                         params.push((opt.to_lowercase(), next.text.clone()));
                         i += 1;
                     }
@@ -379,10 +351,7 @@ fn match_alias(toks: &[Token], catalog: &Catalog) -> Option<Command> {
             for alias in &job.aliases {
                 let parts = alias_parts(alias);
                 if let Some(cmd) = match_one(&parts, toks, job, typed) {
-                    let words = parts
-                        .iter()
-                        .filter(|p| matches!(p, AliasPart::Word(_)))
-                        .count();
+                    let words = parts.iter().filter(|p| matches!(p, AliasPart::Word(_))).count();
                     if best.as_ref().is_none_or(|(w, _)| words > *w) {
                         best = Some((words, cmd));
                     }
@@ -455,30 +424,27 @@ mod tests {
 
     #[test]
     fn tokens_quotes_and_keys() {
-        let t = tokenize(r#"run deploy app=web msg="hello world" 'a b' “smart quotes” k="x\"y""#)
-            .unwrap();
+        let t = tokenize(r#"run deploy app=web msg="hello world" 'a b' “smart quotes” k="x\"y""#).unwrap();
         let texts: Vec<&str> = t.iter().map(|t| t.text.as_str()).collect();
-        assert_eq!(
-            texts,
-            [
-                "run",
-                "deploy",
-                "web",
-                "hello world",
-                "a b",
-                "smart quotes",
-                "x\"y"
-            ]
-        );
+        assert_eq!(texts, ["run", "deploy", "web", "hello world", "a b", "smart quotes", "x\"y"]);
         assert_eq!(t[2].key.as_deref(), Some("app"));
         assert_eq!(t[3].key.as_deref(), Some("msg"));
         assert!(t[4].key.is_none() && t[4].quoted);
-        assert!(
-            tokenize("say \"unclosed")
-                .unwrap_err()
-                .contains("not closed")
-        );
+        assert!(tokenize("say \"unclosed").unwrap_err().contains("not closed"));
+        let t = tokenize("don't restart v='it''s' x=“a b”").unwrap();
+        let texts: Vec<&str> = t.iter().map(|t| t.text.as_str()).collect();
+        assert_eq!(texts, ["don't", "restart", "its", "a b"]);
         assert_eq!(tokenize("  ").unwrap(), vec![]);
+    }
+
+    #[test]
+    fn cli_args_keep_keys() {
+        let t = tokenize(&cli_arg("v=; rm -rf /")).unwrap();
+        assert_eq!((t[0].key.as_deref(), t[0].text.as_str()), (Some("v"), "; rm -rf /"));
+        let t = tokenize(&cli_arg("v=a=b")).unwrap();
+        assert_eq!((t[0].key.as_deref(), t[0].text.as_str()), (Some("v"), "a=b"));
+        let t = tokenize(&cli_arg("--x=1")).unwrap();
+        assert_eq!((t[0].key.as_deref(), t[0].text.as_str()), (None, "--x=1"));
     }
 
     #[test]
@@ -492,10 +458,13 @@ mod tests {
             "$(reboot)",
             "部署 ✓",
             "a=b",
+            "“q”",
+            "--",
         ] {
             let t = tokenize(&quote_arg(s)).unwrap();
             assert_eq!(t.len(), 1, "{s}");
             assert_eq!(t[0].text, s);
+            assert_eq!(t[0].key, None);
         }
     }
 

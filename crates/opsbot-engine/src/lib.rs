@@ -12,10 +12,7 @@ pub mod present;
 use chrono::Utc;
 use opsbot_core::config::BotConfig;
 use opsbot_core::job::{Catalog, JobSpec, closest};
-use opsbot_core::{
-    Command, Envelope, ExecState, Execution, ExecutionId, NewExecution, Params, Place, Reply, Tone,
-    Understand, UserId,
-};
+use opsbot_core::{Command, Envelope, ExecState, Execution, ExecutionId, NewExecution, Params, Place, Reply, Tone, Understand, UserId};
 use opsbot_store::{AuditRecord, CancelResult, Dialog, ExecutionFilter, Store, StoreError};
 use serde_json::json;
 use std::sync::Arc;
@@ -135,10 +132,7 @@ impl Engine {
     fn identify(&self, env: &Envelope) -> Person {
         Person {
             account: env.user.clone(),
-            name: env
-                .display_name
-                .clone()
-                .unwrap_or_else(|| env.user.id.clone()),
+            name: env.display_name.clone().unwrap_or_else(|| env.user.id.clone()),
         }
     }
 
@@ -168,16 +162,12 @@ impl Engine {
         if text.is_empty() {
             return Ok(reply(Reply::text(
                 Tone::Info,
-                format!("Yes? `help` shows what I can do, `list` the jobs."),
+                "Yes? `help` shows what I can do, `list` the jobs.",
             )));
         }
         let cmd = match grammar::parse(text, &self.catalog) {
             Ok(Some(c)) => c,
-            Ok(None) => match self
-                .understanders
-                .iter()
-                .find_map(|u| u.understand(text, &self.catalog))
-            {
+            Ok(None) => match self.understanders.iter().find_map(|u| u.understand(text, &self.catalog)) {
                 Some(i) if i.confidence >= MIN_CONFIDENCE => i.command,
                 _ => return Ok(reply(self.unknown(text))),
             },
@@ -205,47 +195,27 @@ impl Engine {
         }
     }
 
-    async fn command(
-        &self,
-        env: &Envelope,
-        person: &Person,
-        cmd: Command,
-    ) -> Result<Outcome, EngineError> {
+    async fn command(&self, env: &Envelope, person: &Person, cmd: Command) -> Result<Outcome, EngineError> {
         match cmd {
             Command::Help(None) => Ok(reply(present::help(&self.catalog, &self.bot.name))),
             Command::Help(Some(topic)) => Ok(reply(match self.catalog.get(&topic) {
                 Some(job) => present::job_help(job),
-                None if grammar::VERBS.contains(&topic.to_lowercase().as_str()) => {
-                    present::help(&self.catalog, &self.bot.name)
-                }
+                None if grammar::VERBS.contains(&topic.to_lowercase().as_str()) => present::help(&self.catalog, &self.bot.name),
                 None => self.unknown_job(&topic),
             })),
             Command::List => Ok(reply(present::list(&self.catalog))),
             Command::Whoami => Ok(reply(Reply::new(Tone::Info).fields(vec![
                 ("you".into(), person.name.clone()),
                 ("account".into(), person.account.to_string()),
-                (
-                    "here".into(),
-                    format!("{}{}", env.place, if env.direct { " (direct)" } else { "" }),
-                ),
-                (
-                    "roles".into(),
-                    "none configured yet: everyone may run every job".into(),
-                ),
+                ("here".into(), format!("{}{}", env.place, if env.direct { " (direct)" } else { "" })),
+                ("roles".into(), "none configured yet: everyone may run every job".into()),
             ]))),
-            Command::Yes | Command::No => Ok(reply(Reply::text(
-                Tone::Info,
-                "Nothing is waiting for your answer here.",
-            ))),
+            Command::Yes | Command::No => Ok(reply(Reply::text(Tone::Info, "Nothing is waiting for your answer here."))),
             Command::Status(id) => self.status(id).await,
             Command::Logs { id, all } => self.logs(id, all).await,
             Command::Cancel(id) => self.cancel(env, person, id).await,
             Command::History { job, mine, limit } => self.history(person, job, mine, limit).await,
-            Command::Run {
-                job,
-                params,
-                positional,
-            } => self.run(env, person, &job, params, positional).await,
+            Command::Run { job, params, positional } => self.run(env, person, &job, params, positional).await,
         }
     }
 
@@ -257,22 +227,14 @@ impl Engine {
                 Tone::Warning,
                 format!("There is no job `{shown}`. Did you mean `{s}`? `list` shows the jobs."),
             ),
-            None => Reply::text(
-                Tone::Warning,
-                format!("There is no job `{shown}`. `list` shows the jobs."),
-            ),
+            None => Reply::text(Tone::Warning, format!("There is no job `{shown}`. `list` shows the jobs.")),
         }
     }
 
     /// Binds raw arguments to a job's params: named first, then positional in declared order;
     /// canonicalises every value; fills defaults. Returns the params and the required ones
     /// still missing, or every problem found.
-    fn bind(
-        &self,
-        job: &JobSpec,
-        named: Vec<(String, String)>,
-        positional: Vec<String>,
-    ) -> Result<(Params, Vec<String>), Vec<String>> {
+    fn bind(&self, job: &JobSpec, named: Vec<(String, String)>, positional: Vec<String>) -> Result<(Params, Vec<String>), Vec<String>> {
         let mut params = Params::new();
         let mut problems = Vec::new();
         for (k, v) in named {
@@ -304,11 +266,7 @@ impl Engine {
                 }
             }
         }
-        let free: Vec<&opsbot_core::ParamSpec> = job
-            .params
-            .iter()
-            .filter(|p| !params.contains_key(&p.name))
-            .collect();
+        let free: Vec<&opsbot_core::ParamSpec> = job.params.iter().filter(|p| !params.contains_key(&p.name)).collect();
         if positional.len() > free.len() {
             let extra: Vec<String> = positional[free.len()..]
                 .iter()
@@ -320,11 +278,7 @@ impl Engine {
                 extra.join(", "),
                 job.name,
                 order.len(),
-                if order.is_empty() {
-                    "(none)".to_string()
-                } else {
-                    order.join(", ")
-                }
+                if order.is_empty() { "(none)".to_string() } else { order.join(", ") }
             ));
         }
         for (spec, v) in free.iter().zip(positional) {
@@ -379,24 +333,13 @@ impl Engine {
             Ok(b) => b,
             Err(problems) => {
                 let reason = problems.join(" ");
-                self.audit(
-                    env,
-                    person,
-                    "run",
-                    Some(&job.name),
-                    None,
-                    "refused",
-                    Some(reason.clone()),
-                    None,
-                )
-                .await?;
+                self.audit(env, person, "run", Some(&job.name), None, "refused", Some(reason.clone()), None)
+                    .await?;
                 let mut r = Reply::new(Tone::Error).para(format!("I can't run `{}`:", job.name));
                 for p in &problems {
                     r = r.para(format!("• {p}"));
                 }
-                return Ok(reply(
-                    r.para(format!("`help {}` shows its parameters.", job.name)),
-                ));
+                return Ok(reply(r.para(format!("`help {}` shows its parameters.", job.name))));
             }
         };
         self.proceed(env, person, job, params, missing).await
@@ -413,9 +356,7 @@ impl Engine {
     ) -> Result<Outcome, EngineError> {
         if let Some(next) = missing.first() {
             let spec = job.param(next).expect("missing params are declared");
-            let expires = Utc::now()
-                + chrono::Duration::from_std(self.bot.dialog_timeout)
-                    .unwrap_or(chrono::Duration::minutes(10));
+            let expires = Utc::now() + chrono::Duration::from_std(self.bot.dialog_timeout).unwrap_or(chrono::Duration::minutes(10));
             self.store
                 .put_dialog(&Dialog {
                     place: env.place.clone(),
@@ -436,28 +377,18 @@ impl Engine {
                 None,
             )
             .await?;
-            let mut q = format!(
-                "Which `{next}` for `{}`? {}",
-                job.name,
-                capitalise(&spec.kind.describe())
-            );
+            let mut q = format!("Which `{next}` for `{}`? {}", job.name, capitalise(&spec.kind.describe()));
             if let Some(h) = &spec.help {
                 q.push_str(&format!(" — {h}"));
             }
             return Ok(Outcome {
-                replies: vec![
-                    Reply::new(Tone::Warning)
-                        .para(q)
-                        .para("Reply with the value, or `cancel`."),
-                ],
+                replies: vec![Reply::new(Tone::Warning).para(q).para("Reply with the value, or `cancel`.")],
                 awaiting: Some(Awaiting::Param(next.clone())),
                 ..Default::default()
             });
         }
         if job.sensitive {
-            let expires = Utc::now()
-                + chrono::Duration::from_std(self.bot.confirm_timeout)
-                    .unwrap_or(chrono::Duration::minutes(2));
+            let expires = Utc::now() + chrono::Duration::from_std(self.bot.confirm_timeout).unwrap_or(chrono::Duration::minutes(2));
             self.store
                 .put_dialog(&Dialog {
                     place: env.place.clone(),
@@ -527,17 +458,8 @@ impl Engine {
                 max_parallel: job.concurrency,
             })
             .await?;
-        self.audit(
-            env,
-            person,
-            "run",
-            Some(&job.name),
-            Some(&params),
-            "accepted",
-            reason,
-            Some(e.id),
-        )
-        .await?;
+        self.audit(env, person, "run", Some(&job.name), Some(&params), "accepted", reason, Some(e.id))
+            .await?;
         Ok(Outcome {
             replies: vec![present::queued(&e, Some(job))],
             queued: Some(e.id),
@@ -546,22 +468,11 @@ impl Engine {
     }
 
     /// Answers an open dialog. `None` means the message is not an answer and is handled anew.
-    async fn continue_dialog(
-        &self,
-        env: &Envelope,
-        person: &Person,
-        d: Dialog,
-        text: &str,
-    ) -> Result<Option<Outcome>, EngineError> {
+    async fn continue_dialog(&self, env: &Envelope, person: &Person, d: Dialog, text: &str) -> Result<Option<Outcome>, EngineError> {
         let lower = text.trim().to_lowercase();
         let is_yes = grammar::YES.contains(&lower.as_str());
         let is_no = grammar::NO.contains(&lower.as_str());
-        let job_name = d
-            .state
-            .get("job")
-            .and_then(|v| v.as_str())
-            .unwrap_or_default()
-            .to_string();
+        let job_name = d.state.get("job").and_then(|v| v.as_str()).unwrap_or_default().to_string();
         if d.expires_at < Utc::now() {
             self.store.delete_dialog(&env.place, &env.user).await?;
             self.audit(
@@ -576,11 +487,7 @@ impl Engine {
             )
             .await?;
             if is_yes || is_no || d.kind == DIALOG_PARAM {
-                let what = if d.kind == DIALOG_CONFIRM {
-                    "confirmation"
-                } else {
-                    "question"
-                };
+                let what = if d.kind == DIALOG_CONFIRM { "confirmation" } else { "question" };
                 return Ok(Some(reply(Reply::text(
                     Tone::Warning,
                     format!(
@@ -608,25 +515,10 @@ impl Engine {
             DIALOG_CONFIRM => {
                 if is_yes {
                     self.store.delete_dialog(&env.place, &env.user).await?;
-                    self.audit(
-                        env,
-                        person,
-                        "run",
-                        Some(&job.name),
-                        Some(&params),
-                        "confirmed",
-                        None,
-                        None,
-                    )
-                    .await?;
+                    self.audit(env, person, "run", Some(&job.name), Some(&params), "confirmed", None, None)
+                        .await?;
                     return self
-                        .dispatch(
-                            env,
-                            person,
-                            job,
-                            params,
-                            Some("confirmed by the requester".into()),
-                        )
+                        .dispatch(env, person, job, params, Some("confirmed by the requester".into()))
                         .await
                         .map(Some);
                 }
@@ -643,21 +535,13 @@ impl Engine {
                         None,
                     )
                     .await?;
-                    return Ok(Some(reply(Reply::text(
-                        Tone::Info,
-                        format!("OK, `{}` was not run.", job.name),
-                    ))));
+                    return Ok(Some(reply(Reply::text(Tone::Info, format!("OK, `{}` was not run.", job.name)))));
                 }
                 // Anything else is a new message; the confirmation stays open until it expires.
                 Ok(None)
             }
             _ => {
-                let asking = d
-                    .state
-                    .get("asking")
-                    .and_then(|v| v.as_str())
-                    .unwrap_or_default()
-                    .to_string();
+                let asking = d.state.get("asking").and_then(|v| v.as_str()).unwrap_or_default().to_string();
                 if is_no {
                     self.store.delete_dialog(&env.place, &env.user).await?;
                     self.audit(
@@ -680,10 +564,7 @@ impl Engine {
                     self.store.delete_dialog(&env.place, &env.user).await?;
                     return Ok(Some(reply(Reply::text(
                         Tone::Warning,
-                        format!(
-                            "`{}` changed since I asked; send the command again.",
-                            job.name
-                        ),
+                        format!("`{}` changed since I asked; send the command again.", job.name),
                     ))));
                 };
                 let answer = grammar::tokenize(text)
@@ -702,18 +583,13 @@ impl Engine {
                             .filter(|p| p.required && !params.contains_key(&p.name))
                             .map(|p| p.name.clone())
                             .collect();
-                        self.proceed(env, person, job, params, missing)
-                            .await
-                            .map(Some)
+                        self.proceed(env, person, job, params, missing).await.map(Some)
                     }
                     Err(e) => Ok(Some(Outcome {
                         replies: vec![
                             Reply::new(Tone::Error)
                                 .para(format!("That doesn't fit: {}", e.message))
-                                .para(format!(
-                                    "Which `{asking}` for `{}`? Reply with the value, or `cancel`.",
-                                    job.name
-                                )),
+                                .para(format!("Which `{asking}` for `{}`? Reply with the value, or `cancel`.", job.name)),
                         ],
                         awaiting: Some(Awaiting::Param(asking)),
                         ..Default::default()
@@ -728,12 +604,7 @@ impl Engine {
             return Ok(reply(no_such(id)));
         };
         let (tail, total) = self.store.output_tail(id, 5).await?;
-        Ok(reply(present::status(
-            &e,
-            self.catalog.get(&e.job),
-            &tail,
-            total,
-        )))
+        Ok(reply(present::status(&e, self.catalog.get(&e.job), &tail, total)))
     }
 
     async fn logs(&self, id: ExecutionId, all: bool) -> Result<Outcome, EngineError> {
@@ -747,10 +618,8 @@ impl Engine {
         } else {
             self.store.output_tail(id, 50).await?
         };
-        let mut r = Reply::new(present::state_tone(e.state)).status(
-            present::state_tone(e.state),
-            format!("#{} {} — {}", e.id, e.job, e.state),
-        );
+        let mut r =
+            Reply::new(present::state_tone(e.state)).status(present::state_tone(e.state), format!("#{} {} — {}", e.id, e.job, e.state));
         if lines.is_empty() {
             r = r.para(if e.state == ExecState::Queued {
                 "No output yet: it has not started."
@@ -771,21 +640,12 @@ impl Engine {
         Ok(reply(r))
     }
 
-    async fn cancel(
-        &self,
-        env: &Envelope,
-        person: &Person,
-        id: ExecutionId,
-    ) -> Result<Outcome, EngineError> {
+    async fn cancel(&self, env: &Envelope, person: &Person, id: ExecutionId) -> Result<Outcome, EngineError> {
         let result = self.store.request_cancel(id).await?;
         let job = self.store.execution(id).await?.map(|e| e.job);
         let (decision, text, tone) = match &result {
             CancelResult::NotFound => return Ok(reply(no_such(id))),
-            CancelResult::AlreadyFinished(s) => (
-                "refused",
-                format!("#{id} already ended ({s}); nothing to cancel."),
-                Tone::Info,
-            ),
+            CancelResult::AlreadyFinished(s) => ("refused", format!("#{id} already ended ({s}); nothing to cancel."), Tone::Info),
             CancelResult::CancelledQueued => (
                 "cancelled",
                 format!("#{id} was still queued; it is cancelled and will not run."),
@@ -793,33 +653,16 @@ impl Engine {
             ),
             CancelResult::Requested => (
                 "accepted",
-                format!(
-                    "Stopping #{id}: SIGTERM to its processes, SIGKILL if they linger. I'll confirm when it has stopped."
-                ),
+                format!("Stopping #{id}: SIGTERM to its processes, SIGKILL if they linger. I'll confirm when it has stopped."),
                 Tone::Warning,
             ),
         };
-        self.audit(
-            env,
-            person,
-            "cancel",
-            job.as_deref(),
-            None,
-            decision,
-            Some(text.clone()),
-            Some(id),
-        )
-        .await?;
+        self.audit(env, person, "cancel", job.as_deref(), None, decision, Some(text.clone()), Some(id))
+            .await?;
         Ok(reply(Reply::text(tone, text)))
     }
 
-    async fn history(
-        &self,
-        person: &Person,
-        job: Option<String>,
-        mine: bool,
-        limit: Option<u32>,
-    ) -> Result<Outcome, EngineError> {
+    async fn history(&self, person: &Person, job: Option<String>, mine: bool, limit: Option<u32>) -> Result<Outcome, EngineError> {
         let job = match job {
             Some(j) => match self.catalog.get(&j) {
                 Some(spec) => Some(spec.name.clone()),
@@ -884,24 +727,14 @@ impl Engine {
             .iter()
             .map(|(k, v)| {
                 let secret = spec.and_then(|s| s.param(k)).is_some_and(|p| p.secret);
-                (
-                    k.clone(),
-                    if secret {
-                        "••••".into()
-                    } else {
-                        v.clone()
-                    },
-                )
+                (k.clone(), if secret { "••••".into() } else { v.clone() })
             })
             .collect()
     }
 
     /// Marks executions whose worker died as `lost`, audits them and returns the notices to
     /// send. Called at start-up and periodically.
-    pub async fn recover_lost(
-        &self,
-        is_dead: &(dyn Fn(&str) -> bool + Send + Sync),
-    ) -> Result<Vec<Execution>, EngineError> {
+    pub async fn recover_lost(&self, is_dead: &opsbot_store::IsDead<'_>) -> Result<Vec<Execution>, EngineError> {
         let lost = self.store.recover_lost(is_dead).await?;
         for e in &lost {
             tracing::warn!(execution = e.id, job = %e.job, worker = ?e.worker, "execution lost: its worker stopped before it finished");
@@ -953,10 +786,7 @@ impl Engine {
             let ev = match rx.recv().await {
                 Ok(ev) => ev,
                 Err(broadcast::error::RecvError::Lagged(n)) => {
-                    tracing::warn!(
-                        missed = n,
-                        "notifier fell behind; some state-change notices were skipped"
-                    );
+                    tracing::warn!(missed = n, "notifier fell behind; some state-change notices were skipped");
                     continue;
                 }
                 Err(broadcast::error::RecvError::Closed) => return,
@@ -982,10 +812,7 @@ fn reply(r: Reply) -> Outcome {
 }
 
 fn no_such(id: ExecutionId) -> Reply {
-    Reply::text(
-        Tone::Warning,
-        format!("There is no execution #{id}. `history` lists recent runs."),
-    )
+    Reply::text(Tone::Warning, format!("There is no execution #{id}. `history` lists recent runs."))
 }
 
 fn capitalise(s: &str) -> String {
@@ -999,9 +826,5 @@ fn capitalise(s: &str) -> String {
 /// A short id for an error, shown to the person and written to the log.
 pub fn error_id() -> String {
     let now = Utc::now();
-    format!(
-        "E{:x}{:04x}",
-        now.timestamp_millis(),
-        std::process::id() & 0xffff
-    )
+    format!("E{:x}{:04x}", now.timestamp_millis(), std::process::id() & 0xffff)
 }

@@ -8,20 +8,12 @@ use opsbot_core::{Button, ExecState, Execution, OutputLine, Reply, Stream, Tone}
 pub fn describe_run(job: Option<&JobSpec>, name: &str, params: &opsbot_core::Params) -> String {
     let mut s = name.to_string();
     let ordered: Vec<(&String, &String)> = match job {
-        Some(j) => j
-            .params
-            .iter()
-            .filter_map(|p| params.get_key_value(&p.name))
-            .collect(),
+        Some(j) => j.params.iter().filter_map(|p| params.get_key_value(&p.name)).collect(),
         None => params.iter().collect(),
     };
     for (k, v) in ordered {
         let secret = job.and_then(|j| j.param(k)).is_some_and(|p| p.secret);
-        let shown = if secret {
-            "••••".to_string()
-        } else {
-            display_value(v)
-        };
+        let shown = if secret { "••••".to_string() } else { display_value(v) };
         s.push_str(&format!(" {k}={shown}"));
     }
     s
@@ -38,9 +30,7 @@ fn display_value(v: &str) -> String {
 
 /// A time for people, in the local time zone.
 pub fn when(t: DateTime<Utc>) -> String {
-    t.with_timezone(&Local)
-        .format("%Y-%m-%d %H:%M:%S")
-        .to_string()
+    t.with_timezone(&Local).format("%Y-%m-%d %H:%M:%S").to_string()
 }
 
 /// `1.2 s`, `3 min 04 s`, `420 ms`.
@@ -94,16 +84,10 @@ pub fn help(catalog: &Catalog, bot: &str) -> Reply {
             "run JOB key=value …".into(),
             "run a job (also: `JOB key=value`, `!JOB value value`)".into(),
         ),
-        (
-            "status ID".into(),
-            "state, timings and last lines of a run".into(),
-        ),
+        ("status ID".into(), "state, timings and last lines of a run".into()),
         ("logs ID [--all]".into(), "output of a run".into()),
         ("cancel ID".into(), "stop a queued or running run".into()),
-        (
-            "history [JOB] [--mine] [--limit N]".into(),
-            "recent runs".into(),
-        ),
+        ("history [JOB] [--mine] [--limit N]".into(), "recent runs".into()),
         ("whoami".into(), "who opsbot thinks you are".into()),
     ];
     r = r.fields(verbs);
@@ -159,13 +143,7 @@ pub fn job_help(job: &JobSpec) -> Reply {
             })
             .collect();
         r = r.table(
-            vec![
-                "param".into(),
-                "type".into(),
-                "allowed".into(),
-                "".into(),
-                "help".into(),
-            ],
+            vec!["param".into(), "type".into(), "allowed".into(), "".into(), "help".into()],
             rows,
         );
     }
@@ -185,29 +163,18 @@ pub fn job_help(job: &JobSpec) -> Reply {
     if !job.aliases.is_empty() {
         notes.push((
             "Aliases".to_string(),
-            job.aliases
-                .iter()
-                .map(|a| format!("`{a}`"))
-                .collect::<Vec<_>>()
-                .join(", "),
+            job.aliases.iter().map(|a| format!("`{a}`")).collect::<Vec<_>>().join(", "),
         ));
     }
     if !job.examples.is_empty() {
         notes.push((
             "Examples".to_string(),
-            job.examples
-                .iter()
-                .map(|a| format!("`{a}`"))
-                .collect::<Vec<_>>()
-                .join(", "),
+            job.examples.iter().map(|a| format!("`{a}`")).collect::<Vec<_>>().join(", "),
         ));
     }
     let order: Vec<&str> = job.params.iter().map(|p| p.name.as_str()).collect();
     if !order.is_empty() {
-        notes.push((
-            "Positional order".into(),
-            format!("`!{} {}`", job.name, order.join(" ")),
-        ));
+        notes.push(("Positional order".into(), format!("`!{} {}`", job.name, order.join(" "))));
     }
     let mut limits = vec![format!("timeout {}", humantime_short(job.timeout))];
     if let Some(c) = job.concurrency {
@@ -233,23 +200,14 @@ pub fn list(catalog: &Catalog) -> Reply {
             let params: Vec<String> = j
                 .params
                 .iter()
-                .map(|p| {
-                    if p.required {
-                        p.name.clone()
-                    } else {
-                        format!("[{}]", p.name)
-                    }
-                })
+                .map(|p| if p.required { p.name.clone() } else { format!("[{}]", p.name) })
                 .collect();
             vec![j.name.clone(), params.join(" "), j.description.clone()]
         })
         .collect();
     Reply::new(Tone::Info)
         .heading(format!("{} jobs", catalog.len()))
-        .table(
-            vec!["job".into(), "params".into(), "description".into()],
-            rows,
-        )
+        .table(vec!["job".into(), "params".into(), "description".into()], rows)
         .para("`help JOB` shows a job's parameters and examples.")
 }
 
@@ -336,10 +294,7 @@ pub fn status(e: &Execution, job: Option<&JobSpec>, tail: &[OutputLine], total: 
     let mut fields = vec![
         ("job".to_string(), describe_run(job, &e.job, &e.params)),
         ("state".into(), state_label(e)),
-        (
-            "requested by".into(),
-            format!("{} ({})", e.requester_name, e.requested_by),
-        ),
+        ("requested by".into(), format!("{} ({})", e.requester_name, e.requested_by)),
         ("where".into(), e.place.to_string()),
         ("queued".into(), when(e.created_at)),
     ];
@@ -352,10 +307,7 @@ pub fn status(e: &Execution, job: Option<&JobSpec>, tail: &[OutputLine], total: 
     if let Some(ms) = e.duration_ms {
         fields.push(("duration".into(), duration(ms)));
     } else if let (Some(s), None) = (e.started_at, e.finished_at) {
-        fields.push((
-            "running for".into(),
-            duration((Utc::now() - s).num_milliseconds().max(0)),
-        ));
+        fields.push(("running for".into(), duration((Utc::now() - s).num_milliseconds().max(0))));
     }
     if let Some(c) = e.exit_code {
         fields.push(("exit code".into(), c.to_string()));
@@ -378,12 +330,7 @@ pub fn status(e: &Execution, job: Option<&JobSpec>, tail: &[OutputLine], total: 
     if !tail.is_empty() {
         r = r.code(render_lines(tail));
         if total > tail.len() as u64 {
-            r = r.para(format!(
-                "last {} of {} lines — `logs {}` for more",
-                tail.len(),
-                total,
-                e.id
-            ));
+            r = r.para(format!("last {} of {} lines — `logs {}` for more", tail.len(), total, e.id));
         }
     }
     r.card(e.id)

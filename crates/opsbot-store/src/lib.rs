@@ -116,6 +116,10 @@ pub struct AuditRecord {
     pub execution_id: Option<ExecutionId>,
 }
 
+/// Tells whether the worker with this id is certainly gone (a named type so the `&str` stays
+/// higher-ranked through `#[async_trait]`).
+pub type IsDead<'a> = dyn Fn(&str) -> bool + Send + Sync + 'a;
+
 /// opsbot's records. One implementation per database.
 #[async_trait::async_trait]
 pub trait Store: Send + Sync {
@@ -138,7 +142,7 @@ pub trait Store: Send + Sync {
     async fn heartbeat(&self, worker: &str, lease: Duration) -> Result<(), StoreError>;
     /// Marks `lost` every running execution whose lease has expired or whose worker
     /// `is_dead` says is gone. Returns them (already announced).
-    async fn recover_lost(&self, is_dead: &(dyn Fn(&str) -> bool + Send + Sync)) -> Result<Vec<Execution>, StoreError>;
+    async fn recover_lost(&self, is_dead: &IsDead<'_>) -> Result<Vec<Execution>, StoreError>;
     /// Appends output lines (one chunk) to an execution.
     async fn append_output(&self, id: ExecutionId, lines: &[OutputLine]) -> Result<(), StoreError>;
     /// The last `n` lines and the total number of lines.

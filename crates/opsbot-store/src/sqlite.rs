@@ -1,1 +1,769 @@
-//! SQLite store (to be written)
+//! The SQLite store: one database file shared by the bot and its workers.
+//!
+//! All SQL here is runtime SQL with numbered parameters (`$1`) and `RETURNING`, so a PostgreSQL
+//! store can reuse it. Every multi-step change is written as single statements whose `WHERE`
+//! clause re-checks the state, so no transaction ever has to upgrade from reading to writing
+//! (which SQLite in WAL mode would refuse instead of waiting).
+
+use crate::{AuditRecord, CancelResult, Dialog, ExecutionFilter, Finish, IsDead, Store, StoreError};
+use chrono::{DateTime, Utc};
+use opsbot_core::{ExecEvent, ExecState, Execution, ExecutionId, NewExecution, OutputLine, Params, Place, Stream, UserId};
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::sqlite::{Sqlite, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::{AssertSqlSafe, Row, SqlSafeStr};
+use std::borrow::Cow;
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{Notify, broadcast};
+
+/// How long a connection waits for another writer before giving up.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Connections in the pool of a file database.
+const MAX_CONNECTIONS: u32 = 4;
+/// Buffered state-change events per subscriber.
+const EVENT_CAPACITY: usize = 1024;
+/// Most executions one listing returns.
+const MAX_LIST: u32 = 1000;
+/// Executions one listing returns when the filter says 0.
+const DEFAULT_LIST: u32 = 20;
+/// Chunks read per round trip when looking for the tail of the output.
+const TAIL_PAGE: i64 = 32;
+/// Attempts at opening a file (another process may be creating or migrating it right now).
+const OPEN_ATTEMPTS: u32 = 5;
+
+/// The migrations, embedded in the binary, in order.
+const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "init", include_str!("../migrations/sqlite/0001_init.sql"))];
+
+/// A [`Store`] on a SQLite database (a file, or memory for tests).
+#[derive(Clone, Debug)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+    events: broadcast::Sender<ExecEvent>,
+    queue: Arc<Notify>,
+}
+
+impl SqliteStore {
+    /// Opens (creating it and its folder if missing) and migrates the database file at `path`.
+    pub async fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        if let Some(parent) = path.parent()
+            && !parent.as_os_str().is_empty()
+        {
+            tokio::fs::create_dir_all(parent).await.map_err(sqlx::Error::Io)?;
+        }
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .busy_timeout(BUSY_TIMEOUT)
+            .foreign_keys(true)
+            .synchronous(SqliteSynchronous::Normal);
+        // Switching a fresh file to WAL and applying the first migration cannot wait on
+        // `busy_timeout` when another process does the same at the same moment; retrying
+        // finds the file ready.
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let result = async {
+                let pool = SqlitePoolOptions::new()
+                    .max_connections(MAX_CONNECTIONS)
+                    .connect_with(options.clone())
+                    .await?;
+                Self::from_pool(pool).await
+            }
+            .await;
+            match result {
+                Ok(store) => return Ok(store),
+                Err(e) if attempt < OPEN_ATTEMPTS => {
+                    tracing::debug!(path = %path.display(), attempt, error = %e, "opening the database failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(50 << attempt)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// A fresh, migrated in-memory database (one connection, kept for the store's life).
+    pub async fn memory() -> Result<SqliteStore, StoreError> {
+        let options = SqliteConnectOptions::from_str("sqlite::memory:")?.foreign_keys(true);
+        // Each connection to `:memory:` is its own database, so there must be exactly one and
+        // the pool must never close it.
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(options)
+            .await?;
+        Self::from_pool(pool).await
+    }
+
+    /// The underlying connection pool (for maintenance and tests).
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    /// Migrates the database behind `pool` and wraps it.
+    async fn from_pool(pool: SqlitePool) -> Result<SqliteStore, StoreError> {
+        migrator().run(&pool).await?;
+        let (events, _) = broadcast::channel(EVENT_CAPACITY);
+        Ok(SqliteStore {
+            pool,
+            events,
+            queue: Arc::new(Notify::new()),
+        })
+    }
+
+    /// Tells listeners that execution `id` is now in `state`.
+    fn announce(&self, id: ExecutionId, state: ExecState) {
+        // Nobody listening is fine.
+        let _ = self.events.send(ExecEvent { id, state });
+    }
+}
+
+/// The embedded migrations as a sqlx migrator.
+fn migrator() -> Migrator {
+    Migrator::with_migrations(
+        MIGRATIONS
+            .iter()
+            .map(|&(version, description, sql)| {
+                Migration::new(
+                    version,
+                    Cow::Borrowed(description),
+                    MigrationType::Simple,
+                    sql.into_sql_str(),
+                    false,
+                )
+            })
+            .collect(),
+    )
+}
+
+/// Now, in unix milliseconds.
+fn now_ms() -> i64 {
+    Utc::now().timestamp_millis()
+}
+
+/// A duration in milliseconds, saturating.
+fn duration_ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// Reads a column, reporting undecodable values as corruption.
+fn col<'r, T>(row: &'r SqliteRow, name: &str) -> Result<T, StoreError>
+where
+    T: sqlx::Decode<'r, Sqlite> + sqlx::Type<Sqlite>,
+{
+    row.try_get(name).map_err(|e| match e {
+        sqlx::Error::ColumnDecode { .. } | sqlx::Error::ColumnNotFound(_) | sqlx::Error::ColumnIndexOutOfBounds { .. } => {
+            StoreError::Corrupt(e.to_string())
+        }
+        other => StoreError::Db(other),
+    })
+}
+
+/// A stored unix-millisecond timestamp as a date.
+fn time(ms: i64, what: &str) -> Result<DateTime<Utc>, StoreError> {
+    DateTime::from_timestamp_millis(ms).ok_or_else(|| StoreError::Corrupt(format!("{what}: timestamp {ms} is out of range")))
+}
+
+/// An optional stored timestamp as a date.
+fn opt_time(ms: Option<i64>, what: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+    ms.map(|ms| time(ms, what)).transpose()
+}
+
+/// Params as stored JSON.
+fn params_json(params: &Params) -> Result<String, StoreError> {
+    serde_json::to_string(params).map_err(|e| StoreError::Corrupt(format!("params cannot be written as JSON: {e}")))
+}
+
+/// Stored JSON as params.
+fn parse_params(json: &str, what: &str) -> Result<Params, StoreError> {
+    serde_json::from_str(json).map_err(|e| StoreError::Corrupt(format!("{what}: params are not valid JSON: {e}")))
+}
+
+/// A stored state name as a state.
+fn parse_state(s: &str, what: &str) -> Result<ExecState, StoreError> {
+    ExecState::parse(s).ok_or_else(|| StoreError::Corrupt(format!("{what}: unknown state `{s}`")))
+}
+
+/// One `executions` row.
+fn execution_from_row(row: &SqliteRow) -> Result<Execution, StoreError> {
+    let id: i64 = col(row, "id")?;
+    let what = format!("execution #{id}");
+    let state: String = col(row, "state")?;
+    let params: String = col(row, "params")?;
+    let cancel_requested: i64 = col(row, "cancel_requested")?;
+    Ok(Execution {
+        id,
+        job: col(row, "job")?,
+        params: parse_params(&params, &what)?,
+        requested_by: UserId {
+            platform: col(row, "requested_by_platform")?,
+            id: col(row, "requested_by_id")?,
+        },
+        requester_name: col(row, "requester_name")?,
+        place: Place {
+            platform: col(row, "place_platform")?,
+            channel: col(row, "place_channel")?,
+            thread: col(row, "place_thread")?,
+        },
+        state: parse_state(&state, &what)?,
+        created_at: time(col(row, "created_at")?, &what)?,
+        started_at: opt_time(col(row, "started_at")?, &what)?,
+        finished_at: opt_time(col(row, "finished_at")?, &what)?,
+        exit_code: col(row, "exit_code")?,
+        duration_ms: col(row, "duration_ms")?,
+        cpu_ms: col(row, "cpu_ms")?,
+        max_rss_kb: col(row, "max_rss_kb")?,
+        detail: col(row, "detail")?,
+        worker: col(row, "worker")?,
+        cancel_requested: cancel_requested != 0,
+    })
+}
+
+/// One `dialogs` row.
+fn dialog_from_row(row: &SqliteRow) -> Result<Dialog, StoreError> {
+    let state: String = col(row, "state")?;
+    let kind: String = col(row, "kind")?;
+    let what = format!("dialog `{kind}`");
+    Ok(Dialog {
+        place: Place {
+            platform: col(row, "place_platform")?,
+            channel: col(row, "place_channel")?,
+            thread: col(row, "place_thread")?,
+        },
+        user: UserId {
+            platform: col(row, "user_platform")?,
+            id: col(row, "user_id")?,
+        },
+        state: serde_json::from_str(&state).map_err(|e| StoreError::Corrupt(format!("{what}: state is not valid JSON: {e}")))?,
+        expires_at: time(col(row, "expires_at")?, &what)?,
+        kind,
+    })
+}
+
+/// One `audit` row.
+fn audit_from_row(row: &SqliteRow) -> Result<AuditRecord, StoreError> {
+    let id: i64 = col(row, "id")?;
+    let what = format!("audit record {id}");
+    let params: Option<String> = col(row, "params")?;
+    Ok(AuditRecord {
+        id,
+        at: time(col(row, "at")?, &what)?,
+        actor: UserId {
+            platform: col(row, "actor_platform")?,
+            id: col(row, "actor_id")?,
+        },
+        actor_name: col(row, "actor_name")?,
+        place: Place {
+            platform: col(row, "place_platform")?,
+            channel: col(row, "place_channel")?,
+            thread: col(row, "place_thread")?,
+        },
+        action: col(row, "action")?,
+        job: col(row, "job")?,
+        params: params.map(|p| parse_params(&p, &what)).transpose()?,
+        decision: col(row, "decision")?,
+        reason: col(row, "reason")?,
+        execution_id: col(row, "execution_id")?,
+    })
+}
+
+/// Packs output lines into a chunk body: one `<unix_ms> <o|e|s> <text>` per line.
+/// Returns the body and the number of text bytes.
+fn pack_lines(lines: &[OutputLine]) -> (String, usize) {
+    let mut body = String::with_capacity(lines.iter().map(|l| l.text.len() + 20).sum());
+    let mut bytes = 0;
+    for (i, line) in lines.iter().enumerate() {
+        if i > 0 {
+            body.push('\n');
+        }
+        body.push_str(&line.at.timestamp_millis().to_string());
+        body.push(' ');
+        body.push(line.stream.code());
+        body.push(' ');
+        if line.text.contains(['\n', '\r']) {
+            body.push_str(&line.text.replace(['\n', '\r'], " "));
+        } else {
+            body.push_str(&line.text);
+        }
+        bytes += line.text.len();
+    }
+    (body, bytes)
+}
+
+/// Unpacks a chunk body written by [`pack_lines`], checking it holds `n_lines` lines.
+fn unpack_lines(body: &str, n_lines: i64, what: &str) -> Result<Vec<OutputLine>, StoreError> {
+    let corrupt = |why: &str| StoreError::Corrupt(format!("{what}: {why}"));
+    let mut out = Vec::new();
+    for piece in body.split('\n') {
+        let mut parts = piece.splitn(3, ' ');
+        let ms: i64 = parts
+            .next()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| corrupt("an output line has no timestamp"))?;
+        let mut code = parts.next().unwrap_or("").chars();
+        let stream = match (code.next(), code.next()) {
+            (Some(c), None) => Stream::from_code(c),
+            _ => None,
+        }
+        .ok_or_else(|| corrupt("an output line has no stream code"))?;
+        let text = parts.next().ok_or_else(|| corrupt("an output line has no text"))?;
+        out.push(OutputLine {
+            at: time(ms, what)?,
+            stream,
+            text: text.to_string(),
+        });
+    }
+    if i64::try_from(out.len()).ok() != Some(n_lines) {
+        return Err(corrupt(&format!("the chunk says {n_lines} lines but holds {}", out.len())));
+    }
+    Ok(out)
+}
+
+/// One `output_chunks` row's lines.
+fn chunk_from_row(row: &SqliteRow, id: ExecutionId) -> Result<Vec<OutputLine>, StoreError> {
+    let seq: i64 = col(row, "seq")?;
+    let n_lines: i64 = col(row, "n_lines")?;
+    let body: String = col(row, "body")?;
+    unpack_lines(&body, n_lines, &format!("output chunk {seq} of execution #{id}"))
+}
+
+#[async_trait::async_trait]
+impl Store for SqliteStore {
+    async fn create_execution(&self, new: &NewExecution) -> Result<Execution, StoreError> {
+        let row = sqlx::query(
+            "INSERT INTO executions (job, params, requested_by_platform, requested_by_id, requester_name, \
+             place_platform, place_channel, place_thread, state, created_at, cancel_requested, max_parallel) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'queued', $9, 0, $10) RETURNING *",
+        )
+        .bind(&new.job)
+        .bind(params_json(&new.params)?)
+        .bind(&new.requested_by.platform)
+        .bind(&new.requested_by.id)
+        .bind(&new.requester_name)
+        .bind(&new.place.platform)
+        .bind(&new.place.channel)
+        .bind(&new.place.thread)
+        .bind(now_ms())
+        .bind(new.max_parallel.map(i64::from))
+        .fetch_one(&self.pool)
+        .await?;
+        let execution = execution_from_row(&row)?;
+        // Wake the workers already waiting, and leave a permit for one about to wait.
+        self.queue.notify_waiters();
+        self.queue.notify_one();
+        Ok(execution)
+    }
+
+    async fn execution(&self, id: ExecutionId) -> Result<Option<Execution>, StoreError> {
+        let row = sqlx::query("SELECT * FROM executions WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(execution_from_row).transpose()
+    }
+
+    async fn executions(&self, filter: &ExecutionFilter) -> Result<Vec<Execution>, StoreError> {
+        let limit = if filter.limit == 0 {
+            DEFAULT_LIST
+        } else {
+            filter.limit.min(MAX_LIST)
+        };
+        // Only the conditions asked for, so SQLite can use the matching index. The SQL is
+        // made of constant fragments; every value is bound.
+        let mut sql = String::from("SELECT * FROM executions WHERE 1 = 1");
+        let mut n = 0;
+        let mut param = |sql: &mut String, fragment: &str| {
+            n += 1;
+            sql.push_str(&fragment.replace('?', &format!("${n}")));
+        };
+        if filter.job.is_some() {
+            param(&mut sql, " AND job = ?");
+        }
+        if filter.requested_by.is_some() {
+            param(&mut sql, " AND requested_by_platform = ?");
+            param(&mut sql, " AND requested_by_id = ?");
+        }
+        if filter.state.is_some() {
+            param(&mut sql, " AND state = ?");
+        }
+        if filter.before_id.is_some() {
+            param(&mut sql, " AND id < ?");
+        }
+        param(&mut sql, " ORDER BY id DESC LIMIT ?");
+
+        let mut query = sqlx::query(AssertSqlSafe(sql));
+        if let Some(job) = &filter.job {
+            query = query.bind(job);
+        }
+        if let Some(user) = &filter.requested_by {
+            query = query.bind(&user.platform).bind(&user.id);
+        }
+        if let Some(state) = filter.state {
+            query = query.bind(state.as_str());
+        }
+        if let Some(before) = filter.before_id {
+            query = query.bind(before);
+        }
+        let rows = query.bind(i64::from(limit)).fetch_all(&self.pool).await?;
+        rows.iter().map(execution_from_row).collect()
+    }
+
+    async fn claim(&self, worker: &str, lease: Duration, only: Option<ExecutionId>) -> Result<Option<Execution>, StoreError> {
+        let now = now_ms();
+        // One statement: SQLite runs it under the write lock, so two processes sharing the
+        // file never claim the same row.
+        let row = sqlx::query(
+            "UPDATE executions SET state = 'running', worker = $1, started_at = $2, lease_until = $3 \
+             WHERE id = ( \
+                 SELECT e.id FROM executions e \
+                 WHERE e.state = 'queued' AND ($4 IS NULL OR e.id = $4) \
+                   AND (e.max_parallel IS NULL OR \
+                        (SELECT COUNT(*) FROM executions r WHERE r.job = e.job AND r.state = 'running') < e.max_parallel) \
+                 ORDER BY e.id LIMIT 1) \
+             RETURNING *",
+        )
+        .bind(worker)
+        .bind(now)
+        .bind(now.saturating_add(duration_ms(lease)))
+        .bind(only)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let execution = execution_from_row(&row)?;
+        self.announce(execution.id, execution.state);
+        Ok(Some(execution))
+    }
+
+    async fn finish(&self, id: ExecutionId, finish: &Finish) -> Result<(), StoreError> {
+        let state = match finish.state {
+            Some(state) if state.is_final() => state,
+            other => {
+                let inferred = if finish.exit_code == Some(0) {
+                    ExecState::Succeeded
+                } else {
+                    ExecState::Failed
+                };
+                if let Some(given) = other {
+                    tracing::warn!(execution = id, %given, %inferred, "finish with a state that is not final");
+                }
+                inferred
+            }
+        };
+        let row = sqlx::query(
+            "UPDATE executions SET state = $2, finished_at = $3, exit_code = $4, duration_ms = $5, cpu_ms = $6, \
+             max_rss_kb = $7, detail = $8, lease_until = NULL \
+             WHERE id = $1 AND state = 'running' RETURNING id",
+        )
+        .bind(id)
+        .bind(state.as_str())
+        .bind(now_ms())
+        .bind(finish.exit_code)
+        .bind(finish.duration_ms)
+        .bind(finish.cpu_ms)
+        .bind(finish.max_rss_kb)
+        .bind(&finish.detail)
+        .fetch_optional(&self.pool)
+        .await?;
+        match row {
+            Some(_) => self.announce(id, state),
+            None => tracing::debug!(execution = id, "finish ignored: the execution is not running"),
+        }
+        Ok(())
+    }
+
+    async fn request_cancel(&self, id: ExecutionId) -> Result<CancelResult, StoreError> {
+        // States only move forward (queued → running → final), so this settles within a few
+        // rounds even when a worker claims or finishes it meanwhile.
+        loop {
+            let cancelled = sqlx::query(
+                "UPDATE executions SET state = 'cancelled', finished_at = $2, cancel_requested = 1, \
+                 detail = 'cancelled before it started', lease_until = NULL \
+                 WHERE id = $1 AND state = 'queued' RETURNING id",
+            )
+            .bind(id)
+            .bind(now_ms())
+            .fetch_optional(&self.pool)
+            .await?;
+            if cancelled.is_some() {
+                self.announce(id, ExecState::Cancelled);
+                return Ok(CancelResult::CancelledQueued);
+            }
+            let requested = sqlx::query("UPDATE executions SET cancel_requested = 1 WHERE id = $1 AND state = 'running' RETURNING id")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
+            if requested.is_some() {
+                return Ok(CancelResult::Requested);
+            }
+            let row = sqlx::query("SELECT state FROM executions WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
+            let Some(row) = row else {
+                return Ok(CancelResult::NotFound);
+            };
+            let state: String = col(&row, "state")?;
+            let state = parse_state(&state, &format!("execution #{id}"))?;
+            if state.is_final() {
+                return Ok(CancelResult::AlreadyFinished(state));
+            }
+        }
+    }
+
+    async fn cancel_requested(&self, worker: &str) -> Result<Vec<ExecutionId>, StoreError> {
+        let rows = sqlx::query("SELECT id FROM executions WHERE state = 'running' AND worker = $1 AND cancel_requested = 1 ORDER BY id")
+            .bind(worker)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(|row| col(row, "id")).collect()
+    }
+
+    async fn heartbeat(&self, worker: &str, lease: Duration) -> Result<(), StoreError> {
+        sqlx::query("UPDATE executions SET lease_until = $2 WHERE state = 'running' AND worker = $1")
+            .bind(worker)
+            .bind(now_ms().saturating_add(duration_ms(lease)))
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn recover_lost(&self, is_dead: &IsDead<'_>) -> Result<Vec<Execution>, StoreError> {
+        let now = now_ms();
+        let running = sqlx::query("SELECT id, worker, lease_until FROM executions WHERE state = 'running' ORDER BY id")
+            .fetch_all(&self.pool)
+            .await?;
+        let mut lost = Vec::new();
+        for row in &running {
+            let id: i64 = col(row, "id")?;
+            let worker: Option<String> = col(row, "worker")?;
+            let lease_until: Option<i64> = col(row, "lease_until")?;
+            let worker = worker.unwrap_or_else(|| "unknown".to_string());
+            let expired = lease_until.is_none_or(|until| until < now);
+            if !expired && !is_dead(&worker) {
+                continue;
+            }
+            // Re-checks `running`: it may have finished since the select.
+            let row = sqlx::query(
+                "UPDATE executions SET state = 'lost', finished_at = $2, detail = $3, lease_until = NULL \
+                 WHERE id = $1 AND state = 'running' RETURNING *",
+            )
+            .bind(id)
+            .bind(now)
+            .bind(format!("its worker {worker} stopped before it finished"))
+            .fetch_optional(&self.pool)
+            .await?;
+            if let Some(row) = row {
+                let execution = execution_from_row(&row)?;
+                tracing::warn!(execution = id, %worker, "execution lost");
+                self.announce(id, ExecState::Lost);
+                lost.push(execution);
+            }
+        }
+        Ok(lost)
+    }
+
+    async fn append_output(&self, id: ExecutionId, lines: &[OutputLine]) -> Result<(), StoreError> {
+        if lines.is_empty() {
+            return Ok(());
+        }
+        let (body, bytes) = pack_lines(lines);
+        // One statement, so the next sequence number cannot be taken twice.
+        sqlx::query(
+            "INSERT INTO output_chunks (execution_id, seq, n_lines, n_bytes, body) \
+             SELECT $1, COALESCE(MAX(seq), 0) + 1, $2, $3, $4 FROM output_chunks WHERE execution_id = $1",
+        )
+        .bind(id)
+        .bind(i64::try_from(lines.len()).unwrap_or(i64::MAX))
+        .bind(i64::try_from(bytes).unwrap_or(i64::MAX))
+        .bind(body)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn output_tail(&self, id: ExecutionId, n: usize) -> Result<(Vec<OutputLine>, u64), StoreError> {
+        let total_row = sqlx::query("SELECT COALESCE(SUM(n_lines), 0) AS total FROM output_chunks WHERE execution_id = $1")
+            .bind(id)
+            .fetch_one(&self.pool)
+            .await?;
+        let total: i64 = col(&total_row, "total")?;
+        let total = u64::try_from(total).map_err(|_| StoreError::Corrupt(format!("execution #{id}: negative line count")))?;
+        // Newest chunks first, a page at a time, until there are enough lines.
+        let mut chunks: Vec<Vec<OutputLine>> = Vec::new();
+        let mut have = 0usize;
+        let mut before = i64::MAX;
+        while have < n {
+            let rows = sqlx::query(
+                "SELECT seq, n_lines, body FROM output_chunks WHERE execution_id = $1 AND seq < $2 \
+                 ORDER BY seq DESC LIMIT $3",
+            )
+            .bind(id)
+            .bind(before)
+            .bind(TAIL_PAGE)
+            .fetch_all(&self.pool)
+            .await?;
+            if rows.is_empty() {
+                break;
+            }
+            for row in &rows {
+                before = col(row, "seq")?;
+                let lines = chunk_from_row(row, id)?;
+                have += lines.len();
+                chunks.push(lines);
+                if have >= n {
+                    break;
+                }
+            }
+        }
+        let mut lines: Vec<OutputLine> = chunks.into_iter().rev().flatten().collect();
+        let skip = lines.len().saturating_sub(n);
+        lines.drain(..skip);
+        Ok((lines, total))
+    }
+
+    async fn output_all(&self, id: ExecutionId) -> Result<Vec<OutputLine>, StoreError> {
+        let rows = sqlx::query("SELECT seq, n_lines, body FROM output_chunks WHERE execution_id = $1 ORDER BY seq")
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await?;
+        let mut lines = Vec::new();
+        for row in &rows {
+            lines.extend(chunk_from_row(row, id)?);
+        }
+        Ok(lines)
+    }
+
+    async fn put_dialog(&self, dialog: &Dialog) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO dialogs (place_key, user_platform, user_id, place_platform, place_channel, place_thread, \
+             kind, state, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+             ON CONFLICT (place_key, user_platform, user_id) DO UPDATE SET \
+             place_platform = excluded.place_platform, place_channel = excluded.place_channel, \
+             place_thread = excluded.place_thread, kind = excluded.kind, state = excluded.state, \
+             expires_at = excluded.expires_at",
+        )
+        .bind(dialog.place.key())
+        .bind(&dialog.user.platform)
+        .bind(&dialog.user.id)
+        .bind(&dialog.place.platform)
+        .bind(&dialog.place.channel)
+        .bind(&dialog.place.thread)
+        .bind(&dialog.kind)
+        .bind(dialog.state.to_string())
+        .bind(dialog.expires_at.timestamp_millis())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn dialog(&self, place: &Place, user: &UserId) -> Result<Option<Dialog>, StoreError> {
+        let row = sqlx::query("SELECT * FROM dialogs WHERE place_key = $1 AND user_platform = $2 AND user_id = $3")
+            .bind(place.key())
+            .bind(&user.platform)
+            .bind(&user.id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(dialog_from_row).transpose()
+    }
+
+    async fn delete_dialog(&self, place: &Place, user: &UserId) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM dialogs WHERE place_key = $1 AND user_platform = $2 AND user_id = $3")
+            .bind(place.key())
+            .bind(&user.platform)
+            .bind(&user.id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn audit(&self, record: &AuditRecord) -> Result<i64, StoreError> {
+        let params = record.params.as_ref().map(params_json).transpose()?;
+        let row = sqlx::query(
+            "INSERT INTO audit (at, actor_platform, actor_id, actor_name, place_platform, place_channel, \
+             place_thread, action, job, params, decision, reason, execution_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id",
+        )
+        .bind(record.at.timestamp_millis())
+        .bind(&record.actor.platform)
+        .bind(&record.actor.id)
+        .bind(&record.actor_name)
+        .bind(&record.place.platform)
+        .bind(&record.place.channel)
+        .bind(&record.place.thread)
+        .bind(&record.action)
+        .bind(&record.job)
+        .bind(params)
+        .bind(&record.decision)
+        .bind(&record.reason)
+        .bind(record.execution_id)
+        .fetch_one(&self.pool)
+        .await?;
+        col(&row, "id")
+    }
+
+    async fn audit_records(&self, limit: u32) -> Result<Vec<AuditRecord>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM audit ORDER BY id DESC LIMIT $1")
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(audit_from_row).collect()
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<ExecEvent> {
+        self.events.subscribe()
+    }
+
+    fn queue_notify(&self) -> Arc<Notify> {
+        self.queue.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(ms: i64, stream: Stream, text: &str) -> OutputLine {
+        OutputLine {
+            at: DateTime::from_timestamp_millis(ms).expect("valid ms"),
+            stream,
+            text: text.to_string(),
+        }
+    }
+
+    #[test]
+    fn pack_and_unpack_round_trip() {
+        let lines = vec![
+            line(1, Stream::Stdout, ""),
+            line(2, Stream::Stderr, "  two  spaces "),
+            line(3, Stream::System, "ünïcødé ✓ 生产"),
+            line(4, Stream::Stdout, ""),
+        ];
+        let (body, bytes) = pack_lines(&lines);
+        assert_eq!(bytes, lines.iter().map(|l| l.text.len()).sum::<usize>());
+        assert_eq!(unpack_lines(&body, 4, "t").expect("unpacks"), lines);
+    }
+
+    #[test]
+    fn pack_replaces_line_breaks() {
+        let (body, _) = pack_lines(&[line(5, Stream::Stdout, "a\nb\r\nc")]);
+        assert_eq!(body, "5 o a b  c");
+        assert_eq!(unpack_lines(&body, 1, "t").expect("unpacks")[0].text, "a b  c");
+    }
+
+    #[test]
+    fn unpack_rejects_bad_bodies() {
+        assert!(matches!(unpack_lines("x o hi", 1, "t"), Err(StoreError::Corrupt(_))));
+        assert!(matches!(unpack_lines("1 q hi", 1, "t"), Err(StoreError::Corrupt(_))));
+        assert!(matches!(unpack_lines("1 o", 1, "t"), Err(StoreError::Corrupt(_))));
+        assert!(matches!(unpack_lines("1 o a\n2 o b", 1, "t"), Err(StoreError::Corrupt(_))));
+    }
+}

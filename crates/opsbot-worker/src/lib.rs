@@ -6,10 +6,7 @@
 //! worker process is gone are marked `lost` by whoever notices (see [`is_dead`]).
 
 use opsbot_core::job::{Catalog, RunnerSpec};
-use opsbot_core::{
-    CancelToken, ExecState, Execution, ExecutionId, OutputLine, RunOutcome, RunRequest, Runner,
-    Stream,
-};
+use opsbot_core::{CancelToken, ExecState, Execution, ExecutionId, OutputLine, RunOutcome, RunRequest, Runner, Stream};
 use opsbot_store::{Finish, Store};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -96,12 +93,7 @@ pub struct Worker {
 
 impl Worker {
     /// A worker over a store and a catalog, running `exec` jobs with `exec`.
-    pub fn new(
-        store: Arc<dyn Store>,
-        catalog: Arc<Catalog>,
-        exec: Arc<dyn Runner>,
-        opts: WorkerOptions,
-    ) -> Arc<Self> {
+    pub fn new(store: Arc<dyn Store>, catalog: Arc<Catalog>, exec: Arc<dyn Runner>, opts: WorkerOptions) -> Arc<Self> {
         Arc::new(Self {
             store,
             catalog,
@@ -141,11 +133,7 @@ impl Worker {
             let woken = notify.notified();
             tokio::pin!(woken);
             woken.as_mut().enable();
-            match self
-                .store
-                .claim(&self.opts.id, self.opts.lease, self.opts.only)
-                .await
-            {
+            match self.store.claim(&self.opts.id, self.opts.lease, self.opts.only).await {
                 Ok(Some(e)) => {
                     claimed_only = self.opts.only.is_some();
                     let me = self.clone();
@@ -289,10 +277,7 @@ pub fn finish_of(o: &RunOutcome) -> Finish {
     let (state, detail) = if let Some(err) = &o.start_error {
         (ExecState::Failed, Some(err.clone()))
     } else if o.timed_out {
-        (
-            ExecState::TimedOut,
-            Some("stopped: it ran past its timeout".to_string()),
-        )
+        (ExecState::TimedOut, Some("stopped: it ran past its timeout".to_string()))
     } else if o.cancelled {
         (ExecState::Cancelled, Some("stopped on request".to_string()))
     } else if o.exit_code == Some(0) {

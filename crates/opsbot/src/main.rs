@@ -28,13 +28,7 @@ struct Cli {
     #[arg(long, global = true, env = "OPSBOT_DB", value_name = "PATH")]
     db: Option<PathBuf>,
     /// Log filter for opsbot's own log on stderr (e.g. `info`, `opsbot_worker=debug`).
-    #[arg(
-        long,
-        global = true,
-        env = "OPSBOT_LOG",
-        default_value = "warn",
-        value_name = "FILTER"
-    )]
+    #[arg(long, global = true, env = "OPSBOT_LOG", default_value = "warn", value_name = "FILTER")]
     log: String,
     #[command(subcommand)]
     command: Cmd,
@@ -90,15 +84,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_new(&cli.log)
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")))
         .init();
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("opsbot: cannot start the async runtime: {e}");
@@ -108,17 +96,8 @@ fn main() -> ExitCode {
     let result = rt.block_on(async {
         match cli.command {
             Cmd::Check { no_secrets } => check::check(&cli.config, no_secrets),
-            Cmd::Shell {
-                user,
-                no_wait,
-                color,
-            } => shell::shell(&cli.config, cli.db, user, !no_wait, &color).await,
-            Cmd::Run {
-                job,
-                args,
-                user,
-                yes,
-            } => run::run(&cli.config, cli.db, job, args, user, yes).await,
+            Cmd::Shell { user, no_wait, color } => shell::shell(&cli.config, cli.db, user, !no_wait, &color).await,
+            Cmd::Run { job, args, user, yes } => run::run(&cli.config, cli.db, job, args, user, yes).await,
             Cmd::Serve => serve::serve(&cli.config, cli.db).await,
         }
     });

@@ -5,7 +5,7 @@ use anyhow::Result;
 use opsbot_adapters::terminal::render;
 use opsbot_core::{Envelope, ExecState, Place, UserId};
 use opsbot_engine::Awaiting;
-use opsbot_engine::grammar::quote_arg;
+use opsbot_engine::grammar::{cli_arg, quote_arg};
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -14,14 +14,7 @@ use std::process::ExitCode;
 const REFUSED: u8 = 2;
 
 /// Queues `job` with `args` through the engine, runs it in this process and prints the result.
-pub async fn run(
-    config: &Path,
-    db: Option<PathBuf>,
-    job: String,
-    args: Vec<String>,
-    user: Option<String>,
-    yes: bool,
-) -> Result<ExitCode> {
+pub async fn run(config: &Path, db: Option<PathBuf>, job: String, args: Vec<String>, user: Option<String>, yes: bool) -> Result<ExitCode> {
     let mut rt = Runtime::start(config, db, true).await?;
     let user = crate::default_user(user);
     let interactive = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
@@ -29,7 +22,7 @@ pub async fn run(
     let mut text = format!("run {}", quote_arg(&job));
     for a in &args {
         text.push(' ');
-        text.push_str(&quote_arg(a));
+        text.push_str(&cli_arg(a));
     }
     let mut env = Envelope::direct(UserId::new("cli", &user), Place::new("cli", &user), text);
     env.display_name = Some(user.clone());
@@ -48,14 +41,7 @@ pub async fn run(
             }
             (Some(Awaiting::Confirmation), None) if yes => env.text = "yes".into(),
             (Some(a), None) if interactive => {
-                eprint!(
-                    "{}",
-                    if *a == Awaiting::Confirmation {
-                        "yes/no> "
-                    } else {
-                        "value> "
-                    }
-                );
+                eprint!("{}", if *a == Awaiting::Confirmation { "yes/no> " } else { "value> " });
                 let _ = std::io::stderr().flush();
                 let mut line = String::new();
                 if std::io::stdin().lock().read_line(&mut line)? == 0 {
@@ -98,11 +84,11 @@ pub async fn run(
                 println!("{}", opsbot_engine::present::render_lines(&all));
             }
             let mut summary = n.reply.clone();
-            summary.blocks.retain(|b| !matches!(b, opsbot_core::Block::Code { .. }) && !matches!(b, opsbot_core::Block::Text { text } if text.contains("earlier line")));
-            eprintln!(
-                "{}",
-                render(&summary, color && std::io::stderr().is_terminal())
-            );
+            summary.blocks.retain(|b| {
+                !matches!(b, opsbot_core::Block::Code { .. })
+                    && !matches!(b, opsbot_core::Block::Text { text } if text.contains("earlier line"))
+            });
+            eprintln!("{}", render(&summary, color && std::io::stderr().is_terminal()));
             final_state = Some(n.state);
             break;
         }

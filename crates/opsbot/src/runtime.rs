@@ -54,11 +54,7 @@ pub fn load_config(path: &Path) -> Result<Config> {
 
 impl Runtime {
     /// Starts store, engine, notifier and an in-process worker (only for `only`, when given).
-    pub async fn start(
-        config_path: &Path,
-        db: Option<PathBuf>,
-        only_worker: bool,
-    ) -> Result<Runtime> {
+    pub async fn start(config_path: &Path, db: Option<PathBuf>, only_worker: bool) -> Result<Runtime> {
         let config = load_config(config_path)?;
         let db = db.unwrap_or_else(|| config.store.path.clone());
         let store = Arc::new(
@@ -68,11 +64,7 @@ impl Runtime {
         );
         let store: Arc<dyn Store> = store;
         let catalog = Arc::new(config.catalog.clone());
-        let engine = Arc::new(Engine::new(
-            catalog.clone(),
-            config.bot.clone(),
-            store.clone(),
-        ));
+        let engine = Arc::new(Engine::new(catalog.clone(), config.bot.clone(), store.clone()));
 
         let mut lost_at_start = Vec::new();
         for e in engine.recover_lost(&opsbot_worker::is_dead).await? {

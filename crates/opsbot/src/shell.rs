@@ -12,13 +12,7 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 
 /// Runs the terminal chat until end of input (then waits for this session's runs) or Ctrl-C.
-pub async fn shell(
-    config: &Path,
-    db: Option<PathBuf>,
-    user: Option<String>,
-    wait: bool,
-    color: &str,
-) -> Result<ExitCode> {
+pub async fn shell(config: &Path, db: Option<PathBuf>, user: Option<String>, wait: bool, color: &str) -> Result<ExitCode> {
     let mut rt = Runtime::start(config, db, false).await?;
     let tty_out = std::io::stdout().is_terminal();
     let interactive = tty_out && std::io::stdin().is_terminal();
@@ -96,8 +90,7 @@ pub async fn shell(
         }
         // Let the worker pick up the cancel requests and record the ends.
         while !pending.is_empty() {
-            match tokio::time::timeout(std::time::Duration::from_secs(15), rt.notices.recv()).await
-            {
+            match tokio::time::timeout(std::time::Duration::from_secs(15), rt.notices.recv()).await {
                 Ok(Some(n)) => {
                     if n.state.is_final() && pending.remove(&n.execution) {
                         adapter.print(&n.reply);

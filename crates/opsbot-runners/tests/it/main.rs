@@ -1,0 +1,8 @@
+//! Integration tests of the exec runner: real processes, real signals, real pipes.
+
+mod argv;
+mod exit;
+mod output;
+mod start;
+mod stop;
+mod support;

@@ -1,0 +1,124 @@
+//! Database files: creation, settings, reopening, several stores on one file.
+
+use crate::{ana, at_ms, finished, line, new_exec, ops};
+use opsbot_core::{ExecState, Stream};
+use opsbot_store::{AuditRecord, Dialog, SqliteStore, Store};
+use sqlx::Row;
+use std::time::Duration;
+
+#[tokio::test]
+async fn open_creates_file_and_folders_with_settings() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("a").join("b").join("opsbot.db");
+    let store = SqliteStore::open(&path).await.expect("open");
+    assert!(path.exists());
+    let pool = store.pool();
+    let mode: String = sqlx::query("PRAGMA journal_mode").fetch_one(pool).await.expect("pragma").get(0);
+    assert_eq!(mode, "wal");
+    let fk: i64 = sqlx::query("PRAGMA foreign_keys").fetch_one(pool).await.expect("pragma").get(0);
+    assert_eq!(fk, 1);
+    let busy: i64 = sqlx::query("PRAGMA busy_timeout").fetch_one(pool).await.expect("pragma").get(0);
+    assert_eq!(busy, 5000);
+    let sync: i64 = sqlx::query("PRAGMA synchronous").fetch_one(pool).await.expect("pragma").get(0);
+    assert_eq!(sync, 1, "NORMAL");
+}
+
+#[tokio::test]
+async fn reopening_keeps_data_and_migrates_once() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("opsbot.db");
+    let (id, audit_id) = {
+        let store = SqliteStore::open(&path).await.expect("open");
+        let id = store.create_execution(&new_exec("deploy")).await.expect("create").id;
+        store
+            .claim("w1", Duration::from_secs(60), None)
+            .await
+            .expect("claim")
+            .expect("claimed");
+        store
+            .append_output(id, &[line(1, Stream::Stdout, "hello"), line(2, Stream::Stderr, "")])
+            .await
+            .expect("append");
+        store.finish(id, &finished(ExecState::Succeeded, 0)).await.expect("finish");
+        store
+            .put_dialog(&Dialog {
+                place: ops(),
+                user: ana(),
+                kind: "confirm".into(),
+                state: serde_json::json!({"id": id}),
+                expires_at: at_ms(2_000_000_000_000),
+            })
+            .await
+            .expect("dialog");
+        let audit_id = store
+            .audit(&AuditRecord {
+                id: 0,
+                at: at_ms(1_700_000_000_000),
+                actor: ana(),
+                actor_name: "Ana".into(),
+                place: ops(),
+                action: "run".into(),
+                job: Some("deploy".into()),
+                params: None,
+                decision: "accepted".into(),
+                reason: None,
+                execution_id: Some(id),
+            })
+            .await
+            .expect("audit");
+        store.pool().close().await;
+        (id, audit_id)
+    };
+
+    for _ in 0..2 {
+        let store = SqliteStore::open(&path).await.expect("reopen");
+        let e = store.execution(id).await.expect("get").expect("kept");
+        assert_eq!(e.state, ExecState::Succeeded);
+        assert_eq!(store.output_all(id).await.expect("output").len(), 2);
+        assert!(store.dialog(&ops(), &ana()).await.expect("dialog").is_some());
+        assert_eq!(store.audit_records(10).await.expect("audit")[0].id, audit_id);
+        let migrations: i64 = sqlx::query("SELECT COUNT(*) FROM _sqlx_migrations")
+            .fetch_one(store.pool())
+            .await
+            .expect("count")
+            .get(0);
+        assert_eq!(migrations, 1);
+        store.pool().close().await;
+    }
+
+    let store = SqliteStore::open(&path).await.expect("reopen");
+    let next = store.create_execution(&new_exec("deploy")).await.expect("create").id;
+    assert!(next > id, "ids keep growing");
+}
+
+/// Two processes starting at once on a fresh file both get a usable store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_open_of_a_fresh_file() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("opsbot.db");
+    let (a, b, c) = tokio::join!(SqliteStore::open(&path), SqliteStore::open(&path), SqliteStore::open(&path));
+    let (a, b, c) = (a.expect("a"), b.expect("b"), c.expect("c"));
+    let id = a.create_execution(&new_exec("job")).await.expect("create").id;
+    assert_eq!(b.execution(id).await.expect("get").map(|e| e.id), Some(id));
+    assert_eq!(
+        c.claim("w", Duration::from_secs(5), None).await.expect("claim").map(|e| e.id),
+        Some(id)
+    );
+}
+
+/// A change made through one store is visible through another on the same file.
+#[tokio::test]
+async fn stores_on_one_file_share_state() {
+    let (dir, one) = crate::file_store().await;
+    let two = SqliteStore::open(&dir.path().join("opsbot.db")).await.expect("second store");
+    let id = one.create_execution(&new_exec("job")).await.expect("create").id;
+    let claimed = two
+        .claim("w2", Duration::from_secs(60), None)
+        .await
+        .expect("claim")
+        .expect("claimed");
+    assert_eq!(claimed.id, id);
+    assert!(one.claim("w1", Duration::from_secs(60), None).await.expect("claim").is_none());
+    assert_eq!(one.request_cancel(id).await.expect("cancel"), opsbot_store::CancelResult::Requested);
+    assert_eq!(two.cancel_requested("w2").await.expect("list"), vec![id]);
+}

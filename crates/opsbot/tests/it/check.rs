@@ -1,0 +1,125 @@
+//! `opsbot check`: every problem, each with file:line:col and a hint.
+
+use crate::harness::*;
+
+#[test]
+fn example_config_is_valid() {
+    let out = std::process::Command::new(BIN)
+        .args(["check", "--config"])
+        .arg(example_config())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ok — 7 jobs"));
+}
+
+#[test]
+fn broken_config_lists_every_problem_with_positions() {
+    let sb = Sandbox::new();
+    let cfg = sb.config(
+        r#"[bot]
+name = "opsbot"
+prefixes = ["! "]
+
+[sotre]
+path = "x.db"
+
+[jobs.deploy]
+description = "deploy"
+aliases = ["deploy {app} to {nowhere}"]
+timeout = "5 parsecs"
+runner = { type = "exec", argv = ["deploy.sh", "{{ ap }}"], env = { DEPLOY_TOKEN = "hunter2" } }
+
+[[jobs.deploy.params]]
+name = "app"
+type = "enum"
+values = ["api", "web"]
+default = "db"
+
+[[jobs.deploy.params]]
+name = "count"
+type = "integer"
+
+[jobs.help]
+runner = { type = "exec", argv = ["true"] }
+
+[jobs.ssh]
+runner = { type = "ssh", host = "x" }
+"#,
+    );
+    let out = std::process::Command::new(BIN)
+        .args(["check", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let f = cfg.display().to_string();
+    for want in [
+        format!("{f}:3:13: error: a prefix must be non-empty and without spaces"),
+        format!("{f}:5:2: error: unknown section `sotre`"),
+        "hint: did you mean `[store]`?".to_string(),
+        format!("{f}:10:12: error: alias `deploy {{app}} to {{nowhere}}`: `{{nowhere}}` is not a parameter"),
+        format!("{f}:11:11: error: `5 parsecs` is not a duration"),
+        format!("{f}:12:48: error: the template uses `ap`, which is not a parameter of `deploy`"),
+        "hint: did you mean `app`?".to_string(),
+        format!("{f}:12:84: error: `DEPLOY_TOKEN` looks like a secret written into the config"),
+        format!("{f}:18:11: error: the default does not fit the parameter"),
+        format!("{f}:22:8: error: unknown parameter type `integer`"),
+        format!("{f}:24:7: error: `help` is a built-in command and cannot be a job name"),
+        format!("{f}:28:19: error: unknown runner type `ssh`"),
+    ] {
+        assert!(err.contains(&want), "missing {want:?} in\n{err}");
+    }
+    assert!(err.contains("problem(s)"), "{err}");
+    // The shell refuses to start on it and says how to see the problems.
+    let out = std::process::Command::new(BIN)
+        .args(["shell", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("opsbot check --config"));
+}
+
+#[test]
+fn secrets_are_resolved_or_reported() {
+    let sb = Sandbox::new();
+    let cfg = sb.config(
+        r#"[jobs.x]
+runner = { type = "exec", argv = ["true"], env = { API_TOKEN = "${env:OPSBOT_TEST_NEVER_SET}", OTHER = "${file:missing.txt}" } }
+"#,
+    );
+    let out = std::process::Command::new(BIN)
+        .args(["check", "--config"])
+        .arg(&cfg)
+        .env_remove("OPSBOT_TEST_NEVER_SET")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(":2:64: error: environment variable `OPSBOT_TEST_NEVER_SET`"), "{err}");
+    assert!(err.contains("cannot read"), "{err}");
+    let out = std::process::Command::new(BIN)
+        .args(["check", "--no-secrets", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = std::process::Command::new(BIN)
+        .args(["check", "--config"])
+        .arg(&cfg)
+        .env("OPSBOT_TEST_NEVER_SET", "x")
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("1 problem(s)"));
+}
+
+#[test]
+fn missing_config_file_says_what_to_do() {
+    let out = std::process::Command::new(BIN)
+        .args(["shell", "--config", "/nonexistent/opsbot.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no config file at `/nonexistent/opsbot.toml`"));
+}

@@ -1,0 +1,262 @@
+//! Drives the real `opsbot` binary: a shell session with piped stdin/stdout, one line at a time.
+
+use regex::Regex;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_opsbot");
+
+/// The example config of the repository.
+pub fn example_config() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/opsbot.toml")
+}
+
+/// A temporary folder holding a database (and optionally a config).
+pub struct Sandbox {
+    pub dir: tempfile::TempDir,
+}
+
+impl Sandbox {
+    pub fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+    pub fn db(&self) -> PathBuf {
+        self.dir.path().join("opsbot.db")
+    }
+    /// Writes a config file next to the database and returns its path.
+    pub fn config(&self, text: &str) -> PathBuf {
+        let p = self.dir.path().join("opsbot.toml");
+        std::fs::write(&p, text).expect("write config");
+        p
+    }
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+    /// A command for the binary on this sandbox's database, with fast demo scripts.
+    pub fn cmd(&self, config: &Path) -> Command {
+        let mut c = Command::new(BIN);
+        c.arg("--config").arg(config).arg("--db").arg(self.db());
+        c.env("OPSBOT_DEMO_STEP", "0.05")
+            .env("NO_COLOR", "1")
+            .env_remove("OPSBOT_CONFIG")
+            .env_remove("OPSBOT_DB");
+        c
+    }
+    /// Starts `opsbot shell` as `user`.
+    pub fn shell(&self, config: &Path, user: &str) -> Session {
+        let mut c = self.cmd(config);
+        c.args(["shell", "--user", user]);
+        Session::start(c)
+    }
+}
+
+/// A running shell whose output is collected in the background.
+pub struct Session {
+    pub child: Child,
+    stdin: Option<ChildStdin>,
+    out: Arc<Mutex<String>>,
+    err: Arc<Mutex<String>>,
+    cursor: usize,
+}
+
+fn collect(mut r: impl Read + Send + 'static, buf: Arc<Mutex<String>>) {
+    std::thread::spawn(move || {
+        let mut r = BufReader::new(&mut r);
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            match r.read_until(b'\n', &mut line) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => buf.lock().unwrap().push_str(&String::from_utf8_lossy(&line)),
+            }
+        }
+    });
+}
+
+impl Session {
+    pub fn start(mut c: Command) -> Session {
+        c.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = c.spawn().expect("start opsbot");
+        let out = Arc::new(Mutex::new(String::new()));
+        let err = Arc::new(Mutex::new(String::new()));
+        collect(child.stdout.take().unwrap(), out.clone());
+        collect(child.stderr.take().unwrap(), err.clone());
+        let stdin = child.stdin.take();
+        Session {
+            child,
+            stdin,
+            out,
+            err,
+            cursor: 0,
+        }
+    }
+
+    /// Types one line.
+    pub fn send(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().expect("stdin open");
+        stdin.write_all(line.as_bytes()).unwrap();
+        stdin.write_all(b"\n").unwrap();
+        stdin.flush().unwrap();
+    }
+
+    /// Waits until the output after the cursor matches `pattern`; returns the text up to the
+    /// end of the match and moves the cursor past it. Fails with everything seen on timeout.
+    pub fn expect(&mut self, pattern: &str) -> String {
+        self.expect_within(pattern, Duration::from_secs(20))
+    }
+
+    pub fn expect_within(&mut self, pattern: &str, limit: Duration) -> String {
+        let re = Regex::new(pattern).expect("pattern");
+        let start = Instant::now();
+        loop {
+            {
+                let out = self.out.lock().unwrap();
+                if let Some(m) = re.find(&out[self.cursor..]) {
+                    let text = out[self.cursor..self.cursor + m.end()].to_string();
+                    self.cursor += m.end();
+                    return text;
+                }
+            }
+            if start.elapsed() > limit {
+                panic!(
+                    "timed out waiting for /{pattern}/\n--- stdout after cursor ---\n{}\n--- stderr ---\n{}",
+                    &self.out.lock().unwrap()[self.cursor..],
+                    self.err.lock().unwrap()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Sends a line and waits for a pattern.
+    pub fn ask(&mut self, line: &str, pattern: &str) -> String {
+        self.send(line);
+        self.expect(pattern)
+    }
+
+    /// Closes stdin and waits for the process to exit; returns (stdout, stderr, success).
+    pub fn finish(mut self) -> (String, String, bool) {
+        drop(self.stdin.take());
+        let start = Instant::now();
+        let status = loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                break s;
+            }
+            if start.elapsed() > Duration::from_secs(30) {
+                let _ = self.child.kill();
+                panic!("shell did not exit after end of input\n{}", self.out.lock().unwrap());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        std::thread::sleep(Duration::from_millis(50));
+        let out = self.out.lock().unwrap().clone();
+        let err = self.err.lock().unwrap().clone();
+        (out, err, status.success())
+    }
+
+    pub fn stderr(&self) -> String {
+        self.err.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs the shell on a whole script (stdin closed at the end) and returns its stdout.
+pub fn script(sb: &Sandbox, config: &Path, user: &str, lines: &[&str]) -> String {
+    let mut c = sb.cmd(config);
+    c.args(["shell", "--user", user]);
+    let mut s = Session::start(c);
+    for l in lines {
+        s.send(l);
+    }
+    let (out, err, ok) = s.finish();
+    assert!(ok, "shell failed\n{out}\n{err}");
+    out
+}
+
+/// Whether a process group still has a living member. Zombies do not count: a killed
+/// grandchild is reparented to PID 1 and stays a zombie until PID 1 reaps it, which is not
+/// ours to wait for. Read from /proc/PID/stat (field 5 is the group, field 3 the state).
+pub fn group_alive(pgid: i32) -> bool {
+    let Ok(dir) = std::fs::read_dir("/proc") else { return false };
+    dir.flatten().any(|e| {
+        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
+            return false;
+        };
+        // The command name (field 2) is in parentheses and may contain spaces.
+        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 2..]) else {
+            return false;
+        };
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        f.len() > 2 && f[2].parse::<i32>() == Ok(pgid) && f[0] != "Z" && f[0] != "X"
+    })
+}
+
+/// A config with test jobs around a few real programs.
+pub fn test_config(sb: &Sandbox, extra: &str) -> PathBuf {
+    let text = format!(
+        r#"
+[bot]
+confirm_timeout = "1s"
+dialog_timeout = "1s"
+
+[jobs.echo]
+description = "print its value"
+runner = {{ type = "exec", argv = ["printf", "<%s>\n", "{{{{ v }}}}"] }}
+[[jobs.echo.params]]
+name = "v"
+required = true
+
+[jobs.envdump]
+description = "print OPSBOT_PARAM_V"
+runner = {{ type = "exec", argv = ["sh", "-c", "printf '<%s>\n' \"$OPSBOT_PARAM_V\"", "envdump"] }}
+[[jobs.envdump.params]]
+name = "v"
+required = true
+
+[jobs.sleeper]
+description = "print the process group and sleep, with a child that sleeps too"
+timeout = "{timeout}"
+kill_grace = "1s"
+runner = {{ type = "exec", argv = ["sh", "-c", "echo pgid=$$; sleep 60 & sleep 60"] }}
+
+[jobs.flood]
+description = "print a lot"
+output_limit = "16KiB"
+runner = {{ type = "exec", argv = ["sh", "-c", "i=0; while [ $i -lt 20000 ]; do echo line-$i-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx; i=$((i+1)); done; echo done"] }}
+
+[jobs.fail]
+description = "exit 3"
+runner = {{ type = "exec", argv = ["sh", "-c", "echo about to fail; echo oops >&2; exit 3"] }}
+
+[jobs.count]
+description = "count to n"
+runner = {{ type = "exec", argv = ["seq", "{{{{ n }}}}"] }}
+[[jobs.count.params]]
+name = "n"
+type = "int"
+min = 1
+max = 100000
+default = 3
+
+[jobs.danger]
+description = "sensitive"
+sensitive = true
+runner = {{ type = "exec", argv = ["echo", "danger done"] }}
+
+{extra}
+"#,
+        timeout = "30s"
+    );
+    sb.config(&text)
+}

@@ -1,0 +1,117 @@
+//! Cancel, timeout, output cap, lost recovery, serve.
+
+use crate::harness::*;
+use std::time::Duration;
+
+fn pgid_from(out: &str) -> i32 {
+    let i = out.rfind("pgid=").expect("pgid printed");
+    out[i + 5..].split(|c: char| !c.is_ascii_digit()).next().unwrap().parse().unwrap()
+}
+
+#[test]
+fn cancel_stops_the_whole_process_group() {
+    let sb = Sandbox::new();
+    let cfg = test_config(&sb, "");
+    let mut s = sb.shell(&cfg, "alice");
+    s.ask("sleeper", "#1 queued");
+    s.expect("▶ #1 running");
+    // The pgid line is stored within ~100 ms; poll status until it shows.
+    let mut pgid = 0;
+    for _ in 0..100 {
+        let st = s.ask("status 1", "state.*\n(.*\n)*?.*(where).*\n");
+        let more = s.expect_within("(pgid=\\d+|running for.*)\n", Duration::from_secs(5));
+        if let Some(i) = (st.clone() + &more).find("pgid=") {
+            pgid = pgid_from(&(st + &more)[i..]);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(pgid > 0, "never saw the pgid");
+    assert!(group_alive(pgid));
+    s.ask("cancel 1", "Stopping #1");
+    s.expect("#1 sleeper cancelled");
+    assert!(!group_alive(pgid), "process group {pgid} still has members after cancel");
+    s.ask("status 1", "state         cancelled");
+    s.ask("cancel 1", "#1 already ended \\(cancelled\\)");
+}
+
+#[test]
+fn timeout_ends_the_run_as_timed_out() {
+    let sb = Sandbox::new();
+    let cfg = test_config(&sb, "").to_string_lossy().to_string();
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("timeout = \"30s\"", "timeout = \"1s\"");
+    let cfg = sb.config(&text);
+    let mut s = sb.shell(&cfg, "alice");
+    s.ask("sleeper", "#1 queued");
+    let out = s.expect("✘ #1 sleeper timed out(.*\n)*?.*timed out after");
+    let pgid = pgid_from(&out);
+    assert!(!group_alive(pgid), "process group {pgid} survived the timeout");
+    s.ask("status 1", "note .*ran past its timeout");
+}
+
+#[test]
+fn output_cap_keeps_the_start_and_says_so() {
+    let sb = Sandbox::new();
+    let cfg = test_config(&sb, "");
+    let mut s = sb.shell(&cfg, "alice");
+    s.ask("flood", "#1 queued");
+    let out = s.expect("✔ #1 flood succeeded(.*\n)*?.*not shown");
+    assert!(out.contains("[opsbot] output truncated"), "{out}");
+    assert!(out.contains("output was truncated"), "{out}");
+    let all = s.ask("logs 1 --all", "output truncated.*\n");
+    assert!(all.contains("line-0-"), "{all}");
+    assert!(!all.contains("line-19999"), "{all}");
+    let stored: usize = all.lines().filter(|l| l.contains("line-")).map(|l| l.len()).sum();
+    assert!(stored < 20 * 1024, "kept {stored} bytes with a 16 KiB cap");
+}
+
+#[test]
+fn failed_runs_report_exit_code_and_stderr() {
+    let sb = Sandbox::new();
+    let cfg = test_config(&sb, "");
+    let out = script(&sb, &cfg, "alice", &["fail"]);
+    assert!(
+        out.contains("✘ #1 fail failed (exit 1)") || out.contains("✘ #1 fail failed (exit 3)"),
+        "{out}"
+    );
+    assert!(out.contains("exit code     3"), "{out}");
+    assert!(out.contains("[stderr] oops"), "{out}");
+}
+
+#[test]
+fn runs_left_by_a_killed_process_are_reported_lost() {
+    let sb = Sandbox::new();
+    let cfg = test_config(&sb, "");
+    let mut s = sb.shell(&cfg, "alice");
+    s.ask("sleeper", "#1 queued");
+    s.expect("▶ #1 running");
+    // Kill opsbot itself, hard: nothing gets to record the end.
+    unsafe { libc::kill(s.child.id() as i32, libc::SIGKILL) };
+    let _ = s.child.wait();
+    let out = script(&sb, &cfg, "alice", &["status 1"]);
+    assert!(out.contains("✘ #1 sleeper lost"), "{out}");
+    assert!(out.contains("its worker"), "{out}");
+    assert!(out.contains("state         lost"), "{out}");
+    // The job's own processes were orphaned by the kill; clean them up.
+    let _ = std::process::Command::new("pkill").args(["-f", "sleep 60"]).status();
+}
+
+#[test]
+fn serve_runs_until_signalled_and_recovers_lost_runs() {
+    let sb = Sandbox::new();
+    let cfg = test_config(&sb, "");
+    let mut c = sb.cmd(&cfg);
+    c.arg("serve").env("OPSBOT_LOG", "info");
+    let mut s = Session::start(c);
+    let start = std::time::Instant::now();
+    while !s.stderr().contains("opsbot serving 7 jobs") {
+        assert!(start.elapsed() < Duration::from_secs(20), "serve did not start: {}", s.stderr());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    unsafe { libc::kill(s.child.id() as i32, libc::SIGTERM) };
+    let status = s.child.wait().unwrap();
+    assert!(status.success(), "{}", s.stderr());
+    assert!(s.stderr().contains("stopping"), "{}", s.stderr());
+}

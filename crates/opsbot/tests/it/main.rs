@@ -1,0 +1,11 @@
+//! Behaviour of the `opsbot` binary through its public surface: scripted shell sessions,
+//! `opsbot run`, `opsbot check` and `opsbot serve`, with real processes.
+
+mod check;
+mod dialogs;
+mod harness;
+mod hostile;
+mod jobs;
+mod lifecycle;
+mod run_cli;
+mod verbs;
