@@ -160,10 +160,7 @@ impl Engine {
             return Ok(Outcome::default());
         };
         if text.is_empty() {
-            return Ok(reply(Reply::text(
-                Tone::Info,
-                "Yes? `help` shows what I can do, `list` the jobs.",
-            )));
+            return Ok(reply(Reply::text(Tone::Info, "Yes? `help` shows what I can do, `list` the jobs.")));
         }
         let cmd = match grammar::parse(text, &self.catalog) {
             Ok(Some(c)) => c,

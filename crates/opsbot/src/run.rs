@@ -13,6 +13,28 @@ use std::process::ExitCode;
 /// Exit code for a refused request (unknown job, bad or missing parameters, not confirmed).
 const REFUSED: u8 = 2;
 
+/// Prints the output lines of `id` stored after the first `printed`; returns the new count.
+async fn print_new_output(store: &dyn opsbot_store::Store, id: i64, printed: u64) -> Result<u64> {
+    let (_, mut total) = store.output_tail(id, 0).await?;
+    // More lines may be stored between two reads; ask again until the tail is exactly the unseen part.
+    let lines = loop {
+        if total <= printed {
+            return Ok(printed);
+        }
+        let (lines, now) = store.output_tail(id, (total - printed) as usize).await?;
+        if now == total {
+            break lines;
+        }
+        total = now;
+    };
+    let mut out = std::io::stdout().lock();
+    for l in &lines {
+        writeln!(out, "{}", opsbot_engine::present::render_lines(std::slice::from_ref(l)))?;
+    }
+    out.flush()?;
+    Ok(total)
+}
+
 /// Queues `job` with `args` through the engine, runs it in this process and prints the result.
 pub async fn run(config: &Path, db: Option<PathBuf>, job: String, args: Vec<String>, user: Option<String>, yes: bool) -> Result<ExitCode> {
     let mut rt = Runtime::start(config, db, true).await?;
@@ -69,30 +91,33 @@ pub async fn run(config: &Path, db: Option<PathBuf>, job: String, args: Vec<Stri
     let id = out.queued.expect("loop exits only when queued");
     eprintln!("#{id} queued: {}", env.text);
     rt.run_only(id);
-    let mut final_state = None;
-    while let Some(n) = rt.notices.recv().await {
-        if n.execution != id {
-            continue;
+    // Stream output while it runs: every 200 ms, print the lines stored since the last look.
+    let store = rt.engine.store().clone();
+    let mut printed: u64 = 0;
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(200));
+    let final_notice = loop {
+        tokio::select! {
+            n = rt.notices.recv() => match n {
+                Some(n) if n.execution == id && n.state == ExecState::Running => eprintln!("#{id} running…"),
+                Some(n) if n.execution == id && n.state.is_final() => break Some(n),
+                Some(_) => {}
+                None => break None,
+            },
+            _ = tick.tick() => printed = print_new_output(store.as_ref(), id, printed).await?,
         }
-        if n.state == ExecState::Running {
-            eprintln!("#{id} running…");
-            continue;
-        }
-        if n.state.is_final() {
-            let all = rt.engine.store().output_all(id).await?;
-            if !all.is_empty() {
-                println!("{}", opsbot_engine::present::render_lines(&all));
-            }
-            let mut summary = n.reply.clone();
-            summary.blocks.retain(|b| {
-                !matches!(b, opsbot_core::Block::Code { .. })
-                    && !matches!(b, opsbot_core::Block::Text { text } if text.contains("earlier line"))
-            });
-            eprintln!("{}", render(&summary, color && std::io::stderr().is_terminal()));
-            final_state = Some(n.state);
-            break;
-        }
-    }
+    };
+    print_new_output(store.as_ref(), id, printed).await?;
+    let final_state = final_notice.map(|n| {
+        let mut summary = n.reply.clone();
+        // The output is already on stdout; keep the summary to state, duration and exit code.
+        summary.blocks.retain(|b| match b {
+            opsbot_core::Block::Code { .. } => false,
+            opsbot_core::Block::Text { text } => !text.contains("earlier line") && !text.contains("(no output)"),
+            _ => true,
+        });
+        eprintln!("{}", render(&summary, color && std::io::stderr().is_terminal()));
+        n.state
+    });
     rt.stop().await;
     Ok(match final_state {
         Some(ExecState::Succeeded) => ExitCode::SUCCESS,

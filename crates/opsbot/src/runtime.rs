@@ -18,6 +18,8 @@ const RECOVERY_EVERY: Duration = Duration::from_secs(10);
 /// The running parts.
 pub struct Runtime {
     pub config: Config,
+    /// The SQLite file in use (`--db` or the config's `[store] path`).
+    pub db: PathBuf,
     pub engine: Arc<Engine>,
     pub notices: mpsc::Receiver<Notice>,
     /// Executions found lost at start-up, already audited.
@@ -99,6 +101,7 @@ impl Runtime {
         };
         Ok(Runtime {
             config,
+            db,
             engine,
             notices,
             lost_at_start,

@@ -12,7 +12,7 @@ pub async fn serve(config: &Path, db: Option<PathBuf>) -> Result<ExitCode> {
         "opsbot serving {} jobs from {} (store {}, {} worker slots). No chat adapters are configured in this build yet; use `opsbot shell` or `opsbot run` on the same config. Ctrl-C to stop.",
         rt.config.catalog.len(),
         rt.config.path.display(),
-        rt.config.store.path.display(),
+        rt.db.display(),
         rt.config.worker.concurrency
     );
     for n in std::mem::take(&mut rt.lost_at_start) {

@@ -1,0 +1,126 @@
+//! The engine through its public API, on an in-memory store: addressing, dialogs per person
+//! and place, and an audit record for every decision.
+
+use opsbot_core::config::{Config, LoadOptions};
+use opsbot_core::{Envelope, Place, UserId};
+use opsbot_engine::{Awaiting, Engine};
+use opsbot_store::{SqliteStore, Store};
+use std::path::Path;
+use std::sync::Arc;
+
+const CONFIG: &str = r#"
+[bot]
+confirm_timeout = "1s"
+
+[jobs.deploy]
+aliases = ["deploy {app} to {env}"]
+runner = { type = "exec", argv = ["true"] }
+[[jobs.deploy.params]]
+name = "app"
+type = "enum"
+values = ["api", "web"]
+required = true
+[[jobs.deploy.params]]
+name = "env"
+type = "enum"
+values = ["dev", "prod"]
+synonyms = { prod = ["production"] }
+required = true
+[[jobs.deploy.params]]
+name = "token"
+secret = true
+default = "abc"
+
+[jobs.restart]
+sensitive = true
+runner = { type = "exec", argv = ["true"] }
+"#;
+
+async fn engine() -> (Engine, Arc<dyn Store>) {
+    let cfg = Config::parse(CONFIG, Path::new("/tmp/opsbot-test.toml"), LoadOptions::default()).expect("config");
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::memory().await.expect("store"));
+    (Engine::new(Arc::new(cfg.catalog), cfg.bot, store.clone()), store)
+}
+
+fn in_channel(user: &str, text: &str) -> Envelope {
+    let mut e = Envelope::direct(UserId::new("chat", user), Place::new("chat", "#ops"), text);
+    e.direct = false;
+    e
+}
+
+fn text_of(o: &opsbot_engine::Outcome) -> String {
+    o.replies.iter().map(|r| r.plain_text()).collect()
+}
+
+#[tokio::test]
+async fn channel_messages_need_addressing_but_dialog_answers_do_not() {
+    let (engine, _) = engine().await;
+    // Chatter in a channel is not for the bot: no reply at all.
+    assert!(engine.handle(&in_channel("U1", "deploy api to dev")).await.replies.is_empty());
+    let o = engine.handle(&in_channel("U1", "!deploy api to dev")).await;
+    assert!(o.queued.is_some(), "{}", text_of(&o));
+    let o = engine.handle(&in_channel("U1", "opsbot: deploy app=web")).await;
+    assert_eq!(o.awaiting, Some(Awaiting::Param("env".into())));
+    // Another person's message in the same channel does not answer U1's question.
+    assert!(engine.handle(&in_channel("U2", "prod")).await.replies.is_empty());
+    // U1's plain answer does, without a mention.
+    let o = engine.handle(&in_channel("U1", "production")).await;
+    assert!(o.queued.is_some(), "{}", text_of(&o));
+    assert!(text_of(&o).contains("deploy app=web env=prod token=••••"), "{}", text_of(&o));
+}
+
+#[tokio::test]
+async fn every_decision_is_audited_and_secrets_are_redacted() {
+    let (engine, store) = engine().await;
+    let d = |t: &str| Envelope::direct(UserId::new("chat", "U1"), Place::new("chat", "D1"), t);
+    engine.handle(&d("deploy api to dev")).await; // accepted
+    engine.handle(&d("deploy api to qa")).await; // refused (bad value)
+    engine.handle(&d("run nosuch")).await; // refused (no such job)
+    engine.handle(&d("deploy app=api")).await; // asked
+    engine.handle(&d("cancel")).await; // abandoned
+    engine.handle(&d("restart")).await; // asked (confirmation)
+    engine.handle(&d("yes")).await; // confirmed + accepted
+    engine.handle(&d("restart")).await; // asked
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    engine.handle(&d("yes")).await; // expired
+    engine.handle(&d("cancel 1")).await; // cancel of a queued run
+    let recs = store.audit_records(100).await.unwrap();
+    let got: Vec<(String, String)> = recs.iter().rev().map(|r| (r.action.clone(), r.decision.clone())).collect();
+    let want: Vec<(&str, &str)> = vec![
+        ("run", "accepted"),
+        ("run", "refused"),
+        ("run", "refused"),
+        ("run", "asked"),
+        ("run", "abandoned"),
+        ("run", "asked"),
+        ("run", "confirmed"),
+        ("run", "accepted"),
+        ("run", "asked"),
+        ("run", "expired"),
+        ("cancel", "cancelled"),
+    ];
+    let got_ref: Vec<(&str, &str)> = got.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+    assert_eq!(got_ref, want);
+    let first = recs.last().unwrap();
+    assert_eq!(first.actor, UserId::new("chat", "U1"));
+    assert_eq!(first.params.as_ref().unwrap().get("token").map(String::as_str), Some("••••"));
+    assert_eq!(first.execution_id, Some(1));
+    assert!(
+        recs.iter()
+            .any(|r| r.reason.as_deref().is_some_and(|x| x.contains("`qa` is not one of dev, prod")))
+    );
+}
+
+#[tokio::test]
+async fn lost_executions_are_audited() {
+    let (engine, store) = engine().await;
+    let d = Envelope::direct(UserId::new("chat", "U1"), Place::new("chat", "D1"), "deploy api to dev");
+    let id = engine.handle(&d).await.queued.unwrap();
+    store.claim("gone-host:1", std::time::Duration::from_secs(60), None).await.unwrap();
+    let lost = engine.recover_lost(&|w: &str| w == "gone-host:1").await.unwrap();
+    assert_eq!(lost.iter().map(|e| e.id).collect::<Vec<_>>(), vec![id]);
+    let n = engine.notice_for(id).await.unwrap().unwrap();
+    assert!(n.reply.plain_text().contains("lost"), "{}", n.reply.plain_text());
+    let recs = store.audit_records(1).await.unwrap();
+    assert_eq!((recs[0].action.as_str(), recs[0].decision.as_str()), ("recover", "lost"));
+}
