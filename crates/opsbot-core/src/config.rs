@@ -17,7 +17,16 @@ use toml::de::{DeTable, DeValue, ValueDeserializer};
 
 /// Built-in verbs no job may be named after. (`logs`, `status` and `cancel` take an id, so a
 /// job may share those names: the argument's shape decides.)
-pub const RESERVED_NAMES: &[&str] = &["help", "list", "run", "history", "whoami", "yes", "no"];
+pub const RESERVED_NAMES: &[&str] = &["help", "list", "jobs", "run", "history", "whoami"];
+
+/// Whether a job name is taken by a built-in verb or a yes/no answer word.
+pub fn is_reserved(name: &str) -> bool {
+    let n = name.to_lowercase();
+    RESERVED_NAMES.contains(&n.as_str()) || crate::understand::YES.contains(&n.as_str()) || crate::understand::NO.contains(&n.as_str())
+}
+
+/// Verbs an alias may not start with: the grammar reads them as built-ins first.
+const ALIAS_BLOCKED_FIRST_WORDS: &[&str] = &["help", "list", "jobs", "run", "history", "whoami"];
 
 /// The bot's own settings (`[bot]`).
 #[derive(Clone, Debug)]
@@ -468,11 +477,16 @@ impl<'a> Cx<'a> {
             );
             ok = false;
         }
-        if RESERVED_NAMES.contains(&jname.to_lowercase().as_str()) {
+        if is_reserved(&jname) {
+            let words: Vec<&str> = crate::understand::YES.iter().chain(crate::understand::NO).copied().collect();
             self.err(
                 name.span(),
-                format!("`{jname}` is a built-in command and cannot be a job name"),
-                Some(format!("reserved: {}", RESERVED_NAMES.join(", "))),
+                format!("`{jname}` is a built-in command or an answer word and cannot be a job name"),
+                Some(format!(
+                    "reserved: {}, and the answer words {}",
+                    RESERVED_NAMES.join(", "),
+                    words.join(", ")
+                )),
             );
             ok = false;
         }
@@ -493,7 +507,7 @@ impl<'a> Cx<'a> {
 
         let (params, declared, params_ok) = self.params(&jname, field("params").as_ref());
         ok &= params_ok;
-        let runner = self.runner(&jname, field("runner").as_ref(), value.span(), &declared);
+        let runner = self.runner(&jname, field("runner").as_ref(), value.span(), &declared, &params);
 
         // Aliases: words and {slots}; every slot a declared param, at least one literal word.
         for alias in &raw.aliases {
@@ -507,9 +521,13 @@ impl<'a> Cx<'a> {
             }
         }
         let concurrency = match raw.concurrency {
-            Some(c) if *c.get_ref() >= 1 => Some(*c.get_ref() as u32),
+            Some(c) if (1..=10_000).contains(c.get_ref()) => Some(*c.get_ref() as u32),
             Some(c) => {
-                self.err(c.span(), "concurrency must be at least 1", Some("leave it out for no limit".into()));
+                self.err(
+                    c.span(),
+                    "concurrency must be between 1 and 10000",
+                    Some("leave it out for no limit".into()),
+                );
                 None
             }
             None => None,
@@ -557,6 +575,11 @@ impl<'a> Cx<'a> {
                 Err(e) => {
                     self.toml_err(e, item.span());
                     ok = false;
+                    // Still count its name as declared, so templates and aliases using it are not
+                    // reported as wrong too.
+                    if let Some(n) = item.get_ref().get("name").and_then(|n| n.get_ref().as_str()) {
+                        declared.push(n.to_string());
+                    }
                     continue;
                 }
             };
@@ -586,6 +609,14 @@ impl<'a> Cx<'a> {
                 raw.name.span(),
                 format!("`{name}` is not a valid parameter name"),
                 Some("use lowercase letters, digits and `_`, starting with a letter".into()),
+            );
+            ok = false;
+        }
+        if TEMPLATE_BUILTINS.contains(&name.as_str()) {
+            self.err(
+                raw.name.span(),
+                format!("`{name}` is a built-in template variable and cannot be a parameter name"),
+                Some(format!("built-ins: {}", TEMPLATE_BUILTINS.join(", "))),
             );
             ok = false;
         }
@@ -754,7 +785,14 @@ impl<'a> Cx<'a> {
         ok.then_some(spec)
     }
 
-    fn runner(&mut self, job: &str, value: Option<&Spanned<DeValue<'a>>>, job_span: Range<usize>, params: &[String]) -> Option<RunnerSpec> {
+    fn runner(
+        &mut self,
+        job: &str,
+        value: Option<&Spanned<DeValue<'a>>>,
+        job_span: Range<usize>,
+        params: &[String],
+        specs: &[ParamSpec],
+    ) -> Option<RunnerSpec> {
         let Some(value) = value else {
             self.err(
                 job_span,
@@ -807,10 +845,30 @@ impl<'a> Cx<'a> {
             return None;
         }
         let known: HashSet<&str> = params.iter().map(String::as_str).chain(TEMPLATE_BUILTINS.iter().copied()).collect();
-        let env = minijinja::Environment::new();
+        let env = crate::job::template_env();
+        // A trial render with plausible values finds unknown filters and functions now, not at run time.
+        let samples: crate::job::Params = specs.iter().map(|p| (p.name.clone(), crate::job::sample_value(p))).collect();
+        let sample_ctx = crate::job::template_context(job, specs, &samples, 1, "check:opsbot");
+        let all_declared = params.len() == specs.len();
         for el in raw.argv.get_ref() {
+            if secret::has_reference(el.get_ref()) {
+                self.err(
+                    el.span(),
+                    "`${…}` references are not resolved in argv",
+                    Some("put the secret in the runner's env (API_TOKEN = \"${env:API_TOKEN}\") and read it from there".into()),
+                );
+                ok = false;
+            }
             match env.template_from_str(el.get_ref()) {
                 Ok(tmpl) => {
+                    if all_declared && let Err(e) = tmpl.render(&sample_ctx) {
+                        self.err(
+                            el.span(),
+                            format!("argv template fails to render: {}", e.detail().unwrap_or(&e.to_string())),
+                            Some("check filter and function names; see the minijinja docs".into()),
+                        );
+                        ok = false;
+                    }
                     for var in tmpl.undeclared_variables(false) {
                         if !known.contains(var.as_str()) {
                             let hint = crate::job::closest(&var, known.iter().copied()).map(|s| format!("did you mean `{s}`?"));
@@ -838,7 +896,7 @@ impl<'a> Cx<'a> {
         let mut envs = BTreeMap::new();
         for (k, v) in raw.env {
             let upper = k.to_uppercase();
-            if SECRET_WORDS.iter().any(|w| upper.contains(w)) && !secret::has_reference(v.get_ref()) {
+            if looks_secret(&upper) && !secret::has_reference(v.get_ref()) {
                 self.err(
                     v.span(),
                     format!("`{k}` looks like a secret written into the config"),
@@ -865,15 +923,56 @@ impl<'a> Cx<'a> {
                     }
                 }
             } else {
+                if let Err(msg) = secret::check_syntax(v.get_ref()) {
+                    self.err(v.span(), msg, None);
+                    ok = false;
+                }
                 envs.insert(k, v.into_inner());
             }
         }
+        let argv0_span = raw.argv.get_ref()[0].span();
         let mut argv: Vec<String> = raw.argv.into_inner().into_iter().map(Spanned::into_inner).collect();
         // A relative program path with a slash is taken from the config file's folder.
         if argv[0].contains('/') && !argv[0].contains("{{") && Path::new(&argv[0]).is_relative() {
-            argv[0] = self.dir.join(&argv[0]).to_string_lossy().into_owned();
+            let rel: PathBuf = Path::new(&argv[0])
+                .components()
+                .filter(|c| !matches!(c, std::path::Component::CurDir))
+                .collect();
+            argv[0] = self.dir.join(rel).to_string_lossy().into_owned();
         }
-        let cwd = raw.cwd.map(|c| self.dir.join(c.into_inner())).unwrap_or_else(|| self.dir.clone());
+        if argv[0].contains('/') && !argv[0].contains("{{") {
+            use std::os::unix::fs::PermissionsExt;
+            match std::fs::metadata(&argv[0]) {
+                Ok(m) if m.is_file() && m.permissions().mode() & 0o111 != 0 => {}
+                Ok(_) => {
+                    self.err(
+                        argv0_span.clone(),
+                        format!("`{}` is not an executable file", argv[0]),
+                        Some(format!("chmod +x {}", argv[0])),
+                    );
+                    ok = false;
+                }
+                Err(e) => {
+                    self.err(
+                        argv0_span.clone(),
+                        format!("program `{}` cannot be found: {e}", argv[0]),
+                        Some("relative paths are taken from the config file's folder".into()),
+                    );
+                    ok = false;
+                }
+            }
+        }
+        let cwd = match raw.cwd {
+            Some(c) => {
+                let dir = self.dir.join(c.get_ref());
+                if !dir.is_dir() {
+                    self.err(c.span(), format!("working directory `{}` does not exist", dir.display()), None);
+                    ok = false;
+                }
+                dir
+            }
+            None => self.dir.clone(),
+        };
         ok.then_some(RunnerSpec::Exec { argv, env: envs, cwd })
     }
 }
@@ -881,7 +980,27 @@ impl<'a> Cx<'a> {
 /// Variables available to argv templates besides the params.
 pub const TEMPLATE_BUILTINS: &[&str] = &["execution_id", "job", "requester"];
 
-const SECRET_WORDS: &[&str] = &["TOKEN", "PASSWORD", "PASSWD", "SECRET", "API_KEY", "PRIVATE_KEY"];
+/// Words of an env var name (split at `_`) that mark a secret.
+const SECRET_WORDS: &[&str] = &[
+    "TOKEN",
+    "TOKENS",
+    "PASSWORD",
+    "PASSWD",
+    "PASS",
+    "SECRET",
+    "SECRETS",
+    "APIKEY",
+    "CREDENTIALS",
+];
+
+/// `DEPLOY_TOKEN`, `DB_PASSWORD`, `API_KEY`, `PRIVATE_KEY` look secret; `TOKENIZER` does not.
+fn looks_secret(upper: &str) -> bool {
+    let words: Vec<&str> = upper.split(|c: char| !c.is_ascii_alphanumeric()).collect();
+    words.iter().any(|w| SECRET_WORDS.contains(w))
+        || words
+            .windows(2)
+            .any(|p| matches!(p, ["API" | "PRIVATE" | "ACCESS" | "SECRET", "KEY"]))
+}
 
 fn valid_name(s: &str, allow_dash: bool) -> bool {
     let mut chars = s.chars();
@@ -943,6 +1062,11 @@ fn check_alias(alias: &str, params: &[String]) -> Result<(), String> {
     let parts = alias_parts(alias);
     if !parts.iter().any(|p| matches!(p, AliasPart::Word(_))) {
         return Err("it has no literal word, so it would match anything".into());
+    }
+    if let Some(AliasPart::Word(w)) = parts.first()
+        && ALIAS_BLOCKED_FIRST_WORDS.contains(&w.as_str())
+    {
+        return Err(format!("it starts with the built-in command `{w}`, so it could never match"));
     }
     let mut seen = HashSet::new();
     for p in &parts {

@@ -198,6 +198,50 @@ pub fn closest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) ->
     best.map(|(c, _)| c)
 }
 
+/// Template variables for a job's argv: the params with their types (`int` as a number, `bool`
+/// as a boolean, so `{% if force %}` means what it says), plus `execution_id`, `job` and
+/// `requester`. Shared by the exec runner and by `opsbot check`'s trial render.
+pub fn template_context(job: &str, specs: &[ParamSpec], params: &Params, execution_id: i64, requester: &str) -> minijinja::Value {
+    let mut ctx: BTreeMap<String, minijinja::Value> = BTreeMap::new();
+    ctx.insert("execution_id".into(), minijinja::Value::from(execution_id));
+    ctx.insert("job".into(), minijinja::Value::from(job));
+    ctx.insert("requester".into(), minijinja::Value::from(requester));
+    for (name, raw) in params {
+        let value = match specs.iter().find(|p| &p.name == name).map(|p| &p.kind) {
+            Some(ParamKind::Int { .. }) => raw
+                .parse::<i64>()
+                .map(minijinja::Value::from)
+                .unwrap_or_else(|_| minijinja::Value::from(raw.as_str())),
+            Some(ParamKind::Bool) => minijinja::Value::from(raw == "true"),
+            _ => minijinja::Value::from(raw.as_str()),
+        };
+        ctx.insert(name.clone(), value);
+    }
+    minijinja::Value::from(ctx)
+}
+
+/// The template environment argv elements are rendered in: no escaping (the result is one
+/// argument, not HTML or shell), absent optional values render as "".
+pub fn template_env() -> minijinja::Environment<'static> {
+    let mut env = minijinja::Environment::new();
+    env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
+    env.set_undefined_behavior(minijinja::UndefinedBehavior::Lenient);
+    env
+}
+
+/// A plausible value for a param, for trial renders: its default, first enum value, or a sample.
+pub fn sample_value(p: &ParamSpec) -> String {
+    if let Some(d) = &p.default {
+        return d.clone();
+    }
+    match &p.kind {
+        ParamKind::Enum { values } => values.first().map(|v| v.value.clone()).unwrap_or_default(),
+        ParamKind::Int { min, max } => min.or(*max).unwrap_or(1).to_string(),
+        ParamKind::Bool => "true".into(),
+        ParamKind::String { .. } => "sample".into(),
+    }
+}
+
 /// How a job is carried out.
 #[derive(Clone, Debug)]
 pub enum RunnerSpec {

@@ -47,6 +47,8 @@ pub struct RunRequest {
     pub job: Arc<JobSpec>,
     /// Canonical params.
     pub params: Params,
+    /// Who asked, as `platform:id` (template variable `requester`, env `OPSBOT_REQUESTER`).
+    pub requester: String,
     /// Where output lines go, in order.
     pub output: mpsc::Sender<OutputLine>,
     /// Stops the run when cancelled.

@@ -35,6 +35,26 @@ pub fn resolve(s: &str, base: &Path) -> Result<String, String> {
     Ok(out)
 }
 
+/// Checks reference syntax without reading anything (for `opsbot check --no-secrets`).
+pub fn check_syntax(s: &str) -> Result<(), String> {
+    let mut rest = s.replace("$${", "");
+    while let Some(i) = rest.find("${") {
+        let t = &rest[i + 2..];
+        let end = t.find('}').ok_or_else(|| format!("`{s}` has an unclosed `${{`"))?;
+        match t[..end].split_once(':') {
+            Some(("env" | "file", v)) if !v.is_empty() => {}
+            _ => {
+                return Err(format!(
+                    "`${{{}}}` is not a reference opsbot knows; use `${{env:NAME}}` or `${{file:PATH}}`",
+                    &t[..end]
+                ));
+            }
+        }
+        rest = t[end + 1..].to_string();
+    }
+    Ok(())
+}
+
 fn resolve_one(reference: &str, base: &Path) -> Result<String, String> {
     match reference.split_once(':') {
         Some(("env", name)) if !name.is_empty() => {
@@ -68,5 +88,8 @@ mod tests {
         assert!(resolve("${env:OPSBOT_TEST_UNSET_Y}", dir.path()).unwrap_err().contains("not set"));
         assert!(resolve("${vault:x}", dir.path()).unwrap_err().contains("not a reference"));
         assert!(resolve("${env:X", dir.path()).unwrap_err().contains("unclosed"));
+        assert!(check_syntax("a ${env:X} ${file:y} $${z").is_ok());
+        assert!(check_syntax("${vault:x}").unwrap_err().contains("not a reference"));
+        assert!(check_syntax("${env:X").unwrap_err().contains("unclosed"));
     }
 }

@@ -3,6 +3,11 @@
 
 use crate::job::Catalog;
 
+/// Words that answer "yes" to a confirmation.
+pub const YES: &[&str] = &["yes", "y", "yep", "confirm", "ok", "是", "是的", "确认", "好"];
+/// Words that answer "no" to a confirmation (and abandon a question, unless they are a valid answer).
+pub const NO: &[&str] = &["no", "n", "nope", "cancel", "abort", "stop", "否", "不", "取消"];
+
 /// A request the engine can act on.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Command {

@@ -8,9 +8,9 @@
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use opsbot_core::config::{Config, LoadOptions};
-use opsbot_core::{Catalog, Command, Envelope, Place, UserId};
+use opsbot_core::{Catalog, Command, Envelope, NewExecution, Params, Place, UserId};
 use opsbot_engine::{Engine, Outcome, grammar};
-use opsbot_store::{SqliteStore, Store};
+use opsbot_store::{AuditRecord, SqliteStore, Store};
 use std::fmt::Write as _;
 use std::hint::black_box;
 use std::path::Path;
@@ -261,11 +261,123 @@ fn bench_understand(c: &mut Criterion) {
     g.finish();
 }
 
+/// Awaits `f()` `iters` times inside one `block_on`.
+fn timed<F, Fut>(rt: &Runtime, iters: u64, f: F) -> Duration
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    rt.block_on(async {
+        let start = Instant::now();
+        for _ in 0..iters {
+            f().await;
+        }
+        start.elapsed()
+    })
+}
+
+/// The store calls one step makes, alone, so the report can say where the step's time goes:
+/// the dialog lookup (every message), the execution insert and the audit insert (a queued
+/// run), plus `ping` as the cheapest possible round trip through the pool.
+fn bench_store_parts(c: &mut Criterion) {
+    let rt = current_thread();
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (group, file) in [("store_memory", None), ("store_file_wal", Some(dir.path().join("opsbot.db")))] {
+        let store: Arc<dyn Store> = Arc::new(
+            rt.block_on(async {
+                match &file {
+                    Some(p) => SqliteStore::open(p).await,
+                    None => SqliteStore::memory().await,
+                }
+            })
+            .expect("open the store"),
+        );
+        let env = envelope("run job250 env=prod app=web");
+        let person = UserId::new("bench", "U1");
+        let mut params = Params::new();
+        params.insert("app".into(), "web".into());
+        params.insert("env".into(), "prod".into());
+        params.insert("replicas".into(), "3".into());
+        let new = NewExecution {
+            job: "job250".into(),
+            params: params.clone(),
+            requested_by: person.clone(),
+            requester_name: "Bench".into(),
+            place: env.place.clone(),
+            max_parallel: None,
+        };
+        let record = AuditRecord {
+            id: 0,
+            at: chrono::Utc::now(),
+            actor: person.clone(),
+            actor_name: "Bench".into(),
+            place: env.place.clone(),
+            action: "run".into(),
+            job: Some("job250".into()),
+            params: Some(params),
+            decision: "accepted".into(),
+            reason: None,
+            execution_id: Some(1),
+        };
+        let mut g = c.benchmark_group(group);
+        g.bench_function("ping", |b| {
+            b.iter_custom(|iters| timed(&rt, iters, || async { store.ping().await.expect("ping") }))
+        });
+        g.bench_function("dialog_lookup", |b| {
+            b.iter_custom(|iters| {
+                timed(&rt, iters, || async {
+                    black_box(store.dialog(&env.place, &person).await.expect("dialog"));
+                })
+            })
+        });
+        g.bench_function("create_execution", |b| {
+            b.iter_custom(|iters| {
+                timed(&rt, iters, || async {
+                    black_box(store.create_execution(&new).await.expect("create_execution"));
+                })
+            })
+        });
+        g.bench_function("audit", |b| {
+            b.iter_custom(|iters| {
+                timed(&rt, iters, || async {
+                    black_box(store.audit(&record).await.expect("audit"));
+                })
+            })
+        });
+        g.finish();
+    }
+
+    // What any hand-off to another thread and back costs on this machine: the pattern sqlx's
+    // SQLite driver uses (a channel to the connection's own thread, a oneshot back), with no
+    // database work at all.
+    let (tx, rx) = std::sync::mpsc::channel::<tokio::sync::oneshot::Sender<()>>();
+    let echo = std::thread::spawn(move || {
+        while let Ok(back) = rx.recv() {
+            let _ = back.send(());
+        }
+    });
+    c.benchmark_group("baseline").bench_function("thread_roundtrip", |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    let (back, answer) = tokio::sync::oneshot::channel();
+                    tx.send(back).expect("echo thread");
+                    answer.await.expect("echo thread");
+                }
+                start.elapsed()
+            })
+        })
+    });
+    drop(tx);
+    echo.join().expect("echo thread");
+}
+
 criterion_group! {
     name = benches;
     // Shorter than criterion's defaults (3 s + 5 s) to keep the whole file near a minute;
     // `--warm-up-time` / `--measurement-time` on the command line still override.
     config = Criterion::default().warm_up_time(Duration::from_secs(2)).measurement_time(Duration::from_secs(3));
-    targets = bench_engine, bench_understand
+    targets = bench_engine, bench_store_parts, bench_understand
 }
 criterion_main!(benches);

@@ -8,10 +8,10 @@ use opsbot_core::{Command, Envelope};
 /// Built-in verbs, for help and suggestions.
 pub const VERBS: &[&str] = &["help", "list", "run", "status", "cancel", "logs", "history", "whoami"];
 
-/// Words that answer "yes" to a confirmation.
-pub const YES: &[&str] = &["yes", "y", "yep", "confirm", "ok", "是", "是的", "确认", "好"];
-/// Words that answer "no" / abandon a dialog.
-pub const NO: &[&str] = &["no", "n", "nope", "cancel", "abort", "stop", "否", "不", "取消"];
+pub use opsbot_core::understand::{NO, YES};
+
+/// Words that always abandon an open question, even where `no` would be a valid answer.
+pub const ABANDON: &[&str] = &["cancel", "abort", "取消"];
 
 /// Longest message the engine reads, in bytes; longer ones are refused with a clear answer.
 pub const MAX_MESSAGE_LEN: usize = 16 * 1024;
@@ -245,6 +245,7 @@ pub fn parse(text: &str, catalog: &Catalog) -> Result<Option<Command>, ParseErro
                 }
                 None if job_named(&verb) => {}
                 None if args.is_empty() && verb == "cancel" => return Ok(Some(Command::No)),
+                None if match_alias(&toks, catalog).is_some() => return Ok(match_alias(&toks, catalog)),
                 None => {
                     let got = args.first().map(|t| format!(" (got `{}`)", t.text)).unwrap_or_default();
                     return Err(ParseError(format!(

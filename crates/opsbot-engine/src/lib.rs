@@ -152,7 +152,7 @@ impl Engine {
         // A dialog answer needs no mention: the person is talking to us already.
         if let Some(d) = self.store.dialog(&env.place, &env.user).await? {
             let text = addressed.unwrap_or(env.text.trim());
-            if let Some(o) = self.continue_dialog(env, &person, d, text).await? {
+            if let Some(o) = self.continue_dialog(env, &person, d, text, addressed.is_some()).await? {
                 return Ok(o);
             }
         }
@@ -196,7 +196,7 @@ impl Engine {
         match cmd {
             Command::Help(None) => Ok(reply(present::help(&self.catalog, &self.bot.name))),
             Command::Help(Some(topic)) => Ok(reply(match self.catalog.get(&topic) {
-                Some(job) => present::job_help(job),
+                Some(job) => present::job_help(job, self.bot.prefixes.first().map(String::as_str).unwrap_or("")),
                 None if grammar::VERBS.contains(&topic.to_lowercase().as_str()) => present::help(&self.catalog, &self.bot.name),
                 None => self.unknown_job(&topic),
             })),
@@ -465,7 +465,14 @@ impl Engine {
     }
 
     /// Answers an open dialog. `None` means the message is not an answer and is handled anew.
-    async fn continue_dialog(&self, env: &Envelope, person: &Person, d: Dialog, text: &str) -> Result<Option<Outcome>, EngineError> {
+    async fn continue_dialog(
+        &self,
+        env: &Envelope,
+        person: &Person,
+        d: Dialog,
+        text: &str,
+        addressed: bool,
+    ) -> Result<Option<Outcome>, EngineError> {
         let lower = text.trim().to_lowercase();
         let is_yes = grammar::YES.contains(&lower.as_str());
         let is_no = grammar::NO.contains(&lower.as_str());
@@ -539,7 +546,21 @@ impl Engine {
             }
             _ => {
                 let asking = d.state.get("asking").and_then(|v| v.as_str()).unwrap_or_default().to_string();
-                if is_no {
+                let Some(spec) = job.param(&asking) else {
+                    self.store.delete_dialog(&env.place, &env.user).await?;
+                    return Ok(Some(reply(Reply::text(
+                        Tone::Warning,
+                        format!("`{}` changed since I asked; send the command again.", job.name),
+                    ))));
+                };
+                let answer = grammar::tokenize(text)
+                    .ok()
+                    .filter(|t| t.len() == 1)
+                    .map(|t| t[0].text.clone())
+                    .unwrap_or_else(|| text.trim().to_string());
+                let fits = spec.normalize(&answer);
+                // `cancel` always abandons; `no` only when it is not itself a valid answer (a bool).
+                if grammar::ABANDON.contains(&lower.as_str()) || (is_no && fits.is_err()) {
                     self.store.delete_dialog(&env.place, &env.user).await?;
                     self.audit(
                         env,
@@ -557,19 +578,13 @@ impl Engine {
                         format!("OK, dropped `{}`; nothing was run.", job.name),
                     ))));
                 }
-                let Some(spec) = job.param(&asking) else {
-                    self.store.delete_dialog(&env.place, &env.user).await?;
-                    return Ok(Some(reply(Reply::text(
-                        Tone::Warning,
-                        format!("`{}` changed since I asked; send the command again.", job.name),
-                    ))));
-                };
-                let answer = grammar::tokenize(text)
-                    .ok()
-                    .filter(|t| t.len() == 1)
-                    .map(|t| t[0].text.clone())
-                    .unwrap_or_else(|| text.trim().to_string());
-                match spec.normalize(&answer) {
+                // In a channel, an un-addressed message answers only when it fits a typed
+                // parameter; free text (and anything that does not fit) is chatter.
+                let free_text = matches!(spec.kind, opsbot_core::ParamKind::String { pattern: None });
+                if !addressed && !env.direct && (free_text || fits.is_err()) {
+                    return Ok(None);
+                }
+                match fits {
                     Ok(v) => {
                         self.store.delete_dialog(&env.place, &env.user).await?;
                         let mut params = params;

@@ -100,7 +100,8 @@ pub fn help(catalog: &Catalog, bot: &str) -> Reply {
 }
 
 /// Help for one job, generated from its schema.
-pub fn job_help(job: &JobSpec) -> Reply {
+/// `prefix` is how positional use is shown (the first configured prefix, or none).
+pub fn job_help(job: &JobSpec, prefix: &str) -> Reply {
     let mut r = Reply::new(Tone::Info).heading(format!(
         "{} — {}",
         job.name,
@@ -129,6 +130,7 @@ pub fn job_help(job: &JobSpec) -> Reply {
             .map(|p| {
                 let allowed = p.kind.describe();
                 let need = match (&p.default, p.required) {
+                    (Some(_), _) if p.secret => "default ••••".into(),
                     (Some(d), _) => format!("default {d}"),
                     (None, true) => "required".into(),
                     (None, false) => "optional".into(),
@@ -174,7 +176,7 @@ pub fn job_help(job: &JobSpec) -> Reply {
     }
     let order: Vec<&str> = job.params.iter().map(|p| p.name.as_str()).collect();
     if !order.is_empty() {
-        notes.push(("Positional order".into(), format!("`!{} {}`", job.name, order.join(" "))));
+        notes.push(("Positional order".into(), format!("`{prefix}{} {}`", job.name, order.join(" "))));
     }
     let mut limits = vec![format!("timeout {}", humantime_short(job.timeout))];
     if let Some(c) = job.concurrency {

@@ -21,11 +21,10 @@
 
 use async_trait::async_trait;
 use chrono::Utc;
-use minijinja::{AutoEscape, Environment, UndefinedBehavior, Value};
+use minijinja::Environment;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use opsbot_core::{JobSpec, OutputLine, Params, RunOutcome, RunRequest, Runner, RunnerSpec, Stream};
-use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, Read};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -71,22 +70,22 @@ impl Default for ExecRunner {
 impl ExecRunner {
     /// A runner with a template environment that never escapes and renders absent values as "".
     pub fn new() -> Self {
-        let mut templates = Environment::new();
-        templates.set_auto_escape_callback(|_| AutoEscape::None);
-        templates.set_undefined_behavior(UndefinedBehavior::Lenient);
-        Self { templates }
+        Self {
+            templates: opsbot_core::job::template_env(),
+        }
     }
 
     /// Renders every argv element over the params and the built-in variables.
-    fn render_argv(&self, argv: &[String], execution_id: i64, job: &str, params: &Params) -> Result<Vec<String>, String> {
-        let mut ctx: BTreeMap<String, Value> = BTreeMap::new();
-        ctx.insert("execution_id".into(), Value::from(execution_id));
-        ctx.insert("job".into(), Value::from(job));
-        ctx.insert("requester".into(), Value::from(""));
-        for (name, value) in params {
-            ctx.insert(name.clone(), Value::from(value.as_str()));
-        }
-        let ctx = Value::from(ctx);
+    fn render_argv(
+        &self,
+        argv: &[String],
+        execution_id: i64,
+        job: &JobSpec,
+        params: &Params,
+        requester: &str,
+    ) -> Result<Vec<String>, String> {
+        let ctx = opsbot_core::job::template_context(&job.name, &job.params, params, execution_id, requester);
+        let job = &job.name;
         argv.iter()
             .enumerate()
             .map(|(i, template)| {
@@ -114,18 +113,14 @@ impl Runner for ExecRunner {
             execution_id,
             job,
             params,
+            requester,
             output,
             cancel,
         } = req;
         let sink = Sink::new(output, job.output_limit);
         let mut outcome = RunOutcome::default();
 
-        let prepared = match &job.runner {
-            RunnerSpec::Exec { argv, env, cwd } => self.prepare(execution_id, &job, &params, argv, env, cwd),
-            #[allow(unreachable_patterns)]
-            _ => Err(format!("cannot start `{}`: it is not an exec job", job.name)),
-        };
-        let mut cmd = match prepared {
+        let mut cmd = match self.prepare(execution_id, &job, &params, &requester) {
             Ok(cmd) => cmd,
             Err(msg) => return start_failed(outcome, &sink, msg, begun).await,
         };
@@ -242,19 +237,16 @@ impl Runner for ExecRunner {
 
 impl ExecRunner {
     /// Renders the argv and builds the command; an error is the start-failure message.
-    fn prepare(
-        &self,
-        execution_id: i64,
-        job: &JobSpec,
-        params: &Params,
-        argv: &[String],
-        env: &BTreeMap<String, String>,
-        cwd: &std::path::Path,
-    ) -> Result<Command, String> {
+    fn prepare(&self, execution_id: i64, job: &JobSpec, params: &Params, requester: &str) -> Result<Command, String> {
+        #[allow(unreachable_patterns)] // more runner types will join the enum
+        let (argv, env, cwd) = match &job.runner {
+            RunnerSpec::Exec { argv, env, cwd } => (argv, env, cwd),
+            _ => return Err(format!("cannot start `{}`: it is not an exec job", job.name)),
+        };
         if argv.is_empty() {
             return Err(format!("cannot start `{}`: argv is empty", job.name));
         }
-        let args = self.render_argv(argv, execution_id, &job.name, params)?;
+        let args = self.render_argv(argv, execution_id, job, params, requester)?;
         let program = &args[0];
         if program.is_empty() {
             return Err(format!(
@@ -270,6 +262,7 @@ impl ExecRunner {
         }
         cmd.env("OPSBOT_EXECUTION_ID", execution_id.to_string());
         cmd.env("OPSBOT_JOB", &job.name);
+        cmd.env("OPSBOT_REQUESTER", requester);
         if !cwd.as_os_str().is_empty() {
             if let Err(e) = std::fs::read_dir(cwd) {
                 return Err(format!("cannot start `{program}`: working directory `{}`: {e}", cwd.display()));

@@ -145,6 +145,7 @@ fn print_table(tally: &Tally) {
     }
     println!();
     println!("worker throughput, trivial job `true`, file SQLite (WAL), {} CPUs", num_cpus());
+    println!("(batches include criterion's warm-up ones; each batch is timed from the worker's start to the last run's end)");
     println!("| concurrency | batches | runs | runs/s (all batches) | runs/s (median batch) |");
     println!("|---:|---:|---:|---:|---:|");
     for (conc, (runs, time, rates)) in tally {

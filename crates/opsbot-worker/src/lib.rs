@@ -236,6 +236,7 @@ impl Worker {
         };
         let outcome = runner
             .run(RunRequest {
+                requester: e.requested_by.to_string(),
                 execution_id: id,
                 job: Arc::new(job),
                 params: e.params.clone(),

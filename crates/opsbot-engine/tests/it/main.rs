@@ -34,6 +34,16 @@ default = "abc"
 [jobs.restart]
 sensitive = true
 runner = { type = "exec", argv = ["true"] }
+
+[jobs.note]
+runner = { type = "exec", argv = ["true"] }
+[[jobs.note.params]]
+name = "force"
+type = "bool"
+required = true
+[[jobs.note.params]]
+name = "text"
+required = true
 "#;
 
 async fn engine() -> (Engine, Arc<dyn Store>) {
@@ -67,6 +77,30 @@ async fn channel_messages_need_addressing_but_dialog_answers_do_not() {
     let o = engine.handle(&in_channel("U1", "production")).await;
     assert!(o.queued.is_some(), "{}", text_of(&o));
     assert!(text_of(&o).contains("deploy app=web env=prod token=••••"), "{}", text_of(&o));
+}
+
+#[tokio::test]
+async fn no_answers_a_bool_question_and_chatter_does_not_answer_free_text() {
+    let (engine, _) = engine().await;
+    let o = engine.handle(&in_channel("U1", "!note")).await;
+    assert_eq!(o.awaiting, Some(Awaiting::Param("force".into())), "{}", text_of(&o));
+    // `no` is a valid bool: it answers rather than abandons.
+    let o = engine.handle(&in_channel("U1", "no")).await;
+    assert_eq!(o.awaiting, Some(Awaiting::Param("text".into())), "{}", text_of(&o));
+    // Un-addressed chatter does not fill a free-text parameter…
+    assert!(engine.handle(&in_channel("U1", "brb, coffee")).await.replies.is_empty());
+    // …an addressed answer does.
+    let o = engine.handle(&in_channel("U1", "opsbot: rotated the keys")).await;
+    assert!(o.queued.is_some(), "{}", text_of(&o));
+    assert!(
+        text_of(&o).contains("note force=false text=\"rotated the keys\""),
+        "{}",
+        text_of(&o)
+    );
+    // `cancel` always abandons.
+    engine.handle(&in_channel("U1", "!note")).await;
+    let o = engine.handle(&in_channel("U1", "cancel")).await;
+    assert!(text_of(&o).contains("dropped `note`"), "{}", text_of(&o));
 }
 
 #[tokio::test]

@@ -59,6 +59,7 @@ async fn hostile_params_reach_the_environment_exactly() {
 
 #[tokio::test]
 async fn builtins_render_and_absent_values_are_empty() {
+    // `requester` is the stable account id given in the request (see support::request).
     let j = job(&[
         "printf",
         "%s|%s|[%s]|[%s]|%s\\n",
@@ -70,7 +71,7 @@ async fn builtins_render_and_absent_values_are_empty() {
     ]);
     let (outcome, lines) = run(j, params(&[("app", "api"), ("n", "3")])).await;
     assert_eq!(outcome.exit_code, Some(0), "{}", system(&lines));
-    assert_eq!(texts(&lines, Stream::Stdout), ["42|demo|[]|[]|api-3"]);
+    assert_eq!(texts(&lines, Stream::Stdout), ["42|demo|[test:tester]|[]|api-3"]);
 }
 
 #[tokio::test]

@@ -64,6 +64,7 @@ pub async fn run_with(job: JobSpec, params: Params, cancel: CancelToken) -> (Run
 /// A request with execution id 42.
 pub fn request(job: JobSpec, params: Params, output: mpsc::Sender<OutputLine>, cancel: CancelToken) -> RunRequest {
     RunRequest {
+        requester: "test:tester".into(),
         execution_id: 42,
         job: Arc::new(job),
         params,

@@ -66,7 +66,7 @@ runner = { type = "ssh", host = "x" }
         format!("{f}:12:84: error: `DEPLOY_TOKEN` looks like a secret written into the config"),
         format!("{f}:18:11: error: the default does not fit the parameter"),
         format!("{f}:22:8: error: unknown parameter type `integer`"),
-        format!("{f}:24:7: error: `help` is a built-in command and cannot be a job name"),
+        format!("{f}:24:7: error: `help` is a built-in command or an answer word and cannot be a job name"),
         format!("{f}:28:19: error: unknown runner type `ssh`"),
     ] {
         assert!(err.contains(&want), "missing {want:?} in\n{err}");
@@ -80,6 +80,52 @@ runner = { type = "ssh", host = "x" }
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("opsbot check --config"));
+}
+
+#[test]
+fn checks_that_catch_run_time_surprises_early() {
+    let sb = Sandbox::new();
+    std::fs::write(sb.path("notexec.sh"), "#!/bin/sh\n").unwrap();
+    let cfg = sb.config(
+        r#"[jobs.a]
+concurrency = 4294967296
+aliases = ["help {v}", "status of {v}"]
+runner = { type = "exec", argv = ["./missing.sh", "{{ v | nosuchfilter }}", "${env:HOME}"], env = { TOKENIZER = "fast", DB_PASSWORD = "x", API_KEY = "y" }, cwd = "nowhere" }
+[[jobs.a.params]]
+name = "v"
+
+[jobs.b]
+runner = { type = "exec", argv = ["./notexec.sh"] }
+[[jobs.b.params]]
+name = "requester"
+
+[jobs.ok]
+runner = { type = "exec", argv = ["true"] }
+"#,
+    );
+    let out = std::process::Command::new(BIN)
+        .args(["check", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    for want in [
+        ":2:15: error: concurrency must be between 1 and 10000",
+        ":3:12: error: alias `help {v}`: it starts with the built-in command `help`",
+        "missing.sh` cannot be found",
+        "error: argv template fails to render: filter nosuchfilter is unknown",
+        "error: `${…}` references are not resolved in argv",
+        "error: `DB_PASSWORD` looks like a secret",
+        "error: `API_KEY` looks like a secret",
+        "error: working directory `",
+        ":11:8: error: `requester` is a built-in template variable",
+        ":13:7: error: `ok` is a built-in command or an answer word",
+        "notexec.sh` is not an executable file",
+    ] {
+        assert!(err.contains(want), "missing {want:?} in\n{err}");
+    }
+    assert!(!err.contains("`TOKENIZER` looks like a secret"), "{err}");
+    assert!(!err.contains("alias `status of"), "an alias starting with `status` is fine: {err}");
 }
 
 #[test]
@@ -105,6 +151,14 @@ runner = { type = "exec", argv = ["true"], env = { API_TOKEN = "${env:OPSBOT_TES
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // --no-secrets still checks the reference syntax.
+    let bad = sb.config("[jobs.x]\nrunner = { type = \"exec\", argv = [\"true\"], env = { A = \"${vault:x}\" } }\n");
+    let out = std::process::Command::new(BIN)
+        .args(["check", "--no-secrets", "--config"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("`${vault:x}` is not a reference opsbot knows"));
     let out = std::process::Command::new(BIN)
         .args(["check", "--config"])
         .arg(&cfg)

@@ -115,3 +115,28 @@ fn serve_runs_until_signalled_and_recovers_lost_runs() {
     assert!(status.success(), "{}", s.stderr());
     assert!(s.stderr().contains("stopping"), "{}", s.stderr());
 }
+
+#[test]
+fn job_concurrency_holds_further_runs_in_the_queue() {
+    let sb = Sandbox::new();
+    let cfg = test_config(
+        &sb,
+        r#"
+[jobs.single]
+description = "one at a time"
+concurrency = 1
+runner = { type = "exec", argv = ["sh", "-c", "sleep 1; echo finished"] }
+"#,
+    );
+    let mut s = sb.shell(&cfg, "alice");
+    s.ask("single", "#1 queued");
+    s.expect("▶ #1 running");
+    s.ask("single", "#2 queued");
+    // While #1 runs, #2 waits for its turn.
+    s.ask("status 2", "state         queued");
+    s.ask("logs 2", "No output yet: it has not started.");
+    s.expect("✔ #1 single succeeded");
+    s.expect("▶ #2 running");
+    s.expect("✔ #2 single succeeded");
+    s.ask("status 2", "#2 succeeded\n.*\n  state         succeeded");
+}

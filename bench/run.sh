@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# Runs opsbot's criterion benchmarks and prints one markdown summary of their medians.
+#
+#   bash bench/run.sh           # full run (about 3 minutes on 2 cores, after the build)
+#   bash bench/run.sh --quick   # shorter warm-up and measurement (about 1½ minutes)
+#
+# Benches: crates/opsbot-engine/benches/engine.rs (one engine step over a 500-job catalog,
+# the store calls inside it, the grammar alone) and crates/opsbot-worker/benches/throughput.rs
+# (trivial `true` jobs end to end through the worker, file SQLite).
+#
+# The table lists only results written by this run. "median" is criterion's median of its
+# per-sample mean times (an estimate of the typical time per step, not a per-call p50).
+set -euo pipefail
+
+usage() {
+    sed -n '2,12p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+}
+
+extra=()
+for arg in "$@"; do
+    case "$arg" in
+        --quick) extra=(-- --warm-up-time 1 --measurement-time 3) ;;
+        -h | --help)
+            usage
+            exit 0
+            ;;
+        *)
+            echo "bench/run.sh: unknown argument \`$arg\` (try --help)" >&2
+            exit 2
+            ;;
+    esac
+done
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
+marker=$(mktemp)
+trap 'rm -f "$marker"' EXIT
+# Results older than this marker are from earlier runs and are left out of the table.
+sleep 1
+
+cargo bench -p opsbot-engine --bench engine ${extra[@]+"${extra[@]}"}
+cargo bench -p opsbot-worker --bench throughput ${extra[@]+"${extra[@]}"}
+
+cpus=$(nproc)
+model=$(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//' || true)
+rustc_v=$(rustc -V)
+
+echo
+echo "## opsbot benchmarks$([ ${#extra[@]} -gt 0 ] && echo ' (--quick)')"
+echo
+echo "machine: ${cpus} CPUs, ${model:-unknown CPU}; ${rustc_v}"
+echo
+python3 - "$target_dir/criterion" "$marker" <<'PY'
+import json
+import os
+import re
+import sys
+
+root, marker = sys.argv[1], sys.argv[2]
+since = os.path.getmtime(marker)
+
+# Targets from the project's brief: one engine step p50 < 20 µs; ≥ 500 trivial runs/s.
+def target(group):
+    if group.startswith("engine_step"):
+        return ("< 20 µs", lambda us, rps: us < 20)
+    if group.startswith("worker_true_runs"):
+        return ("≥ 500 runs/s", lambda us, rps: rps is not None and rps >= 500)
+    return ("", None)
+
+order = ["engine_step_memory", "engine_step_file_wal", "understand", "store_memory", "store_file_wal", "baseline", "worker_true_runs"]
+
+def natural(s):
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", s)]
+
+rows = []
+for dirpath, _dirs, files in os.walk(root):
+    if os.path.basename(dirpath) != "new" or "estimates.json" not in files or "benchmark.json" not in files:
+        continue
+    est_path = os.path.join(dirpath, "estimates.json")
+    if os.path.getmtime(est_path) < since:
+        continue
+    with open(os.path.join(dirpath, "benchmark.json")) as f:
+        meta = json.load(f)
+    with open(est_path) as f:
+        est = json.load(f)
+    median_ns = est["median"]["point_estimate"]
+    lo = est["median"]["confidence_interval"]["lower_bound"]
+    hi = est["median"]["confidence_interval"]["upper_bound"]
+    elements = (meta.get("throughput") or {}).get("Elements")
+    rps = elements * 1e9 / median_ns if elements else None
+    group = meta["group_id"]
+    rows.append((group, meta["full_id"], median_ns / 1000, lo / 1000, hi / 1000, rps))
+
+if not rows:
+    print("no results from this run were found under", root)
+    sys.exit(1)
+
+rows.sort(key=lambda r: (order.index(r[0]) if r[0] in order else len(order), natural(r[1])))
+
+def us(x):
+    return f"{x:,.2f}" if x < 10 else f"{x:,.1f}"
+
+print("| benchmark | median (µs) | 95% CI of median (µs) | runs/s | target | meets |")
+print("|---|---:|---:|---:|---|---|")
+for group, full_id, med, lo, hi, rps in rows:
+    text, ok = target(group)
+    meets = "" if ok is None else ("yes" if ok(med, rps) else "**no**")
+    rate = f"{rps:,.0f}" if rps else ""
+    print(f"| {full_id} | {us(med)} | {us(lo)} – {us(hi)} | {rate} | {text} | {meets} |")
+PY
