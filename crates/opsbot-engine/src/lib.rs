@@ -330,7 +330,7 @@ impl Engine {
             Ok(b) => b,
             Err(problems) => {
                 let reason = problems.join(" ");
-                self.audit(env, person, "run", Some(&job.name), None, "refused", Some(reason.clone()), None)
+                self.run_decision(env, person, &job.name, None, "refused", Some(reason.clone()))
                     .await?;
                 let mut r = Reply::new(Tone::Error).para(format!("I can't run `{}`:", job.name));
                 for p in &problems {
@@ -353,27 +353,15 @@ impl Engine {
     ) -> Result<Outcome, EngineError> {
         if let Some(next) = missing.first() {
             let spec = job.param(next).expect("missing params are declared");
-            let expires = Utc::now() + chrono::Duration::from_std(self.bot.dialog_timeout).unwrap_or(chrono::Duration::minutes(10));
-            self.store
-                .put_dialog(&Dialog {
-                    place: env.place.clone(),
-                    user: env.user.clone(),
-                    kind: DIALOG_PARAM.into(),
-                    state: json!({ "job": job.name, "params": params, "asking": next }),
-                    expires_at: expires,
-                })
-                .await?;
-            self.audit(
+            self.open_dialog(
                 env,
-                person,
-                "run",
-                Some(&job.name),
-                Some(&params),
-                "asked",
-                Some(format!("missing `{next}`")),
-                None,
+                DIALOG_PARAM,
+                json!({ "job": job.name, "params": params, "asking": next }),
+                self.bot.dialog_timeout,
             )
             .await?;
+            self.run_decision(env, person, &job.name, Some(&params), "asked", Some(format!("missing `{next}`")))
+                .await?;
             let mut q = format!("Which `{next}` for `{}`? {}", job.name, capitalise(&spec.kind.describe()));
             if let Some(h) = &spec.help {
                 q.push_str(&format!(" — {h}"));
@@ -385,25 +373,20 @@ impl Engine {
             });
         }
         if job.sensitive {
-            let expires = Utc::now() + chrono::Duration::from_std(self.bot.confirm_timeout).unwrap_or(chrono::Duration::minutes(2));
-            self.store
-                .put_dialog(&Dialog {
-                    place: env.place.clone(),
-                    user: env.user.clone(),
-                    kind: DIALOG_CONFIRM.into(),
-                    state: json!({ "job": job.name, "params": params }),
-                    expires_at: expires,
-                })
-                .await?;
-            self.audit(
+            self.open_dialog(
+                env,
+                DIALOG_CONFIRM,
+                json!({ "job": job.name, "params": params }),
+                self.bot.confirm_timeout,
+            )
+            .await?;
+            self.run_decision(
                 env,
                 person,
-                "run",
-                Some(&job.name),
+                &job.name,
                 Some(&params),
                 "asked",
                 Some("sensitive job: confirmation requested".into()),
-                None,
             )
             .await?;
             let secs = self.bot.confirm_timeout.as_secs();
@@ -434,6 +417,19 @@ impl Engine {
             });
         }
         self.dispatch(env, person, job, params, None).await
+    }
+
+    /// Opens (or replaces) this person's dialog in this place, expiring after `ttl`.
+    async fn open_dialog(&self, env: &Envelope, kind: &str, state: serde_json::Value, ttl: std::time::Duration) -> Result<(), EngineError> {
+        let expires_at = Utc::now() + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::minutes(10));
+        let dialog = Dialog {
+            place: env.place.clone(),
+            user: env.user.clone(),
+            kind: kind.into(),
+            state,
+            expires_at,
+        };
+        Ok(self.store.put_dialog(&dialog).await?)
     }
 
     async fn dispatch(
@@ -479,17 +475,8 @@ impl Engine {
         let job_name = d.state.get("job").and_then(|v| v.as_str()).unwrap_or_default().to_string();
         if d.expires_at < Utc::now() {
             self.store.delete_dialog(&env.place, &env.user).await?;
-            self.audit(
-                env,
-                person,
-                "run",
-                Some(&job_name),
-                None,
-                "expired",
-                Some(format!("{} dialog expired", d.kind)),
-                None,
-            )
-            .await?;
+            self.run_decision(env, person, &job_name, None, "expired", Some(format!("{} dialog expired", d.kind)))
+                .await?;
             if is_yes || is_no || d.kind == DIALOG_PARAM {
                 let what = if d.kind == DIALOG_CONFIRM { "confirmation" } else { "question" };
                 return Ok(Some(reply(Reply::text(
@@ -519,8 +506,7 @@ impl Engine {
             DIALOG_CONFIRM => {
                 if is_yes {
                     self.store.delete_dialog(&env.place, &env.user).await?;
-                    self.audit(env, person, "run", Some(&job.name), Some(&params), "confirmed", None, None)
-                        .await?;
+                    self.run_decision(env, person, &job.name, Some(&params), "confirmed", None).await?;
                     return self
                         .dispatch(env, person, job, params, Some("confirmed by the requester".into()))
                         .await
@@ -528,17 +514,8 @@ impl Engine {
                 }
                 if is_no {
                     self.store.delete_dialog(&env.place, &env.user).await?;
-                    self.audit(
-                        env,
-                        person,
-                        "run",
-                        Some(&job.name),
-                        Some(&params),
-                        "abandoned",
-                        Some("requester said no".into()),
-                        None,
-                    )
-                    .await?;
+                    self.run_decision(env, person, &job.name, Some(&params), "abandoned", Some("requester said no".into()))
+                        .await?;
                     return Ok(Some(reply(Reply::text(Tone::Info, format!("OK, `{}` was not run.", job.name)))));
                 }
                 // Anything else is a new message; the confirmation stays open until it expires.
@@ -562,15 +539,13 @@ impl Engine {
                 // `cancel` always abandons; `no` only when it is not itself a valid answer (a bool).
                 if grammar::ABANDON.contains(&lower.as_str()) || (is_no && fits.is_err()) {
                     self.store.delete_dialog(&env.place, &env.user).await?;
-                    self.audit(
+                    self.run_decision(
                         env,
                         person,
-                        "run",
-                        Some(&job.name),
+                        &job.name,
                         Some(&params),
                         "abandoned",
                         Some(format!("requester cancelled while asked for `{asking}`")),
-                        None,
                     )
                     .await?;
                     return Ok(Some(reply(Reply::text(
@@ -700,6 +675,19 @@ impl Engine {
             title.push_str(" by you");
         }
         Ok(reply(present::history(&list, &self.catalog, title)))
+    }
+
+    /// Audits a decision about running `job` (no execution yet).
+    async fn run_decision(
+        &self,
+        env: &Envelope,
+        person: &Person,
+        job: &str,
+        params: Option<&Params>,
+        decision: &str,
+        reason: Option<String>,
+    ) -> Result<(), EngineError> {
+        self.audit(env, person, "run", Some(job), params, decision, reason, None).await
     }
 
     #[allow(clippy::too_many_arguments)]
