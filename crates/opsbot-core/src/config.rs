@@ -851,10 +851,10 @@ impl<'a> Cx<'a> {
         let sample_ctx = crate::job::template_context(job, specs, &samples, 1, "check:opsbot");
         let all_declared = params.len() == specs.len();
         for el in raw.argv.get_ref() {
-            if secret::has_reference(el.get_ref()) {
+            if secret::has_named_reference(el.get_ref()) {
                 self.err(
                     el.span(),
-                    "`${…}` references are not resolved in argv",
+                    "`${env:…}`/`${file:…}` references are not resolved in argv",
                     Some("put the secret in the runner's env (API_TOKEN = \"${env:API_TOKEN}\") and read it from there".into()),
                 );
                 ok = false;

@@ -10,6 +10,12 @@ pub fn has_reference(s: &str) -> bool {
     s.replace("$${", "").contains("${")
 }
 
+/// Whether the string contains an `${env:…}` or `${file:…}` reference (not a shell `${VAR}`).
+pub fn has_named_reference(s: &str) -> bool {
+    let s = s.replace("$${", "");
+    s.contains("${env:") || s.contains("${file:")
+}
+
 /// Resolves every reference in `s`. Relative `file:` paths are taken from `base`.
 /// The error says which reference failed and why.
 pub fn resolve(s: &str, base: &Path) -> Result<String, String> {

@@ -114,7 +114,7 @@ runner = { type = "exec", argv = ["true"] }
         ":3:12: error: alias `help {v}`: it starts with the built-in command `help`",
         "missing.sh` cannot be found",
         "error: argv template fails to render: filter nosuchfilter is unknown",
-        "error: `${…}` references are not resolved in argv",
+        "error: `${env:…}`/`${file:…}` references are not resolved in argv",
         "error: `DB_PASSWORD` looks like a secret",
         "error: `API_KEY` looks like a secret",
         "error: working directory `",
