@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs opsbot's criterion benchmarks and prints one markdown summary of their medians.
 #
-#   bash bench/run.sh           # full run (about 3 minutes on 2 cores, after the build)
-#   bash bench/run.sh --quick   # shorter warm-up and measurement (about 1½ minutes)
+#   bash bench/run.sh           # full run: about 3 minutes on 2 cores, plus the build
+#   bash bench/run.sh --quick   # 1 s warm-up, 3 s measurement: about 2 minutes, plus the build
 #
 # Benches: crates/opsbot-engine/benches/engine.rs (one engine step over a 500-job catalog,
 # the store calls inside it, the grammar alone) and crates/opsbot-worker/benches/throughput.rs

@@ -184,13 +184,29 @@ pub fn shorten(s: &str, max: usize) -> String {
 }
 
 /// The closest candidate to `word` by edit similarity, if it is close enough to suggest.
+/// Candidates far off in length are skipped before any distance is computed.
 pub fn closest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
     let w = word.to_lowercase();
+    let wl = w.chars().count();
     let mut best: Option<(&str, f64)> = None;
     for c in candidates {
-        let score = strsim::jaro_winkler(&w, &c.to_lowercase());
-        let dist = strsim::damerau_levenshtein(&w, &c.to_lowercase());
-        let close = score >= 0.85 || (dist <= 2 && w.chars().count() >= 3 && dist < c.chars().count());
+        let lc: std::borrow::Cow<str> = if c.bytes().all(|b| !b.is_ascii_uppercase()) {
+            std::borrow::Cow::Borrowed(c)
+        } else {
+            std::borrow::Cow::Owned(c.to_lowercase())
+        };
+        let cl = lc.chars().count();
+        // Jaro-Winkler is at most 0.8 + 0.2 × (shorter / longer), so it cannot reach 0.85 below a
+        // length ratio of 0.25; an edit distance ≤ 2 needs lengths within 2.
+        if wl.abs_diff(cl) > 2 && (wl.min(cl) as f64) < 0.25 * wl.max(cl) as f64 {
+            continue;
+        }
+        let score = strsim::jaro_winkler(&w, &lc);
+        let close = score >= 0.85
+            || (wl >= 3 && wl.abs_diff(cl) <= 2 && {
+                let dist = strsim::damerau_levenshtein(&w, &lc);
+                dist <= 2 && dist < cl
+            });
         if close && best.is_none_or(|(_, s)| score > s) {
             best = Some((c, score));
         }
@@ -365,6 +381,16 @@ mod tests {
         assert!(p.normalize("a\nreboot").unwrap_err().message.contains("control character"));
         assert!(p.normalize(&"x".repeat(MAX_PARAM_LEN + 1)).is_err());
         assert_eq!(p.normalize("; rm -rf /").unwrap(), "; rm -rf /");
+    }
+
+    #[test]
+    fn suggestions() {
+        let c = ["deploy", "restart", "Rollback", "history"];
+        assert_eq!(closest("deplyo", c), Some("deploy"));
+        assert_eq!(closest("dep", c), Some("deploy"));
+        assert_eq!(closest("ROLLBAK", c), Some("Rollback"));
+        assert_eq!(closest("wipe", c), None);
+        assert_eq!(closest("x", c), None);
     }
 
     #[test]

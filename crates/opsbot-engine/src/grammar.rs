@@ -4,6 +4,7 @@
 use opsbot_core::config::{AliasPart, alias_parts};
 use opsbot_core::job::{Catalog, JobSpec, closest};
 use opsbot_core::{Command, Envelope};
+use std::collections::HashMap;
 
 /// Built-in verbs, for help and suggestions.
 pub const VERBS: &[&str] = &["help", "list", "run", "status", "cancel", "logs", "history", "whoami"];
@@ -187,9 +188,7 @@ pub fn parse_id(s: &str) -> Option<i64> {
     s.parse().ok().filter(|&n| n > 0)
 }
 
-/// The explicit grammar and alias templates. `Ok(None)` means "not a command I know" — the
-/// caller then asks the next understanding layer and finally suggests.
-pub fn parse(text: &str, catalog: &Catalog) -> Result<Option<Command>, ParseError> {
+fn parse_with(text: &str, catalog: &Catalog, grammar: &Grammar) -> Result<Option<Command>, ParseError> {
     let toks = tokenize(text).map_err(|e| ParseError(format!("I could not read that: {e}.")))?;
     let Some(first) = toks.first() else {
         return Ok(Some(Command::Help(None)));
@@ -245,7 +244,7 @@ pub fn parse(text: &str, catalog: &Catalog) -> Result<Option<Command>, ParseErro
                 }
                 None if job_named(&verb) => {}
                 None if args.is_empty() && verb == "cancel" => return Ok(Some(Command::No)),
-                None if match_alias(&toks, catalog).is_some() => return Ok(match_alias(&toks, catalog)),
+                None if let Some(cmd) = grammar.match_alias(&toks, catalog) => return Ok(Some(cmd)),
                 None => {
                     let got = args.first().map(|t| format!(" (got `{}`)", t.text)).unwrap_or_default();
                     return Err(ParseError(format!(
@@ -288,7 +287,7 @@ pub fn parse(text: &str, catalog: &Catalog) -> Result<Option<Command>, ParseErro
         w if args.is_empty() && NO.contains(&w) => return Ok(Some(Command::No)),
         _ => {}
     }
-    if let Some(cmd) = match_alias(&toks, catalog) {
+    if let Some(cmd) = grammar.match_alias(&toks, catalog) {
         return Ok(Some(cmd));
     }
     if job_named(&verb) {
@@ -342,42 +341,110 @@ fn job_args(job: &str, args: &[Token]) -> Result<Command, ParseError> {
     })
 }
 
-/// Tries every job's alias templates; the match with the most literal words wins. When no
-/// template matches with well-typed slots, one whose words match but whose slot values do not
-/// fit is taken, so the person hears what is wrong with the value (`deploy web to qa`).
-fn match_alias(toks: &[Token], catalog: &Catalog) -> Option<Command> {
-    for typed in [true, false] {
-        let mut best: Option<(usize, Command)> = None;
-        for job in catalog.jobs() {
+/// The catalog's alias templates and suggestion words, prepared once per catalog so that a
+/// message only looks at the templates that start with its first word.
+pub struct Grammar {
+    by_first_word: HashMap<String, Vec<CompiledAlias>>,
+    slot_first: Vec<CompiledAlias>,
+    /// Lower-case, de-duplicated words for "did you mean": verbs, job names, alias first words.
+    suggestions: Vec<String>,
+}
+
+struct CompiledAlias {
+    job: usize,
+    parts: Vec<AliasPart>,
+    words: usize,
+}
+
+impl Grammar {
+    /// Compiles a catalog's aliases.
+    pub fn new(catalog: &Catalog) -> Self {
+        let mut by_first_word: HashMap<String, Vec<CompiledAlias>> = HashMap::new();
+        let mut slot_first = Vec::new();
+        let mut suggestions: Vec<String> = VERBS.iter().map(|v| v.to_string()).collect();
+        for (i, job) in catalog.jobs().iter().enumerate() {
+            suggestions.push(job.name.to_lowercase());
             for alias in &job.aliases {
                 let parts = alias_parts(alias);
-                if let Some(cmd) = match_one(&parts, toks, job, typed) {
-                    let words = parts.iter().filter(|p| matches!(p, AliasPart::Word(_))).count();
-                    if best.as_ref().is_none_or(|(w, _)| words > *w) {
-                        best = Some((words, cmd));
+                let words = parts.iter().filter(|p| matches!(p, AliasPart::Word(_))).count();
+                let first = match parts.first() {
+                    Some(AliasPart::Word(w)) => Some(w.clone()),
+                    _ => None,
+                };
+                let compiled = CompiledAlias { job: i, parts, words };
+                match first {
+                    Some(w) => {
+                        suggestions.push(w.clone());
+                        by_first_word.entry(w).or_default().push(compiled);
                     }
+                    None => slot_first.push(compiled),
                 }
             }
         }
-        if best.is_some() {
-            return best.map(|(_, c)| c);
+        suggestions.sort();
+        suggestions.dedup();
+        Self {
+            by_first_word,
+            slot_first,
+            suggestions,
         }
     }
-    None
+
+    /// The explicit grammar and alias templates. `Ok(None)` means "not a command I know" — the
+    /// caller then asks the next understanding layer and finally suggests.
+    pub fn parse(&self, text: &str, catalog: &Catalog) -> Result<Option<Command>, ParseError> {
+        parse_with(text, catalog, self)
+    }
+
+    /// "Did you mean …?" for an unknown first word, from verbs, job names and alias words.
+    pub fn suggest(&self, word: &str) -> Option<String> {
+        closest(word, self.suggestions.iter().map(String::as_str)).map(str::to_string)
+    }
+
+    /// Tries the alias templates that can match; the match with the most literal words wins.
+    /// When no template matches with well-typed slots, one whose words match but whose slot
+    /// values do not fit is taken, so the person hears what is wrong with the value
+    /// (`deploy web to qa`).
+    fn match_alias(&self, toks: &[Token], catalog: &Catalog) -> Option<Command> {
+        let lower: Vec<String> = toks.iter().map(|t| t.text.to_lowercase()).collect();
+        let first = lower.first()?;
+        let candidates: Vec<&CompiledAlias> = self
+            .by_first_word
+            .get(first)
+            .into_iter()
+            .flatten()
+            .chain(&self.slot_first)
+            .collect();
+        for typed in [true, false] {
+            let mut best: Option<(usize, Command)> = None;
+            for c in &candidates {
+                let job = &catalog.jobs()[c.job];
+                if let Some(cmd) = match_one(&c.parts, toks, &lower, job, typed)
+                    && best.as_ref().is_none_or(|(w, _)| c.words > *w)
+                {
+                    best = Some((c.words, cmd));
+                }
+            }
+            if best.is_some() {
+                return best.map(|(_, c)| c);
+            }
+        }
+        None
+    }
 }
 
-fn match_one(parts: &[AliasPart], toks: &[Token], job: &JobSpec, typed: bool) -> Option<Command> {
+fn match_one(parts: &[AliasPart], toks: &[Token], lower: &[String], job: &JobSpec, typed: bool) -> Option<Command> {
     if toks.len() < parts.len() {
         return None;
     }
     let mut params = Vec::new();
-    for (part, tok) in parts.iter().zip(toks) {
+    for ((part, tok), low) in parts.iter().zip(toks).zip(lower) {
         if tok.key.is_some() {
             return None;
         }
         match part {
             AliasPart::Word(w) => {
-                if tok.quoted || tok.text.to_lowercase() != *w {
+                if tok.quoted || low != w {
                     return None;
                 }
             }
@@ -399,23 +466,6 @@ fn match_one(parts: &[AliasPart], toks: &[Token], job: &JobSpec, typed: bool) ->
         params,
         positional: Vec::new(),
     })
-}
-
-/// "Did you mean …?" for an unknown first word, from verbs, job names and alias words.
-pub fn suggest(word: &str, catalog: &Catalog) -> Option<String> {
-    let mut candidates: Vec<&str> = VERBS.to_vec();
-    candidates.extend(catalog.jobs().iter().map(|j| j.name.as_str()));
-    let alias_firsts: Vec<String> = catalog
-        .jobs()
-        .iter()
-        .flat_map(|j| j.aliases.iter())
-        .filter_map(|a| match alias_parts(a).first() {
-            Some(AliasPart::Word(w)) => Some(w.clone()),
-            _ => None,
-        })
-        .collect();
-    candidates.extend(alias_firsts.iter().map(String::as_str));
-    closest(word, candidates).map(str::to_string)
 }
 
 #[cfg(test)]

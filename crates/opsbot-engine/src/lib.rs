@@ -74,6 +74,7 @@ pub enum EngineError {
 /// The engine. Cheap to share behind an `Arc`; handles many conversations in parallel.
 pub struct Engine {
     catalog: Arc<Catalog>,
+    grammar: grammar::Grammar,
     bot: BotConfig,
     store: Arc<dyn Store>,
     understanders: Vec<Arc<dyn Understand>>,
@@ -86,6 +87,7 @@ impl Engine {
     /// An engine over a catalog and a store.
     pub fn new(catalog: Arc<Catalog>, bot: BotConfig, store: Arc<dyn Store>) -> Self {
         Self {
+            grammar: grammar::Grammar::new(&catalog),
             catalog,
             bot,
             store,
@@ -162,7 +164,7 @@ impl Engine {
         if text.is_empty() {
             return Ok(reply(Reply::text(Tone::Info, "Yes? `help` shows what I can do, `list` the jobs.")));
         }
-        let cmd = match grammar::parse(text, &self.catalog) {
+        let cmd = match self.grammar.parse(text, &self.catalog) {
             Ok(Some(c)) => c,
             Ok(None) => match self.understanders.iter().find_map(|u| u.understand(text, &self.catalog)) {
                 Some(i) if i.confidence >= MIN_CONFIDENCE => i.command,
@@ -180,7 +182,7 @@ impl Engine {
             .map(|t| t.text)
             .unwrap_or_default();
         let shown = opsbot_core::job::shorten(&first, 40);
-        match grammar::suggest(&first, &self.catalog) {
+        match self.grammar.suggest(&first) {
             Some(s) => Reply::text(
                 Tone::Warning,
                 format!("I don't know `{shown}`. Did you mean `{s}`? `help` lists what I can do."),
