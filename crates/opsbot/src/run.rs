@@ -37,6 +37,18 @@ async fn print_new_output(store: &dyn opsbot_store::Store, id: i64, printed: u64
 
 /// Queues `job` with `args` through the engine, runs it in this process and prints the result.
 pub async fn run(config: &Path, db: Option<PathBuf>, job: String, args: Vec<String>, user: Option<String>, yes: bool) -> Result<ExitCode> {
+    // `--yes` after the job (`opsbot run restart service=api --yes`) is the flag, not a parameter,
+    // unless it comes after `--`.
+    let mut yes = yes;
+    let mut args = args;
+    let end = args.iter().position(|a| a == "--").unwrap_or(args.len());
+    let before = args.len();
+    let mut i = 0;
+    args.retain(|a| {
+        i += 1;
+        !(i <= end && (a == "--yes" || a == "-y"))
+    });
+    yes |= args.len() != before;
     let mut rt = Runtime::start(config, db, true).await?;
     let user = crate::default_user(user);
     let interactive = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();

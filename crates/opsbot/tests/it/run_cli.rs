@@ -42,11 +42,13 @@ fn run_waits_prints_output_and_exits_with_the_outcome() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("pass --yes"));
-    let out = sb.cmd(&cfg).args(["run", "--yes", "restart", "service=api"]).output().unwrap();
+    let out = sb.cmd(&cfg).args(["run", "restart", "service=api", "--yes"]).output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("api on localhost is up"));
+    let out = sb.cmd(&cfg).args(["run", "-y", "restart", "web"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
 
     // Everything above went through the engine and is in the shared history.
     let h = script(&sb, &cfg, "alice", &["history"]);
-    assert!(h.contains("Last 3 run(s)"), "{h}");
+    assert!(h.contains("Last 4 run(s)"), "{h}");
 }
