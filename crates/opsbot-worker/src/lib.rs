@@ -128,7 +128,8 @@ impl Worker {
             }
             let permit = tokio::select! {
                 p = sem.clone().acquire_owned() => p.expect("semaphore never closed"),
-                _ = shutdown.changed() => continue,
+                // A dropped sender means nobody can ask us to stop any more: stop now.
+                r = shutdown.changed() => if r.is_err() { break } else { continue },
             };
             let woken = notify.notified();
             tokio::pin!(woken);
@@ -149,7 +150,7 @@ impl Worker {
                     tokio::select! {
                         _ = &mut woken => {}
                         _ = tokio::time::sleep(self.opts.poll * 5) => {}
-                        _ = shutdown.changed() => {}
+                        r = shutdown.changed() => if r.is_err() { break },
                     }
                 }
                 Err(e) => {

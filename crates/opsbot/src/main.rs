@@ -48,6 +48,10 @@ enum Cmd {
         /// At end of input, do not wait for runs started in this session.
         #[arg(long)]
         no_wait: bool,
+        /// Do not run jobs in this process: queue them for another opsbot process on the same
+        /// store (e.g. `opsbot serve`) and report their ends from the records.
+        #[arg(long)]
+        no_worker: bool,
         /// Colours: auto (when stdout is a terminal and NO_COLOR is unset), always, never.
         #[arg(long, default_value = "auto", value_parser = ["auto", "always", "never"])]
         color: String,
@@ -96,7 +100,12 @@ fn main() -> ExitCode {
     let result = rt.block_on(async {
         match cli.command {
             Cmd::Check { no_secrets } => check::check(&cli.config, no_secrets),
-            Cmd::Shell { user, no_wait, color } => shell::shell(&cli.config, cli.db, user, !no_wait, &color).await,
+            Cmd::Shell {
+                user,
+                no_wait,
+                no_worker,
+                color,
+            } => shell::shell(&cli.config, cli.db, user, !no_wait, !no_worker, &color).await,
             Cmd::Run { job, args, user, yes } => run::run(&cli.config, cli.db, job, args, user, yes).await,
             Cmd::Serve => serve::serve(&cli.config, cli.db).await,
         }

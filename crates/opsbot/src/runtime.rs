@@ -55,8 +55,9 @@ pub fn load_config(path: &Path) -> Result<Config> {
 }
 
 impl Runtime {
-    /// Starts store, engine, notifier and an in-process worker (only for `only`, when given).
-    pub async fn start(config_path: &Path, db: Option<PathBuf>, only_worker: bool) -> Result<Runtime> {
+    /// Starts store, engine, notifier and an in-process worker (none when `no_worker`; `opsbot
+    /// run` then adds its own with [`Runtime::run_only`]).
+    pub async fn start(config_path: &Path, db: Option<PathBuf>, no_worker: bool) -> Result<Runtime> {
         let config = load_config(config_path)?;
         let db = db.unwrap_or_else(|| config.store.path.clone());
         let store = Arc::new(
@@ -88,7 +89,7 @@ impl Runtime {
         }));
 
         let (shutdown, shutdown_rx) = watch::channel(false);
-        let worker = if only_worker {
+        let worker = if no_worker {
             tokio::spawn(async {})
         } else {
             let w = Worker::new(

@@ -12,8 +12,8 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 
 /// Runs the terminal chat until end of input (then waits for this session's runs) or Ctrl-C.
-pub async fn shell(config: &Path, db: Option<PathBuf>, user: Option<String>, wait: bool, color: &str) -> Result<ExitCode> {
-    let mut rt = Runtime::start(config, db, false).await?;
+pub async fn shell(config: &Path, db: Option<PathBuf>, user: Option<String>, wait: bool, worker: bool, color: &str) -> Result<ExitCode> {
+    let mut rt = Runtime::start(config, db, !worker).await?;
     let tty_out = std::io::stdout().is_terminal();
     let interactive = tty_out && std::io::stdin().is_terminal();
     let color = match color {
@@ -40,8 +40,11 @@ pub async fn shell(config: &Path, db: Option<PathBuf>, user: Option<String>, wai
         tokio::spawn(async move { a.run(tx).await })
     };
     let mut pending: BTreeSet<i64> = BTreeSet::new();
+    let mut ended: BTreeSet<i64> = BTreeSet::new();
     let mut input_open = true;
     let mut interrupted = false;
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(500));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         if !input_open && (!wait || pending.is_empty()) {
             break;
@@ -68,12 +71,30 @@ pub async fn shell(config: &Path, db: Option<PathBuf>, user: Option<String>, wai
             },
             n = rt.notices.recv() => {
                 let Some(n) = n else { break };
-                if &n.place == adapter.place() || pending.contains(&n.execution) {
+                let ours = &n.place == adapter.place() || pending.contains(&n.execution);
+                // Each end report is printed once, whether the event or the record got here first.
+                if ours && !ended.contains(&n.execution) {
                     adapter.print(&n.reply);
                     adapter.show_prompt();
                 }
                 if n.state.is_final() {
+                    ended.insert(n.execution);
                     pending.remove(&n.execution);
+                }
+            }
+            _ = tick.tick(), if !pending.is_empty() => {
+                // A run may have been claimed by another process's worker sharing this store; its
+                // events never reach this process, so look at the records for our pending runs.
+                for id in pending.clone() {
+                    if let Ok(Some(e)) = rt.engine.store().execution(id).await
+                        && e.state.is_final()
+                        && let Ok(Some(n)) = rt.engine.notice_for(id).await
+                        && ended.insert(id)
+                    {
+                        adapter.print(&n.reply);
+                        adapter.show_prompt();
+                        pending.remove(&id);
+                    }
                 }
             }
             _ = tokio::signal::ctrl_c() => {

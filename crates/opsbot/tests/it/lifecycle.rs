@@ -140,3 +140,28 @@ runner = { type = "exec", argv = ["sh", "-c", "sleep 1; echo finished"] }
     s.expect("✔ #2 single succeeded");
     s.ask("status 2", "#2 succeeded\n.*\n  state         succeeded");
 }
+
+#[test]
+fn a_shell_without_worker_hears_of_runs_carried_out_by_serve() {
+    let sb = Sandbox::new();
+    let cfg = test_config(&sb, "");
+    let mut serve = sb.cmd(&cfg);
+    serve.arg("serve");
+    let mut serve = Session::start(serve);
+    let start = std::time::Instant::now();
+    while !serve.stderr().contains("opsbot serving") {
+        assert!(start.elapsed() < Duration::from_secs(20), "serve did not start: {}", serve.stderr());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut c = sb.cmd(&cfg);
+    c.args(["shell", "--no-worker", "--user", "alice"]);
+    let mut s = Session::start(c);
+    s.ask("count n=4", "#1 queued");
+    // serve's worker runs it; this process only sees the record change.
+    let out = s.expect("✔ #1 count succeeded(.*\n)*?.*│ 4\n");
+    assert!(out.contains("│ 1\n"), "{out}");
+    let (_, _, ok) = s.finish();
+    assert!(ok);
+    unsafe { libc::kill(serve.child.id() as i32, libc::SIGTERM) };
+    assert!(serve.child.wait().unwrap().success());
+}
