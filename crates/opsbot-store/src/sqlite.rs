@@ -204,11 +204,7 @@ fn execution_from_row(row: &SqliteRow) -> Result<Execution, StoreError> {
             id: col(row, "requested_by_id")?,
         },
         requester_name: col(row, "requester_name")?,
-        place: Place {
-            platform: col(row, "place_platform")?,
-            channel: col(row, "place_channel")?,
-            thread: col(row, "place_thread")?,
-        },
+        place: place_from_row(row)?,
         state: parse_state(&state, &what)?,
         created_at: time(col(row, "created_at")?, &what)?,
         started_at: opt_time(col(row, "started_at")?, &what)?,
@@ -223,17 +219,22 @@ fn execution_from_row(row: &SqliteRow) -> Result<Execution, StoreError> {
     })
 }
 
+/// The `place_platform`, `place_channel`, `place_thread` columns every table shares.
+fn place_from_row(row: &SqliteRow) -> Result<Place, StoreError> {
+    Ok(Place {
+        platform: col(row, "place_platform")?,
+        channel: col(row, "place_channel")?,
+        thread: col(row, "place_thread")?,
+    })
+}
+
 /// One `dialogs` row.
 fn dialog_from_row(row: &SqliteRow) -> Result<Dialog, StoreError> {
     let state: String = col(row, "state")?;
     let kind: String = col(row, "kind")?;
     let what = format!("dialog `{kind}`");
     Ok(Dialog {
-        place: Place {
-            platform: col(row, "place_platform")?,
-            channel: col(row, "place_channel")?,
-            thread: col(row, "place_thread")?,
-        },
+        place: place_from_row(row)?,
         user: UserId {
             platform: col(row, "user_platform")?,
             id: col(row, "user_id")?,
@@ -257,11 +258,7 @@ fn audit_from_row(row: &SqliteRow) -> Result<AuditRecord, StoreError> {
             id: col(row, "actor_id")?,
         },
         actor_name: col(row, "actor_name")?,
-        place: Place {
-            platform: col(row, "place_platform")?,
-            channel: col(row, "place_channel")?,
-            thread: col(row, "place_thread")?,
-        },
+        place: place_from_row(row)?,
         action: col(row, "action")?,
         job: col(row, "job")?,
         params: params.map(|p| parse_params(&p, &what)).transpose()?,
