@@ -57,6 +57,15 @@ pub struct WorkerConfig {
     pub concurrency: usize,
 }
 
+/// The HTTP server of `opsbot serve` (`[web]`): REST API, health and metrics.
+#[derive(Clone, Debug)]
+pub struct WebConfig {
+    /// Whether `opsbot serve` starts it.
+    pub enabled: bool,
+    /// Address to listen on.
+    pub listen: std::net::SocketAddr,
+}
+
 /// A loaded, checked configuration.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -70,6 +79,8 @@ pub struct Config {
     pub store: StoreConfig,
     /// `[worker]`
     pub worker: WorkerConfig,
+    /// `[web]`
+    pub web: WebConfig,
     /// `[jobs.*]`
     pub catalog: Catalog,
 }
@@ -196,6 +207,13 @@ struct RawStore {
 #[serde(deny_unknown_fields)]
 struct RawWorker {
     concurrency: Option<Spanned<i64>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawWeb {
+    enabled: Option<bool>,
+    listen: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -366,13 +384,14 @@ impl<'a> Cx<'a> {
         }
         let root = root.into_inner();
         let get = |k: &str| root.iter().find(|(key, _)| key.get_ref() == k).map(|(_, v)| v.clone());
-        let (bot_v, store_v, worker_v, defaults_v, jobs_v) = (get("bot"), get("store"), get("worker"), get("defaults"), get("jobs"));
+        let (bot_v, store_v, worker_v, web_v, defaults_v, jobs_v) =
+            (get("bot"), get("store"), get("worker"), get("web"), get("defaults"), get("jobs"));
         for (key, _) in root.iter() {
             let k = key.get_ref().as_ref();
-            if !["bot", "store", "worker", "defaults", "jobs"].contains(&k) {
-                let hint = crate::job::closest(k, ["bot", "store", "worker", "defaults", "jobs"])
+            if !SECTIONS.contains(&k) {
+                let hint = crate::job::closest(k, SECTIONS.iter().copied())
                     .map(|s| format!("did you mean `[{s}]`?"))
-                    .unwrap_or_else(|| "known sections: [bot], [store], [worker], [defaults], [jobs.NAME]".into());
+                    .unwrap_or_else(|| "known sections: [bot], [store], [worker], [web], [defaults], [jobs.NAME]".into());
                 self.err(key.span(), format!("unknown section `{k}`"), Some(hint));
             }
         }
@@ -429,6 +448,22 @@ impl<'a> Cx<'a> {
             },
         };
 
+        let raw_web: RawWeb = self.section(web_v.as_ref());
+        let web = WebConfig {
+            enabled: raw_web.enabled.unwrap_or(true),
+            listen: match &raw_web.listen {
+                Some(l) => l.get_ref().parse().unwrap_or_else(|_| {
+                    self.err(
+                        l.span(),
+                        format!("`{}` is not an address to listen on", l.get_ref()),
+                        Some("write IP:PORT, e.g. \"127.0.0.1:8080\" or \"[::1]:8080\"".into()),
+                    );
+                    DEFAULT_LISTEN.parse().expect("valid default")
+                }),
+                None => DEFAULT_LISTEN.parse().expect("valid default"),
+            },
+        };
+
         let raw_defaults: RawDefaults = self.section(defaults_v.as_ref());
         let defaults = Defaults {
             timeout: self.duration(&raw_defaults.timeout, Duration::from_secs(600)),
@@ -462,6 +497,7 @@ impl<'a> Cx<'a> {
             bot,
             store,
             worker,
+            web,
             catalog: Catalog::new(jobs),
         }
     }
@@ -976,6 +1012,12 @@ impl<'a> Cx<'a> {
         ok.then_some(RunnerSpec::Exec { argv, env: envs, cwd })
     }
 }
+
+/// Top-level sections of the config file.
+const SECTIONS: &[&str] = &["bot", "store", "worker", "web", "defaults", "jobs"];
+
+/// Where `opsbot serve`'s HTTP server listens unless `[web] listen` says otherwise.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 
 /// Variables available to argv templates besides the params.
 pub const TEMPLATE_BUILTINS: &[&str] = &["execution_id", "job", "requester"];

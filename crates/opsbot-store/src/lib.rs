@@ -116,6 +116,23 @@ pub struct AuditRecord {
     pub execution_id: Option<ExecutionId>,
 }
 
+/// An API token as stored. The token itself is never stored, only its SHA-256.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ApiToken {
+    /// Id, for listing and revoking.
+    pub id: i64,
+    /// The web user it acts as (`web:USER`).
+    pub user: String,
+    /// What it is for, as given when created.
+    pub label: String,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+    /// When it was last accepted.
+    pub last_used_at: Option<DateTime<Utc>>,
+    /// When it was revoked; revoked tokens are refused.
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
 /// Tells whether the worker with this id is certainly gone (a named type so the `&str` stays
 /// higher-ranked through `#[async_trait]`).
 pub type IsDead<'a> = dyn Fn(&str) -> bool + Send + Sync + 'a;
@@ -159,6 +176,16 @@ pub trait Store: Send + Sync {
     async fn audit(&self, record: &AuditRecord) -> Result<i64, StoreError>;
     /// The newest `limit` audit records, newest first.
     async fn audit_records(&self, limit: u32) -> Result<Vec<AuditRecord>, StoreError>;
+    /// Stores a new API token by the SHA-256 (hex) of its secret.
+    async fn create_token(&self, user: &str, label: &str, sha256: &str) -> Result<ApiToken, StoreError>;
+    /// The unrevoked token with this SHA-256 (hex), marking it used now.
+    async fn token_by_hash(&self, sha256: &str) -> Result<Option<ApiToken>, StoreError>;
+    /// Revokes a token; false if there is no such unrevoked token.
+    async fn revoke_token(&self, id: i64) -> Result<bool, StoreError>;
+    /// All tokens, revoked ones included, oldest first.
+    async fn tokens(&self) -> Result<Vec<ApiToken>, StoreError>;
+    /// How many executions are in each state (states with none are left out).
+    async fn count_by_state(&self) -> Result<Vec<(ExecState, u64)>, StoreError>;
     /// Whether the database answers (for readiness checks).
     async fn ping(&self) -> Result<(), StoreError>;
     /// State changes of executions, as they happen in this process's store.

@@ -5,7 +5,7 @@
 //! clause re-checks the state, so no transaction ever has to upgrade from reading to writing
 //! (which SQLite in WAL mode would refuse instead of waiting).
 
-use crate::{AuditRecord, CancelResult, Dialog, ExecutionFilter, Finish, IsDead, Store, StoreError};
+use crate::{ApiToken, AuditRecord, CancelResult, Dialog, ExecutionFilter, Finish, IsDead, Store, StoreError};
 use chrono::{DateTime, Utc};
 use opsbot_core::{ExecEvent, ExecState, Execution, ExecutionId, NewExecution, OutputLine, Params, Place, Stream, UserId};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
@@ -34,7 +34,10 @@ const TAIL_PAGE: i64 = 32;
 const OPEN_ATTEMPTS: u32 = 5;
 
 /// The migrations, embedded in the binary, in order.
-const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "init", include_str!("../migrations/sqlite/0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "init", include_str!("../migrations/sqlite/0001_init.sql")),
+    (2, "api tokens", include_str!("../migrations/sqlite/0002_api_tokens.sql")),
+];
 
 /// A [`Store`] on a SQLite database (a file, or memory for tests).
 #[derive(Clone, Debug)]
@@ -225,6 +228,20 @@ fn place_from_row(row: &SqliteRow) -> Result<Place, StoreError> {
         platform: col(row, "place_platform")?,
         channel: col(row, "place_channel")?,
         thread: col(row, "place_thread")?,
+    })
+}
+
+/// One `api_tokens` row.
+fn token_from_row(row: &SqliteRow) -> Result<ApiToken, StoreError> {
+    let id: i64 = col(row, "id")?;
+    let what = format!("api token {id}");
+    Ok(ApiToken {
+        id,
+        user: col(row, "user_name")?,
+        label: col(row, "label")?,
+        created_at: time(col(row, "created_at")?, &what)?,
+        last_used_at: opt_time(col(row, "last_used_at")?, &what)?,
+        revoked_at: opt_time(col(row, "revoked_at")?, &what)?,
     })
 }
 
@@ -708,6 +725,53 @@ impl Store for SqliteStore {
             .fetch_all(&self.pool)
             .await?;
         rows.iter().map(audit_from_row).collect()
+    }
+
+    async fn create_token(&self, user: &str, label: &str, sha256: &str) -> Result<ApiToken, StoreError> {
+        let row = sqlx::query("INSERT INTO api_tokens (user_name, label, token_sha256, created_at) VALUES ($1, $2, $3, $4) RETURNING *")
+            .bind(user)
+            .bind(label)
+            .bind(sha256)
+            .bind(now_ms())
+            .fetch_one(&self.pool)
+            .await?;
+        token_from_row(&row)
+    }
+
+    async fn token_by_hash(&self, sha256: &str) -> Result<Option<ApiToken>, StoreError> {
+        let row = sqlx::query("UPDATE api_tokens SET last_used_at = $1 WHERE token_sha256 = $2 AND revoked_at IS NULL RETURNING *")
+            .bind(now_ms())
+            .bind(sha256)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(token_from_row).transpose()
+    }
+
+    async fn revoke_token(&self, id: i64) -> Result<bool, StoreError> {
+        let done = sqlx::query("UPDATE api_tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
+            .bind(now_ms())
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn tokens(&self) -> Result<Vec<ApiToken>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM api_tokens ORDER BY id").fetch_all(&self.pool).await?;
+        rows.iter().map(token_from_row).collect()
+    }
+
+    async fn count_by_state(&self) -> Result<Vec<(ExecState, u64)>, StoreError> {
+        let rows = sqlx::query("SELECT state, COUNT(*) AS n FROM executions GROUP BY state")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let state: String = col(r, "state")?;
+                let n: i64 = col(r, "n")?;
+                Ok((parse_state(&state, "execution counts")?, n.max(0) as u64))
+            })
+            .collect()
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

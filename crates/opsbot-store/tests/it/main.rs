@@ -35,6 +35,7 @@ mod executions;
 mod files;
 mod output;
 mod recover;
+mod tokens;
 
 /// A file store in a fresh temp dir (keep the dir alive as long as the store).
 pub async fn file_store() -> (tempfile::TempDir, SqliteStore) {
