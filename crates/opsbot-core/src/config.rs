@@ -340,6 +340,14 @@ impl<'a> Cx<'a> {
     fn duration(&mut self, v: &Option<Spanned<String>>, default: Duration) -> Duration {
         let Some(v) = v else { return default };
         match humantime::parse_duration(v.get_ref()) {
+            Ok(d) if d > MAX_DURATION => {
+                self.err(
+                    v.span(),
+                    format!("`{}` is longer than the 366 days opsbot accepts", v.get_ref()),
+                    None,
+                );
+                default
+            }
             Ok(d) if !d.is_zero() => d,
             Ok(_) => {
                 self.err(
@@ -1012,6 +1020,9 @@ impl<'a> Cx<'a> {
         ok.then_some(RunnerSpec::Exec { argv, env: envs, cwd })
     }
 }
+
+/// Longest duration any setting accepts.
+const MAX_DURATION: Duration = Duration::from_secs(366 * 24 * 3600);
 
 /// Top-level sections of the config file.
 const SECTIONS: &[&str] = &["bot", "store", "worker", "web", "defaults", "jobs"];

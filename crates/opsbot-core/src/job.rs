@@ -121,7 +121,12 @@ impl ParamSpec {
                 c.escape_default()
             )));
         }
-        let shown = shorten(raw, 60);
+        // A secret value is never repeated back (replies and the audit reason quote these errors).
+        let shown = if self.secret {
+            "••••".to_string()
+        } else {
+            shorten(raw, 60)
+        };
         match &self.kind {
             ParamKind::String { pattern } => {
                 if let Some(re) = pattern

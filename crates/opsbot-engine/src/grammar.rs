@@ -396,6 +396,12 @@ impl Grammar {
         parse_with(text, catalog, self)
     }
 
+    /// Whether `word` is a verb, a job name, an alias's first word or an answer word.
+    pub fn knows(&self, word: &str) -> bool {
+        let w = word.to_lowercase();
+        self.suggestions.binary_search(&w).is_ok() || YES.contains(&w.as_str()) || NO.contains(&w.as_str())
+    }
+
     /// "Did you mean …?" for an unknown first word, from verbs, job names and alias words.
     pub fn suggest(&self, word: &str) -> Option<String> {
         closest(word, self.suggestions.iter().map(String::as_str)).map(str::to_string)

@@ -63,6 +63,14 @@ pub struct Notice {
     pub state: ExecState,
 }
 
+/// What an open dialog made of a message.
+enum DialogStep {
+    /// The message answered it (or was refused as an answer); these are the replies.
+    Answered(Outcome),
+    /// Not an answer: handle the message as usual, after this note if there is one.
+    Pass(Option<Reply>),
+}
+
 /// Errors the engine cannot turn into a reply itself.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -122,7 +130,7 @@ impl Engine {
                     replies: vec![Reply::text(
                         Tone::Error,
                         format!(
-                            "Something went wrong on my side and nothing was run. Error id {id} — an admin can find it in opsbot's log."
+                            "Something went wrong on my side (error id {id}; an admin can find it in opsbot's log). Check `history` before trying again: the request may or may not have been recorded."
                         ),
                     )],
                     ..Default::default()
@@ -140,39 +148,51 @@ impl Engine {
 
     async fn handle_inner(&self, env: &Envelope) -> Result<Outcome, EngineError> {
         let person = self.identify(env);
+        let addressed = grammar::address(env, &self.bot.name, &self.bot.prefixes);
         if env.text.len() > grammar::MAX_MESSAGE_LEN {
+            // A long paste in a channel that is not for us is none of our business.
+            if addressed.is_none() {
+                return Ok(Outcome::default());
+            }
             return Ok(reply(Reply::text(
                 Tone::Error,
                 format!(
-                    "That message is {} KiB; I read at most {} KiB. Nothing was run.",
-                    env.text.len() / 1024,
+                    "That message is {} bytes; I read at most {} bytes ({} KiB). Nothing was run.",
+                    env.text.len(),
+                    grammar::MAX_MESSAGE_LEN,
                     grammar::MAX_MESSAGE_LEN / 1024
                 ),
             )));
         }
-        let addressed = grammar::address(env, &self.bot.name, &self.bot.prefixes);
         // A dialog answer needs no mention: the person is talking to us already.
+        let mut notes = Vec::new();
         if let Some(d) = self.store.dialog(&env.place, &env.user).await? {
             let text = addressed.unwrap_or(env.text.trim());
-            if let Some(o) = self.continue_dialog(env, &person, d, text, addressed.is_some()).await? {
-                return Ok(o);
+            match self.continue_dialog(env, &person, d, text, addressed.is_some()).await? {
+                DialogStep::Answered(o) => return Ok(o),
+                DialogStep::Pass(note) => notes.extend(note),
             }
         }
         let Some(text) = addressed else {
             return Ok(Outcome::default());
         };
-        if text.is_empty() {
-            return Ok(reply(Reply::text(Tone::Info, "Yes? `help` shows what I can do, `list` the jobs.")));
-        }
-        let cmd = match self.grammar.parse(text, &self.catalog) {
-            Ok(Some(c)) => c,
-            Ok(None) => match self.understanders.iter().find_map(|u| u.understand(text, &self.catalog)) {
-                Some(i) if i.confidence >= MIN_CONFIDENCE => i.command,
-                _ => return Ok(reply(self.unknown(text))),
-            },
-            Err(e) => return Ok(reply(Reply::text(Tone::Error, e.0))),
+        let mut out = if text.is_empty() {
+            reply(Reply::text(Tone::Info, "Yes? `help` shows what I can do, `list` the jobs."))
+        } else {
+            match self.grammar.parse(text, &self.catalog) {
+                Ok(Some(cmd)) => self.command(env, &person, cmd).await?,
+                Ok(None) => match self.understanders.iter().find_map(|u| u.understand(text, &self.catalog)) {
+                    Some(i) if i.confidence >= MIN_CONFIDENCE => self.command(env, &person, i.command).await?,
+                    _ => reply(self.unknown(text)),
+                },
+                Err(e) => reply(Reply::text(Tone::Error, e.0)),
+            }
         };
-        self.command(env, &person, cmd).await
+        if !notes.is_empty() {
+            notes.append(&mut out.replies);
+            out.replies = notes;
+        }
+        Ok(out)
     }
 
     fn unknown(&self, text: &str) -> Reply {
@@ -182,6 +202,12 @@ impl Engine {
             .map(|t| t.text)
             .unwrap_or_default();
         let shown = opsbot_core::job::shorten(&first, 40);
+        if self.grammar.knows(&first) {
+            return Reply::text(
+                Tone::Warning,
+                format!("I know `{shown}`, but not in this form. `help` shows how to use it, `help JOB` one job."),
+            );
+        }
         match self.grammar.suggest(&first) {
             Some(s) => Reply::text(
                 Tone::Warning,
@@ -423,7 +449,8 @@ impl Engine {
 
     /// Opens (or replaces) this person's dialog in this place, expiring after `ttl`.
     async fn open_dialog(&self, env: &Envelope, kind: &str, state: serde_json::Value, ttl: std::time::Duration) -> Result<(), EngineError> {
-        let expires_at = Utc::now() + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::minutes(10));
+        let ttl = chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::minutes(10));
+        let expires_at = Utc::now().checked_add_signed(ttl).unwrap_or(chrono::DateTime::<Utc>::MAX_UTC);
         let dialog = Dialog {
             place: env.place.clone(),
             user: env.user.clone(),
@@ -462,7 +489,8 @@ impl Engine {
         })
     }
 
-    /// Answers an open dialog. `None` means the message is not an answer and is handled anew.
+    /// Answers an open dialog, or says the message is not an answer (with a note to send first,
+    /// such as "that question expired").
     async fn continue_dialog(
         &self,
         env: &Envelope,
@@ -470,26 +498,30 @@ impl Engine {
         d: Dialog,
         text: &str,
         addressed: bool,
-    ) -> Result<Option<Outcome>, EngineError> {
+    ) -> Result<DialogStep, EngineError> {
         let lower = text.trim().to_lowercase();
         let is_yes = grammar::YES.contains(&lower.as_str());
         let is_no = grammar::NO.contains(&lower.as_str());
         let job_name = d.state.get("job").and_then(|v| v.as_str()).unwrap_or_default().to_string();
         if d.expires_at < Utc::now() {
-            self.store.delete_dialog(&env.place, &env.user).await?;
-            self.run_decision(env, person, &job_name, None, "expired", Some(format!("{} dialog expired", d.kind)))
-                .await?;
-            if is_yes || is_no || d.kind == DIALOG_PARAM {
-                let what = if d.kind == DIALOG_CONFIRM { "confirmation" } else { "question" };
-                return Ok(Some(reply(Reply::text(
-                    Tone::Warning,
-                    format!(
-                        "That {what} for `{job_name}` expired at {}; nothing was run. Send the command again.",
-                        present::when(d.expires_at)
-                    ),
-                ))));
+            if self.store.delete_dialog(&env.place, &env.user).await? {
+                self.run_decision(env, person, &job_name, None, "expired", Some(format!("{} dialog expired", d.kind)))
+                    .await?;
             }
-            return Ok(None);
+            let what = if d.kind == DIALOG_CONFIRM { "confirmation" } else { "question" };
+            let note = Reply::text(
+                Tone::Warning,
+                format!(
+                    "That {what} for `{job_name}` expired at {}; nothing was run.",
+                    present::when(d.expires_at)
+                ),
+            );
+            // A late yes/no is an answer to the expired question: say so and nothing else. Any
+            // other message is handled as usual, after the note when it is meant for us.
+            if (is_yes || is_no) && d.kind == DIALOG_CONFIRM {
+                return Ok(DialogStep::Answered(reply(note.para("Send the command again to start over."))));
+            }
+            return Ok(DialogStep::Pass(addressed.then_some(note)));
         }
         let params: Params = d
             .state
@@ -499,92 +531,115 @@ impl Engine {
         let Some(job) = self.catalog.get(&job_name) else {
             // The job left the catalog since the question was asked (config reload).
             self.store.delete_dialog(&env.place, &env.user).await?;
-            return Ok(Some(reply(Reply::text(
+            return Ok(DialogStep::Answered(reply(Reply::text(
                 Tone::Warning,
                 format!("`{job_name}` is no longer a job; nothing was run."),
             ))));
         };
-        match d.kind.as_str() {
-            DIALOG_CONFIRM => {
-                if is_yes {
-                    self.store.delete_dialog(&env.place, &env.user).await?;
-                    self.run_decision(env, person, &job.name, Some(&params), "confirmed", None).await?;
-                    return self
-                        .dispatch(env, person, job, params, Some("confirmed by the requester".into()))
-                        .await
-                        .map(Some);
+        // Built-in commands (`status 3`, `cancel 3`, `help`, …) are handled as such; the
+        // question stays open. (Quote a value to give one of these words as the answer.)
+        if matches!(
+            self.grammar.parse(text, &self.catalog),
+            Ok(Some(
+                Command::Status(_)
+                    | Command::Cancel(_)
+                    | Command::Logs { .. }
+                    | Command::Help(_)
+                    | Command::List
+                    | Command::History { .. }
+                    | Command::Whoami
+            ))
+        ) {
+            return Ok(DialogStep::Pass(None));
+        }
+        // Of two concurrent answers (a double click on "Yes"), only the one that closes the
+        // dialog acts on it.
+        if d.kind == DIALOG_CONFIRM {
+            if is_yes {
+                if !self.store.delete_dialog(&env.place, &env.user).await? {
+                    return Ok(DialogStep::Answered(reply(Reply::text(Tone::Info, "That was already answered."))));
                 }
-                if is_no {
-                    self.store.delete_dialog(&env.place, &env.user).await?;
+                self.run_decision(env, person, &job.name, Some(&params), "confirmed", None).await?;
+                let o = self
+                    .dispatch(env, person, job, params, Some("confirmed by the requester".into()))
+                    .await?;
+                return Ok(DialogStep::Answered(o));
+            }
+            if is_no {
+                if self.store.delete_dialog(&env.place, &env.user).await? {
                     self.run_decision(env, person, &job.name, Some(&params), "abandoned", Some("requester said no".into()))
                         .await?;
-                    return Ok(Some(reply(Reply::text(Tone::Info, format!("OK, `{}` was not run.", job.name)))));
                 }
-                // Anything else is a new message; the confirmation stays open until it expires.
-                Ok(None)
+                return Ok(DialogStep::Answered(reply(Reply::text(
+                    Tone::Info,
+                    format!("OK, `{}` was not run.", job.name),
+                ))));
             }
-            _ => {
-                let asking = d.state.get("asking").and_then(|v| v.as_str()).unwrap_or_default().to_string();
-                let Some(spec) = job.param(&asking) else {
-                    self.store.delete_dialog(&env.place, &env.user).await?;
-                    return Ok(Some(reply(Reply::text(
-                        Tone::Warning,
-                        format!("`{}` changed since I asked; send the command again.", job.name),
-                    ))));
-                };
-                let answer = grammar::tokenize(text)
-                    .ok()
-                    .filter(|t| t.len() == 1)
-                    .map(|t| t[0].text.clone())
-                    .unwrap_or_else(|| text.trim().to_string());
-                let fits = spec.normalize(&answer);
-                // `cancel` always abandons; `no` only when it is not itself a valid answer (a bool).
-                if grammar::ABANDON.contains(&lower.as_str()) || (is_no && fits.is_err()) {
-                    self.store.delete_dialog(&env.place, &env.user).await?;
-                    self.run_decision(
-                        env,
-                        person,
-                        &job.name,
-                        Some(&params),
-                        "abandoned",
-                        Some(format!("requester cancelled while asked for `{asking}`")),
-                    )
-                    .await?;
-                    return Ok(Some(reply(Reply::text(
-                        Tone::Info,
-                        format!("OK, dropped `{}`; nothing was run.", job.name),
-                    ))));
-                }
-                // In a channel, an un-addressed message answers only when it fits a typed
-                // parameter; free text (and anything that does not fit) is chatter.
-                let free_text = matches!(spec.kind, opsbot_core::ParamKind::String { pattern: None });
-                if !addressed && !env.direct && (free_text || fits.is_err()) {
-                    return Ok(None);
-                }
-                match fits {
-                    Ok(v) => {
-                        self.store.delete_dialog(&env.place, &env.user).await?;
-                        let mut params = params;
-                        params.insert(spec.name.clone(), v);
-                        let missing: Vec<String> = job
-                            .params
-                            .iter()
-                            .filter(|p| p.required && !params.contains_key(&p.name))
-                            .map(|p| p.name.clone())
-                            .collect();
-                        self.proceed(env, person, job, params, missing).await.map(Some)
-                    }
-                    Err(e) => Ok(Some(Outcome {
-                        replies: vec![
-                            Reply::new(Tone::Error)
-                                .para(format!("That doesn't fit: {}", e.message))
-                                .para(format!("Which `{asking}` for `{}`? Reply with the value, or `cancel`.", job.name)),
-                        ],
-                        awaiting: Some(Awaiting::Param(asking)),
-                        ..Default::default()
-                    })),
-                }
+            // Anything else is a new message; the confirmation stays open until it expires.
+            return Ok(DialogStep::Pass(None));
+        }
+        let asking = d.state.get("asking").and_then(|v| v.as_str()).unwrap_or_default().to_string();
+        let Some(spec) = job.param(&asking) else {
+            self.store.delete_dialog(&env.place, &env.user).await?;
+            return Ok(DialogStep::Answered(reply(Reply::text(
+                Tone::Warning,
+                format!("`{}` changed since I asked; send the command again.", job.name),
+            ))));
+        };
+        let answer = grammar::tokenize(text)
+            .ok()
+            .filter(|t| t.len() == 1)
+            .map(|t| t[0].text.clone())
+            .unwrap_or_else(|| text.trim().to_string());
+        let fits = spec.normalize(&answer);
+        // `cancel` always abandons; `no` only when it is not itself a valid answer (a bool).
+        if grammar::ABANDON.contains(&lower.as_str()) || (is_no && fits.is_err()) {
+            if self.store.delete_dialog(&env.place, &env.user).await? {
+                self.run_decision(
+                    env,
+                    person,
+                    &job.name,
+                    Some(&params),
+                    "abandoned",
+                    Some(format!("requester cancelled while asked for `{asking}`")),
+                )
+                .await?;
             }
+            return Ok(DialogStep::Answered(reply(Reply::text(
+                Tone::Info,
+                format!("OK, dropped `{}`; nothing was run.", job.name),
+            ))));
+        }
+        // In a channel, an un-addressed message answers only when it fits a typed
+        // parameter; free text (and anything that does not fit) is chatter.
+        let free_text = matches!(spec.kind, opsbot_core::ParamKind::String { pattern: None });
+        if !addressed && !env.direct && (free_text || fits.is_err()) {
+            return Ok(DialogStep::Pass(None));
+        }
+        match fits {
+            Ok(v) => {
+                if !self.store.delete_dialog(&env.place, &env.user).await? {
+                    return Ok(DialogStep::Answered(reply(Reply::text(Tone::Info, "That was already answered."))));
+                }
+                let mut params = params;
+                params.insert(spec.name.clone(), v);
+                let missing: Vec<String> = job
+                    .params
+                    .iter()
+                    .filter(|p| p.required && !params.contains_key(&p.name))
+                    .map(|p| p.name.clone())
+                    .collect();
+                Ok(DialogStep::Answered(self.proceed(env, person, job, params, missing).await?))
+            }
+            Err(e) => Ok(DialogStep::Answered(Outcome {
+                replies: vec![
+                    Reply::new(Tone::Error)
+                        .para(format!("That doesn't fit: {}", e.message))
+                        .para(format!("Which `{asking}` for `{}`? Reply with the value, or `cancel`.", job.name)),
+                ],
+                awaiting: Some(Awaiting::Param(asking)),
+                ..Default::default()
+            })),
         }
     }
 

@@ -170,8 +170,9 @@ pub trait Store: Send + Sync {
     async fn put_dialog(&self, dialog: &Dialog) -> Result<(), StoreError>;
     /// The dialog of `user` in `place`, expired or not.
     async fn dialog(&self, place: &Place, user: &UserId) -> Result<Option<Dialog>, StoreError>;
-    /// Closes the dialog of `user` in `place`.
-    async fn delete_dialog(&self, place: &Place, user: &UserId) -> Result<(), StoreError>;
+    /// Closes the dialog of `user` in `place`. True if this call closed it — of two concurrent
+    /// answers (a double click), only one gets true and may act on it.
+    async fn delete_dialog(&self, place: &Place, user: &UserId) -> Result<bool, StoreError>;
     /// Appends an audit record (its `id` is ignored and assigned); returns the id.
     async fn audit(&self, record: &AuditRecord) -> Result<i64, StoreError>;
     /// The newest `limit` audit records, newest first.

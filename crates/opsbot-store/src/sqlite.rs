@@ -684,14 +684,14 @@ impl Store for SqliteStore {
         row.as_ref().map(dialog_from_row).transpose()
     }
 
-    async fn delete_dialog(&self, place: &Place, user: &UserId) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM dialogs WHERE place_key = $1 AND user_platform = $2 AND user_id = $3")
+    async fn delete_dialog(&self, place: &Place, user: &UserId) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM dialogs WHERE place_key = $1 AND user_platform = $2 AND user_id = $3")
             .bind(place.key())
             .bind(&user.platform)
             .bind(&user.id)
             .execute(&self.pool)
             .await?;
-        Ok(())
+        Ok(done.rows_affected() == 1)
     }
 
     async fn audit(&self, record: &AuditRecord) -> Result<i64, StoreError> {

@@ -35,6 +35,14 @@ default = "abc"
 sensitive = true
 runner = { type = "exec", argv = ["true"] }
 
+[jobs.login]
+runner = { type = "exec", argv = ["true"] }
+[[jobs.login.params]]
+name = "token"
+secret = true
+pattern = "[a-f0-9]{8}"
+required = true
+
 [jobs.note]
 runner = { type = "exec", argv = ["true"] }
 [[jobs.note.params]]
@@ -101,6 +109,94 @@ async fn no_answers_a_bool_question_and_chatter_does_not_answer_free_text() {
     engine.handle(&in_channel("U1", "!note")).await;
     let o = engine.handle(&in_channel("U1", "cancel")).await;
     assert!(text_of(&o).contains("dropped `note`"), "{}", text_of(&o));
+}
+
+#[tokio::test]
+async fn secret_values_are_never_repeated_back() {
+    let (engine, store) = engine().await;
+    let d = |t: &str| Envelope::direct(UserId::new("chat", "U1"), Place::new("chat", "D1"), t);
+    let o = engine.handle(&d("login token=hunter2secret")).await;
+    assert!(!text_of(&o).contains("hunter2"), "{}", text_of(&o));
+    assert!(text_of(&o).contains("`token`: `••••` is not allowed"), "{}", text_of(&o));
+    let recs = store.audit_records(10).await.unwrap();
+    assert!(
+        recs.iter().all(|r| !r.reason.clone().unwrap_or_default().contains("hunter2")),
+        "{recs:?}"
+    );
+    // Asked for it, a wrong secret answer is not echoed either.
+    engine.handle(&d("login")).await;
+    let o = engine.handle(&d("hunter2secret")).await;
+    assert!(!text_of(&o).contains("hunter2"), "{}", text_of(&o));
+}
+
+#[tokio::test]
+async fn built_in_commands_work_while_a_question_is_open() {
+    let (engine, _) = engine().await;
+    let d = |t: &str| Envelope::direct(UserId::new("chat", "U1"), Place::new("chat", "D1"), t);
+    let id = engine.handle(&d("deploy api to dev")).await.queued.unwrap();
+    let o = engine.handle(&d("note")).await;
+    assert_eq!(o.awaiting, Some(Awaiting::Param("force".into())));
+    // `status 1` and `cancel 1` are commands, not answers; the question stays open.
+    let o = engine.handle(&d(&format!("status {id}"))).await;
+    assert!(text_of(&o).contains(&format!("#{id} queued")), "{}", text_of(&o));
+    let o = engine.handle(&d(&format!("cancel {id}"))).await;
+    assert!(text_of(&o).contains("cancelled and will not run"), "{}", text_of(&o));
+    let o = engine.handle(&d("true")).await;
+    assert_eq!(o.awaiting, Some(Awaiting::Param("text".into())), "{}", text_of(&o));
+}
+
+#[tokio::test]
+async fn a_double_yes_runs_once() {
+    let (engine, store) = engine().await;
+    let d = |t: &str| Envelope::direct(UserId::new("chat", "U1"), Place::new("chat", "D1"), t);
+    engine.handle(&d("restart")).await;
+    let (yes1, yes2) = (d("yes"), d("yes"));
+    let (a, b) = tokio::join!(engine.handle(&yes1), engine.handle(&yes2));
+    let queued = [a.queued, b.queued].iter().filter(|q| q.is_some()).count();
+    assert_eq!(queued, 1, "{} / {}", text_of(&a), text_of(&b));
+    let runs = store
+        .executions(&opsbot_store::ExecutionFilter {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(runs.len(), 1);
+}
+
+#[tokio::test]
+async fn an_expired_question_does_not_eat_the_next_command() {
+    let (engine, _) = engine().await;
+    let d = |t: &str| Envelope::direct(UserId::new("chat", "U1"), Place::new("chat", "D1"), t);
+    engine.handle(&d("restart")).await; // confirm_timeout is 1 s
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let o = engine.handle(&d("list")).await;
+    let t = text_of(&o);
+    assert!(t.contains("That confirmation for `restart` expired"), "{t}");
+    assert!(t.contains("deploy") && t.contains("jobs"), "the list is still answered: {t}");
+    // In a channel, chatter after an expired question gets nothing at all.
+    engine.handle(&in_channel("U1", "!restart")).await;
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    assert!(engine.handle(&in_channel("U1", "lunch?")).await.replies.is_empty());
+    // Nor does a long paste that is not addressed to the bot.
+    assert!(
+        engine
+            .handle(&in_channel("U2", &"log line\n".repeat(4000)))
+            .await
+            .replies
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn known_words_in_the_wrong_form_are_not_suggested_back() {
+    let (engine, _) = engine().await;
+    let d = |t: &str| Envelope::direct(UserId::new("chat", "U1"), Place::new("chat", "D1"), t);
+    for text in ["list deploy", "whoami now", "yes please", "\"deploy\" web"] {
+        let t = text_of(&engine.handle(&d(text)).await);
+        assert!(t.contains("but not in this form"), "{text}: {t}");
+        assert!(!t.contains("Did you mean"), "{text}: {t}");
+    }
 }
 
 #[tokio::test]

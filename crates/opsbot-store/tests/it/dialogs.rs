@@ -50,10 +50,16 @@ async fn dialogs_put_get_replace_delete(store: &SqliteStore) {
     assert_eq!(store.dialog(&ops(), &ana()).await.expect("get"), Some(replaced));
 
     // Deleting one leaves the others.
-    store.delete_dialog(&ops(), &ana()).await.expect("delete");
+    assert!(
+        store.delete_dialog(&ops(), &ana()).await.expect("delete"),
+        "the first delete closes it"
+    );
     assert_eq!(store.dialog(&ops(), &ana()).await.expect("get"), None);
     assert_eq!(store.dialog(&thread, &ana()).await.expect("get"), Some(in_thread));
     assert_eq!(store.dialog(&ops(), &bob).await.expect("get"), Some(bobs));
-    store.delete_dialog(&ops(), &ana()).await.expect("deleting nothing is fine");
+    assert!(
+        !store.delete_dialog(&ops(), &ana()).await.expect("deleting nothing is fine"),
+        "a second delete closes nothing"
+    );
 }
 on_both!(dialogs_put_get_replace_delete);

@@ -85,9 +85,9 @@ fn control_characters_quotes_and_huge_lines_are_refused_clearly() {
         "the value is 5000 bytes long; at most 4096",
     );
     s.send(&format!("echo v={}", "y".repeat(1024 * 1024)));
-    s.expect("That message is 1024 KiB; I read at most 16 KiB. Nothing was run.");
+    s.expect("That message is 1048576 bytes; I read at most 16384 bytes \\(16 KiB\\). Nothing was run.");
     s.send(&"z".repeat(3 * 1024 * 1024));
-    s.expect("That message is 1024 KiB; I read at most 16 KiB");
+    s.expect("That message is 1048576 bytes; I read at most 16384 bytes");
     s.ask("echo v=\u{0}nul", "control character");
     s.ask("history", "nothing yet");
 }
