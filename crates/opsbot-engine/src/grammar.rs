@@ -166,11 +166,13 @@ pub fn quote_arg(arg: &str) -> String {
     s
 }
 
-/// Turns one command-line argument into message text: `key=value` keeps its key and quotes
-/// the value; anything else is quoted as one positional value.
+/// Turns one command-line argument into message text: `key=value` and `--key=value` keep the
+/// key and quote the value; anything else is quoted as one positional value.
 pub fn cli_arg(arg: &str) -> String {
     match arg.split_once('=') {
         Some((k, v)) if is_ident(k) => format!("{k}={}", quote_arg(v)),
+        // `--key=value` means `key=value` for a job.
+        Some((k, v)) if k.strip_prefix("--").is_some_and(is_ident) => format!("{}={}", &k[2..], quote_arg(v)),
         _ => quote_arg(arg),
     }
 }
@@ -500,8 +502,10 @@ mod tests {
         assert_eq!((t[0].key.as_deref(), t[0].text.as_str()), (Some("v"), "; rm -rf /"));
         let t = tokenize(&cli_arg("v=a=b")).unwrap();
         assert_eq!((t[0].key.as_deref(), t[0].text.as_str()), (Some("v"), "a=b"));
-        let t = tokenize(&cli_arg("--x=1")).unwrap();
-        assert_eq!((t[0].key.as_deref(), t[0].text.as_str()), (None, "--x=1"));
+        let t = tokenize(&cli_arg("--x=a b")).unwrap();
+        assert_eq!((t[0].key.as_deref(), t[0].text.as_str()), (Some("x"), "a b"));
+        let t = tokenize(&cli_arg("--=x")).unwrap();
+        assert_eq!(t[0].text, "--=x");
     }
 
     #[test]

@@ -600,16 +600,22 @@ impl Store for SqliteStore {
     }
 
     async fn output_tail(&self, id: ExecutionId, n: usize) -> Result<(Vec<OutputLine>, u64), StoreError> {
-        let total_row = sqlx::query("SELECT COALESCE(SUM(n_lines), 0) AS total FROM output_chunks WHERE execution_id = $1")
-            .bind(id)
-            .fetch_one(&self.pool)
-            .await?;
+        // The count and the last chunk it covers come from one statement; the lines are then read
+        // from that chunk back, so a chunk stored in between cannot shift them (chunks are
+        // append-only).
+        let total_row = sqlx::query(
+            "SELECT COALESCE(SUM(n_lines), 0) AS total, COALESCE(MAX(seq), 0) AS last FROM output_chunks WHERE execution_id = $1",
+        )
+        .bind(id)
+        .fetch_one(&self.pool)
+        .await?;
         let total: i64 = col(&total_row, "total")?;
+        let last: i64 = col(&total_row, "last")?;
         let total = u64::try_from(total).map_err(|_| StoreError::Corrupt(format!("execution #{id}: negative line count")))?;
         // Newest chunks first, a page at a time, until there are enough lines.
         let mut chunks: Vec<Vec<OutputLine>> = Vec::new();
         let mut have = 0usize;
-        let mut before = i64::MAX;
+        let mut before = last.saturating_add(1);
         while have < n {
             let rows = sqlx::query(
                 "SELECT seq, n_lines, body FROM output_chunks WHERE execution_id = $1 AND seq < $2 \

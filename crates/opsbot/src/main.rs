@@ -5,6 +5,7 @@ mod run;
 mod runtime;
 mod serve;
 mod shell;
+mod token;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -79,9 +80,19 @@ enum Cmd {
         #[arg(long, short)]
         yes: bool,
     },
-    /// Run the engine and the worker until stopped (SIGINT/SIGTERM); chat adapters and the
-    /// web console attach here as they are configured.
-    Serve,
+    /// Run the engine, the worker and the HTTP server (REST API, /healthz, /readyz, /metrics)
+    /// until stopped (SIGINT/SIGTERM).
+    Serve {
+        /// Listen here instead of the config's `[web] listen` (e.g. 127.0.0.1:0 for any free port).
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<std::net::SocketAddr>,
+        /// Do not start the HTTP server.
+        #[arg(long)]
+        no_web: bool,
+    },
+    /// Manage API tokens for the REST API (stored hashed; shown once).
+    #[command(subcommand)]
+    Token(token::TokenCmd),
 }
 
 fn main() -> ExitCode {
@@ -107,7 +118,8 @@ fn main() -> ExitCode {
                 color,
             } => shell::shell(&cli.config, cli.db, user, !no_wait, !no_worker, &color).await,
             Cmd::Run { job, args, user, yes } => run::run(&cli.config, cli.db, job, args, user, yes).await,
-            Cmd::Serve => serve::serve(&cli.config, cli.db).await,
+            Cmd::Serve { listen, no_web } => serve::serve(&cli.config, cli.db, listen, no_web).await,
+            Cmd::Token(cmd) => token::token(&cli.config, cli.db, cmd).await,
         }
     });
     rt.shutdown_timeout(std::time::Duration::from_secs(1));

@@ -9,6 +9,7 @@ use opsbot_engine::grammar::{cli_arg, quote_arg};
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use tokio::signal::unix::{SignalKind, signal};
 
 /// Exit code for a refused request (unknown job, bad or missing parameters, not confirmed).
 const REFUSED: u8 = 2;
@@ -58,12 +59,15 @@ pub async fn run(config: &Path, db: Option<PathBuf>, job: String, args: Vec<Stri
         text.push(' ');
         text.push_str(&cli_arg(a));
     }
+    let command = text.clone();
     let mut env = Envelope::direct(UserId::new("cli", &user), Place::new("cli", &user), text);
     env.display_name = Some(user.clone());
     let mut out = rt.engine.handle(&env).await;
     loop {
-        for r in &out.replies {
-            if out.queued.is_none() {
+        // Show what the engine said, except a confirmation prompt that --yes answers for us.
+        let auto_confirm = yes && out.awaiting == Some(Awaiting::Confirmation);
+        if out.queued.is_none() && !auto_confirm {
+            for r in &out.replies {
                 eprintln!("{}", render(r, false));
             }
         }
@@ -101,12 +105,15 @@ pub async fn run(config: &Path, db: Option<PathBuf>, job: String, args: Vec<Stri
         out = rt.engine.handle(&env).await;
     }
     let id = out.queued.expect("loop exits only when queued");
-    eprintln!("#{id} queued: {}", env.text);
+    eprintln!("#{id} queued: {command}");
     rt.run_only(id);
     // Stream output while it runs: every 200 ms, print the lines stored since the last look.
     let store = rt.engine.store().clone();
     let mut printed: u64 = 0;
     let mut tick = tokio::time::interval(std::time::Duration::from_millis(200));
+    let mut term = signal(SignalKind::terminate())?;
+    let mut hup = signal(SignalKind::hangup())?;
+    let mut stopping: Option<i32> = None;
     let final_notice = loop {
         tokio::select! {
             n = rt.notices.recv() => match n {
@@ -115,7 +122,21 @@ pub async fn run(config: &Path, db: Option<PathBuf>, job: String, args: Vec<Stri
                 Some(_) => {}
                 None => break None,
             },
-            _ = tick.tick() => printed = print_new_output(store.as_ref(), id, printed).await?,
+            _ = tick.tick() => {
+                printed = print_new_output(store.as_ref(), id, printed).await?;
+                // Another process may have cancelled it, or (with a shared store) run it: the
+                // record is the truth, whatever events this process saw.
+                if let Some(e) = store.execution(id).await?
+                    && e.state.is_final()
+                {
+                    break rt.engine.notice_for(id).await?;
+                }
+            }
+            // Interrupted: stop the job (audited like `cancel ID`) and wait for its end, so it
+            // is not left running without anyone watching it.
+            _ = tokio::signal::ctrl_c(), if stopping.is_none() => stopping = Some(cancel(&rt, &env, id, 130).await),
+            _ = term.recv(), if stopping.is_none() => stopping = Some(cancel(&rt, &env, id, 143).await),
+            _ = hup.recv(), if stopping.is_none() => stopping = Some(cancel(&rt, &env, id, 129).await),
         }
     };
     print_new_output(store.as_ref(), id, printed).await?;
@@ -131,8 +152,18 @@ pub async fn run(config: &Path, db: Option<PathBuf>, job: String, args: Vec<Stri
         n.state
     });
     rt.stop().await;
-    Ok(match final_state {
-        Some(ExecState::Succeeded) => ExitCode::SUCCESS,
+    Ok(match (stopping, final_state) {
+        (Some(code), _) => ExitCode::from(code as u8),
+        (None, Some(ExecState::Succeeded)) => ExitCode::SUCCESS,
         _ => ExitCode::from(1),
     })
+}
+
+/// Asks the engine to cancel `id` on behalf of the CLI user; returns the exit code to use.
+async fn cancel(rt: &Runtime, env: &Envelope, id: i64, code: i32) -> i32 {
+    eprintln!("\nopsbot: interrupted; stopping #{id}…");
+    let mut e = env.clone();
+    e.text = format!("cancel {id}");
+    let _ = rt.engine.handle(&e).await;
+    code
 }

@@ -103,7 +103,7 @@ fn serve_runs_until_signalled_and_recovers_lost_runs() {
     let sb = Sandbox::new();
     let cfg = test_config(&sb, "");
     let mut c = sb.cmd(&cfg);
-    c.arg("serve").env("OPSBOT_LOG", "info");
+    c.args(["serve", "--listen", "127.0.0.1:0"]).env("OPSBOT_LOG", "info");
     let mut s = Session::start(c);
     let start = std::time::Instant::now();
     while !s.stderr().contains("opsbot serving 7 jobs") {
@@ -146,7 +146,7 @@ fn a_shell_without_worker_hears_of_runs_carried_out_by_serve() {
     let sb = Sandbox::new();
     let cfg = test_config(&sb, "");
     let mut serve = sb.cmd(&cfg);
-    serve.arg("serve");
+    serve.args(["serve", "--no-web"]);
     let mut serve = Session::start(serve);
     let start = std::time::Instant::now();
     while !serve.stderr().contains("opsbot serving") {

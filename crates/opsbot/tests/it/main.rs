@@ -9,3 +9,4 @@ mod jobs;
 mod lifecycle;
 mod run_cli;
 mod verbs;
+mod web;

@@ -1,0 +1,68 @@
+//! Bearer tokens: who is calling. The token is hashed and looked up; it is never logged or echoed.
+
+use crate::AppState;
+use crate::error::ApiError;
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode, header};
+use opsbot_core::{Envelope, Place, UserId};
+
+/// The caller of an `/api/v1` route, from its token.
+pub(crate) struct Caller {
+    /// The token's web user (`NAME` of `web:NAME`).
+    pub user: String,
+}
+
+impl Caller {
+    /// The account the engine sees: `web:NAME`.
+    pub fn account(&self) -> UserId {
+        UserId::new("web", &self.user)
+    }
+
+    /// Where the API conversation of this caller happens: `api/NAME`.
+    pub fn place(&self) -> Place {
+        Place::new("api", &self.user)
+    }
+
+    /// A message from this caller, as the engine reads it.
+    pub fn envelope(&self, text: impl Into<String>) -> Envelope {
+        let mut env = Envelope::direct(self.account(), self.place(), text);
+        env.display_name = Some(self.user.clone());
+        env
+    }
+}
+
+fn unauthorized(code: &'static str, message: &str, challenge: &'static str) -> ApiError {
+    ApiError::new(StatusCode::UNAUTHORIZED, code, message).with_header(header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge))
+}
+
+/// The token of an `Authorization: Bearer …` header, if the header is well formed.
+fn bearer(parts: &Parts) -> Option<&str> {
+    let value = parts.headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.trim().split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty() && !token.contains(char::is_whitespace)).then_some(token)
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let Some(token) = bearer(parts) else {
+            return Err(unauthorized(
+                "unauthorized",
+                "Send an API token as `Authorization: Bearer <token>`; an admin creates one with `opsbot token create --user NAME`.",
+                "Bearer",
+            ));
+        };
+        let hash = crate::token_hash(token);
+        match state.engine.store().token_by_hash(&hash).await? {
+            Some(t) => Ok(Caller { user: t.user }),
+            None => Err(unauthorized(
+                "invalid_token",
+                "This API token is unknown or revoked; ask an admin for a new one (`opsbot token create --user NAME`).",
+                "Bearer error=\"invalid_token\"",
+            )),
+        }
+    }
+}

@@ -1,0 +1,493 @@
+//! `/api/v1/executions`: run a job, list and read executions, cancel one — every decision through
+//! [`opsbot_engine::Engine::handle`], like chat, so it is checked and audited the same way.
+
+use crate::AppState;
+use crate::auth::Caller;
+use crate::error::{ApiError, ApiJson, ApiQuery};
+use crate::metrics::RunOutcome;
+use crate::views::{ErrorBody, ExecutionList, ExecutionView, RunRequest};
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use opsbot_core::job::shorten;
+use opsbot_core::{Envelope, ExecState, ExecutionId, UserId};
+use opsbot_engine::grammar::{cli_arg, quote_arg};
+use opsbot_engine::{Awaiting, Engine, Outcome};
+use opsbot_store::ExecutionFilter;
+use serde::Deserialize;
+use std::sync::Arc;
+use utoipa::IntoParams;
+
+/// Executions listed when no `limit` is given.
+const DEFAULT_LIMIT: u32 = 20;
+/// Most executions listed at once.
+const MAX_LIMIT: u32 = 1000;
+
+/// The beginning of the engine's reply when the store failed under it.
+const ENGINE_FAILURE: &str = "Something went wrong on my side";
+
+/// What became of a conversation with the engine.
+enum Conversation {
+    /// An execution was queued.
+    Queued(ExecutionId),
+    /// A sensitive job was not confirmed; the confirmation was declined.
+    NeedsConfirmation,
+    /// A required parameter was missing; the question was withdrawn.
+    MissingParam(String),
+    /// The engine refused; its reply text.
+    Refused(String),
+    /// The engine failed; its error id.
+    Failed(String),
+    /// Anything else the engine answered (e.g. to `cancel N`).
+    Answered,
+}
+
+/// The engine's error id when its outcome reports a failure of its own (its reply starts
+/// "Something went wrong on my side" and names an error id, which is also in its log line).
+fn engine_failure(out: &Outcome) -> Option<String> {
+    out.replies.iter().find_map(|r| {
+        let text = r.plain_text();
+        if !text.starts_with(ENGINE_FAILURE) {
+            return None;
+        }
+        // ASCII lower-casing keeps byte offsets, so the position holds in `text`.
+        let id = text
+            .to_ascii_lowercase()
+            .find("error id ")
+            .and_then(|at| text[at + "error id ".len()..].split_whitespace().next())
+            .map(|id| id.trim_matches(|c: char| !c.is_ascii_alphanumeric()).to_string())
+            .filter(|id| !id.is_empty());
+        Some(id.unwrap_or_else(opsbot_engine::error_id))
+    })
+}
+
+fn reply_text(out: &Outcome) -> String {
+    out.replies
+        .iter()
+        .map(|r| r.plain_text())
+        .collect::<Vec<_>>()
+        .join("\n")
+        .trim()
+        .to_string()
+}
+
+/// Closes a dialog this caller left open in the API place (e.g. a request cut off by a crash),
+/// through the engine so it is audited, so the next message is not taken as its answer.
+async fn close_open_dialog(engine: &Engine, env: &Envelope) {
+    match engine.store().dialog(&env.place, &env.user).await {
+        Ok(Some(d)) => {
+            let mut close = env.clone();
+            close.text = if d.kind == "confirm" { "no".into() } else { "cancel".into() };
+            let _ = engine.handle(&close).await;
+        }
+        Ok(None) => {}
+        Err(e) => tracing::warn!(error = %e, user = %env.user, "cannot look up an open API dialog"),
+    }
+}
+
+/// Sends `text` from the caller and settles any question it raises: a confirmation is answered
+/// `yes` when `confirm`, else `no`; a missing parameter is withdrawn with `cancel`. Runs in its
+/// own task under the caller's lock, so a client that hangs up never leaves a dialog open and
+/// two requests of one user never interleave.
+async fn converse(state: &AppState, caller: &Caller, text: String, confirm: bool) -> Result<Conversation, ApiError> {
+    let engine = state.engine.clone();
+    let lock = state.user_lock(&caller.user);
+    let env = caller.envelope(text);
+    let task = tokio::spawn(async move {
+        let _guard = lock.lock().await;
+        close_open_dialog(&engine, &env).await;
+        let out = engine.handle(&env).await;
+        settle(&engine, env, out, confirm).await
+    });
+    task.await
+        .map_err(|e| ApiError::internal(format!("API conversation task failed: {e}")))
+}
+
+async fn settle(engine: &Arc<Engine>, mut env: Envelope, out: Outcome, confirm: bool) -> Conversation {
+    if let Some(id) = engine_failure(&out) {
+        return Conversation::Failed(id);
+    }
+    match (out.queued, out.awaiting.clone()) {
+        (Some(id), _) => Conversation::Queued(id),
+        (None, Some(Awaiting::Confirmation)) if confirm => {
+            env.text = "yes".into();
+            let out = engine.handle(&env).await;
+            if let Some(id) = engine_failure(&out) {
+                return Conversation::Failed(id);
+            }
+            match out.queued {
+                Some(id) => Conversation::Queued(id),
+                None => {
+                    // E.g. the confirmation expired at once; leave nothing open.
+                    close_open_dialog(engine, &env).await;
+                    Conversation::Refused(reply_text(&out))
+                }
+            }
+        }
+        (None, Some(Awaiting::Confirmation)) => {
+            env.text = "no".into();
+            let _ = engine.handle(&env).await;
+            Conversation::NeedsConfirmation
+        }
+        (None, Some(Awaiting::Param(p))) => {
+            env.text = "cancel".into();
+            let _ = engine.handle(&env).await;
+            Conversation::MissingParam(p)
+        }
+        (None, None) if env.text.starts_with("run ") => Conversation::Refused(reply_text(&out)),
+        (None, None) => Conversation::Answered,
+    }
+}
+
+fn is_ident(s: &str) -> bool {
+    let mut c = s.chars();
+    c.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_') && c.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// A JSON parameter value as the text a person would type.
+fn scalar(what: &str, v: &serde_json::Value) -> Result<String, ApiError> {
+    let kind = match v {
+        serde_json::Value::String(s) => return Ok(s.clone()),
+        serde_json::Value::Number(n) => return Ok(n.to_string()),
+        serde_json::Value::Bool(b) => return Ok(b.to_string()),
+        serde_json::Value::Null => "null",
+        serde_json::Value::Array(_) => "a list",
+        serde_json::Value::Object(_) => "an object",
+    };
+    Err(invalid_params(format!(
+        "{what} is {kind}; a parameter value is a string, a number or a boolean. Nothing was run."
+    )))
+}
+
+fn invalid_params(message: String) -> ApiError {
+    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_params", message)
+}
+
+/// The message a person would type for this request: `run JOB key=value … -- value …`, each
+/// value quoted with the grammar's own rules (as `opsbot run` does), so the engine reads back
+/// exactly these values. Positional values come after `--`, so they are never read as `key=value`
+/// or as options.
+fn message_text(req: &RunRequest) -> Result<String, ApiError> {
+    let mut text = format!("run {}", quote_arg(&req.job));
+    for (k, v) in &req.params {
+        if !is_ident(k) {
+            return Err(invalid_params(format!(
+                "`{}` is not a parameter name: names are letters, digits and `_`, not starting with a digit. Nothing was run.",
+                shorten(k, 40)
+            )));
+        }
+        let v = scalar(&format!("`params.{k}`"), v)?;
+        text.push(' ');
+        text.push_str(&cli_arg(&format!("{k}={v}")));
+    }
+    if !req.args.is_empty() {
+        text.push_str(" --");
+        for (i, a) in req.args.iter().enumerate() {
+            let a = scalar(&format!("`args[{i}]`"), a)?;
+            text.push(' ');
+            text.push_str(&quote_arg(&a));
+        }
+    }
+    Ok(text)
+}
+
+/// Runs a job: the same steps and checks as `run JOB key=value …` in chat.
+#[utoipa::path(
+    post,
+    path = "/api/v1/executions",
+    operation_id = "create_execution",
+    tag = "executions",
+    request_body = RunRequest,
+    responses(
+        (status = 201, description = "Queued. `Location` is the execution's URL.", body = ExecutionView,
+            headers(("Location" = String, description = "/api/v1/executions/{id}"))),
+        (status = 400, description = "The body is not JSON or does not fit (`bad_request`).", body = ErrorBody),
+        (status = 401, description = "No token, or an unknown or revoked one.", body = ErrorBody),
+        (status = 409, description = "A sensitive job without `\"confirm\": true` (`confirmation_required`); nothing was run.", body = ErrorBody),
+        (status = 413, description = "The body is over 64 KiB (`payload_too_large`).", body = ErrorBody),
+        (status = 415, description = "The body is not `application/json` (`unsupported_media_type`).", body = ErrorBody),
+        (status = 422, description = "Refused: unknown job or bad value (`refused`, the engine's own words), a required \
+            parameter missing (`missing_param`), or a value that is not a string, number or boolean (`invalid_params`).", body = ErrorBody),
+        (status = 500, description = "Something failed on our side (`internal`).", body = ErrorBody),
+    )
+)]
+pub(crate) async fn create(State(state): State<AppState>, caller: Caller, ApiJson(req): ApiJson<RunRequest>) -> Result<Response, ApiError> {
+    let metrics = state.metrics();
+    let text = message_text(&req).inspect_err(|_| metrics.run(RunOutcome::Invalid))?;
+    let job_name = state
+        .engine
+        .catalog()
+        .get(&req.job)
+        .map(|j| j.name.clone())
+        .unwrap_or_else(|| shorten(&req.job, 40));
+    let conv = converse(&state, &caller, text, req.confirm)
+        .await
+        .inspect_err(|_| metrics.run(RunOutcome::Error))?;
+    match conv {
+        Conversation::Queued(id) => {
+            metrics.run(RunOutcome::Queued);
+            let e = state
+                .engine
+                .store()
+                .execution(id)
+                .await?
+                .ok_or_else(|| ApiError::internal(format!("execution #{id} was queued but cannot be read back")))?;
+            let mut resp = (StatusCode::CREATED, Json(ExecutionView::of(&e, state.engine.catalog()))).into_response();
+            if let Ok(v) = HeaderValue::from_str(&format!("/api/v1/executions/{id}")) {
+                resp.headers_mut().insert(header::LOCATION, v);
+            }
+            Ok(resp)
+        }
+        Conversation::NeedsConfirmation => {
+            metrics.run(RunOutcome::ConfirmationRequired);
+            Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "confirmation_required",
+                format!("`{job_name}` is sensitive and was not run. Send the request again with `\"confirm\": true` to run it."),
+            ))
+        }
+        Conversation::MissingParam(p) => {
+            metrics.run(RunOutcome::MissingParam);
+            let what = state
+                .engine
+                .catalog()
+                .get(&job_name)
+                .and_then(|j| j.param(&p))
+                .map(|spec| match &spec.help {
+                    Some(h) => format!(" ({}; {h})", spec.kind.describe()),
+                    None => format!(" ({})", spec.kind.describe()),
+                })
+                .unwrap_or_default();
+            Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "missing_param",
+                format!("`{job_name}` needs `{p}`{what}: add it to `params`. Nothing was run."),
+            ))
+        }
+        Conversation::Refused(text) => {
+            metrics.run(RunOutcome::Refused);
+            let text = if text.is_empty() {
+                format!("`{job_name}` was not run.")
+            } else {
+                text
+            };
+            Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "refused", text))
+        }
+        Conversation::Answered => {
+            metrics.run(RunOutcome::Refused);
+            Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "refused",
+                format!("`{job_name}` was not run."),
+            ))
+        }
+        Conversation::Failed(id) => {
+            metrics.run(RunOutcome::Error);
+            Err(engine_failed(id))
+        }
+    }
+}
+
+fn engine_failed(id: String) -> ApiError {
+    let mut err = ApiError::internal("the engine reported a failure (its log line has the same error id)");
+    err.error_id = Some(id);
+    err
+}
+
+/// Reads an execution id from the path (`12` or `#12`).
+fn parse_id(raw: &str) -> Result<ExecutionId, ApiError> {
+    opsbot_engine::grammar::parse_id(raw).ok_or_else(|| {
+        ApiError::bad_request(format!(
+            "`{}` is not an execution id; ids are whole numbers like 12.",
+            shorten(raw, 40)
+        ))
+    })
+}
+
+/// The execution with the id in the path, or 400/404.
+pub(crate) async fn load(state: &AppState, raw: &str) -> Result<opsbot_core::Execution, ApiError> {
+    let id = parse_id(raw)?;
+    state.engine.store().execution(id).await?.ok_or_else(|| ApiError::no_execution(id))
+}
+
+/// Filters of the executions listing; empty values are ignored.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct ListQuery {
+    /// Only this job.
+    job: Option<String>,
+    /// Only in this state: queued, running, succeeded, failed, cancelled, timed_out, lost.
+    state: Option<String>,
+    /// Only those requested by this account, `platform:id` (e.g. `web:ana`).
+    user: Option<String>,
+    /// Only with an id below this (the `next_before` of the previous page).
+    #[param(value_type = Option<i64>)]
+    before: Option<String>,
+    /// At most this many, 1 to 1000 (default 20).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
+    limit: Option<String>,
+}
+
+fn given(v: &Option<String>) -> Option<&str> {
+    v.as_deref().map(str::trim).filter(|s| !s.is_empty())
+}
+
+/// Executions, newest first, a page at a time.
+#[utoipa::path(
+    get,
+    path = "/api/v1/executions",
+    operation_id = "list_executions",
+    tag = "executions",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "A page of executions; `next_before` fetches the next.", body = ExecutionList),
+        (status = 400, description = "A filter is malformed (`bad_request`).", body = ErrorBody),
+        (status = 401, description = "No token, or an unknown or revoked one.", body = ErrorBody),
+    )
+)]
+pub(crate) async fn list(
+    State(state): State<AppState>,
+    _caller: Caller,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> Result<Json<ExecutionList>, ApiError> {
+    let mut filter = ExecutionFilter {
+        limit: DEFAULT_LIMIT,
+        ..Default::default()
+    };
+    if let Some(job) = given(&q.job) {
+        filter.job = Some(
+            state
+                .engine
+                .catalog()
+                .get(job)
+                .map(|j| j.name.clone())
+                .unwrap_or_else(|| job.to_string()),
+        );
+    }
+    if let Some(s) = given(&q.state) {
+        let names: Vec<&str> = ExecState::ALL.iter().map(|s| s.as_str()).collect();
+        filter.state = Some(
+            ExecState::parse(&s.to_lowercase())
+                .ok_or_else(|| ApiError::bad_request(format!("`{}` is not a state; use one of {}.", shorten(s, 40), names.join(", "))))?,
+        );
+    }
+    if let Some(u) = given(&q.user) {
+        filter.requested_by = Some(UserId::parse(u).ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "`user` is an account as `platform:id`, e.g. `web:ana`; got `{}`.",
+                shorten(u, 40)
+            ))
+        })?);
+    }
+    if let Some(b) = given(&q.before) {
+        filter.before_id =
+            Some(b.parse::<i64>().ok().filter(|&n| n > 0).ok_or_else(|| {
+                ApiError::bad_request(format!("`before` is an execution id (a whole number); got `{}`.", shorten(b, 40)))
+            })?);
+    }
+    if let Some(l) = given(&q.limit) {
+        filter.limit = l.parse::<u32>().ok().filter(|n| (1..=MAX_LIMIT).contains(n)).ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "`limit` is a whole number from 1 to {MAX_LIMIT}; got `{}`.",
+                shorten(l, 40)
+            ))
+        })?;
+    }
+    let list = state.engine.store().executions(&filter).await?;
+    let next_before = if list.len() as u32 >= filter.limit {
+        list.last().map(|e| e.id)
+    } else {
+        None
+    };
+    let catalog = state.engine.catalog();
+    Ok(Json(ExecutionList {
+        executions: list.iter().map(|e| ExecutionView::of(e, catalog)).collect(),
+        next_before,
+    }))
+}
+
+/// One execution.
+#[utoipa::path(
+    get,
+    path = "/api/v1/executions/{id}",
+    operation_id = "get_execution",
+    tag = "executions",
+    params(("id" = i64, Path, description = "Execution id.")),
+    responses(
+        (status = 200, description = "The execution.", body = ExecutionView),
+        (status = 400, description = "Not an id (`bad_request`).", body = ErrorBody),
+        (status = 401, description = "No token, or an unknown or revoked one.", body = ErrorBody),
+        (status = 404, description = "No such execution (`not_found`).", body = ErrorBody),
+    )
+)]
+pub(crate) async fn one(State(state): State<AppState>, _caller: Caller, Path(id): Path<String>) -> Result<Json<ExecutionView>, ApiError> {
+    let e = load(&state, &id).await?;
+    Ok(Json(ExecutionView::of(&e, state.engine.catalog())))
+}
+
+/// Asks an execution to stop, as `cancel ID` in chat (audited the same way): a queued one is
+/// cancelled at once, a running one gets SIGTERM, then SIGKILL. Poll the execution for its end.
+#[utoipa::path(
+    post,
+    path = "/api/v1/executions/{id}/cancel",
+    operation_id = "cancel_execution",
+    tag = "executions",
+    params(("id" = i64, Path, description = "Execution id.")),
+    responses(
+        (status = 202, description = "Asked to stop (or already ended); the execution as it is now.", body = ExecutionView),
+        (status = 400, description = "Not an id (`bad_request`).", body = ErrorBody),
+        (status = 401, description = "No token, or an unknown or revoked one.", body = ErrorBody),
+        (status = 404, description = "No such execution (`not_found`).", body = ErrorBody),
+    )
+)]
+pub(crate) async fn cancel(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let e = load(&state, &id).await?;
+    if let Conversation::Failed(error_id) = converse(&state, &caller, format!("cancel {}", e.id), false).await? {
+        return Err(engine_failed(error_id));
+    }
+    let e = state
+        .engine
+        .store()
+        .execution(e.id)
+        .await?
+        .ok_or_else(|| ApiError::no_execution(e.id))?;
+    Ok((StatusCode::ACCEPTED, Json(ExecutionView::of(&e, state.engine.catalog()))).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opsbot_core::{Reply, Tone};
+
+    fn outcome(text: &str) -> Outcome {
+        Outcome {
+            replies: vec![Reply::text(Tone::Error, text)],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn engine_failures_are_recognised_with_their_error_id() {
+        let old = "Something went wrong on my side and nothing was run. Error id E18f0a1b2c3d04d2 — an admin can find it in opsbot's log.";
+        assert_eq!(engine_failure(&outcome(old)).as_deref(), Some("E18f0a1b2c3d04d2"));
+        let new = "Something went wrong on my side (error id E18f0a1b2c3d04d2; an admin can find it in opsbot's log).";
+        assert_eq!(engine_failure(&outcome(new)).as_deref(), Some("E18f0a1b2c3d04d2"));
+        assert!(engine_failure(&outcome("Something went wrong on my side.")).is_some_and(|id| id.starts_with('E')));
+        assert_eq!(engine_failure(&outcome("There is no job `x`.")), None);
+    }
+
+    #[test]
+    fn messages_quote_values_and_put_positional_ones_after_a_separator() {
+        let req: RunRequest = serde_json::from_value(serde_json::json!({
+            "job": "deploy",
+            "params": {"app": "my app", "n": 3, "force": true},
+            "args": ["a=b", "--x"],
+        }))
+        .unwrap();
+        assert_eq!(
+            message_text(&req).unwrap(),
+            r#"run deploy app="my app" force=true n=3 -- "a=b" --x"#
+        );
+    }
+}

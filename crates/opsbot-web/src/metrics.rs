@@ -1,0 +1,111 @@
+//! Prometheus metrics on a recorder owned by the [`crate::AppState`] (never a global one, so
+//! several servers can live in one process): request counts, run outcomes, and execution counts
+//! read from the store at scrape time.
+
+use crate::AppState;
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use metrics::{counter, describe_counter, describe_gauge, gauge, with_local_recorder};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusRecorder};
+use opsbot_core::ExecState;
+
+/// How a run request ended, the `outcome` label of `opsbot_api_runs_total`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum RunOutcome {
+    /// An execution was queued.
+    Queued,
+    /// The engine refused it (unknown job, bad value, …).
+    Refused,
+    /// A sensitive job was not confirmed.
+    ConfirmationRequired,
+    /// A required parameter was missing.
+    MissingParam,
+    /// The request itself was unusable (bad parameter values in JSON).
+    Invalid,
+    /// Something failed on our side.
+    Error,
+}
+
+impl RunOutcome {
+    const ALL: [RunOutcome; 6] = [
+        RunOutcome::Queued,
+        RunOutcome::Refused,
+        RunOutcome::ConfirmationRequired,
+        RunOutcome::MissingParam,
+        RunOutcome::Invalid,
+        RunOutcome::Error,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            RunOutcome::Queued => "queued",
+            RunOutcome::Refused => "refused",
+            RunOutcome::ConfirmationRequired => "confirmation_required",
+            RunOutcome::MissingParam => "missing_param",
+            RunOutcome::Invalid => "invalid_params",
+            RunOutcome::Error => "error",
+        }
+    }
+}
+
+/// The recorder and what is counted on it.
+pub(crate) struct Metrics {
+    recorder: PrometheusRecorder,
+}
+
+impl Metrics {
+    /// A fresh recorder with the metrics described and the run outcomes at 0.
+    pub fn new() -> Self {
+        let recorder = PrometheusBuilder::new().build_recorder();
+        with_local_recorder(&recorder, || {
+            describe_counter!("opsbot_http_requests_total", "HTTP requests answered, by route and status.");
+            describe_counter!("opsbot_api_runs_total", "Run requests through the API, by outcome.");
+            describe_gauge!("opsbot_executions", "Executions in the store, by state.");
+            describe_gauge!("opsbot_queue_depth", "Executions waiting for a worker.");
+            for o in RunOutcome::ALL {
+                counter!("opsbot_api_runs_total", "outcome" => o.label()).absolute(0);
+            }
+        });
+        Metrics { recorder }
+    }
+
+    /// Counts one answered request.
+    pub fn request(&self, route: String, status: u16) {
+        with_local_recorder(&self.recorder, || {
+            counter!("opsbot_http_requests_total", "route" => route, "status" => status.to_string()).increment(1);
+        });
+    }
+
+    /// Counts one run request by how it ended.
+    pub fn run(&self, outcome: RunOutcome) {
+        with_local_recorder(&self.recorder, || {
+            counter!("opsbot_api_runs_total", "outcome" => outcome.label()).increment(1);
+        });
+    }
+
+    /// Sets the execution gauges (every state, 0 when none) and renders the text format.
+    pub fn render(&self, counts: &[(ExecState, u64)]) -> String {
+        let count = |s: ExecState| counts.iter().filter(|(st, _)| *st == s).map(|(_, n)| *n).sum::<u64>();
+        with_local_recorder(&self.recorder, || {
+            for s in ExecState::ALL {
+                gauge!("opsbot_executions", "state" => s.as_str()).set(count(s) as f64);
+            }
+            gauge!("opsbot_queue_depth").set(count(ExecState::Queued) as f64);
+        });
+        self.recorder.handle().render()
+    }
+}
+
+/// Middleware counting every answer by route template (never the raw path, so unknown paths
+/// cannot blow up the label set) and status.
+pub(crate) async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".to_string());
+    let resp = next.run(req).await;
+    state.metrics().request(route, resp.status().as_u16());
+    resp
+}

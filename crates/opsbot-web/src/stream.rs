@@ -1,0 +1,201 @@
+//! An execution's output: all of it as text, or live as Server-Sent Events.
+
+use crate::AppState;
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::executions::load;
+use crate::views::{ErrorBody, ErrorDetail, ExecutionView, LineView};
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures_util::Stream;
+use opsbot_core::{ExecutionId, OutputLine};
+use opsbot_engine::Engine;
+use opsbot_engine::present::render_lines;
+use opsbot_store::StoreError;
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// How often a stream looks for new output.
+const POLL: Duration = Duration::from_millis(200);
+
+/// All output of an execution, each line as `opsbot logs ID --all` shows it.
+#[utoipa::path(
+    get,
+    path = "/api/v1/executions/{id}/log",
+    operation_id = "get_execution_log",
+    tag = "executions",
+    params(("id" = i64, Path, description = "Execution id.")),
+    responses(
+        (status = 200, description = "The output so far; stderr lines start with `[stderr] `, opsbot's notes with `[opsbot] `.",
+            body = String, content_type = "text/plain"),
+        (status = 400, description = "Not an id (`bad_request`).", body = ErrorBody),
+        (status = 401, description = "No token, or an unknown or revoked one.", body = ErrorBody),
+        (status = 404, description = "No such execution (`not_found`).", body = ErrorBody),
+    )
+)]
+pub(crate) async fn log(State(state): State<AppState>, _caller: Caller, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let e = load(&state, &id).await?;
+    let lines = state.engine.store().output_all(e.id).await?;
+    let mut text = render_lines(&lines);
+    if !lines.is_empty() {
+        text.push('\n');
+    }
+    let mut resp = text.into_response();
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    Ok(resp)
+}
+
+/// Output as it is stored, as Server-Sent Events: `event: line` per line (`id` is its 1-based
+/// number; data `{at, stream, text}`), then `event: end` with the final execution, then the
+/// stream closes. A reconnecting client's `Last-Event-ID` resumes after that line.
+#[utoipa::path(
+    get,
+    path = "/api/v1/executions/{id}/log/stream",
+    operation_id = "stream_execution_log",
+    tag = "executions",
+    params(
+        ("id" = i64, Path, description = "Execution id."),
+        ("Last-Event-ID" = Option<u64>, Header, description = "Resume after this line number."),
+    ),
+    responses(
+        (status = 200, description = "`event: line` (data: LineView) for each output line, then `event: end` (data: \
+            ExecutionView) when the execution is over. On a failure of ours, `event: error` (data: ErrorBody).",
+            body = String, content_type = "text/event-stream"),
+        (status = 400, description = "Not an id (`bad_request`).", body = ErrorBody),
+        (status = 401, description = "No token, or an unknown or revoked one.", body = ErrorBody),
+        (status = 404, description = "No such execution (`not_found`).", body = ErrorBody),
+    )
+)]
+pub(crate) async fn log_stream(
+    State(state): State<AppState>,
+    _caller: Caller,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    let e = load(&state, &id).await?;
+    let sent = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .unwrap_or(0);
+    let tail = Tail {
+        engine: state.engine.clone(),
+        id: e.id,
+        sent,
+        pending: VecDeque::new(),
+        over: false,
+        done: false,
+        first: true,
+        closing: state.closing(),
+    };
+    Ok(Sse::new(futures_util::stream::unfold(tail, next_event)).keep_alive(KeepAlive::default()))
+}
+
+/// Where a log stream is.
+struct Tail {
+    engine: Arc<Engine>,
+    id: ExecutionId,
+    /// Lines read so far (the number of the last one).
+    sent: u64,
+    /// Lines read but not yet sent, with their numbers; at most the unseen part of one
+    /// execution's output, which its job's `output_limit` bounds.
+    pending: VecDeque<(u64, OutputLine)>,
+    /// The execution was over before the last read of its output, so that read had everything.
+    over: bool,
+    /// Nothing more to send.
+    done: bool,
+    /// No poll yet (the first one is immediate).
+    first: bool,
+    closing: watch::Receiver<bool>,
+}
+
+async fn next_event(mut t: Tail) -> Option<(Result<Event, Infallible>, Tail)> {
+    loop {
+        if t.done || *t.closing.borrow() {
+            return None;
+        }
+        if let Some((n, line)) = t.pending.pop_front() {
+            let data = serde_json::to_string(&LineView::of(&line)).unwrap_or_default();
+            return Some((Ok(Event::default().event("line").id(n.to_string()).data(data)), t));
+        }
+        if t.over {
+            t.done = true;
+            let event = match t.engine.store().execution(t.id).await {
+                Ok(Some(e)) => {
+                    let data = serde_json::to_string(&ExecutionView::of(&e, t.engine.catalog())).unwrap_or_default();
+                    Event::default().event("end").data(data)
+                }
+                Ok(None) => return None,
+                Err(e) => error_event(e),
+            };
+            return Some((Ok(event), t));
+        }
+        if !t.first {
+            tokio::select! {
+                _ = tokio::time::sleep(POLL) => {}
+                _ = t.closing.changed() => return None,
+            }
+        }
+        t.first = false;
+        if let Err(e) = poll(&mut t).await {
+            t.done = true;
+            return Some((Ok(error_event(e)), t));
+        }
+    }
+}
+
+/// Reads the state, then the lines stored since the last read. The state is read first: the
+/// worker records the end only after the last output, so a final state means this read of the
+/// output is complete.
+async fn poll(t: &mut Tail) -> Result<(), StoreError> {
+    let store = t.engine.store();
+    match store.execution(t.id).await? {
+        Some(e) => t.over = e.state.is_final(),
+        None => {
+            t.done = true;
+            return Ok(());
+        }
+    }
+    let (_, mut total) = store.output_tail(t.id, 0).await?;
+    // More lines may be stored between two reads — even between the count and the lines of one
+    // `output_tail` — so the count is read again after the lines: when it has not moved, the
+    // lines are exactly the unseen part. Otherwise ask again.
+    let lines = loop {
+        if total <= t.sent {
+            return Ok(());
+        }
+        let (lines, now) = store.output_tail(t.id, (total - t.sent) as usize).await?;
+        let (_, after) = store.output_tail(t.id, 0).await?;
+        if now == total && after == now {
+            break lines;
+        }
+        total = after;
+    };
+    let first = total - lines.len() as u64;
+    t.pending
+        .extend(lines.into_iter().enumerate().map(|(i, l)| (first + i as u64 + 1, l)));
+    t.sent = total;
+    Ok(())
+}
+
+/// An `event: error` with the error envelope, logged with its id.
+fn error_event(e: StoreError) -> Event {
+    let error_id = opsbot_engine::error_id();
+    tracing::error!(error_id = %error_id, error = %e, "log stream failed");
+    let body = ErrorBody {
+        error: ErrorDetail {
+            code: "internal".into(),
+            message: crate::error::INTERNAL_MESSAGE.into(),
+            error_id,
+        },
+    };
+    Event::default()
+        .event("error")
+        .data(serde_json::to_string(&body).unwrap_or_default())
+}

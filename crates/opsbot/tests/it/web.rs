@@ -1,0 +1,113 @@
+//! `opsbot serve`'s HTTP server and `opsbot token`, through the real binary and real HTTP.
+
+use crate::harness::*;
+use std::io::{Read, Write};
+use std::time::{Duration, Instant};
+
+/// One HTTP/1.1 request over a fresh connection; returns (status, body).
+fn http(addr: &str, method: &str, path: &str, token: Option<&str>, body: Option<&str>) -> (u16, String) {
+    let mut s = std::net::TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    if let Some(t) = token {
+        req.push_str(&format!("Authorization: Bearer {t}\r\n"));
+    }
+    if let Some(b) = body {
+        req.push_str(&format!("Content-Type: application/json\r\nContent-Length: {}\r\n", b.len()));
+    }
+    req.push_str("\r\n");
+    req.push_str(body.unwrap_or(""));
+    s.write_all(req.as_bytes()).unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    let status = resp.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = resp.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    (status, body)
+}
+
+#[test]
+fn serve_exposes_the_api_to_token_holders_only() {
+    let sb = Sandbox::new();
+    let cfg = example_config();
+    let out = sb
+        .cmd(&cfg)
+        .args(["token", "create", "--user", "ana", "--label", "ci"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let token = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(token.starts_with("opsb_") && token.len() > 40, "{token}");
+    let list = sb.cmd(&cfg).args(["token", "list"]).output().unwrap();
+    let list = String::from_utf8_lossy(&list.stdout);
+    assert!(
+        list.contains("web:ana") && list.contains("active") && !list.contains(&token),
+        "{list}"
+    );
+
+    let mut c = sb.cmd(&cfg);
+    c.args(["serve", "--listen", "127.0.0.1:0"]);
+    let mut serve = Session::start(c);
+    let start = Instant::now();
+    let addr = loop {
+        let err = serve.stderr();
+        if let Some(i) = err.find("REST API on http://") {
+            let rest = &err[i + "REST API on http://".len()..];
+            break rest[..rest.find('/').unwrap()].to_string();
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "serve did not start: {err}");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+
+    assert_eq!(http(&addr, "GET", "/healthz", None, None).0, 200);
+    assert_eq!(http(&addr, "GET", "/api/v1/jobs", None, None).0, 401);
+    let (status, body) = http(
+        &addr,
+        "POST",
+        "/api/v1/executions",
+        Some(&token),
+        Some(r#"{"job":"deploy","params":{"app":"web","env":"qa"}}"#),
+    );
+    assert_eq!(status, 422, "{body}");
+    assert!(body.contains("`qa` is not one of dev, staging, prod"), "{body}");
+    let (status, body) = http(
+        &addr,
+        "POST",
+        "/api/v1/executions",
+        Some(&token),
+        Some(r#"{"job":"deploy","params":{"app":"web","env":"staging"}}"#),
+    );
+    assert_eq!(status, 201, "{body}");
+    assert!(body.contains("\"requested_by\":\"web:ana\""), "{body}");
+    let start = Instant::now();
+    loop {
+        let (_, body) = http(&addr, "GET", "/api/v1/executions/1", Some(&token), None);
+        if body.contains("\"state\":\"succeeded\"") {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "{body}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (_, log) = http(&addr, "GET", "/api/v1/executions/1/log", Some(&token), None);
+    assert!(log.contains("web latest is live in staging"), "{log}");
+    let (_, metrics) = http(&addr, "GET", "/metrics", None, None);
+    assert!(metrics.contains("opsbot_executions{state=\"succeeded\"} 1"), "{metrics}");
+
+    let out = sb.cmd(&cfg).args(["token", "revoke", "1"]).output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(http(&addr, "GET", "/api/v1/jobs", Some(&token), None).0, 401);
+
+    unsafe { libc::kill(serve.child.id() as i32, libc::SIGTERM) };
+    assert!(serve.child.wait().unwrap().success(), "{}", serve.stderr());
+}
+
+#[test]
+fn token_create_refuses_odd_user_names() {
+    let sb = Sandbox::new();
+    let out = sb
+        .cmd(&example_config())
+        .args(["token", "create", "--user", "a b"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("a user name is 1–64 letters"));
+}
