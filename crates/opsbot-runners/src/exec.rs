@@ -256,6 +256,13 @@ impl ExecRunner {
         }
         let mut cmd = Command::new(program);
         cmd.args(&args[1..]);
+        // Inherited OPSBOT_PARAM_* variables (say, when a job itself calls `opsbot run`) must
+        // not reach the job as if they were its parameters. Other variables pass through.
+        for (k, _) in std::env::vars_os() {
+            if k.to_str().is_some_and(|k| k.starts_with("OPSBOT_PARAM_")) {
+                cmd.env_remove(k);
+            }
+        }
         cmd.envs(env);
         for (name, value) in params {
             cmd.env(format!("OPSBOT_PARAM_{}", env_name(name)), value);

@@ -1,7 +1,7 @@
 //! The worker: claims queued executions from the store, hands each to a runner, writes its
 //! output and final state back.
 //!
-//! A worker runs in the `opsbot` process by default. It is identified as `host:pid`, holds a
+//! A worker runs in the `opsbot` process by default. It is identified as `host#pidns:pid`, holds a
 //! lease on every execution it runs and renews it; executions whose lease lapses or whose
 //! worker process is gone are marked `lost` by whoever notices (see [`is_dead`]).
 
@@ -30,7 +30,7 @@ pub struct WorkerOptions {
 }
 
 impl WorkerOptions {
-    /// Defaults: `host:pid`, 30 s lease, 200 ms poll.
+    /// Defaults: `host#pidns:pid`, 30 s lease, 200 ms poll.
     pub fn new(concurrency: usize) -> Self {
         Self {
             id: worker_id(),
@@ -42,9 +42,23 @@ impl WorkerOptions {
     }
 }
 
-/// `host:pid` of this process.
+/// `host#pidns:pid` of this process.
 pub fn worker_id() -> String {
-    format!("{}:{}", hostname(), std::process::id())
+    format!("{}:{}", host_key(), std::process::id())
+}
+
+/// This host as seen from this process: the hostname and, when it can be read, the PID
+/// namespace, so that two containers sharing a hostname (and a store) never judge each
+/// other's workers by a PID they cannot see.
+fn host_key() -> String {
+    match std::fs::read_link("/proc/self/ns/pid") {
+        Ok(ns) => {
+            let ns = ns.to_string_lossy();
+            let inode = ns.trim_start_matches("pid:[").trim_end_matches(']');
+            format!("{}#{inode}", hostname())
+        }
+        Err(_) => hostname(),
+    }
 }
 
 fn hostname() -> String {
@@ -67,7 +81,7 @@ pub fn is_dead(worker: &str) -> bool {
     let Ok(pid) = pid.parse::<i32>() else {
         return false;
     };
-    if host != hostname() || pid <= 0 {
+    if host != host_key() || pid <= 0 {
         return false;
     }
     if pid as u32 == std::process::id() {
@@ -89,6 +103,8 @@ pub struct Worker {
     exec: Arc<dyn Runner>,
     opts: WorkerOptions,
     running: Mutex<HashMap<ExecutionId, CancelToken>>,
+    /// Set when shutdown cancels what is still running, so those runs say why they stopped.
+    shutting_down: std::sync::atomic::AtomicBool,
 }
 
 impl Worker {
@@ -100,6 +116,7 @@ impl Worker {
             exec,
             opts,
             running: Mutex::new(HashMap::new()),
+            shutting_down: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -167,6 +184,7 @@ impl Worker {
                 tokio::select! {
                     r = tasks.join_next() => if r.is_none() { break },
                     _ = &mut deadline => {
+                        self.shutting_down.store(true, std::sync::atomic::Ordering::SeqCst);
                         for t in self.running.lock().map(|m| m.values().cloned().collect::<Vec<_>>()).unwrap_or_default() {
                             t.cancel();
                         }
@@ -250,7 +268,11 @@ impl Worker {
         if let Ok(mut m) = self.running.lock() {
             m.remove(&id);
         }
-        self.finish(id, &finish_of(&outcome)).await;
+        let mut end = finish_of(&outcome);
+        if outcome.cancelled && self.shutting_down.load(std::sync::atomic::Ordering::SeqCst) {
+            end.detail = Some("stopped: opsbot was shutting down".into());
+        }
+        self.finish(id, &end).await;
     }
 
     async fn finish(&self, id: ExecutionId, f: &Finish) {

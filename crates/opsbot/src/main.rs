@@ -46,7 +46,9 @@ enum Cmd {
         /// Who you are in this chat (default: $USER).
         #[arg(long, short)]
         user: Option<String>,
-        /// At end of input, do not wait for runs started in this session.
+        /// At end of input, do not wait for runs started in this session to finish: runs still
+        /// going get 10 s, then are cancelled (this process is their worker). With
+        /// --no-worker they go on in the process that runs them.
         #[arg(long)]
         no_wait: bool,
         /// Do not run jobs in this process: queue them for another opsbot process on the same

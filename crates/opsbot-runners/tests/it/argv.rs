@@ -101,3 +101,18 @@ async fn stdin_is_dev_null() {
     assert_eq!(outcome.exit_code, Some(0));
     assert!(lines.is_empty(), "{lines:?}");
 }
+
+#[tokio::test]
+async fn opsbots_own_variables_do_not_leak_into_jobs() {
+    // SAFETY: this test binary's tests do not read OPSBOT_PARAM_GHOST; set before the child starts.
+    unsafe { std::env::set_var("OPSBOT_PARAM_GHOST", "leaked") };
+    unsafe { std::env::set_var("OPSBOT_OTHER_SETTING", "kept") };
+    let j = job(&[
+        "sh",
+        "-c",
+        "printf '<%s|%s>\\n' \"${OPSBOT_PARAM_GHOST-unset}\" \"$OPSBOT_OTHER_SETTING\"",
+    ]);
+    let (outcome, lines) = run(j, params(&[])).await;
+    assert_eq!(outcome.exit_code, Some(0), "{}", system(&lines));
+    assert_eq!(texts(&lines, Stream::Stdout), ["<unset|kept>"]);
+}
