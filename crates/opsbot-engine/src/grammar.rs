@@ -292,6 +292,9 @@ fn parse_with(text: &str, catalog: &Catalog, grammar: &Grammar) -> Result<Option
     if let Some(cmd) = grammar.match_alias(&toks, catalog) {
         return Ok(Some(cmd));
     }
+    if let Some(msg) = grammar.alias_leftover(&toks, catalog) {
+        return Err(ParseError(msg));
+    }
     if job_named(&verb) {
         return job_args(&verb, args).map(Some);
     }
@@ -435,6 +438,31 @@ impl Grammar {
             }
             if best.is_some() {
                 return best.map(|(_, c)| c);
+            }
+        }
+        None
+    }
+
+    /// When a template matches the start of the message but words that are not `key=value`
+    /// follow it (`deploy web to staging please`), says so — rather than letting the words be
+    /// read as positional values and producing nonsense errors.
+    fn alias_leftover(&self, toks: &[Token], catalog: &Catalog) -> Option<String> {
+        let lower: Vec<String> = toks.iter().map(|t| t.text.to_lowercase()).collect();
+        let candidates = self.by_first_word.get(lower.first()?).into_iter().flatten().chain(&self.slot_first);
+        for c in candidates {
+            let n = c.parts.len();
+            if toks.len() <= n || match_one(&c.parts, &toks[..n], &lower[..n], &catalog.jobs()[c.job], true).is_none() {
+                continue;
+            }
+            let stray: Vec<&str> = toks[n..].iter().filter(|t| t.key.is_none()).map(|t| t.text.as_str()).collect();
+            if !stray.is_empty() {
+                let said: Vec<&str> = toks[..n].iter().map(|t| t.text.as_str()).collect();
+                return Some(format!(
+                    "I understood `{}` but not `{}` after it. More values go as key=value (e.g. `version=1.4.2`); `help {}` lists them.",
+                    said.join(" "),
+                    stray.join(" "),
+                    catalog.jobs()[c.job].name
+                ));
             }
         }
         None

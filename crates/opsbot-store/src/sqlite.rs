@@ -78,7 +78,8 @@ impl SqliteStore {
             .await;
             match result {
                 Ok(store) => return Ok(store),
-                Err(e) if attempt < OPEN_ATTEMPTS => {
+                // Only the races above heal by waiting; a file that is not a database never does.
+                Err(e) if attempt < OPEN_ATTEMPTS && is_open_race(&e) => {
                     tracing::debug!(path = %path.display(), attempt, error = %e, "opening the database failed; retrying");
                     tokio::time::sleep(Duration::from_millis(50 << attempt)).await;
                 }
@@ -229,6 +230,15 @@ fn place_from_row(row: &SqliteRow) -> Result<Place, StoreError> {
         channel: col(row, "place_channel")?,
         thread: col(row, "place_thread")?,
     })
+}
+
+/// Whether an error opening a fresh file comes from another process opening it at the same
+/// moment (busy/locked, or a migration it already applied).
+fn is_open_race(e: &StoreError) -> bool {
+    let text = e.to_string().to_lowercase();
+    ["locked", "busy", "already exists", "unique constraint"]
+        .iter()
+        .any(|w| text.contains(w))
 }
 
 /// One `api_tokens` row.

@@ -128,10 +128,27 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("opsbot: {e:#}");
+            eprintln!("opsbot: {}", error_chain(&e));
             ExitCode::from(1)
         }
     }
+}
+
+/// An error and its causes on one line, leaving out causes that only repeat what was said
+/// (database errors tend to quote their source in their own message).
+fn error_chain(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.contains(text.trim()) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
 }
 
 /// The user name to act as: the flag, else $USER, else `user`.

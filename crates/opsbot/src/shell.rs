@@ -107,7 +107,8 @@ pub async fn shell(config: &Path, db: Option<PathBuf>, user: Option<String>, wai
     if interrupted && !pending.is_empty() {
         eprintln!("\nstopping {} run(s) started here…", pending.len());
         for id in &pending {
-            let _ = rt.engine.store().request_cancel(*id).await;
+            // Through the engine, as if typed, so the cancel is audited like any other.
+            let _ = rt.engine.handle(&adapter.envelope(&format!("cancel {id}"))).await;
         }
         // Let the worker pick up the cancel requests and record the ends.
         while !pending.is_empty() {

@@ -177,3 +177,22 @@ fn missing_config_file_says_what_to_do() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no config file at `/nonexistent/opsbot.toml`"));
 }
+
+#[test]
+fn a_file_that_is_not_a_database_is_named_once_and_clearly() {
+    let sb = Sandbox::new();
+    std::fs::write(sb.db(), "not a database").unwrap();
+    let out = sb
+        .cmd(&example_config())
+        .args(["shell"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("cannot open the store at") && err.contains("file is not a database"),
+        "{err}"
+    );
+    assert_eq!(err.matches("file is not a database").count(), 1, "{err}");
+}

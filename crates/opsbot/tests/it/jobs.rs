@@ -29,6 +29,10 @@ fn deploy_by_alias_grammar_positional_and_synonyms() {
     s.ask("deploy web to prod version=latest!", "`version`: `latest!` is not allowed");
     s.ask("deploy app=web env=prod region=eu", "`deploy` has no parameter `region`");
     s.ask("deploy web staging 1.0.0 extra", "Too many values: `extra` left over");
+    s.ask(
+        "deploy web to staging please 🚀",
+        "I understood `deploy web to staging` but not `please 🚀` after it. More values go as key=value",
+    );
 }
 
 #[test]
