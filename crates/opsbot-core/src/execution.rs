@@ -125,6 +125,9 @@ pub struct Execution {
     pub worker: Option<String>,
     /// Whether someone asked for it to stop.
     pub cancel_requested: bool,
+    /// Process-group id of the running job, when its runner has one (exec).
+    #[serde(default)]
+    pub pgid: Option<i64>,
 }
 
 impl Execution {

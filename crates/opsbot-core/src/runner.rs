@@ -53,6 +53,9 @@ pub struct RunRequest {
     pub output: mpsc::Sender<OutputLine>,
     /// Stops the run when cancelled.
     pub cancel: CancelToken,
+    /// Told the process-group id once the process has started, so it can be recorded (and
+    /// stopped by whoever recovers the run if this process dies).
+    pub on_start: Option<tokio::sync::oneshot::Sender<u32>>,
 }
 
 /// How a run ended.

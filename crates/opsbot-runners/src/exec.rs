@@ -116,6 +116,7 @@ impl Runner for ExecRunner {
             requester,
             output,
             cancel,
+            on_start,
         } = req;
         let sink = Sink::new(output, job.output_limit);
         let mut outcome = RunOutcome::default();
@@ -141,6 +142,10 @@ impl Runner for ExecRunner {
         let spawned = Instant::now();
         let pid = child.id() as libc::pid_t;
         let mut guard = ChildGuard { pid, armed: true };
+        if let Some(tx) = on_start {
+            // The leader's pid is the group id: it was started with process_group(0).
+            let _ = tx.send(pid as u32);
+        }
         tracing::debug!(execution_id, job = %job.name, pid, "started `{program}`");
 
         let (stop_tx, stop_rx) = watch::channel(false);

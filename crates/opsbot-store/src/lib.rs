@@ -155,6 +155,8 @@ pub trait Store: Send + Sync {
     async fn request_cancel(&self, id: ExecutionId) -> Result<CancelResult, StoreError>;
     /// Running executions of `worker` whose cancel was requested.
     async fn cancel_requested(&self, worker: &str) -> Result<Vec<ExecutionId>, StoreError>;
+    /// Records the process group of a running execution.
+    async fn set_pgid(&self, id: ExecutionId, pgid: i64) -> Result<(), StoreError>;
     /// Extends the lease of every running execution of `worker`.
     async fn heartbeat(&self, worker: &str, lease: Duration) -> Result<(), StoreError>;
     /// Marks `lost` every running execution whose lease has expired or whose worker

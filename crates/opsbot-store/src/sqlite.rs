@@ -37,6 +37,7 @@ const OPEN_ATTEMPTS: u32 = 5;
 const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("../migrations/sqlite/0001_init.sql")),
     (2, "api tokens", include_str!("../migrations/sqlite/0002_api_tokens.sql")),
+    (3, "execution pgid", include_str!("../migrations/sqlite/0003_execution_pgid.sql")),
 ];
 
 /// A [`Store`] on a SQLite database (a file, or memory for tests).
@@ -220,6 +221,7 @@ fn execution_from_row(row: &SqliteRow) -> Result<Execution, StoreError> {
         detail: col(row, "detail")?,
         worker: col(row, "worker")?,
         cancel_requested: cancel_requested != 0,
+        pgid: col(row, "pgid")?,
     })
 }
 
@@ -544,6 +546,15 @@ impl Store for SqliteStore {
             .fetch_all(&self.pool)
             .await?;
         rows.iter().map(|row| col(row, "id")).collect()
+    }
+
+    async fn set_pgid(&self, id: ExecutionId, pgid: i64) -> Result<(), StoreError> {
+        sqlx::query("UPDATE executions SET pgid = $1 WHERE id = $2 AND state = 'running'")
+            .bind(pgid)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     async fn heartbeat(&self, worker: &str, lease: Duration) -> Result<(), StoreError> {

@@ -72,6 +72,11 @@ fn hostname() -> String {
     String::from_utf8_lossy(&buf[..end]).into_owned()
 }
 
+/// Whether the worker with this id ran on this host (in this PID namespace).
+pub fn is_local(worker: &str) -> bool {
+    worker.rsplit_once(':').is_some_and(|(host, _)| host == host_key())
+}
+
 /// Whether the worker with this id is certainly gone: it ran on this host and its process no
 /// longer exists. Workers on other hosts are judged by their lease instead.
 pub fn is_dead(worker: &str) -> bool {
@@ -90,6 +95,52 @@ pub fn is_dead(worker: &str) -> bool {
     // SAFETY: signal 0 only checks for existence.
     let rc = unsafe { libc::kill(pid, 0) };
     rc != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
+}
+
+/// Stops what is left of a lost execution's process group on this host: every process of
+/// group `pgid` whose environment carries `OPSBOT_EXECUTION_ID=<id>` gets SIGTERM, then SIGKILL
+/// after `grace`. The environment check means a group id reused by an unrelated process is never
+/// touched. Returns how many processes were found. (Linux: reads /proc.)
+pub fn stop_orphaned_group(execution: ExecutionId, pgid: i64, grace: Duration) -> usize {
+    let members = || orphan_members(execution, pgid);
+    let found = members();
+    if found.is_empty() {
+        return 0;
+    }
+    for pid in &found {
+        // SAFETY: plain signal to a process verified above to belong to this execution.
+        unsafe { libc::kill(*pid, libc::SIGTERM) };
+    }
+    let deadline = std::time::Instant::now() + grace;
+    while std::time::Instant::now() < deadline && !members().is_empty() {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for pid in members() {
+        // SAFETY: as above.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+    found.len()
+}
+
+/// Living processes of group `pgid` whose environment says they run `execution`.
+fn orphan_members(execution: ExecutionId, pgid: i64) -> Vec<i32> {
+    let marker = format!("OPSBOT_EXECUTION_ID={execution}");
+    let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()))
+        .filter(|pid| {
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                return false;
+            };
+            let Some(rest) = stat.rfind(')').map(|i| &stat[i + 2..]) else {
+                return false;
+            };
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            let in_group = f.len() > 2 && f[2].parse::<i64>() == Ok(pgid) && f[0] != "Z" && f[0] != "X";
+            in_group
+                && std::fs::read(format!("/proc/{pid}/environ")).is_ok_and(|env| env.split(|&b| b == 0).any(|v| v == marker.as_bytes()))
+        })
+        .collect()
 }
 
 /// Lines per stored chunk, and the longest a line waits before being stored.
@@ -253,6 +304,16 @@ impl Worker {
         let runner = match &job.runner {
             RunnerSpec::Exec { .. } => self.exec.clone(),
         };
+        // Record the process group as soon as it exists, for recovery if this process dies.
+        let (started_tx, started_rx) = tokio::sync::oneshot::channel::<u32>();
+        let store = self.store.clone();
+        let recorder = tokio::spawn(async move {
+            if let Ok(pgid) = started_rx.await
+                && let Err(err) = store.set_pgid(id, i64::from(pgid)).await
+            {
+                tracing::warn!(error = %err, execution = id, "cannot record the process group");
+            }
+        });
         let outcome = runner
             .run(RunRequest {
                 requester: e.requested_by.to_string(),
@@ -261,8 +322,10 @@ impl Worker {
                 params: e.params.clone(),
                 output: tx,
                 cancel,
+                on_start: Some(started_tx),
             })
             .await;
+        let _ = recorder.await;
         // The runner dropped its sender; wait for every line to be stored before the end is announced.
         let _ = writer.await;
         if let Ok(mut m) = self.running.lock() {

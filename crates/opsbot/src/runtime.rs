@@ -54,6 +54,26 @@ pub fn load_config(path: &Path) -> Result<Config> {
     }
 }
 
+/// Marks runs of dead workers `lost` (audited, announced) and stops what is left of their
+/// processes on this host.
+async fn recover(engine: &Engine) -> Result<Vec<opsbot_core::Execution>, opsbot_engine::EngineError> {
+    let lost = engine.recover_lost(&opsbot_worker::is_dead).await?;
+    for e in &lost {
+        if let (Some(pgid), Some(worker)) = (e.pgid, e.worker.as_deref())
+            && opsbot_worker::is_local(worker)
+        {
+            let id = e.id;
+            let stopped = tokio::task::spawn_blocking(move || opsbot_worker::stop_orphaned_group(id, pgid, Duration::from_secs(5)))
+                .await
+                .unwrap_or(0);
+            if stopped > 0 {
+                tracing::warn!(execution = id, pgid, processes = stopped, "stopped the processes of a lost run");
+            }
+        }
+    }
+    Ok(lost)
+}
+
 impl Runtime {
     /// Starts store, engine, notifier and an in-process worker (none when `no_worker`; `opsbot
     /// run` then adds its own with [`Runtime::run_only`]).
@@ -70,7 +90,7 @@ impl Runtime {
         let engine = Arc::new(Engine::new(catalog.clone(), config.bot.clone(), store.clone()));
 
         let mut lost_at_start = Vec::new();
-        for e in engine.recover_lost(&opsbot_worker::is_dead).await? {
+        for e in recover(&engine).await? {
             if let Some(n) = engine.notice_for(e.id).await? {
                 lost_at_start.push(n);
             }
@@ -82,7 +102,7 @@ impl Runtime {
         background.push(tokio::spawn(async move {
             loop {
                 tokio::time::sleep(RECOVERY_EVERY).await;
-                if let Err(e) = recovery_engine.recover_lost(&opsbot_worker::is_dead).await {
+                if let Err(e) = recover(&recovery_engine).await {
                     tracing::error!(error = %e, "lost-execution recovery failed");
                 }
             }

@@ -65,6 +65,7 @@ pub async fn run_with(job: JobSpec, params: Params, cancel: CancelToken) -> (Run
 pub fn request(job: JobSpec, params: Params, output: mpsc::Sender<OutputLine>, cancel: CancelToken) -> RunRequest {
     RunRequest {
         requester: "test:tester".into(),
+        on_start: None,
         execution_id: 42,
         job: Arc::new(job),
         params,

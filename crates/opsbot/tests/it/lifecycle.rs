@@ -87,15 +87,27 @@ fn runs_left_by_a_killed_process_are_reported_lost() {
     let mut s = sb.shell(&cfg, "alice");
     s.ask("sleeper", "#1 queued");
     s.expect("▶ #1 running");
-    // Kill opsbot itself, hard: nothing gets to record the end.
+    // Wait until the job has printed its process group (by then it is recorded too).
+    let mut pgid = 0;
+    for _ in 0..100 {
+        let out = s.ask("logs 1", "(No output\\.|pgid=\\d+)\n");
+        if out.contains("pgid=") {
+            pgid = pgid_from(&out);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(pgid > 0 && group_alive(pgid));
+    // Kill opsbot itself, hard: nothing gets to record the end, and the job is orphaned.
     unsafe { libc::kill(s.child.id() as i32, libc::SIGKILL) };
     let _ = s.child.wait();
+    assert!(group_alive(pgid), "the job outlives a killed opsbot");
     let out = script(&sb, &cfg, "alice", &["status 1"]);
     assert!(out.contains("✘ #1 sleeper lost"), "{out}");
     assert!(out.contains("its worker"), "{out}");
     assert!(out.contains("state         lost"), "{out}");
-    // The job's own processes were orphaned by the kill; clean them up.
-    let _ = std::process::Command::new("pkill").args(["-f", "sleep 60"]).status();
+    // Recovery stopped what was left of it.
+    assert!(!group_alive(pgid), "the lost run's processes are still running");
 }
 
 #[test]
