@@ -1,19 +1,32 @@
-//! `opsbot`: the command line. Reads the config and wires the parts together.
+//! `opsbot`: the command line. Reads the config and wires the parts together; with `--server URL`,
+//! `run`, `status` and `logs` are a client of another opsbot's REST API instead ([`client`]).
 
 mod check;
+mod client;
 mod run;
 mod runtime;
 mod serve;
 mod shell;
+mod status;
 mod token;
 
-use clap::{Parser, Subcommand};
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 /// opsbot — run, watch and audit your ops jobs from chat, the terminal and the command line.
 #[derive(Parser)]
-#[command(name = "opsbot", version, about, long_about = None, after_help = "Start with: opsbot shell --config examples/opsbot.toml\nDocs: docs/configuration.md, docs/architecture.md")]
+#[command(
+    name = "opsbot",
+    version,
+    about,
+    long_about = None,
+    after_help = "Start with: opsbot shell --config examples/opsbot.toml\n\
+Remote: `run`, `status` and `logs` with --server URL (or OPSBOT_SERVER) use that opsbot's REST API,\n\
+  with the API token in OPSBOT_TOKEN (never a flag): OPSBOT_TOKEN=opsb_… opsbot --server URL logs 12\n\
+Docs: docs/configuration.md, docs/architecture.md, docs/api.md"
+)]
 struct Cli {
     /// The config file.
     #[arg(
@@ -31,6 +44,12 @@ struct Cli {
     /// Log filter for opsbot's own log on stderr (e.g. `info`, `opsbot_worker=debug`).
     #[arg(long, global = true, env = "OPSBOT_LOG", default_value = "warn", value_name = "FILTER")]
     log: String,
+    /// For `run`, `status` and `logs`: talk to the opsbot server at URL (`opsbot serve`'s REST
+    /// API, http:// or https://) instead of the local store; the config file is then not read.
+    /// The API token comes from the environment variable OPSBOT_TOKEN (never a flag, so it does
+    /// not show up in `ps`); an admin creates one on the server with `opsbot token create --user NAME`.
+    #[arg(long, global = true, env = "OPSBOT_SERVER", value_name = "URL")]
+    server: Option<String>,
     #[command(subcommand)]
     command: Cmd,
 }
@@ -68,19 +87,52 @@ enum Cmd {
     /// Run a job from the command line with the same checks as chat, wait and print the result.
     ///
     /// Example: opsbot run deploy app=web env=staging. Exit code: 0 succeeded, 1 failed,
-    /// timed out, cancelled or lost, 2 refused (unknown job, bad or missing parameters).
+    /// timed out, cancelled or lost (or the server could not be reached), 2 refused (unknown job,
+    /// bad or missing parameters, not confirmed, no valid API token). Ctrl-C stops the job.
+    ///
+    /// With --server URL (or OPSBOT_SERVER) the job runs on that opsbot server, through its REST
+    /// API, as the web user of the API token in the environment variable OPSBOT_TOKEN; its output
+    /// is streamed back the same way and no config file is read.
     Run {
         /// The job.
         job: String,
         /// Parameters: key=value, or values in declared order; `--` ends options.
         #[arg(allow_hyphen_values = true, trailing_var_arg = true)]
         args: Vec<String>,
-        /// Who is asking (default: $USER).
+        /// Who is asking (default: $USER). Not with --server: there the token's user asks.
         #[arg(long, short)]
         user: Option<String>,
         /// Confirm a sensitive job without asking.
         #[arg(long, short)]
         yes: bool,
+    },
+    /// Show one execution: state, who asked, when, duration, exit code and its last output lines.
+    ///
+    /// The same as `status ID` in chat. Exit code: 0 when it exists, 1 when it does not. Reads
+    /// the config's store (or --db); with --server URL (or OPSBOT_SERVER) asks that opsbot server
+    /// instead, with the API token in the environment variable OPSBOT_TOKEN.
+    Status {
+        /// The execution (`12` or `#12`).
+        #[arg(value_name = "ID", value_parser = execution_id)]
+        id: i64,
+    },
+    /// Print an execution's output: the last 50 lines, all of them with --all.
+    ///
+    /// stderr lines start with `[stderr] `, opsbot's own notes with `[opsbot] `. --follow keeps
+    /// printing new lines until the execution ends, then its summary. Exit code: 0 when it exists
+    /// (with --follow: when it succeeded), 1 otherwise. Reads the config's store (or --db); with
+    /// --server URL (or OPSBOT_SERVER) asks that opsbot server instead, with the API token in the
+    /// environment variable OPSBOT_TOKEN.
+    Logs {
+        /// The execution (`12` or `#12`).
+        #[arg(value_name = "ID", value_parser = execution_id)]
+        id: i64,
+        /// All lines, not only the last 50.
+        #[arg(long, short)]
+        all: bool,
+        /// Keep printing new lines until the execution ends; exit 0 if it succeeded, else 1.
+        #[arg(long, short)]
+        follow: bool,
     },
     /// Run the engine, the worker and the HTTP server (REST API, /healthz, /readyz, /metrics)
     /// until stopped (SIGINT/SIGTERM).
@@ -97,11 +149,31 @@ enum Cmd {
     Token(token::TokenCmd),
 }
 
+/// An execution id on the command line: `12` or `#12`.
+fn execution_id(s: &str) -> Result<i64, String> {
+    opsbot_engine::grammar::parse_id(s).ok_or_else(|| format!("`{s}` is not an execution id (a whole number like 12 or #12)"))
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    // --server on the command line is for the commands that can use it; from the environment
+    // it is simply not used by the others (OPSBOT_SERVER may be set for a whole session).
+    let server_flag = matches.value_source("server") == Some(ValueSource::CommandLine);
+    let server = cli.server.clone().filter(|s| !s.trim().is_empty());
+    // The one TLS implementation for HTTPS servers: rustls with ring, installed before any client.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut filter = tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    // The certificate verifier logs a failed verification as an error of its own; the client
+    // already reports it, naming the server. Shown when asked for by name.
+    if !cli.log.contains("rustls")
+        && let Ok(d) = "rustls_platform_verifier=off".parse()
+    {
+        filter = filter.add_directive(d);
+    }
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")))
+        .with_env_filter(filter)
         .init();
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
@@ -111,17 +183,18 @@ fn main() -> ExitCode {
         }
     };
     let result = rt.block_on(async {
-        match cli.command {
-            Cmd::Check { no_secrets } => check::check(&cli.config, no_secrets),
-            Cmd::Shell {
-                user,
-                no_wait,
-                no_worker,
-                color,
-            } => shell::shell(&cli.config, cli.db, user, !no_wait, !no_worker, &color).await,
-            Cmd::Run { job, args, user, yes } => run::run(&cli.config, cli.db, job, args, user, yes).await,
-            Cmd::Serve { listen, no_web } => serve::serve(&cli.config, cli.db, listen, no_web).await,
-            Cmd::Token(cmd) => token::token(&cli.config, cli.db, cmd).await,
+        match (server, cli.command) {
+            (Some(url), Cmd::Run { job, args, user, yes }) => Ok(client::run(&url, job, args, user, yes).await),
+            (Some(url), Cmd::Status { id }) => Ok(client::status(&url, id).await),
+            (Some(url), Cmd::Logs { id, all, follow }) => Ok(client::logs(&url, id, all, follow).await),
+            (Some(_), _) if server_flag => {
+                eprintln!(
+                    "opsbot: --server works with `run`, `status` and `logs`; `opsbot {}` works on the local config and store",
+                    matches.subcommand_name().unwrap_or("")
+                );
+                Ok(ExitCode::from(2))
+            }
+            (_, command) => local(&cli.config, cli.db, command).await,
         }
     });
     rt.shutdown_timeout(std::time::Duration::from_secs(1));
@@ -131,6 +204,24 @@ fn main() -> ExitCode {
             eprintln!("opsbot: {}", error_chain(&e));
             ExitCode::from(1)
         }
+    }
+}
+
+/// Runs a command on the local config and store.
+async fn local(config: &std::path::Path, db: Option<PathBuf>, command: Cmd) -> anyhow::Result<ExitCode> {
+    match command {
+        Cmd::Check { no_secrets } => check::check(config, no_secrets),
+        Cmd::Shell {
+            user,
+            no_wait,
+            no_worker,
+            color,
+        } => shell::shell(config, db, user, !no_wait, !no_worker, &color).await,
+        Cmd::Run { job, args, user, yes } => run::run(config, db, job, args, user, yes).await,
+        Cmd::Status { id } => status::status(config, db, id).await,
+        Cmd::Logs { id, all, follow } => status::logs(config, db, id, all, follow).await,
+        Cmd::Serve { listen, no_web } => serve::serve(config, db, listen, no_web).await,
+        Cmd::Token(cmd) => token::token(config, db, cmd).await,
     }
 }
 

@@ -15,7 +15,7 @@ use tokio::signal::unix::{SignalKind, signal};
 const REFUSED: u8 = 2;
 
 /// Prints the output lines of `id` stored after the first `printed`; returns the new count.
-async fn print_new_output(store: &dyn opsbot_store::Store, id: i64, printed: u64) -> Result<u64> {
+pub(crate) async fn print_new_output(store: &dyn opsbot_store::Store, id: i64, printed: u64) -> Result<u64> {
     let (_, mut total) = store.output_tail(id, 0).await?;
     // More lines may be stored between two reads; ask again until the tail is exactly the unseen part.
     let lines = loop {
@@ -36,12 +36,9 @@ async fn print_new_output(store: &dyn opsbot_store::Store, id: i64, printed: u64
     Ok(total)
 }
 
-/// Queues `job` with `args` through the engine, runs it in this process and prints the result.
-pub async fn run(config: &Path, db: Option<PathBuf>, job: String, args: Vec<String>, user: Option<String>, yes: bool) -> Result<ExitCode> {
-    // `--yes` after the job (`opsbot run restart service=api --yes`) is the flag, not a parameter,
-    // unless it comes after `--`.
-    let mut yes = yes;
-    let mut args = args;
+/// `--yes` after the job (`opsbot run restart service=api --yes`) is the flag, not a parameter,
+/// unless it comes after `--`. Returns the arguments without it and whether it was given.
+pub(crate) fn take_yes(mut args: Vec<String>, yes: bool) -> (Vec<String>, bool) {
     let end = args.iter().position(|a| a == "--").unwrap_or(args.len());
     let before = args.len();
     let mut i = 0;
@@ -49,7 +46,13 @@ pub async fn run(config: &Path, db: Option<PathBuf>, job: String, args: Vec<Stri
         i += 1;
         !(i <= end && (a == "--yes" || a == "-y"))
     });
-    yes |= args.len() != before;
+    let yes = yes || args.len() != before;
+    (args, yes)
+}
+
+/// Queues `job` with `args` through the engine, runs it in this process and prints the result.
+pub async fn run(config: &Path, db: Option<PathBuf>, job: String, args: Vec<String>, user: Option<String>, yes: bool) -> Result<ExitCode> {
+    let (args, yes) = take_yes(args, yes);
     let mut rt = Runtime::start(config, db, true).await?;
     let user = crate::default_user(user);
     let interactive = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
@@ -141,13 +144,8 @@ pub async fn run(config: &Path, db: Option<PathBuf>, job: String, args: Vec<Stri
     };
     print_new_output(store.as_ref(), id, printed).await?;
     let final_state = final_notice.map(|n| {
-        let mut summary = n.reply.clone();
         // The output is already on stdout; keep the summary to state, duration and exit code.
-        summary.blocks.retain(|b| match b {
-            opsbot_core::Block::Code { .. } => false,
-            opsbot_core::Block::Text { text } => !text.contains("earlier line") && !text.contains("(no output)"),
-            _ => true,
-        });
+        let summary = crate::status::without_output(n.reply.clone());
         eprintln!("{}", render(&summary, color && std::io::stderr().is_terminal()));
         n.state
     });

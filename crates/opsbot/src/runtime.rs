@@ -1,7 +1,7 @@
 //! Wiring shared by `shell`, `run` and `serve`: config, store, engine, worker, notifier.
 
 use anyhow::{Context, Result, bail};
-use opsbot_core::config::{Config, LoadError};
+use opsbot_core::config::{Config, LoadError, LoadOptions};
 use opsbot_engine::{Engine, Notice};
 use opsbot_runners::ExecRunner;
 use opsbot_store::{SqliteStore, Store};
@@ -31,7 +31,12 @@ pub struct Runtime {
 
 /// Loads the config, printing every problem if it is invalid.
 pub fn load_config(path: &Path) -> Result<Config> {
-    match Config::load(path) {
+    load_config_with(path, LoadOptions::default())
+}
+
+/// [`load_config`] with options (e.g. secret references left unresolved).
+pub fn load_config_with(path: &Path, opts: LoadOptions) -> Result<Config> {
+    match Config::load_with(path, opts) {
         Ok(c) => Ok(c),
         Err(LoadError::Invalid(diags)) => {
             for d in &diags {

@@ -2,6 +2,7 @@
 
 use regex::Regex;
 use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -45,6 +46,59 @@ impl Sandbox {
             .env("NO_COLOR", "1")
             .env_remove("OPSBOT_CONFIG")
             .env_remove("OPSBOT_DB");
+        c
+    }
+    /// Creates an API token for web user `user` with `opsbot token create`; returns its secret.
+    pub fn token(&self, config: &Path, user: &str) -> String {
+        let out = self.cmd(config).args(["token", "create", "--user", user]).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+    /// Starts `opsbot serve --listen 127.0.0.1:0` on this sandbox; returns it and its address.
+    pub fn serve(&self, config: &Path) -> (Session, String) {
+        let mut c = self.cmd(config);
+        c.args(["serve", "--listen", "127.0.0.1:0"]);
+        let serve = Session::start(c);
+        let start = Instant::now();
+        let addr = loop {
+            let err = serve.stderr();
+            if let Some(i) = err.find("REST API on http://") {
+                let rest = &err[i + "REST API on http://".len()..];
+                break rest[..rest.find('/').unwrap()].to_string();
+            }
+            assert!(start.elapsed() < Duration::from_secs(20), "serve did not start: {err}");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        (serve, addr)
+    }
+    /// A command for the binary as a client of the opsbot at `server`, with `token` in
+    /// OPSBOT_TOKEN (none when `None`), run in an empty folder with a config path that does not
+    /// exist: a remote command must not need one.
+    pub fn remote(&self, server: &str, token: Option<&str>) -> Command {
+        let dir = self.path("client");
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut c = Command::new(BIN);
+        c.current_dir(&dir)
+            .args(["--config", "/nonexistent/opsbot.toml", "--server", server])
+            .env("NO_COLOR", "1")
+            .env("OPSBOT_DEMO_STEP", "0.05");
+        for v in [
+            "OPSBOT_CONFIG",
+            "OPSBOT_DB",
+            "OPSBOT_SERVER",
+            "OPSBOT_TOKEN",
+            "HTTP_PROXY",
+            "http_proxy",
+            "HTTPS_PROXY",
+            "https_proxy",
+            "ALL_PROXY",
+            "all_proxy",
+        ] {
+            c.env_remove(v);
+        }
+        if let Some(t) = token {
+            c.env("OPSBOT_TOKEN", t);
+        }
         c
     }
     /// Starts `opsbot shell` as `user`.
@@ -169,6 +223,27 @@ impl Drop for Session {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// One HTTP/1.1 request over a fresh connection; returns (status, body).
+pub fn http(addr: &str, method: &str, path: &str, token: Option<&str>, body: Option<&str>) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    if let Some(t) = token {
+        req.push_str(&format!("Authorization: Bearer {t}\r\n"));
+    }
+    if let Some(b) = body {
+        req.push_str(&format!("Content-Type: application/json\r\nContent-Length: {}\r\n", b.len()));
+    }
+    req.push_str("\r\n");
+    req.push_str(body.unwrap_or(""));
+    s.write_all(req.as_bytes()).unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    let status = resp.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = resp.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    (status, body)
 }
 
 /// Runs the shell on a whole script (stdin closed at the end) and returns its stdout.

@@ -2,6 +2,7 @@
 //! `opsbot run`, `opsbot check` and `opsbot serve`, with real processes.
 
 mod check;
+mod client;
 mod dialogs;
 mod harness;
 mod hostile;

@@ -1,29 +1,7 @@
 //! `opsbot serve`'s HTTP server and `opsbot token`, through the real binary and real HTTP.
 
 use crate::harness::*;
-use std::io::{Read, Write};
 use std::time::{Duration, Instant};
-
-/// One HTTP/1.1 request over a fresh connection; returns (status, body).
-fn http(addr: &str, method: &str, path: &str, token: Option<&str>, body: Option<&str>) -> (u16, String) {
-    let mut s = std::net::TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
-    if let Some(t) = token {
-        req.push_str(&format!("Authorization: Bearer {t}\r\n"));
-    }
-    if let Some(b) = body {
-        req.push_str(&format!("Content-Type: application/json\r\nContent-Length: {}\r\n", b.len()));
-    }
-    req.push_str("\r\n");
-    req.push_str(body.unwrap_or(""));
-    s.write_all(req.as_bytes()).unwrap();
-    let mut resp = String::new();
-    s.read_to_string(&mut resp).unwrap();
-    let status = resp.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let body = resp.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
-    (status, body)
-}
 
 #[test]
 fn serve_exposes_the_api_to_token_holders_only() {
@@ -44,19 +22,7 @@ fn serve_exposes_the_api_to_token_holders_only() {
         "{list}"
     );
 
-    let mut c = sb.cmd(&cfg);
-    c.args(["serve", "--listen", "127.0.0.1:0"]);
-    let mut serve = Session::start(c);
-    let start = Instant::now();
-    let addr = loop {
-        let err = serve.stderr();
-        if let Some(i) = err.find("REST API on http://") {
-            let rest = &err[i + "REST API on http://".len()..];
-            break rest[..rest.find('/').unwrap()].to_string();
-        }
-        assert!(start.elapsed() < Duration::from_secs(20), "serve did not start: {err}");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let (mut serve, addr) = sb.serve(&cfg);
 
     assert_eq!(http(&addr, "GET", "/healthz", None, None).0, 200);
     assert_eq!(http(&addr, "GET", "/api/v1/jobs", None, None).0, 401);
