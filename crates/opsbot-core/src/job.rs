@@ -233,7 +233,7 @@ pub fn template_context(job: &str, specs: &[ParamSpec], params: &Params, executi
                 .parse::<i64>()
                 .map(minijinja::Value::from)
                 .unwrap_or_else(|_| minijinja::Value::from(raw.as_str())),
-            Some(ParamKind::Bool) => minijinja::Value::from_object(Flag(raw == "true")),
+            Some(ParamKind::Bool) => minijinja::Value::from(raw == "true"),
             _ => minijinja::Value::from(raw.as_str()),
         };
         ctx.insert(name.clone(), value);
@@ -242,29 +242,22 @@ pub fn template_context(job: &str, specs: &[ParamSpec], params: &Params, executi
 }
 
 /// The template environment argv elements are rendered in: no escaping (the result is one
-/// argument, not HTML or shell), absent optional values render as "".
+/// argument, not HTML or shell), absent optional values render as "", and booleans print as
+/// `true`/`false` (minijinja alone prints `True`/`False`) while staying booleans for `{% if %}`
+/// and `==`.
 pub fn template_env() -> minijinja::Environment<'static> {
     let mut env = minijinja::Environment::new();
     env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
     env.set_undefined_behavior(minijinja::UndefinedBehavior::Lenient);
+    env.set_formatter(|out, state, value| {
+        if value.kind() == minijinja::value::ValueKind::Bool {
+            out.write_str(if value.is_true() { "true" } else { "false" })
+                .map_err(minijinja::Error::from)
+        } else {
+            minijinja::escape_formatter(out, state, value)
+        }
+    });
     env
-}
-
-/// A `bool` param in templates: true or false for `{% if %}` and `not`, and rendered as
-/// `true`/`false` (minijinja would print a plain boolean as `True`/`False`).
-#[derive(Debug)]
-struct Flag(bool);
-
-impl minijinja::value::Object for Flag {
-    fn repr(self: &std::sync::Arc<Self>) -> minijinja::value::ObjectRepr {
-        minijinja::value::ObjectRepr::Plain
-    }
-    fn is_true(self: &std::sync::Arc<Self>) -> bool {
-        self.0
-    }
-    fn render(self: &std::sync::Arc<Self>, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.0)
-    }
 }
 
 /// A plausible value for a param, for trial renders: its default, first enum value, or a sample.

@@ -90,7 +90,7 @@ fn bool_params_render_as_true_and_false_and_test_as_booleans() {
         &sb,
         r#"
 [jobs.flag]
-runner = { type = "exec", argv = ["echo", "force={{ force }}", "{% if force %}on{% else %}off{% endif %}", "{{ n + 1 }}"] }
+runner = { type = "exec", argv = ["echo", "force={{ force }}", "{% if force %}on{% else %}off{% endif %}", "{{ n + 1 }}", "{{ force == true }}"] }
 [[jobs.flag.params]]
 name = "force"
 type = "bool"
@@ -102,7 +102,7 @@ default = 1
 "#,
     );
     let out = sb.cmd(&cfg).args(["run", "flag"]).output().unwrap();
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "force=false off 2");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "force=false off 2 false");
     let out = sb.cmd(&cfg).args(["run", "flag", "force=yes", "n=41"]).output().unwrap();
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "force=true on 42");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "force=true on 42 true");
 }
