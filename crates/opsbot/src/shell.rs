@@ -45,6 +45,8 @@ pub async fn shell(config: &Path, db: Option<PathBuf>, user: Option<String>, wai
     let mut interrupted = false;
     let mut tick = tokio::time::interval(std::time::Duration::from_millis(500));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
     loop {
         if !input_open && (!wait || pending.is_empty()) {
             break;
@@ -101,6 +103,14 @@ pub async fn shell(config: &Path, db: Option<PathBuf>, user: Option<String>, wai
                 interrupted = true;
                 break;
             }
+            _ = term.recv() => {
+                interrupted = true;
+                break;
+            }
+            _ = hup.recv() => {
+                interrupted = true;
+                break;
+            }
         }
     }
     reader.abort();
@@ -110,15 +120,20 @@ pub async fn shell(config: &Path, db: Option<PathBuf>, user: Option<String>, wai
             // Through the engine, as if typed, so the cancel is audited like any other.
             let _ = rt.engine.handle(&adapter.envelope(&format!("cancel {id}"))).await;
         }
-        // Let the worker pick up the cancel requests and record the ends.
-        while !pending.is_empty() {
-            match tokio::time::timeout(std::time::Duration::from_secs(15), rt.notices.recv()).await {
-                Ok(Some(n)) => {
-                    if n.state.is_final() && pending.remove(&n.execution) {
+        // Let the worker (ours, or another process's) pick up the cancel requests and record
+        // the ends; the records say when.
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(15);
+        while !pending.is_empty() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            for id in pending.clone() {
+                if let Ok(Some(e)) = rt.engine.store().execution(id).await
+                    && e.state.is_final()
+                {
+                    if let Ok(Some(n)) = rt.engine.notice_for(id).await {
                         adapter.print(&n.reply);
                     }
+                    pending.remove(&id);
                 }
-                _ => break,
             }
         }
     }

@@ -177,3 +177,17 @@ fn a_shell_without_worker_hears_of_runs_carried_out_by_serve() {
     unsafe { libc::kill(serve.child.id() as i32, libc::SIGTERM) };
     assert!(serve.child.wait().unwrap().success());
 }
+
+#[test]
+fn sigterm_to_the_shell_stops_its_runs_and_records_them() {
+    let sb = Sandbox::new();
+    let cfg = test_config(&sb, "");
+    let mut s = sb.shell(&cfg, "alice");
+    s.ask("sleeper", "#1 queued");
+    s.expect("▶ #1 running");
+    unsafe { libc::kill(s.child.id() as i32, libc::SIGTERM) };
+    s.expect("#1 sleeper cancelled");
+    assert!(s.child.wait().unwrap().success());
+    let out = script(&sb, &cfg, "alice", &["status 1"]);
+    assert!(out.contains("state         cancelled"), "{out}");
+}
