@@ -166,6 +166,8 @@ pub trait Store: Send + Sync {
     async fn append_output(&self, id: ExecutionId, lines: &[OutputLine]) -> Result<(), StoreError>;
     /// The last `n` lines and the total number of lines.
     async fn output_tail(&self, id: ExecutionId, n: usize) -> Result<(Vec<OutputLine>, u64), StoreError>;
+    /// At most `max` output lines, starting after the first `skip` (bounded reads for streams).
+    async fn output_range(&self, id: ExecutionId, skip: u64, max: usize) -> Result<Vec<OutputLine>, StoreError>;
     /// All output lines.
     async fn output_all(&self, id: ExecutionId) -> Result<Vec<OutputLine>, StoreError>;
     /// Opens (or replaces) the dialog of `dialog.user` in `dialog.place`.

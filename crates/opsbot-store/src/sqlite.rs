@@ -38,6 +38,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("../migrations/sqlite/0001_init.sql")),
     (2, "api tokens", include_str!("../migrations/sqlite/0002_api_tokens.sql")),
     (3, "execution pgid", include_str!("../migrations/sqlite/0003_execution_pgid.sql")),
+    (4, "listing index", include_str!("../migrations/sqlite/0004_listing_index.sql")),
 ];
 
 /// A [`Store`] on a SQLite database (a file, or memory for tests).
@@ -666,6 +667,47 @@ impl Store for SqliteStore {
         Ok((lines, total))
     }
 
+    async fn output_range(&self, id: ExecutionId, skip: u64, max: usize) -> Result<Vec<OutputLine>, StoreError> {
+        // Find the chunks covering lines skip..skip+max from their line counts, then read only those.
+        let counts = sqlx::query("SELECT seq, n_lines FROM output_chunks WHERE execution_id = $1 ORDER BY seq")
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await?;
+        let (mut first_seq, mut last_seq, mut before_first, mut seen) = (None, None, 0u64, 0u64);
+        for row in &counts {
+            let seq: i64 = col(row, "seq")?;
+            let n: i64 = col(row, "n_lines")?;
+            let n = n.max(0) as u64;
+            if first_seq.is_none() && seen + n > skip {
+                first_seq = Some(seq);
+                before_first = seen;
+            }
+            seen += n;
+            if first_seq.is_some() {
+                last_seq = Some(seq);
+                if seen >= skip.saturating_add(max as u64) {
+                    break;
+                }
+            }
+        }
+        let (Some(first), Some(last)) = (first_seq, last_seq) else {
+            return Ok(Vec::new());
+        };
+        let rows =
+            sqlx::query("SELECT seq, n_lines, body FROM output_chunks WHERE execution_id = $1 AND seq >= $2 AND seq <= $3 ORDER BY seq")
+                .bind(id)
+                .bind(first)
+                .bind(last)
+                .fetch_all(&self.pool)
+                .await?;
+        let mut lines = Vec::new();
+        for row in &rows {
+            lines.extend(chunk_from_row(row, id)?);
+        }
+        let start = (skip - before_first) as usize;
+        Ok(lines.into_iter().skip(start).take(max).collect())
+    }
+
     async fn output_all(&self, id: ExecutionId) -> Result<Vec<OutputLine>, StoreError> {
         let rows = sqlx::query("SELECT seq, n_lines, body FROM output_chunks WHERE execution_id = $1 ORDER BY seq")
             .bind(id)
@@ -766,12 +808,25 @@ impl Store for SqliteStore {
     }
 
     async fn token_by_hash(&self, sha256: &str) -> Result<Option<ApiToken>, StoreError> {
-        let row = sqlx::query("UPDATE api_tokens SET last_used_at = $1 WHERE token_sha256 = $2 AND revoked_at IS NULL RETURNING *")
-            .bind(now_ms())
+        // A read for every request; the write of `last_used_at` only for a valid token and at
+        // most once a minute, so bogus tokens never take the write lock.
+        let row = sqlx::query("SELECT * FROM api_tokens WHERE token_sha256 = $1 AND revoked_at IS NULL")
             .bind(sha256)
             .fetch_optional(&self.pool)
             .await?;
-        row.as_ref().map(token_from_row).transpose()
+        let Some(mut token) = row.as_ref().map(token_from_row).transpose()? else {
+            return Ok(None);
+        };
+        let now = Utc::now();
+        if token.last_used_at.is_none_or(|t| now - t > chrono::Duration::seconds(60)) {
+            sqlx::query("UPDATE api_tokens SET last_used_at = $1 WHERE id = $2")
+                .bind(now.timestamp_millis())
+                .bind(token.id)
+                .execute(&self.pool)
+                .await?;
+            token.last_used_at = Some(now);
+        }
+        Ok(Some(token))
     }
 
     async fn revoke_token(&self, id: i64) -> Result<bool, StoreError> {

@@ -106,3 +106,23 @@ async fn output_for_unknown_execution_is_refused(store: &SqliteStore) {
     assert_eq!(store.output_tail(777, 5).await.expect("tail"), (vec![], 0));
 }
 on_both!(output_for_unknown_execution_is_refused);
+
+async fn output_range_reads_a_bounded_slice(store: &SqliteStore) {
+    let id = store.create_execution(&new_exec("deploy")).await.expect("create").id;
+    for chunk in 0..5 {
+        let lines: Vec<_> = (0..10)
+            .map(|i| line(chunk * 10 + i, Stream::Stdout, &format!("l{}", chunk * 10 + i)))
+            .collect();
+        store.append_output(id, &lines).await.expect("append");
+    }
+    let texts = |v: Vec<opsbot_core::OutputLine>| v.into_iter().map(|l| l.text).collect::<Vec<_>>();
+    assert_eq!(texts(store.output_range(id, 0, 3).await.unwrap()), ["l0", "l1", "l2"]);
+    assert_eq!(texts(store.output_range(id, 8, 4).await.unwrap()), ["l8", "l9", "l10", "l11"]);
+    assert_eq!(
+        texts(store.output_range(id, 45, 100).await.unwrap()),
+        ["l45", "l46", "l47", "l48", "l49"]
+    );
+    assert!(store.output_range(id, 50, 10).await.unwrap().is_empty());
+    assert!(store.output_range(id, 0, 0).await.unwrap().is_empty());
+}
+on_both!(output_range_reads_a_bounded_slice);
