@@ -246,9 +246,22 @@ impl Remote {
                 "--server `{server}` is not an http:// or https:// URL; use e.g. http://127.0.0.1:8080 or https://opsbot.example.com"
             )));
         }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(Fail::refused(
+                "--server must not carry a user name or password (they would end up in error messages and logs); \
+                 the API token comes from OPSBOT_TOKEN"
+                    .to_string(),
+            ));
+        }
         url.set_query(None);
         url.set_fragment(None);
-        let base = url.as_str().trim_end_matches('/').to_string();
+        // The URL `opsbot serve` prints ends in /api/v1; the client adds that itself.
+        let base = url
+            .as_str()
+            .trim_end_matches('/')
+            .trim_end_matches("/api/v1")
+            .trim_end_matches('/')
+            .to_string();
         let token = match std::env::var(TOKEN_ENV) {
             Ok(t) if !t.trim().is_empty() => t.trim().to_string(),
             _ => {
@@ -915,9 +928,31 @@ mod tests {
 
     #[test]
     fn server_urls_are_checked() {
-        for bad in ["localhost:8080", "ftp://x", "not a url", "http://"] {
+        for bad in [
+            "localhost:8080",
+            "ftp://x",
+            "not a url",
+            "http://",
+            "http://admin:hunter2@127.0.0.1:1",
+        ] {
             let e = Remote::new(bad).err().expect(bad);
             assert_eq!(e.code, REFUSED, "{bad}: {}", e.message);
+            assert!(!e.message.contains("hunter2"), "{}", e.message);
+        }
+    }
+
+    #[test]
+    fn the_url_serve_prints_works_as_server() {
+        // SAFETY: only this test reads the variable in this test binary's unit tests.
+        unsafe { std::env::set_var(TOKEN_ENV, "opsb_test") };
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        for url in [
+            "http://127.0.0.1:8080/api/v1",
+            "http://127.0.0.1:8080/api/v1/",
+            "http://127.0.0.1:8080/",
+        ] {
+            let r = Remote::new(url).expect(url);
+            assert_eq!(r.url("/api/v1/jobs").as_str(), "http://127.0.0.1:8080/api/v1/jobs", "{url}");
         }
     }
 }

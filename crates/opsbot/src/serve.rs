@@ -6,9 +6,28 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+/// Raises the soft limit on open files to the hard limit: a server holding many connections
+/// should meet the system's real ceiling, not the 1024 default (jobs need descriptors too).
+fn raise_open_file_limit() {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: plain get/setrlimit on a local struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                tracing::warn!("cannot raise the open-file limit");
+            }
+        }
+    }
+}
+
+/// How long open HTTP connections may take to finish at shutdown.
+const WEB_DRAIN: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Runs engine, worker, notifier and the HTTP server until SIGINT or SIGTERM, then shuts down
 /// gracefully.
 pub async fn serve(config: &Path, db: Option<PathBuf>, listen: Option<SocketAddr>, no_web: bool) -> Result<ExitCode> {
+    raise_open_file_limit();
     let mut rt = Runtime::start(config, db, false).await?;
     let (stop_web, web_stopped) = tokio::sync::oneshot::channel::<()>();
     let mut web = None;
@@ -50,13 +69,21 @@ pub async fn serve(config: &Path, db: Option<PathBuf>, listen: Option<SocketAddr
     }
     eprintln!("opsbot: stopping (running jobs get 10 s to finish, then are cancelled)…");
     let _ = stop_web.send(());
-    if let Some(w) = web {
-        match w.await {
-            Ok(Err(e)) => tracing::error!(error = %e, "the web server ended with an error"),
-            Err(e) => tracing::error!(error = %e, "the web server task failed"),
-            Ok(Ok(())) => {}
+    // The worker winds down at the same time as the web server, and open connections get at
+    // most WEB_DRAIN to finish: a client that never reads must not keep opsbot up.
+    let web_done = async {
+        if let Some(mut w) = web {
+            match tokio::time::timeout(WEB_DRAIN, &mut w).await {
+                Ok(Ok(Err(e))) => tracing::error!(error = %e, "the web server ended with an error"),
+                Ok(Err(e)) => tracing::error!(error = %e, "the web server task failed"),
+                Ok(Ok(Ok(()))) => {}
+                Err(_) => {
+                    tracing::warn!("open HTTP connections did not finish within {WEB_DRAIN:?}; closing them");
+                    w.abort();
+                }
+            }
         }
-    }
-    rt.stop().await;
+    };
+    tokio::join!(web_done, rt.stop());
     Ok(ExitCode::SUCCESS)
 }

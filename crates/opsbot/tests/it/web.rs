@@ -1,6 +1,7 @@
 //! `opsbot serve`'s HTTP server and `opsbot token`, through the real binary and real HTTP.
 
 use crate::harness::*;
+use std::io::Write;
 use std::time::{Duration, Instant};
 
 #[test]
@@ -76,4 +77,33 @@ fn token_create_refuses_odd_user_names() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("a user name is 1–64 letters"));
+}
+
+#[test]
+fn a_client_that_never_reads_does_not_keep_serve_up() {
+    let sb = Sandbox::new();
+    let cfg = test_config(&sb, "");
+    let token = sb.token(&cfg, "ana");
+    let (mut serve, addr) = sb.serve(&cfg);
+    let (status, body) = http(&addr, "POST", "/api/v1/executions", Some(&token), Some(r#"{"job":"flood"}"#));
+    assert_eq!(status, 201, "{body}");
+    // Open a log stream and a half-sent request, and read nothing.
+    let mut stream = std::net::TcpStream::connect(&addr).unwrap();
+    write!(
+        stream,
+        "GET /api/v1/executions/1/log/stream HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\r\n"
+    )
+    .unwrap();
+    let mut half = std::net::TcpStream::connect(&addr).unwrap();
+    write!(half, "GET /healthz HTTP/1.1\r\n").unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let start = Instant::now();
+    unsafe { libc::kill(serve.child.id() as i32, libc::SIGTERM) };
+    assert!(serve.child.wait().unwrap().success(), "{}", serve.stderr());
+    assert!(
+        start.elapsed() < Duration::from_secs(25),
+        "serve took {:?} to stop",
+        start.elapsed()
+    );
+    drop((stream, half));
 }
