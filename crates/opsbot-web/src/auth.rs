@@ -19,14 +19,27 @@ impl Caller {
         UserId::new("web", &self.user)
     }
 
-    /// Where the API conversation of this caller happens: `api/NAME`.
+    /// Where this caller's API conversations happen that need no place of their own (cancel):
+    /// `api/NAME`.
     pub fn place(&self) -> Place {
         Place::new("api", &self.user)
     }
 
-    /// A message from this caller, as the engine reads it.
-    pub fn envelope(&self, text: impl Into<String>) -> Envelope {
-        let mut env = Envelope::direct(self.account(), self.place(), text);
+    /// A conversation place of its own for one request: `api/NAME/<16 random hex digits>`, so
+    /// concurrent requests of one user — even through two opsbot processes sharing a store —
+    /// can never answer each other's questions. Panics only if the OS has no randomness.
+    pub fn request_place(&self) -> Place {
+        let mut bytes = [0u8; 8];
+        getrandom::fill(&mut bytes).expect("the operating system's random number generator is unavailable");
+        Place {
+            thread: Some(hex::encode(bytes)),
+            ..self.place()
+        }
+    }
+
+    /// A message from this caller in `place`, as the engine reads it.
+    pub fn envelope(&self, place: Place, text: impl Into<String>) -> Envelope {
+        let mut env = Envelope::direct(self.account(), place, text);
         env.display_name = Some(self.user.clone());
         env
     }

@@ -21,7 +21,7 @@ use utoipa::IntoParams;
 
 /// Executions listed when no `limit` is given.
 const DEFAULT_LIMIT: u32 = 20;
-/// Most executions listed at once.
+/// Most executions listed at once (as many as the store lists at once).
 const MAX_LIMIT: u32 = 1000;
 
 /// The beginning of the engine's reply when the store failed under it.
@@ -86,17 +86,34 @@ async fn close_open_dialog(engine: &Engine, env: &Envelope) {
     }
 }
 
+/// Where a conversation with the engine happens.
+enum Where {
+    /// A place of this request's own (`api/USER/ID`), where no other message can arrive.
+    Own,
+    /// The caller's shared place `api/USER`.
+    Shared,
+}
+
 /// Sends `text` from the caller and settles any question it raises: a confirmation is answered
 /// `yes` when `confirm`, else `no`; a missing parameter is withdrawn with `cancel`. Runs in its
-/// own task under the caller's lock, so a client that hangs up never leaves a dialog open and
-/// two requests of one user never interleave.
-async fn converse(state: &AppState, caller: &Caller, text: String, confirm: bool) -> Result<Conversation, ApiError> {
+/// own task, so a client that hangs up never leaves a dialog open. In the caller's shared place
+/// it runs under the caller's lock (two requests of one user never interleave there) after
+/// closing any dialog left open in it.
+async fn converse(state: &AppState, caller: &Caller, place: Where, text: String, confirm: bool) -> Result<Conversation, ApiError> {
     let engine = state.engine.clone();
-    let lock = state.user_lock(&caller.user);
-    let env = caller.envelope(text);
+    let (env, lock) = match place {
+        Where::Own => (caller.envelope(caller.request_place(), text), None),
+        Where::Shared => (caller.envelope(caller.place(), text), Some(state.user_lock(&caller.user))),
+    };
     let task = tokio::spawn(async move {
-        let _guard = lock.lock().await;
-        close_open_dialog(&engine, &env).await;
+        let _guard = match &lock {
+            Some(lock) => {
+                let guard = lock.lock().await;
+                close_open_dialog(&engine, &env).await;
+                Some(guard)
+            }
+            None => None,
+        };
         let out = engine.handle(&env).await;
         settle(&engine, env, out, confirm).await
     });
@@ -149,7 +166,7 @@ fn is_ident(s: &str) -> bool {
 fn scalar(what: &str, v: &serde_json::Value) -> Result<String, ApiError> {
     let kind = match v {
         serde_json::Value::String(s) => return Ok(s.clone()),
-        serde_json::Value::Number(n) => return Ok(n.to_string()),
+        serde_json::Value::Number(n) => return Ok(number(n)),
         serde_json::Value::Bool(b) => return Ok(b.to_string()),
         serde_json::Value::Null => "null",
         serde_json::Value::Array(_) => "a list",
@@ -158,6 +175,18 @@ fn scalar(what: &str, v: &serde_json::Value) -> Result<String, ApiError> {
     Err(invalid_params(format!(
         "{what} is {kind}; a parameter value is a string, a number or a boolean. Nothing was run."
     )))
+}
+
+/// A JSON number as a person would type it: an integral one without a fraction even when
+/// written as a float (`1e0`, `3.0` → `1`, `3`), any other as serde_json prints it (`1.5`), for
+/// the parameter's type to accept or refuse.
+fn number(n: &serde_json::Number) -> String {
+    /// Floats up to 2^53 in size are integers exactly when they have no fraction.
+    const EXACT: f64 = 9_007_199_254_740_992.0;
+    match n.as_f64() {
+        Some(f) if !n.is_i64() && !n.is_u64() && f.fract() == 0.0 && f.abs() <= EXACT => (f as i64).to_string(),
+        _ => n.to_string(),
+    }
 }
 
 fn invalid_params(message: String) -> ApiError {
@@ -221,7 +250,7 @@ pub(crate) async fn create(State(state): State<AppState>, caller: Caller, ApiJso
         .get(&req.job)
         .map(|j| j.name.clone())
         .unwrap_or_else(|| shorten(&req.job, 40));
-    let conv = converse(&state, &caller, text, req.confirm)
+    let conv = converse(&state, &caller, Where::Own, text, req.confirm)
         .await
         .inspect_err(|_| metrics.run(RunOutcome::Error))?;
     match conv {
@@ -394,12 +423,24 @@ pub(crate) async fn list(
             ))
         })?;
     }
-    let list = state.engine.store().executions(&filter).await?;
-    let next_before = if list.len() as u32 >= filter.limit {
-        list.last().map(|e| e.id)
+    // One more than asked tells whether an older page exists, so the last page says so.
+    let limit = filter.limit as usize;
+    filter.limit += 1;
+    let store = state.engine.store();
+    let mut list = store.executions(&filter).await?;
+    let more = if list.len() > limit {
+        list.truncate(limit);
+        true
+    } else if list.len() == limit && limit as u32 == MAX_LIMIT {
+        // The store lists at most MAX_LIMIT at once, so the extra one cannot come with them:
+        // look for it alone.
+        filter.before_id = list.last().map(|e| e.id);
+        filter.limit = 1;
+        !store.executions(&filter).await?.is_empty()
     } else {
-        None
+        false
     };
+    let next_before = if more { list.last().map(|e| e.id) } else { None };
     let catalog = state.engine.catalog();
     Ok(Json(ExecutionList {
         executions: list.iter().map(|e| ExecutionView::of(e, catalog)).collect(),
@@ -443,7 +484,7 @@ pub(crate) async fn one(State(state): State<AppState>, _caller: Caller, Path(id)
 )]
 pub(crate) async fn cancel(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Response, ApiError> {
     let e = load(&state, &id).await?;
-    if let Conversation::Failed(error_id) = converse(&state, &caller, format!("cancel {}", e.id), false).await? {
+    if let Conversation::Failed(error_id) = converse(&state, &caller, Where::Shared, format!("cancel {}", e.id), false).await? {
         return Err(engine_failed(error_id));
     }
     let e = state

@@ -3,9 +3,9 @@
 //! OpenAPI 3.1 document generated from the handlers.
 //!
 //! A request to run a job becomes the message `run JOB key=value …` from the account
-//! `web:USER` (the token's user) in the place `api/USER`, handled by [`Engine::handle`]; open
-//! questions (a missing parameter, a confirmation) are always closed before the answer is sent,
-//! so no dialog is left behind. Tokens are stored only as their SHA-256; see [`new_token`].
+//! `web:USER` (the token's user) in a place of the request's own, `api/USER/<random id>` (cancel
+//! requests use `api/USER`), handled by [`Engine::handle`]; open questions (a missing parameter,
+//! a confirmation) are always closed before the answer is sent, so no dialog is left behind. Tokens are stored only as their SHA-256; see [`new_token`].
 
 #![warn(missing_docs)]
 
@@ -36,7 +36,8 @@ pub const MAX_BODY: usize = 64 * 1024;
 pub const TOKEN_PREFIX: &str = "opsb_";
 
 /// What every handler shares: the engine (and through it the catalog and the store), the
-/// metrics recorder and the per-user locks that keep one user's API dialogs from interleaving.
+/// metrics recorder and the per-user locks that keep one user's API dialogs in `api/USER` from
+/// interleaving.
 #[derive(Clone)]
 pub struct AppState {
     /// The engine every request goes through.
@@ -46,8 +47,10 @@ pub struct AppState {
 
 struct Inner {
     metrics: metrics::Metrics,
-    /// One lock per web user: a run request's message sequence (`run …`, then `yes`/`no`/`cancel`)
-    /// happens in one place, so two requests of the same user must not interleave.
+    /// Execution counts for `/metrics`, refreshed at most every few seconds, one scrape at a time.
+    exec_counts: metrics::CountsCache,
+    /// One lock per web user: a cancel request's messages happen in the user's shared place
+    /// `api/USER`, so two of them must not interleave (run requests have places of their own).
     user_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Set when the server shuts down, so long-lived event streams end and let it finish.
     closing: watch::Sender<bool>,
@@ -61,6 +64,7 @@ impl AppState {
             engine,
             inner: Arc::new(Inner {
                 metrics: metrics::Metrics::new(),
+                exec_counts: metrics::CountsCache::default(),
                 user_locks: Mutex::new(HashMap::new()),
                 closing,
             }),
@@ -69,6 +73,10 @@ impl AppState {
 
     pub(crate) fn metrics(&self) -> &metrics::Metrics {
         &self.inner.metrics
+    }
+
+    pub(crate) fn exec_counts(&self) -> &metrics::CountsCache {
+        &self.inner.exec_counts
     }
 
     /// The lock serialising `user`'s conversations with the engine through the API.

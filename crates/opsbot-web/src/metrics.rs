@@ -1,6 +1,6 @@
 //! Prometheus metrics on a recorder owned by the [`crate::AppState`] (never a global one, so
 //! several servers can live in one process): request counts, run outcomes, and execution counts
-//! read from the store at scrape time.
+//! read from the store at scrape time (at most once per [`COUNTS_TTL`], see [`CountsCache`]).
 
 use crate::AppState;
 use axum::extract::{MatchedPath, Request, State};
@@ -9,6 +9,59 @@ use axum::response::Response;
 use metrics::{counter, describe_counter, describe_gauge, gauge, with_local_recorder};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusRecorder};
 use opsbot_core::ExecState;
+use opsbot_store::{Store, StoreError};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How long execution counts read from the store are reused before a scrape reads them again.
+pub(crate) const COUNTS_TTL: Duration = Duration::from_secs(5);
+
+/// Execution counts by state, as read from the store at some instant.
+type Counts = Arc<Vec<(ExecState, u64)>>;
+
+/// The execution counts of `/metrics`, read from the store at most once per [`COUNTS_TTL`] and
+/// by one scrape at a time (the `GROUP BY` is costly on a big store and the pool is shared with
+/// the worker), however many scrapes come in.
+#[derive(Default)]
+pub(crate) struct CountsCache {
+    /// The last counts read and when.
+    value: Mutex<Option<(Instant, Counts)>>,
+    /// Held by the one scrape refreshing the counts.
+    refresh: tokio::sync::Mutex<()>,
+}
+
+impl CountsCache {
+    /// The cached counts if younger than the TTL (`fresh`), or any cached counts.
+    fn cached(&self, fresh: bool) -> Option<Counts> {
+        let v = self.value.lock().unwrap_or_else(|p| p.into_inner());
+        v.as_ref()
+            .filter(|(at, _)| !fresh || at.elapsed() < COUNTS_TTL)
+            .map(|(_, c)| c.clone())
+    }
+
+    /// The counts: cached ones while fresh; otherwise read from `store` by this caller, unless
+    /// another caller is already reading them — then the stale ones are used if there are any,
+    /// else this caller waits for that read.
+    pub async fn get(&self, store: &dyn Store) -> Result<Counts, StoreError> {
+        if let Some(c) = self.cached(true) {
+            return Ok(c);
+        }
+        let _flight = match self.refresh.try_lock() {
+            Ok(g) => g,
+            Err(_) => match self.cached(false) {
+                Some(stale) => return Ok(stale),
+                None => self.refresh.lock().await,
+            },
+        };
+        // Whoever held the lock before may just have refreshed them.
+        if let Some(c) = self.cached(true) {
+            return Ok(c);
+        }
+        let counts: Counts = Arc::new(store.count_by_state().await?);
+        *self.value.lock().unwrap_or_else(|p| p.into_inner()) = Some((Instant::now(), counts.clone()));
+        Ok(counts)
+    }
+}
 
 /// How a run request ended, the `outcome` label of `opsbot_api_runs_total`.
 #[derive(Clone, Copy, Debug)]

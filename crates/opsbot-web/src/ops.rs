@@ -60,12 +60,12 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Result<Json<Ready>,
     security(()),
     responses(
         (status = 200, description = "`opsbot_http_requests_total{route,status}`, `opsbot_api_runs_total{outcome}`, \
-            `opsbot_executions{state}` and `opsbot_queue_depth`.", body = String, content_type = "text/plain"),
+            `opsbot_executions{state}` and `opsbot_queue_depth` (these two read from the store at most every 5 s).", body = String, content_type = "text/plain"),
         (status = 500, description = "The store failed (`internal`).", body = ErrorBody),
     )
 )]
 pub(crate) async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
-    let counts = state.engine.store().count_by_state().await?;
+    let counts = state.exec_counts().get(state.engine.store().as_ref()).await?;
     let text = state.metrics().render(&counts);
     let mut resp = text.into_response();
     resp.headers_mut()

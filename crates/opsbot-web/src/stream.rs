@@ -23,6 +23,10 @@ use tokio::sync::watch;
 /// How often a stream looks for new output.
 const POLL: Duration = Duration::from_millis(200);
 
+/// Most output lines a stream reads (and so holds) at a time; the next read waits until they
+/// are sent, so a client that does not read cannot make the server hold the whole output.
+const BATCH: usize = 500;
+
 /// All output of an execution, each line as `opsbot logs ID --all` shows it.
 #[utoipa::path(
     get,
@@ -67,7 +71,7 @@ pub(crate) async fn log(State(state): State<AppState>, _caller: Caller, Path(id)
         (status = 200, description = "`event: line` (data: LineView) for each output line, then `event: end` (data: \
             ExecutionView) when the execution is over. On a failure of ours, `event: error` (data: ErrorBody).",
             body = String, content_type = "text/event-stream"),
-        (status = 400, description = "Not an id (`bad_request`).", body = ErrorBody),
+        (status = 400, description = "Not an id, or a `Last-Event-ID` that is not a line number (`bad_request`).", body = ErrorBody),
         (status = 401, description = "No token, or an unknown or revoked one.", body = ErrorBody),
         (status = 404, description = "No such execution (`not_found`).", body = ErrorBody),
     )
@@ -79,11 +83,15 @@ pub(crate) async fn log_stream(
     headers: HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let e = load(&state, &id).await?;
-    let sent = headers
-        .get("last-event-id")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .unwrap_or(0);
+    let sent = match headers.get("last-event-id") {
+        None => 0,
+        Some(v) => v.to_str().ok().and_then(|v| v.trim().parse::<u64>().ok()).ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "The Last-Event-ID header must be the number of the last line received (0 or more), not {:?}.",
+                String::from_utf8_lossy(v.as_bytes())
+            ))
+        })?,
+    };
     let tail = Tail {
         engine: state.engine.clone(),
         id: e.id,
@@ -91,7 +99,7 @@ pub(crate) async fn log_stream(
         pending: VecDeque::new(),
         over: false,
         done: false,
-        first: true,
+        now: true,
         closing: state.closing(),
     };
     Ok(Sse::new(futures_util::stream::unfold(tail, next_event)).keep_alive(KeepAlive::default()))
@@ -103,15 +111,16 @@ struct Tail {
     id: ExecutionId,
     /// Lines read so far (the number of the last one).
     sent: u64,
-    /// Lines read but not yet sent, with their numbers; at most the unseen part of one
-    /// execution's output, which its job's `output_limit` bounds.
+    /// Lines read but not yet sent, with their numbers; at most [`BATCH`], read again only
+    /// once all are sent.
     pending: VecDeque<(u64, OutputLine)>,
-    /// The execution was over before the last read of its output, so that read had everything.
+    /// The execution was over before the last read of its output and that read was not cut at
+    /// [`BATCH`], so it had everything.
     over: bool,
     /// Nothing more to send.
     done: bool,
-    /// No poll yet (the first one is immediate).
-    first: bool,
+    /// The next read is immediate: none yet, or the last one was cut at [`BATCH`].
+    now: bool,
     closing: watch::Receiver<bool>,
 }
 
@@ -136,13 +145,12 @@ async fn next_event(mut t: Tail) -> Option<(Result<Event, Infallible>, Tail)> {
             };
             return Some((Ok(event), t));
         }
-        if !t.first {
+        if !t.now {
             tokio::select! {
                 _ = tokio::time::sleep(POLL) => {}
                 _ = t.closing.changed() => return None,
             }
         }
-        t.first = false;
         if let Err(e) = poll(&mut t).await {
             t.done = true;
             return Some((Ok(error_event(e)), t));
@@ -150,37 +158,27 @@ async fn next_event(mut t: Tail) -> Option<(Result<Event, Infallible>, Tail)> {
     }
 }
 
-/// Reads the state, then the lines stored since the last read. The state is read first: the
-/// worker records the end only after the last output, so a final state means this read of the
-/// output is complete.
+/// Reads the state, then at most [`BATCH`] of the lines stored after those already read. The
+/// state is read first: the worker records the end only after the last output, so a final state
+/// and a read not cut at [`BATCH`] mean the output is all read. Output is only ever appended, so
+/// reading from line `sent` on can neither skip nor repeat a line.
 async fn poll(t: &mut Tail) -> Result<(), StoreError> {
     let store = t.engine.store();
-    match store.execution(t.id).await? {
-        Some(e) => t.over = e.state.is_final(),
+    let over = match store.execution(t.id).await? {
+        Some(e) => e.state.is_final(),
         None => {
             t.done = true;
             return Ok(());
         }
-    }
-    let (_, mut total) = store.output_tail(t.id, 0).await?;
-    // More lines may be stored between two reads — even between the count and the lines of one
-    // `output_tail` — so the count is read again after the lines: when it has not moved, the
-    // lines are exactly the unseen part. Otherwise ask again.
-    let lines = loop {
-        if total <= t.sent {
-            return Ok(());
-        }
-        let (lines, now) = store.output_tail(t.id, (total - t.sent) as usize).await?;
-        let (_, after) = store.output_tail(t.id, 0).await?;
-        if now == total && after == now {
-            break lines;
-        }
-        total = after;
     };
-    let first = total - lines.len() as u64;
+    let lines = store.output_range(t.id, t.sent, BATCH).await?;
+    let full = lines.len() >= BATCH;
+    t.over = over && !full;
+    t.now = full;
+    let (first, n) = (t.sent, lines.len() as u64);
     t.pending
         .extend(lines.into_iter().enumerate().map(|(i, l)| (first + i as u64 + 1, l)));
-    t.sent = total;
+    t.sent = first + n;
     Ok(())
 }
 

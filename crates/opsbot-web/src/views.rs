@@ -279,8 +279,9 @@ pub(crate) struct ExecutionView {
     pub requested_by: String,
     /// Their display name.
     pub requester_name: String,
-    /// Where they asked (`platform/channel`).
-    #[schema(example = "api/ana")]
+    /// Where they asked (`platform/channel` or `platform/channel/thread`; a run request through
+    /// the API has a place of its own, `api/USER/<16 hex digits>`).
+    #[schema(example = "api/ana/3f9c0a1b2d4e5f60")]
     pub place: String,
     /// Current state.
     pub state: StateView,
@@ -331,14 +332,16 @@ impl ExecutionView {
     }
 }
 
-/// Hides the values of the parameters the job marks secret.
+/// Hides the values of the parameters the job marks secret — and of those whose spec is gone
+/// (the job left the catalog, or no longer declares the parameter), which may have been secret
+/// when the execution was requested.
 pub(crate) fn redact(catalog: &Catalog, job: &str, params: &Params) -> BTreeMap<String, String> {
     let spec = catalog.get(job);
     params
         .iter()
         .map(|(k, v)| {
-            let secret = spec.and_then(|s| s.param(k)).is_some_and(|p| p.secret);
-            (k.clone(), if secret { HIDDEN.to_string() } else { v.clone() })
+            let shown = spec.and_then(|s| s.param(k)).is_some_and(|p| !p.secret);
+            (k.clone(), if shown { v.clone() } else { HIDDEN.to_string() })
         })
         .collect()
 }
@@ -449,4 +452,45 @@ impl AuditView {
 /// A time as RFC 3339 with milliseconds, in UTC.
 pub(crate) fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opsbot_core::config::{Config, LoadOptions};
+    use std::path::Path;
+
+    const CONFIG: &str = r#"
+[jobs.deploy]
+description = "Deploy"
+runner = { type = "exec", argv = ["echo", "{{ app }}"] }
+[[jobs.deploy.params]]
+name = "app"
+[[jobs.deploy.params]]
+name = "token"
+secret = true
+"#;
+
+    fn params() -> Params {
+        [("app", "api"), ("token", "s3cret"), ("old", "maybe-secret")]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn secret_and_undeclared_params_are_hidden() {
+        let cfg = Config::parse(CONFIG, Path::new("/tmp/t.toml"), LoadOptions::default()).expect("config");
+        let shown = redact(&cfg.catalog, "deploy", &params());
+        assert_eq!(shown["app"], "api");
+        assert_eq!(shown["token"], HIDDEN);
+        assert_eq!(shown["old"], HIDDEN);
+    }
+
+    #[test]
+    fn every_param_of_a_job_gone_from_the_catalog_is_hidden() {
+        let shown = redact(&Catalog::new(Vec::new()), "deploy", &params());
+        assert_eq!(shown.len(), 3);
+        assert!(shown.values().all(|v| v == HIDDEN), "{shown:?}");
+    }
 }

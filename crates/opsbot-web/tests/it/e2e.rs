@@ -189,6 +189,26 @@ async fn listing_filters_and_pages_newest_first() {
         .map(|e| e["id"].as_i64().unwrap())
         .collect();
     assert_eq!(got, [ids[3], ids[2]]);
+    // The last page, exactly full: no next page.
+    let next = page["next_before"].as_i64().unwrap();
+    let page = t.get(&format!("/api/v1/executions?job=hello&limit=2&before={next}")).await.json();
+    let got: Vec<i64> = page["executions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(got, [ids[1], ids[0]]);
+    assert_eq!(page["next_before"], json!(null));
+    // Exactly as many as exist, with the largest limit too.
+    for limit in [7, 1000] {
+        let page = t.get(&format!("/api/v1/executions?limit={limit}")).await.json();
+        assert_eq!(page["executions"].as_array().unwrap().len(), 7, "{limit}");
+        assert_eq!(page["next_before"], json!(null), "{limit}");
+    }
+    let page = t.get("/api/v1/executions?limit=6").await.json();
+    assert_eq!(page["executions"].as_array().unwrap().len(), 6);
+    assert_eq!(page["next_before"], json!(ids[1]));
 
     let mine = t.get("/api/v1/executions?user=web:bob&state=queued&job=").await.json();
     let got: Vec<i64> = mine["executions"]
@@ -253,4 +273,53 @@ async fn metrics_count_requests_runs_and_executions_by_state() {
     let text = other.get("/metrics").await.text();
     assert!(!text.contains("route=\"/api/v1/executions\""), "{text}");
     assert!(text.lines().any(|l| l == "opsbot_executions{state=\"succeeded\"} 0"), "{text}");
+}
+
+#[tokio::test]
+async fn a_long_log_streams_in_batches_without_gaps_or_duplicates_and_resumes() {
+    let t = TestApp::new().await;
+    let id = t.run(json!({"job": "hello"})).await;
+    let eid: opsbot_core::ExecutionId = id;
+    let mut n = 0;
+    for _ in 0..13 {
+        let lines: Vec<opsbot_core::OutputLine> = (0..97)
+            .map(|_| {
+                n += 1;
+                opsbot_core::OutputLine {
+                    at: chrono::Utc::now(),
+                    stream: opsbot_core::Stream::Stdout,
+                    text: format!("l{n}"),
+                }
+            })
+            .collect();
+        t.store.append_output(eid, &lines).await.expect("append");
+    }
+    t.store.request_cancel(eid).await.expect("cancel");
+    let stream = |last: Option<&str>| {
+        let mut req = t.req(Method::GET, &format!("/api/v1/executions/{id}/log/stream"));
+        if let Some(l) = last {
+            req = req.header("last-event-id", l);
+        }
+        req.body(Body::empty()).unwrap()
+    };
+    for (last, from) in [(None, 1), (Some("700"), 701), (Some(" 0 "), 1), (Some("5000"), 1262)] {
+        let r = t.call(stream(last)).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        let events = sse_events(&r.text());
+        let (end, lines) = events.split_last().unwrap();
+        assert_eq!(end.0, "end", "{last:?}");
+        let want: Vec<String> = (from..=n).map(|i| i.to_string()).collect();
+        let ids: Vec<String> = lines.iter().map(|e| e.1.clone().unwrap()).collect();
+        assert_eq!(ids, want, "{last:?}");
+        for (i, e) in lines.iter().enumerate() {
+            let v: Value = serde_json::from_str(&e.2).unwrap();
+            assert_eq!(v["text"], format!("l{}", from + i), "{last:?}");
+        }
+    }
+    for bad in ["abc", "-1", "1.5", ""] {
+        let r = t.call(stream(Some(bad))).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{bad:?}: {}", r.text());
+        assert_eq!(r.code(), "bad_request");
+        assert!(r.message().contains("Last-Event-ID"), "{}", r.message());
+    }
 }

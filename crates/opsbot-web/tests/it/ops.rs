@@ -118,3 +118,22 @@ async fn the_openapi_document_describes_every_route_with_bearer_security() {
     }
     assert_eq!(opsbot_web::openapi().paths.paths.len(), 12);
 }
+
+async fn scrape(t: &TestApp) -> String {
+    t.call(Request::get("/metrics").body(Body::empty()).unwrap()).await.text()
+}
+
+#[tokio::test]
+async fn metrics_reuse_the_execution_counts_for_a_few_seconds() {
+    let t = TestApp::new().await;
+    let text = scrape(&t).await;
+    assert!(text.lines().any(|l| l == "opsbot_queue_depth 0"), "{text}");
+    // Queued now, but the next scrape comes within the TTL: the store is not asked again.
+    t.run(serde_json::json!({"job": "hello"})).await;
+    let text = scrape(&t).await;
+    assert!(text.lines().any(|l| l == "opsbot_queue_depth 0"), "{text}");
+    assert!(text.lines().any(|l| l == "opsbot_executions{state=\"queued\"} 0"), "{text}");
+    // Many concurrent scrapes are all answered (one reads, the others share).
+    let texts = futures_util::future::join_all((0..8).map(|_| scrape(&t))).await;
+    assert!(texts.iter().all(|x| x.contains("opsbot_queue_depth")));
+}

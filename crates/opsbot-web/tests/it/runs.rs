@@ -28,7 +28,14 @@ async fn a_run_is_queued_with_its_location_canonical_params_and_the_api_identity
     );
     assert_eq!(j["requested_by"], "web:ana");
     assert_eq!(j["requester_name"], "ana");
-    assert_eq!(j["place"], "api/ana");
+    // A place of the request's own: `api/USER/` and 16 random hex digits.
+    let place = j["place"].as_str().unwrap();
+    let own = place.strip_prefix("api/ana/").unwrap_or_else(|| panic!("{place}"));
+    assert!(own.len() == 16 && own.chars().all(|c| c.is_ascii_hexdigit()), "{place}");
+    let next = t.run(json!({"job": "hello"})).await;
+    let next = t.store.execution(next).await.unwrap().unwrap();
+    assert_eq!(next.place.thread.as_ref().map(|t| t.len()), Some(16));
+    assert_ne!(next.place.to_string(), place);
     assert!(j["created_at"].as_str().unwrap().ends_with('Z'), "{j}");
     assert_eq!(j["started_at"], json!(null));
     assert_eq!(j["cancel_requested"], false);
@@ -129,18 +136,14 @@ async fn a_sensitive_job_needs_confirm_and_leaves_no_dialog_open() {
     assert!(r.message().contains("`restart` is sensitive"), "{}", r.message());
     assert!(r.message().contains("\"confirm\": true"), "{}", r.message());
     // No dialog is left: the same user's next chat-style message in the same place is not an answer.
+    let place = request_place(&t).await;
+    assert_eq!(place.platform, "api");
     let env = || {
-        let mut e = Envelope::direct(UserId::new("web", "ana"), Place::new("api", "ana"), "yes");
+        let mut e = Envelope::direct(UserId::new("web", "ana"), place.clone(), "yes");
         e.display_name = Some("ana".into());
         e
     };
-    assert!(
-        t.store
-            .dialog(&Place::new("api", "ana"), &UserId::new("web", "ana"))
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(t.store.dialog(&place, &UserId::new("web", "ana")).await.unwrap().is_none());
     let o = t.engine.handle(&env()).await;
     assert!(o.queued.is_none());
     assert!(
@@ -164,13 +167,10 @@ async fn a_sensitive_job_with_confirm_is_queued_and_audited_as_confirmed() {
     let recs = t.store.audit_records(10).await.unwrap();
     let decisions: Vec<&str> = recs.iter().rev().map(|r| r.decision.as_str()).collect();
     assert_eq!(decisions, ["asked", "confirmed", "accepted"]);
-    assert!(
-        t.store
-            .dialog(&Place::new("api", "ana"), &UserId::new("web", "ana"))
-            .await
-            .unwrap()
-            .is_none()
-    );
+    // All three in the request's own place, where nothing is left open.
+    let place = request_place(&t).await;
+    assert!(recs.iter().all(|r| r.place == place), "{recs:?}");
+    assert!(t.store.dialog(&place, &UserId::new("web", "ana")).await.unwrap().is_none());
 }
 
 #[tokio::test]
@@ -186,13 +186,8 @@ async fn a_missing_param_is_422_and_the_question_is_withdrawn() {
         "{}",
         r.message()
     );
-    assert!(
-        t.store
-            .dialog(&Place::new("api", "ana"), &UserId::new("web", "ana"))
-            .await
-            .unwrap()
-            .is_none()
-    );
+    let place = request_place(&t).await;
+    assert!(t.store.dialog(&place, &UserId::new("web", "ana")).await.unwrap().is_none());
     // The next request is not taken as the answer to a question.
     let r = t.post("/api/v1/executions", json!({"job": "hello"})).await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
@@ -200,10 +195,12 @@ async fn a_missing_param_is_422_and_the_question_is_withdrawn() {
 }
 
 #[tokio::test]
-async fn a_dialog_left_open_in_the_api_place_is_closed_before_the_next_request() {
+async fn a_dialog_left_open_in_the_shared_api_place_neither_answers_runs_nor_cancels() {
     let t = TestApp::new().await;
-    // As if an earlier request had died after the engine asked for `env`.
-    let mut env = Envelope::direct(UserId::new("web", "ana"), Place::new("api", "ana"), "run deploy app=web");
+    // As if an earlier request (of an older version, or a cancel) had died after the engine
+    // asked for `env` in `api/ana`.
+    let ana = UserId::new("web", "ana");
+    let mut env = Envelope::direct(ana.clone(), Place::new("api", "ana"), "run deploy app=web");
     env.display_name = Some("ana".into());
     assert!(t.engine.handle(&env).await.awaiting.is_some());
     let r = t
@@ -212,6 +209,48 @@ async fn a_dialog_left_open_in_the_api_place_is_closed_before_the_next_request()
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
     assert_eq!(r.json()["job"], "hello");
     assert_eq!(r.json()["params"]["who"], "bob");
+    // A cancel goes to `api/ana`: the open question is closed first, then the cancel is done.
+    let id = r.json()["id"].as_i64().unwrap();
+    let r = t.post(&format!("/api/v1/executions/{id}/cancel"), json!({})).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text());
+    assert_eq!(r.json()["state"], "cancelled", "{}", r.text());
+    assert!(t.store.dialog(&Place::new("api", "ana"), &ana).await.unwrap().is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_requests_of_one_user_never_answer_each_other() {
+    let t = TestApp::new().await;
+    // A second server on the same store, as a second opsbot process would be: it does not
+    // share the first one's per-user locks.
+    let mut other = TestApp::new().await;
+    other.app = opsbot_web::app(opsbot_web::AppState::new(t.engine.clone()));
+    other.token = t.token.clone();
+    let one = |i: usize| {
+        let server = if i % 4 < 2 { &t } else { &other };
+        async move {
+            server
+                .post("/api/v1/executions", json!({"job": "restart", "confirm": i.is_multiple_of(2)}))
+                .await
+        }
+    };
+    let rs = futures_util::future::join_all((0..16).map(one)).await;
+    for (i, r) in rs.iter().enumerate() {
+        let want = if i.is_multiple_of(2) {
+            StatusCode::CREATED
+        } else {
+            StatusCode::CONFLICT
+        };
+        assert_eq!(r.status, want, "{i}: {}", r.text());
+    }
+    assert_eq!(t.store.executions(&Default::default()).await.unwrap().len(), 8);
+}
+
+/// The place of the newest audit record (the last request's own place).
+async fn request_place(t: &TestApp) -> Place {
+    let recs = t.store.audit_records(1).await.unwrap();
+    let place = recs[0].place.clone();
+    assert!(place.key().starts_with("api/ana/"), "{place}");
+    place
 }
 
 #[tokio::test]
@@ -323,7 +362,7 @@ async fn runs_are_audited_as_the_api_user_in_json_and_json_lines() {
     assert_eq!(recs[1]["decision"], "accepted");
     assert_eq!(recs[1]["actor"], "web:ana");
     assert_eq!(recs[1]["actor_name"], "ana");
-    assert_eq!(recs[1]["place"], "api/ana");
+    assert!(recs[1]["place"].as_str().unwrap().starts_with("api/ana/"), "{}", recs[1]["place"]);
     assert_eq!(recs[1]["action"], "run");
     assert_eq!(recs[1]["params"]["token"], "••••");
     assert!(recs[1]["execution_id"].is_i64());
@@ -349,4 +388,32 @@ async fn runs_are_audited_as_the_api_user_in_json_and_json_lines() {
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "{bad}");
         assert_eq!(r.code(), "bad_request");
     }
+}
+
+#[tokio::test]
+async fn integral_floats_are_integers_and_other_floats_are_left_to_the_param_type() {
+    let t = TestApp::new().await;
+    for (body, want) in [
+        (
+            r#"{"job": "deploy", "params": {"app": "api", "env": "prod", "replicas": 3.0}}"#,
+            "3",
+        ),
+        (
+            r#"{"job": "deploy", "params": {"app": "api", "env": "prod", "replicas": 1e0}}"#,
+            "1",
+        ),
+        (r#"{"job": "deploy", "params": {"app": "api", "env": "prod"}, "args": [2E0]}"#, "2"),
+    ] {
+        let r = t.post_raw("/api/v1/executions", body).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{body}: {}", r.text());
+        assert_eq!(r.json()["params"]["replicas"], want, "{body}");
+    }
+    let r = t
+        .post_raw(
+            "/api/v1/executions",
+            r#"{"job": "deploy", "params": {"app": "api", "env": "prod", "replicas": 2.5}}"#,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text());
+    assert!(r.message().contains("2.5"), "{}", r.message());
 }
