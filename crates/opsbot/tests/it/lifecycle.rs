@@ -8,6 +8,19 @@ fn pgid_from(out: &str) -> i32 {
     out[i + 5..].split(|c: char| !c.is_ascii_digit()).next().unwrap().parse().unwrap()
 }
 
+/// The process group a `sleeper` run printed first (`pgid=N`), asking `logs ID` until it shows;
+/// by then the worker has recorded it too.
+fn running_pgid(s: &mut Session, id: i64) -> i32 {
+    for _ in 0..100 {
+        let out = s.ask(&format!("logs {id}"), "(No output\\.|pgid=\\d+)\n");
+        if out.contains("pgid=") {
+            return pgid_from(&out);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("#{id} never printed its pgid");
+}
+
 #[test]
 fn cancel_stops_the_whole_process_group() {
     let sb = Sandbox::new();
@@ -15,18 +28,7 @@ fn cancel_stops_the_whole_process_group() {
     let mut s = sb.shell(&cfg, "alice");
     s.ask("sleeper", "#1 queued");
     s.expect("▶ #1 running");
-    // The pgid line is stored within ~100 ms; poll status until it shows.
-    let mut pgid = 0;
-    for _ in 0..100 {
-        let st = s.ask("status 1", "state.*\n(.*\n)*?.*(where).*\n");
-        let more = s.expect_within("(pgid=\\d+|running for.*)\n", Duration::from_secs(5));
-        if let Some(i) = (st.clone() + &more).find("pgid=") {
-            pgid = pgid_from(&(st + &more)[i..]);
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    assert!(pgid > 0, "never saw the pgid");
+    let pgid = running_pgid(&mut s, 1);
     assert!(group_alive(pgid));
     s.ask("cancel 1", "Stopping #1");
     s.expect("#1 sleeper cancelled");
@@ -87,17 +89,8 @@ fn runs_left_by_a_killed_process_are_reported_lost() {
     let mut s = sb.shell(&cfg, "alice");
     s.ask("sleeper", "#1 queued");
     s.expect("▶ #1 running");
-    // Wait until the job has printed its process group (by then it is recorded too).
-    let mut pgid = 0;
-    for _ in 0..100 {
-        let out = s.ask("logs 1", "(No output\\.|pgid=\\d+)\n");
-        if out.contains("pgid=") {
-            pgid = pgid_from(&out);
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    assert!(pgid > 0 && group_alive(pgid));
+    let pgid = running_pgid(&mut s, 1);
+    assert!(group_alive(pgid));
     // Kill opsbot itself, hard: nothing gets to record the end, and the job is orphaned.
     unsafe { libc::kill(s.child.id() as i32, libc::SIGKILL) };
     let _ = s.child.wait();
