@@ -724,9 +724,24 @@ async fn run_remote(server: &str, job: String, args: Vec<String>, user: Option<S
     let remote = Remote::new(server)?;
     let interactive = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
     let mut confirm = yes;
+    // Watch for signals before asking for the run: interrupted while the server is still
+    // answering, we wait for its answer and cancel what it queued, rather than die and leave a
+    // run going that nobody follows.
+    let mut signals = Signals::install().map_err(|e| Fail::failed(format!("cannot watch for signals: {e}")))?;
+    let mut interrupted: Option<u8> = None;
     let e: ExecutionView = loop {
         let body = serde_json::json!({"job": job, "params": params, "args": positional, "confirm": confirm});
-        let resp = remote.send(remote.http.post(remote.url("/api/v1/executions")).json(&body)).await?;
+        let send = remote.send(remote.http.post(remote.url("/api/v1/executions")).json(&body));
+        tokio::pin!(send);
+        let resp = loop {
+            tokio::select! {
+                r = &mut send => break r?,
+                code = signals.next(), if interrupted.is_none() => {
+                    eprintln!("\nopsbot: interrupted; waiting for the server's answer so the run can be cancelled…");
+                    interrupted = Some(code);
+                }
+            }
+        };
         match remote.check(resp).await {
             Ok(resp) => break remote.json(resp).await?,
             Err(err) if err.code() == "confirmation_required" && interactive && !confirm => {
@@ -758,6 +773,13 @@ async fn run_remote(server: &str, job: String, args: Vec<String>, user: Option<S
         remote.base,
         present::describe_run(None, &e.job, &e.params)
     );
+    drop(signals);
+    if let Some(code) = interrupted {
+        remote.cancel(e.id).await;
+        let (end, _) = remote.follow(e.id, 0, false).await?;
+        eprintln!("{}", render(&summary(&end.execution(), None), color_stderr()));
+        return Ok(ExitCode::from(code));
+    }
     let (end, stopping) = remote.follow(e.id, 0, true).await?;
     eprintln!("{}", render(&summary(&end.execution(), None), color_stderr()));
     Ok(match (stopping, end.state) {

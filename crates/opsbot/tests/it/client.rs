@@ -494,3 +494,86 @@ fn help_explains_server_and_token() {
         );
     }
 }
+
+/// A stand-in server that answers the run request only when told to, so the client can be
+/// interrupted while it waits. Returns its address, the go signal and the request lines seen.
+fn slow_server() -> (String, std::sync::mpsc::Sender<()>, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen2 = seen.clone();
+    std::thread::spawn(move || {
+        let exec = |state: &str| {
+            format!(
+                r#"{{"id":7,"job":"deploy","params":{{"app":"web"}},"requested_by":"web:t","state":"{state}","created_at":"2026-11-23T10:00:00Z","started_at":null,"finished_at":null,"exit_code":null,"duration_ms":null,"cpu_ms":null,"max_rss_kb":null,"detail":null}}"#
+            )
+        };
+        for conn in listener.incoming().take(3) {
+            let Ok(mut conn) = conn else { continue };
+            let mut reader = BufReader::new(conn.try_clone().unwrap());
+            let mut first = String::new();
+            reader.read_line(&mut first).unwrap();
+            let mut len = 0usize;
+            loop {
+                let mut h = String::new();
+                reader.read_line(&mut h).unwrap();
+                if h.trim().is_empty() {
+                    break;
+                }
+                if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0; len];
+            reader.read_exact(&mut body).unwrap();
+            seen2.lock().unwrap().push(first.trim().to_string());
+            let (status, ctype, body) = if first.starts_with("POST /api/v1/executions ") {
+                let _ = go_rx.recv_timeout(std::time::Duration::from_secs(20));
+                ("201 Created", "application/json", exec("queued"))
+            } else if first.starts_with("POST /api/v1/executions/7/cancel") {
+                ("202 Accepted", "application/json", exec("cancelled"))
+            } else {
+                (
+                    "200 OK",
+                    "text/event-stream",
+                    format!("event: end\ndata: {}\n\n", exec("cancelled")),
+                )
+            };
+            let _ = write!(
+                conn,
+                "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    (addr, go_tx, seen)
+}
+
+#[test]
+fn interrupted_before_the_server_answers_the_run_is_cancelled_once_it_does() {
+    let sb = Sandbox::new();
+    let (addr, go, seen) = slow_server();
+    let mut c = sb.remote(&format!("http://{addr}"), Some("opsb_test"));
+    c.args(["run", "deploy", "app=web"]);
+    let mut s = Session::start(c);
+    // Wait until the run request is with the server, then interrupt the client.
+    let start = std::time::Instant::now();
+    while seen.lock().unwrap().is_empty() {
+        assert!(start.elapsed() < std::time::Duration::from_secs(10), "no request came");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    unsafe { libc::kill(s.child.id() as i32, libc::SIGINT) };
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    go.send(()).unwrap();
+    let status = s.child.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "{}", s.stderr());
+    let seen = seen.lock().unwrap().clone();
+    assert!(
+        seen.iter().any(|l| l.starts_with("POST /api/v1/executions/7/cancel")),
+        "{seen:?}\n{}",
+        s.stderr()
+    );
+    assert!(s.stderr().contains("waiting for the server's answer"), "{}", s.stderr());
+}
