@@ -15,25 +15,23 @@ use tokio::signal::unix::{SignalKind, signal};
 const REFUSED: u8 = 2;
 
 /// Prints the output lines of `id` stored after the first `printed`; returns the new count.
-pub(crate) async fn print_new_output(store: &dyn opsbot_store::Store, id: i64, printed: u64) -> Result<u64> {
-    let (_, mut total) = store.output_tail(id, 0).await?;
-    // More lines may be stored between two reads; ask again until the tail is exactly the unseen part.
-    let lines = loop {
-        if total <= printed {
-            return Ok(printed);
-        }
-        let (lines, now) = store.output_tail(id, (total - printed) as usize).await?;
-        if now == total {
-            break lines;
-        }
-        total = now;
-    };
+pub(crate) async fn print_new_output(store: &dyn opsbot_store::Store, id: i64, mut printed: u64) -> Result<u64> {
+    // Lines are read by position, a bounded page at a time, so output stored meanwhile can
+    // neither shift them nor pile up in memory.
+    const PAGE: usize = 1000;
     let mut out = std::io::stdout().lock();
-    for l in &lines {
-        writeln!(out, "{}", opsbot_engine::present::render_lines(std::slice::from_ref(l)))?;
+    loop {
+        let lines = store.output_range(id, printed, PAGE).await?;
+        for l in &lines {
+            writeln!(out, "{}", opsbot_engine::present::render_lines(std::slice::from_ref(l)))?;
+        }
+        printed += lines.len() as u64;
+        if lines.len() < PAGE {
+            break;
+        }
     }
     out.flush()?;
-    Ok(total)
+    Ok(printed)
 }
 
 /// `--yes` after the job (`opsbot run restart service=api --yes`) is the flag, not a parameter,
