@@ -40,8 +40,91 @@ pub struct ExecutionFilter {
     pub state: Option<ExecState>,
     /// Only with an id below this (pagination).
     pub before_id: Option<ExecutionId>,
+    /// Only those requested at or after this time.
+    pub since: Option<DateTime<Utc>>,
+    /// Only those requested before this time.
+    pub until: Option<DateTime<Utc>>,
     /// At most this many (the store caps it at 1000).
     pub limit: u32,
+}
+
+/// Which audit records to list (newest first).
+#[derive(Clone, Debug, Default)]
+pub struct AuditFilter {
+    /// Only decisions on this account's requests.
+    pub actor: Option<UserId>,
+    /// Only this action (`run`, `cancel`, …).
+    pub action: Option<String>,
+    /// Only this job.
+    pub job: Option<String>,
+    /// Only this decision (`accepted`, `refused`, …).
+    pub decision: Option<String>,
+    /// Only records about this execution.
+    pub execution_id: Option<ExecutionId>,
+    /// Only with an id below this (pagination).
+    pub before_id: Option<i64>,
+    /// Only at or after this time.
+    pub since: Option<DateTime<Utc>>,
+    /// Only before this time.
+    pub until: Option<DateTime<Utc>>,
+    /// At most this many (the store caps it at 1000; 0 means 50).
+    pub limit: u32,
+}
+
+/// A signed-in browser session of the web console. The cookie value is never stored, only
+/// its SHA-256.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WebSession {
+    /// SHA-256 (hex) of the cookie value.
+    pub id_sha256: String,
+    /// The web user (`NAME` of `web:NAME`).
+    pub user: String,
+    /// The session's anti-forgery token.
+    pub csrf: String,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+    /// When it stops being accepted.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// One web chat message: a person's text or a bot reply.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ChatMessage {
+    /// Id, increasing in the order messages were posted.
+    pub id: i64,
+    /// The channel: `ops`, or `dm:NAME` for NAME's direct conversation with the bot.
+    pub channel: String,
+    /// Who wrote it: `web:NAME`, or `bot`.
+    pub author: String,
+    /// Their name as shown.
+    pub author_name: String,
+    /// A person's text.
+    pub text: Option<String>,
+    /// A bot reply, as the Reply document in JSON.
+    pub reply: Option<serde_json::Value>,
+    /// The execution whose job card this message is, if it is one.
+    pub card_for: Option<ExecutionId>,
+    /// When it was posted.
+    pub created_at: DateTime<Utc>,
+    /// When it was last changed (a job card is updated in place).
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A chat message to post.
+#[derive(Clone, Debug, Default)]
+pub struct NewChatMessage {
+    /// The channel.
+    pub channel: String,
+    /// `web:NAME` or `bot`.
+    pub author: String,
+    /// The name shown.
+    pub author_name: String,
+    /// A person's text.
+    pub text: Option<String>,
+    /// A bot reply (JSON).
+    pub reply: Option<serde_json::Value>,
+    /// The execution whose job card it is.
+    pub card_for: Option<ExecutionId>,
 }
 
 /// How an execution ended, as the worker reports it.
@@ -180,7 +263,15 @@ pub trait Store: Send + Sync {
     /// Appends an audit record (its `id` is ignored and assigned); returns the id.
     async fn audit(&self, record: &AuditRecord) -> Result<i64, StoreError>;
     /// The newest `limit` audit records, newest first.
-    async fn audit_records(&self, limit: u32) -> Result<Vec<AuditRecord>, StoreError>;
+    async fn audit_records(&self, limit: u32) -> Result<Vec<AuditRecord>, StoreError> {
+        self.audit_query(&AuditFilter {
+            limit,
+            ..Default::default()
+        })
+        .await
+    }
+    /// Audit records matching a filter, newest first.
+    async fn audit_query(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>, StoreError>;
     /// Stores a new API token by the SHA-256 (hex) of its secret.
     async fn create_token(&self, user: &str, label: &str, sha256: &str) -> Result<ApiToken, StoreError>;
     /// The unrevoked token with this SHA-256 (hex), marking it used now.
@@ -189,6 +280,29 @@ pub trait Store: Send + Sync {
     async fn revoke_token(&self, id: i64) -> Result<bool, StoreError>;
     /// All tokens, revoked ones included, oldest first.
     async fn tokens(&self) -> Result<Vec<ApiToken>, StoreError>;
+    /// Saves a new web session.
+    async fn create_session(&self, session: &WebSession) -> Result<(), StoreError>;
+    /// The unexpired session whose cookie has this SHA-256.
+    async fn session_by_hash(&self, id_sha256: &str) -> Result<Option<WebSession>, StoreError>;
+    /// Ends one session (sign-out); whether it existed.
+    async fn delete_session(&self, id_sha256: &str) -> Result<bool, StoreError>;
+    /// Ends every session of a user; how many there were.
+    async fn delete_user_sessions(&self, user: &str) -> Result<u64, StoreError>;
+    /// Forgets expired sessions; how many.
+    async fn purge_sessions(&self) -> Result<u64, StoreError>;
+    /// The stored hash of a generated password for `user`.
+    async fn generated_password(&self, user: &str) -> Result<Option<String>, StoreError>;
+    /// Stores `hash` as `user`'s generated password unless one is stored already; returns the
+    /// stored hash and whether it is the one just given (false: another process was first).
+    async fn put_generated_password(&self, user: &str, hash: &str) -> Result<(String, bool), StoreError>;
+    /// Forgets `user`'s generated password (a new one is made at the next start); whether one was stored.
+    async fn delete_generated_password(&self, user: &str) -> Result<bool, StoreError>;
+    /// Posts a chat message.
+    async fn post_chat(&self, msg: &NewChatMessage) -> Result<ChatMessage, StoreError>;
+    /// A channel's messages with ids below `before` (all when `None`), newest `limit`, returned oldest first.
+    async fn chat_history(&self, channel: &str, before: Option<i64>, limit: u32) -> Result<Vec<ChatMessage>, StoreError>;
+    /// Replaces the reply of every job card of `execution` (in any channel) and returns the updated messages.
+    async fn update_chat_cards(&self, execution: ExecutionId, reply: &serde_json::Value) -> Result<Vec<ChatMessage>, StoreError>;
     /// How many executions are in each state (states with none are left out).
     async fn count_by_state(&self) -> Result<Vec<(ExecState, u64)>, StoreError>;
     /// Whether the database answers (for readiness checks).

@@ -5,7 +5,10 @@
 //! clause re-checks the state, so no transaction ever has to upgrade from reading to writing
 //! (which SQLite in WAL mode would refuse instead of waiting).
 
-use crate::{ApiToken, AuditRecord, CancelResult, Dialog, ExecutionFilter, Finish, IsDead, Store, StoreError};
+use crate::{
+    ApiToken, AuditFilter, AuditRecord, CancelResult, ChatMessage, Dialog, ExecutionFilter, Finish, IsDead, NewChatMessage, Store,
+    StoreError, WebSession,
+};
 use chrono::{DateTime, Utc};
 use opsbot_core::{ExecEvent, ExecState, Execution, ExecutionId, NewExecution, OutputLine, Params, Place, Stream, UserId};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
@@ -39,6 +42,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (2, "api tokens", include_str!("../migrations/sqlite/0002_api_tokens.sql")),
     (3, "execution pgid", include_str!("../migrations/sqlite/0003_execution_pgid.sql")),
     (4, "listing index", include_str!("../migrations/sqlite/0004_listing_index.sql")),
+    (5, "web sessions and chat", include_str!("../migrations/sqlite/0005_web.sql")),
 ];
 
 /// A [`Store`] on a SQLite database (a file, or memory for tests).
@@ -236,10 +240,11 @@ fn place_from_row(row: &SqliteRow) -> Result<Place, StoreError> {
 }
 
 /// Whether an error opening a fresh file comes from another process opening it at the same
-/// moment (busy/locked, or a migration it already applied).
+/// moment (busy/locked, or a migration it already applied: a table or index that "already
+/// exists", a column added twice — "duplicate column name").
 fn is_open_race(e: &StoreError) -> bool {
     let text = e.to_string().to_lowercase();
-    ["locked", "busy", "already exists", "unique constraint"]
+    ["locked", "busy", "already exists", "unique constraint", "duplicate column"]
         .iter()
         .any(|w| text.contains(w))
 }
@@ -255,6 +260,26 @@ fn token_from_row(row: &SqliteRow) -> Result<ApiToken, StoreError> {
         created_at: time(col(row, "created_at")?, &what)?,
         last_used_at: opt_time(col(row, "last_used_at")?, &what)?,
         revoked_at: opt_time(col(row, "revoked_at")?, &what)?,
+    })
+}
+
+/// One `chat_messages` row.
+fn chat_from_row(row: &SqliteRow) -> Result<ChatMessage, StoreError> {
+    let id: i64 = col(row, "id")?;
+    let what = format!("chat message {id}");
+    let reply: Option<String> = col(row, "reply")?;
+    Ok(ChatMessage {
+        id,
+        channel: col(row, "channel")?,
+        author: col(row, "author")?,
+        author_name: col(row, "author_name")?,
+        text: col(row, "text")?,
+        reply: reply
+            .map(|r| serde_json::from_str(&r).map_err(|e| StoreError::Corrupt(format!("{what}: reply is not valid JSON: {e}"))))
+            .transpose()?,
+        card_for: col(row, "card_for")?,
+        created_at: time(col(row, "created_at")?, &what)?,
+        updated_at: time(col(row, "updated_at")?, &what)?,
     })
 }
 
@@ -420,6 +445,12 @@ impl Store for SqliteStore {
         if filter.before_id.is_some() {
             param(&mut sql, " AND id < ?");
         }
+        if filter.since.is_some() {
+            param(&mut sql, " AND created_at >= ?");
+        }
+        if filter.until.is_some() {
+            param(&mut sql, " AND created_at < ?");
+        }
         param(&mut sql, " ORDER BY id DESC LIMIT ?");
 
         let mut query = sqlx::query(AssertSqlSafe(sql));
@@ -434,6 +465,9 @@ impl Store for SqliteStore {
         }
         if let Some(before) = filter.before_id {
             query = query.bind(before);
+        }
+        for t in [filter.since, filter.until].into_iter().flatten() {
+            query = query.bind(t.timestamp_millis());
         }
         let rows = query.bind(i64::from(limit)).fetch_all(&self.pool).await?;
         rows.iter().map(execution_from_row).collect()
@@ -788,11 +822,52 @@ impl Store for SqliteStore {
         col(&row, "id")
     }
 
-    async fn audit_records(&self, limit: u32) -> Result<Vec<AuditRecord>, StoreError> {
-        let rows = sqlx::query("SELECT * FROM audit ORDER BY id DESC LIMIT $1")
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await?;
+    async fn audit_query(&self, f: &AuditFilter) -> Result<Vec<AuditRecord>, StoreError> {
+        let limit = if f.limit == 0 { 50 } else { f.limit.min(MAX_LIST) };
+        // Constant fragments only; every value is bound.
+        let mut sql = String::from("SELECT * FROM audit WHERE 1 = 1");
+        let mut n = 0;
+        let mut param = |sql: &mut String, fragment: &str| {
+            n += 1;
+            sql.push_str(&fragment.replace('?', &format!("${n}")));
+        };
+        if f.actor.is_some() {
+            param(&mut sql, " AND actor_platform = ?");
+            param(&mut sql, " AND actor_id = ?");
+        }
+        for (set, fragment) in [
+            (f.action.is_some(), " AND action = ?"),
+            (f.job.is_some(), " AND job = ?"),
+            (f.decision.is_some(), " AND decision = ?"),
+            (f.execution_id.is_some(), " AND execution_id = ?"),
+            (f.before_id.is_some(), " AND id < ?"),
+            (f.since.is_some(), " AND at >= ?"),
+            (f.until.is_some(), " AND at < ?"),
+        ] {
+            if set {
+                param(&mut sql, fragment);
+            }
+        }
+        param(&mut sql, " ORDER BY id DESC LIMIT ?");
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        if let Some(a) = &f.actor {
+            q = q.bind(&a.platform).bind(&a.id);
+        }
+        for s in [&f.action, &f.job, &f.decision].into_iter().flatten() {
+            q = q.bind(s);
+        }
+        for v in [
+            f.execution_id,
+            f.before_id,
+            f.since.map(|t| t.timestamp_millis()),
+            f.until.map(|t| t.timestamp_millis()),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            q = q.bind(v);
+        }
+        let rows = q.bind(i64::from(limit)).fetch_all(&self.pool).await?;
         rows.iter().map(audit_from_row).collect()
     }
 
@@ -841,6 +916,139 @@ impl Store for SqliteStore {
     async fn tokens(&self) -> Result<Vec<ApiToken>, StoreError> {
         let rows = sqlx::query("SELECT * FROM api_tokens ORDER BY id").fetch_all(&self.pool).await?;
         rows.iter().map(token_from_row).collect()
+    }
+
+    async fn create_session(&self, session: &WebSession) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO web_sessions (id_sha256, user_name, csrf, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)")
+            .bind(&session.id_sha256)
+            .bind(&session.user)
+            .bind(&session.csrf)
+            .bind(session.created_at.timestamp_millis())
+            .bind(session.expires_at.timestamp_millis())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn session_by_hash(&self, id_sha256: &str) -> Result<Option<WebSession>, StoreError> {
+        let row = sqlx::query("SELECT * FROM web_sessions WHERE id_sha256 = $1 AND expires_at > $2")
+            .bind(id_sha256)
+            .bind(now_ms())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref()
+            .map(|row| {
+                let what = "web session";
+                Ok(WebSession {
+                    id_sha256: col(row, "id_sha256")?,
+                    user: col(row, "user_name")?,
+                    csrf: col(row, "csrf")?,
+                    created_at: time(col(row, "created_at")?, what)?,
+                    expires_at: time(col(row, "expires_at")?, what)?,
+                })
+            })
+            .transpose()
+    }
+
+    async fn delete_session(&self, id_sha256: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM web_sessions WHERE id_sha256 = $1")
+            .bind(id_sha256)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn delete_user_sessions(&self, user: &str) -> Result<u64, StoreError> {
+        let done = sqlx::query("DELETE FROM web_sessions WHERE user_name = $1")
+            .bind(user)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn purge_sessions(&self) -> Result<u64, StoreError> {
+        let done = sqlx::query("DELETE FROM web_sessions WHERE expires_at <= $1")
+            .bind(now_ms())
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn generated_password(&self, user: &str) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query("SELECT hash FROM web_passwords WHERE user_name = $1")
+            .bind(user)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(|r| col(r, "hash")).transpose()
+    }
+
+    async fn put_generated_password(&self, user: &str, hash: &str) -> Result<(String, bool), StoreError> {
+        let done =
+            sqlx::query("INSERT INTO web_passwords (user_name, hash, created_at) VALUES ($1, $2, $3) ON CONFLICT (user_name) DO NOTHING")
+                .bind(user)
+                .bind(hash)
+                .bind(now_ms())
+                .execute(&self.pool)
+                .await?;
+        if done.rows_affected() > 0 {
+            return Ok((hash.to_string(), true));
+        }
+        let stored = self
+            .generated_password(user)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt(format!("the generated password of `{user}` vanished while being stored")))?;
+        Ok((stored, false))
+    }
+
+    async fn delete_generated_password(&self, user: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM web_passwords WHERE user_name = $1")
+            .bind(user)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn post_chat(&self, m: &NewChatMessage) -> Result<ChatMessage, StoreError> {
+        let now = now_ms();
+        let reply = m.reply.as_ref().map(serde_json::Value::to_string);
+        let row = sqlx::query(
+            "INSERT INTO chat_messages (channel, author, author_name, text, reply, card_for, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $7) RETURNING *",
+        )
+        .bind(&m.channel)
+        .bind(&m.author)
+        .bind(&m.author_name)
+        .bind(&m.text)
+        .bind(reply)
+        .bind(m.card_for)
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await?;
+        chat_from_row(&row)
+    }
+
+    async fn chat_history(&self, channel: &str, before: Option<i64>, limit: u32) -> Result<Vec<ChatMessage>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM chat_messages WHERE channel = $1 AND id < $2 ORDER BY id DESC LIMIT $3")
+            .bind(channel)
+            .bind(before.unwrap_or(i64::MAX))
+            .bind(i64::from(limit.min(MAX_LIST)))
+            .fetch_all(&self.pool)
+            .await?;
+        let mut out = rows.iter().map(chat_from_row).collect::<Result<Vec<_>, _>>()?;
+        out.reverse();
+        Ok(out)
+    }
+
+    async fn update_chat_cards(&self, execution: ExecutionId, reply: &serde_json::Value) -> Result<Vec<ChatMessage>, StoreError> {
+        let rows = sqlx::query("UPDATE chat_messages SET reply = $1, updated_at = $2 WHERE card_for = $3 RETURNING *")
+            .bind(reply.to_string())
+            .bind(now_ms())
+            .bind(execution)
+            .fetch_all(&self.pool)
+            .await?;
+        let mut out = rows.iter().map(chat_from_row).collect::<Result<Vec<_>, _>>()?;
+        out.sort_by_key(|m| m.id);
+        Ok(out)
     }
 
     async fn count_by_state(&self) -> Result<Vec<(ExecState, u64)>, StoreError> {

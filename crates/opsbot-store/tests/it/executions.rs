@@ -116,6 +116,7 @@ async fn list_with_filters(store: &SqliteStore) {
             state: Some(ExecState::Queued),
             before_id: Some(ids[7]),
             limit: 10,
+            ..Default::default()
         })
         .await
         .expect("list");

@@ -36,6 +36,7 @@ mod files;
 mod output;
 mod recover;
 mod tokens;
+mod web;
 
 /// A file store in a fresh temp dir (keep the dir alive as long as the store).
 pub async fn file_store() -> (tempfile::TempDir, SqliteStore) {
