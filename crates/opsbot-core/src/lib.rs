@@ -10,6 +10,7 @@ pub mod config;
 pub mod envelope;
 pub mod execution;
 pub mod job;
+pub mod password;
 pub mod reply;
 pub mod runner;
 pub mod secret;
