@@ -114,6 +114,11 @@ impl Engine {
         &self.catalog
     }
 
+    /// The bot's name (`[bot] name`).
+    pub fn bot_name(&self) -> &str {
+        &self.bot.name
+    }
+
     /// The store.
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store

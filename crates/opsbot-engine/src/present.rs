@@ -242,6 +242,18 @@ pub fn started(e: &Execution, job: Option<&JobSpec>) -> Reply {
     Reply::new(Tone::Progress)
         .status(Tone::Progress, format!("#{} running", e.id))
         .para(describe_run(job, &e.job, &e.params))
+        .buttons(vec![
+            Button {
+                label: "Logs".into(),
+                command: format!("logs {}", e.id),
+                tone: Tone::Info,
+            },
+            Button {
+                label: "Cancel".into(),
+                command: format!("cancel {}", e.id),
+                tone: Tone::Error,
+            },
+        ])
         .card(e.id)
 }
 

@@ -1,35 +1,117 @@
-//! `/api/v1/audit`: the decision records, newest first, as JSON or JSON lines.
+//! `/api/v1/audit`: the decision records, newest first, filtered, as JSON or JSON lines.
 
 use crate::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiQuery};
+use crate::executions::{given, parse_before, parse_limit, parse_period, parse_user};
 use crate::views::{AuditList, AuditView, ErrorBody};
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use opsbot_core::job::shorten;
+use opsbot_store::{AuditFilter, AuditRecord, Store, StoreError};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
 /// Records returned when no `limit` is given.
 const DEFAULT_LIMIT: u32 = 50;
-/// Most records returned at once.
-const MAX_LIMIT: u32 = 1000;
 
-/// How many records and in which format.
-#[derive(Deserialize, IntoParams)]
+/// Which records, how many and in which format; empty values are ignored.
+#[derive(Deserialize, IntoParams, Default, Clone)]
 #[into_params(parameter_in = Query)]
 pub(crate) struct AuditQuery {
+    /// Only decisions on requests of this account, `platform:id` (e.g. `web:ana`).
+    #[param(example = "web:ana")]
+    pub actor: Option<String>,
+    /// Only this action: `run`, `cancel`, `recover`, …
+    #[param(example = "run")]
+    pub action: Option<String>,
+    /// Only this job.
+    pub job: Option<String>,
+    /// Only this decision: `accepted`, `refused`, `asked`, `confirmed`, `abandoned`, `expired`,
+    /// `cancelled`, `lost`, …
+    #[param(example = "refused")]
+    pub decision: Option<String>,
+    /// Only records about this execution.
+    #[param(value_type = Option<i64>, minimum = 1)]
+    pub execution: Option<String>,
+    /// Only at or after this time: RFC 3339 (`2024-05-01T12:00:00Z`) or a date (`2024-05-01`,
+    /// midnight UTC). A time without a zone is UTC.
+    #[param(value_type = Option<String>, example = "2024-05-01")]
+    pub since: Option<String>,
+    /// Only before this time: RFC 3339, or a date (`2024-05-31`), which includes that whole day (UTC).
+    #[param(value_type = Option<String>, example = "2024-05-31")]
+    pub until: Option<String>,
+    /// Only with a record id below this (the `next_before` of the previous page).
+    #[param(value_type = Option<i64>, minimum = 1)]
+    pub before: Option<String>,
     /// At most this many, 1 to 1000 (default 50).
     #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
-    limit: Option<String>,
-    /// `json` (default): one object `{"records": […]}`; `jsonl`: one record per line (`application/x-ndjson`).
+    pub limit: Option<String>,
+    /// `json` (default): one object `{"records": […], "next_before"}`; `jsonl`: one record per line (`application/x-ndjson`).
     #[param(value_type = Option<String>, example = "jsonl")]
-    format: Option<String>,
+    pub format: Option<String>,
 }
 
-/// The newest audit records: every decision of the engine, from chat, the CLI and the API alike.
+/// The store filter of an audit query, or what is wrong with it (for a person). With
+/// `bare_actor_is_web`, an actor without a platform means `web:NAME` (the console). Job names
+/// are matched case-insensitively against the catalog.
+pub(crate) fn audit_filter(state: &AppState, q: &AuditQuery, bare_actor_is_web: bool, default_limit: u32) -> Result<AuditFilter, String> {
+    let mut f = AuditFilter {
+        limit: default_limit,
+        ..Default::default()
+    };
+    if let Some(a) = given(&q.actor) {
+        f.actor = Some(parse_user("actor", a, bare_actor_is_web)?);
+    }
+    f.action = given(&q.action).map(str::to_lowercase);
+    f.decision = given(&q.decision).map(str::to_lowercase);
+    if let Some(job) = given(&q.job) {
+        f.job = Some(
+            state
+                .engine
+                .catalog()
+                .get(job)
+                .map(|j| j.name.clone())
+                .unwrap_or_else(|| job.to_string()),
+        );
+    }
+    if let Some(e) = given(&q.execution) {
+        f.execution_id = Some(
+            opsbot_engine::grammar::parse_id(e)
+                .ok_or_else(|| format!("`execution` is an execution id like 12; got `{}`.", shorten(e, 40)))?,
+        );
+    }
+    (f.since, f.until) = parse_period(&q.since, &q.until)?;
+    if let Some(b) = given(&q.before) {
+        f.before_id = Some(parse_before(b, "an audit record id")?);
+    }
+    if let Some(l) = given(&q.limit) {
+        f.limit = parse_limit(l)?;
+    }
+    Ok(f)
+}
+
+/// One page of audit records and the `before` of the next (older) page, if any.
+pub(crate) async fn page(store: &dyn Store, filter: AuditFilter) -> Result<(Vec<AuditRecord>, Option<i64>), StoreError> {
+    crate::executions::paged(
+        filter.limit,
+        |r: &AuditRecord| r.id,
+        |before, limit| {
+            let f = AuditFilter {
+                before_id: before.or(filter.before_id),
+                limit,
+                ..filter.clone()
+            };
+            async move { store.audit_query(&f).await }
+        },
+    )
+    .await
+}
+
+/// Audit records, newest first: every decision of the engine, from chat, the CLI, the API and
+/// the web console alike.
 #[utoipa::path(
     get,
     path = "/api/v1/audit",
@@ -37,23 +119,14 @@ pub(crate) struct AuditQuery {
     tag = "audit",
     params(AuditQuery),
     responses(
-        (status = 200, description = "Newest first: `{\"records\": […]}`, or with `format=jsonl` one `AuditView` object per line.",
+        (status = 200, description = "Newest first: `{\"records\": […], \"next_before\"}`, or with `format=jsonl` one `AuditView` object per line.",
             content((AuditList = "application/json"), (AuditView = "application/x-ndjson"))),
-        (status = 400, description = "A bad `limit` or `format` (`bad_request`).", body = ErrorBody),
+        (status = 400, description = "A malformed filter, `limit` or `format` (`bad_request`).", body = ErrorBody),
         (status = 401, description = "No token, or an unknown or revoked one.", body = ErrorBody),
     )
 )]
 pub(crate) async fn list(State(state): State<AppState>, _caller: Caller, ApiQuery(q): ApiQuery<AuditQuery>) -> Result<Response, ApiError> {
-    let limit = match q.limit.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
-        None => DEFAULT_LIMIT,
-        Some(l) => l.parse::<u32>().ok().filter(|n| (1..=MAX_LIMIT).contains(n)).ok_or_else(|| {
-            ApiError::bad_request(format!(
-                "`limit` is a whole number from 1 to {MAX_LIMIT}; got `{}`.",
-                shorten(l, 40)
-            ))
-        })?,
-    };
-    let jsonl = match q.format.as_deref().map(str::trim).unwrap_or("") {
+    let jsonl = match given(&q.format).unwrap_or("") {
         "" | "json" => false,
         "jsonl" | "ndjson" => true,
         f => {
@@ -63,9 +136,11 @@ pub(crate) async fn list(State(state): State<AppState>, _caller: Caller, ApiQuer
             )));
         }
     };
-    let records: Vec<AuditView> = state.engine.store().audit_records(limit).await?.iter().map(AuditView::of).collect();
+    let filter = audit_filter(&state, &q, false, DEFAULT_LIMIT).map_err(ApiError::bad_request)?;
+    let (records, next_before) = page(state.engine.store().as_ref(), filter).await?;
+    let records: Vec<AuditView> = records.iter().map(AuditView::of).collect();
     if !jsonl {
-        return Ok(Json(AuditList { records }).into_response());
+        return Ok(Json(AuditList { records, next_before }).into_response());
     }
     let mut body = String::new();
     for r in &records {

@@ -1,10 +1,12 @@
-//! Bearer tokens: who is calling. The token is hashed and looked up; it is never logged or echoed.
+//! Who is calling an `/api/v1` route: a bearer token (hashed and looked up; never logged or
+//! echoed), or — for the console's own scripts — the session cookie, with the session's CSRF
+//! token in `X-CSRF-Token` on anything but GET/HEAD.
 
 use crate::AppState;
 use crate::error::ApiError;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, Method, StatusCode, header};
 use opsbot_core::{Envelope, Place, UserId};
 
 /// The caller of an `/api/v1` route, from its token.
@@ -61,6 +63,14 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        if parts.headers.get(header::AUTHORIZATION).is_none()
+            && let Some(s) = crate::session::signed_in(state, &parts.headers).await?
+        {
+            if !matches!(parts.method, Method::GET | Method::HEAD) && !crate::session::csrf_header_ok(parts, &s) {
+                return Err(crate::session::csrf_refused());
+            }
+            return Ok(Caller { user: s.user });
+        }
         let Some(token) = bearer(parts) else {
             return Err(unauthorized(
                 "unauthorized",

@@ -179,8 +179,20 @@ fn too_large() -> ApiError {
     )
 }
 
-/// The fallback for paths that match no route.
-pub(crate) async fn not_found(method: Method, uri: axum::http::Uri) -> ApiError {
+/// The fallback for paths that match no route: a JSON error under /api, a page elsewhere.
+pub(crate) async fn not_found(method: Method, uri: axum::http::Uri) -> Response {
+    if uri.path().starts_with("/api/") || uri.path() == "/api" || method != Method::GET {
+        return api_not_found(method, uri).into_response();
+    }
+    crate::pages::error_page(
+        StatusCode::NOT_FOUND,
+        None,
+        "Not found",
+        "There is no page here. Start from the chat (/chat) or the list of runs (/executions).",
+    )
+}
+
+fn api_not_found(method: Method, uri: axum::http::Uri) -> ApiError {
     let path = opsbot_core::job::shorten(uri.path(), 200);
     ApiError::not_found(format!(
         "There is nothing at `{method} {path}`. The API is under /api/v1; /api/v1/openapi.json describes it."
@@ -203,7 +215,7 @@ pub(crate) async fn envelope_net(req: Request, next: Next) -> Response {
     let method = req.method().clone();
     let resp = next.run(req).await;
     let status = resp.status();
-    if !(status.is_client_error() || status.is_server_error()) || is_json(resp.headers()) {
+    if !(status.is_client_error() || status.is_server_error()) || is_json(resp.headers()) || is_html(resp.headers()) {
         return resp;
     }
     let (parts, _) = resp.into_parts();
@@ -246,6 +258,13 @@ pub(crate) async fn envelope_net(req: Request, next: Next) -> Response {
     }
     *out.status_mut() = status;
     out
+}
+
+/// Console pages answer errors with HTML pages of their own.
+fn is_html(h: &HeaderMap) -> bool {
+    h.get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/html"))
 }
 
 fn is_json(h: &HeaderMap) -> bool {

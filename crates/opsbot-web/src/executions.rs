@@ -10,25 +10,26 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Utc};
 use opsbot_core::job::shorten;
-use opsbot_core::{Envelope, ExecState, ExecutionId, UserId};
+use opsbot_core::{Envelope, ExecState, Execution, ExecutionId, UserId};
 use opsbot_engine::grammar::{cli_arg, quote_arg};
 use opsbot_engine::{Awaiting, Engine, Outcome};
-use opsbot_store::ExecutionFilter;
+use opsbot_store::{ExecutionFilter, Store, StoreError};
 use serde::Deserialize;
 use std::sync::Arc;
 use utoipa::IntoParams;
 
 /// Executions listed when no `limit` is given.
 const DEFAULT_LIMIT: u32 = 20;
-/// Most executions listed at once (as many as the store lists at once).
-const MAX_LIMIT: u32 = 1000;
+/// Most executions (or audit records) listed at once (as many as the store lists at once).
+pub(crate) const MAX_LIMIT: u32 = 1000;
 
 /// The beginning of the engine's reply when the store failed under it.
 const ENGINE_FAILURE: &str = "Something went wrong on my side";
 
 /// What became of a conversation with the engine.
-enum Conversation {
+pub(crate) enum Conversation {
     /// An execution was queued.
     Queued(ExecutionId),
     /// A sensitive job was not confirmed; the confirmation was declined.
@@ -87,7 +88,7 @@ async fn close_open_dialog(engine: &Engine, env: &Envelope) {
 }
 
 /// Where a conversation with the engine happens.
-enum Where {
+pub(crate) enum Where {
     /// A place of this request's own (`api/USER/ID`), where no other message can arrive.
     Own,
     /// The caller's shared place `api/USER`.
@@ -99,12 +100,34 @@ enum Where {
 /// own task, so a client that hangs up never leaves a dialog open. In the caller's shared place
 /// it runs under the caller's lock (two requests of one user never interleave there) after
 /// closing any dialog left open in it.
-async fn converse(state: &AppState, caller: &Caller, place: Where, text: String, confirm: bool) -> Result<Conversation, ApiError> {
+pub(crate) async fn converse(
+    state: &AppState,
+    caller: &Caller,
+    place: Where,
+    text: String,
+    confirm: bool,
+) -> Result<Conversation, ApiError> {
+    converse_as(state, caller, None, place, text, confirm).await
+}
+
+/// [`converse`] under a display name other than the user name (the console's signed-in name).
+pub(crate) async fn converse_as(
+    state: &AppState,
+    caller: &Caller,
+    display_name: Option<String>,
+    place: Where,
+    text: String,
+    confirm: bool,
+) -> Result<Conversation, ApiError> {
+    state.metrics().message("api");
     let engine = state.engine.clone();
-    let (env, lock) = match place {
+    let (mut env, lock) = match place {
         Where::Own => (caller.envelope(caller.request_place(), text), None),
         Where::Shared => (caller.envelope(caller.place(), text), Some(state.user_lock(&caller.user))),
     };
+    if display_name.is_some() {
+        env.display_name = display_name;
+    }
     let task = tokio::spawn(async move {
         let _guard = match &lock {
             Some(lock) => {
@@ -121,7 +144,7 @@ async fn converse(state: &AppState, caller: &Caller, place: Where, text: String,
         .map_err(|e| ApiError::internal(format!("API conversation task failed: {e}")))
 }
 
-async fn settle(engine: &Arc<Engine>, mut env: Envelope, out: Outcome, confirm: bool) -> Conversation {
+pub(crate) async fn settle(engine: &Arc<Engine>, mut env: Envelope, out: Outcome, confirm: bool) -> Conversation {
     if let Some(id) = engine_failure(&out) {
         return Conversation::Failed(id);
     }
@@ -197,7 +220,7 @@ fn invalid_params(message: String) -> ApiError {
 /// value quoted with the grammar's own rules (as `opsbot run` does), so the engine reads back
 /// exactly these values. Positional values come after `--`, so they are never read as `key=value`
 /// or as options.
-fn message_text(req: &RunRequest) -> Result<String, ApiError> {
+pub(crate) fn message_text(req: &RunRequest) -> Result<String, ApiError> {
     let mut text = format!("run {}", quote_arg(&req.job));
     for (k, v) in &req.params {
         if !is_ident(k) {
@@ -318,7 +341,7 @@ pub(crate) async fn create(State(state): State<AppState>, caller: Caller, ApiJso
     }
 }
 
-fn engine_failed(id: String) -> ApiError {
+pub(crate) fn engine_failed(id: String) -> ApiError {
     let mut err = ApiError::internal("the engine reported a failure (its log line has the same error id)");
     err.error_id = Some(id);
     err
@@ -341,47 +364,123 @@ pub(crate) async fn load(state: &AppState, raw: &str) -> Result<opsbot_core::Exe
 }
 
 /// Filters of the executions listing; empty values are ignored.
-#[derive(Deserialize, IntoParams)]
+#[derive(Deserialize, IntoParams, Default, Clone)]
 #[into_params(parameter_in = Query)]
 pub(crate) struct ListQuery {
     /// Only this job.
-    job: Option<String>,
+    pub job: Option<String>,
     /// Only in this state: queued, running, succeeded, failed, cancelled, timed_out, lost.
-    state: Option<String>,
+    pub state: Option<String>,
     /// Only those requested by this account, `platform:id` (e.g. `web:ana`).
-    user: Option<String>,
+    pub user: Option<String>,
+    /// Only those requested at or after this time: RFC 3339 (`2024-05-01T12:00:00Z`) or a date
+    /// (`2024-05-01`, midnight UTC). A time without a zone is UTC.
+    #[param(value_type = Option<String>, example = "2024-05-01")]
+    pub since: Option<String>,
+    /// Only those requested before this time: RFC 3339, or a date (`2024-05-31`), which
+    /// includes that whole day (UTC).
+    #[param(value_type = Option<String>, example = "2024-05-31")]
+    pub until: Option<String>,
     /// Only with an id below this (the `next_before` of the previous page).
-    #[param(value_type = Option<i64>)]
-    before: Option<String>,
+    #[param(value_type = Option<i64>, minimum = 1)]
+    pub before: Option<String>,
     /// At most this many, 1 to 1000 (default 20).
     #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
-    limit: Option<String>,
+    pub limit: Option<String>,
 }
 
-fn given(v: &Option<String>) -> Option<&str> {
+/// A query value, trimmed; `None` when absent or blank.
+pub(crate) fn given(v: &Option<String>) -> Option<&str> {
     v.as_deref().map(str::trim).filter(|s| !s.is_empty())
 }
 
-/// Executions, newest first, a page at a time.
-#[utoipa::path(
-    get,
-    path = "/api/v1/executions",
-    operation_id = "list_executions",
-    tag = "executions",
-    params(ListQuery),
-    responses(
-        (status = 200, description = "A page of executions; `next_before` fetches the next.", body = ExecutionList),
-        (status = 400, description = "A filter is malformed (`bad_request`).", body = ErrorBody),
-        (status = 401, description = "No token, or an unknown or revoked one.", body = ErrorBody),
-    )
-)]
-pub(crate) async fn list(
-    State(state): State<AppState>,
-    _caller: Caller,
-    ApiQuery(q): ApiQuery<ListQuery>,
-) -> Result<Json<ExecutionList>, ApiError> {
+/// A time filter: RFC 3339, `YYYY-MM-DDTHH:MM[:SS]` (UTC) or a date `YYYY-MM-DD`. A date means
+/// its midnight (UTC), or with `end_of_day` the next midnight, so `until=2024-05-31` includes
+/// that whole day.
+pub(crate) fn parse_time(field: &str, raw: &str, end_of_day: bool) -> Result<DateTime<Utc>, String> {
+    let raw = raw.trim();
+    if let Ok(t) = DateTime::parse_from_rfc3339(raw) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    for fmt in ["%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M"] {
+        if let Ok(t) = NaiveDateTime::parse_from_str(raw, fmt) {
+            return Ok(t.and_utc());
+        }
+    }
+    if let Ok(d) = NaiveDate::parse_from_str(raw, "%Y-%m-%d") {
+        let d = if end_of_day { d.succ_opt().unwrap_or(d) } else { d };
+        return Ok(d.and_time(NaiveTime::MIN).and_utc());
+    }
+    Err(format!(
+        "`{field}` is a date like 2024-05-01 or a time like 2024-05-01T12:00:00Z (RFC 3339; UTC when no zone is given); got `{}`.",
+        shorten(raw, 40)
+    ))
+}
+
+/// An account filter: `platform:id`; with `bare_is_web`, a name without a platform means
+/// `web:NAME` (the console's people filter).
+pub(crate) fn parse_user(field: &str, raw: &str, bare_is_web: bool) -> Result<UserId, String> {
+    let raw = raw.trim();
+    if let Some(u) = UserId::parse(raw) {
+        return Ok(u);
+    }
+    if bare_is_web && !raw.contains(':') && !raw.is_empty() {
+        return Ok(UserId::new("web", raw));
+    }
+    Err(if bare_is_web {
+        format!(
+            "`{field}` is a person as `platform:id` (e.g. `web:ana`, `slack:U024BE7LH`) or a web user name (`ana`); got `{}`.",
+            shorten(raw, 40)
+        )
+    } else {
+        format!(
+            "`{field}` is an account as `platform:id`, e.g. `web:ana`; got `{}`.",
+            shorten(raw, 40)
+        )
+    })
+}
+
+/// A period's start (inclusive) and end (exclusive), each optional.
+pub(crate) type Period = (Option<DateTime<Utc>>, Option<DateTime<Utc>>);
+
+/// `since` and `until` of a query, checked to leave some time between them.
+pub(crate) fn parse_period(since: &Option<String>, until: &Option<String>) -> Result<Period, String> {
+    let since = given(since).map(|s| parse_time("since", s, false)).transpose()?;
+    let until = given(until).map(|s| parse_time("until", s, true)).transpose()?;
+    if let (Some(a), Some(b)) = (since, until)
+        && a >= b
+    {
+        return Err("`since` is not before `until`, so nothing can match; swap them or widen the period.".into());
+    }
+    Ok((since, until))
+}
+
+/// A `before` id (pagination): a whole number above 0.
+pub(crate) fn parse_before(raw: &str, what: &str) -> Result<i64, String> {
+    raw.parse::<i64>()
+        .ok()
+        .filter(|&n| n > 0)
+        .ok_or_else(|| format!("`before` is {what} (a whole number); got `{}`.", shorten(raw, 40)))
+}
+
+/// A `limit`: 1 to [`MAX_LIMIT`].
+pub(crate) fn parse_limit(raw: &str) -> Result<u32, String> {
+    raw.parse::<u32>()
+        .ok()
+        .filter(|n| (1..=MAX_LIMIT).contains(n))
+        .ok_or_else(|| format!("`limit` is a whole number from 1 to {MAX_LIMIT}; got `{}`.", shorten(raw, 40)))
+}
+
+/// The store filter of a listing query, or what is wrong with it (for a person). Job names are
+/// matched case-insensitively against the catalog (a job no longer in it is taken as written).
+pub(crate) fn execution_filter(
+    state: &AppState,
+    q: &ListQuery,
+    bare_user_is_web: bool,
+    default_limit: u32,
+) -> Result<ExecutionFilter, String> {
     let mut filter = ExecutionFilter {
-        limit: DEFAULT_LIMIT,
+        limit: default_limit,
         ..Default::default()
     };
     if let Some(job) = given(&q.job) {
@@ -398,49 +497,82 @@ pub(crate) async fn list(
         let names: Vec<&str> = ExecState::ALL.iter().map(|s| s.as_str()).collect();
         filter.state = Some(
             ExecState::parse(&s.to_lowercase())
-                .ok_or_else(|| ApiError::bad_request(format!("`{}` is not a state; use one of {}.", shorten(s, 40), names.join(", "))))?,
+                .ok_or_else(|| format!("`{}` is not a state; use one of {}.", shorten(s, 40), names.join(", ")))?,
         );
     }
     if let Some(u) = given(&q.user) {
-        filter.requested_by = Some(UserId::parse(u).ok_or_else(|| {
-            ApiError::bad_request(format!(
-                "`user` is an account as `platform:id`, e.g. `web:ana`; got `{}`.",
-                shorten(u, 40)
-            ))
-        })?);
+        filter.requested_by = Some(parse_user("user", u, bare_user_is_web)?);
     }
+    (filter.since, filter.until) = parse_period(&q.since, &q.until)?;
     if let Some(b) = given(&q.before) {
-        filter.before_id =
-            Some(b.parse::<i64>().ok().filter(|&n| n > 0).ok_or_else(|| {
-                ApiError::bad_request(format!("`before` is an execution id (a whole number); got `{}`.", shorten(b, 40)))
-            })?);
+        filter.before_id = Some(parse_before(b, "an execution id")?);
     }
     if let Some(l) = given(&q.limit) {
-        filter.limit = l.parse::<u32>().ok().filter(|n| (1..=MAX_LIMIT).contains(n)).ok_or_else(|| {
-            ApiError::bad_request(format!(
-                "`limit` is a whole number from 1 to {MAX_LIMIT}; got `{}`.",
-                shorten(l, 40)
-            ))
-        })?;
+        filter.limit = parse_limit(l)?;
     }
-    // One more than asked tells whether an older page exists, so the last page says so.
-    let limit = filter.limit as usize;
-    filter.limit += 1;
-    let store = state.engine.store();
-    let mut list = store.executions(&filter).await?;
-    let more = if list.len() > limit {
-        list.truncate(limit);
+    Ok(filter)
+}
+
+/// One page of a newest-first listing and the `before` of the next (older) page, if any.
+/// `fetch(before, limit)` lists up to `limit` items below `before` (or the filter's own
+/// `before` when `None`); one more than asked tells whether an older page exists, and when the
+/// store's cap forbids asking for one more, the extra one is looked for alone.
+pub(crate) async fn paged<T, F, Fut>(limit: u32, id: fn(&T) -> i64, mut fetch: F) -> Result<(Vec<T>, Option<i64>), StoreError>
+where
+    F: FnMut(Option<i64>, u32) -> Fut,
+    Fut: std::future::Future<Output = Result<Vec<T>, StoreError>>,
+{
+    let mut list = fetch(None, limit + 1).await?;
+    let more = if list.len() > limit as usize {
+        list.truncate(limit as usize);
         true
-    } else if list.len() == limit && limit as u32 == MAX_LIMIT {
-        // The store lists at most MAX_LIMIT at once, so the extra one cannot come with them:
-        // look for it alone.
-        filter.before_id = list.last().map(|e| e.id);
-        filter.limit = 1;
-        !store.executions(&filter).await?.is_empty()
+    } else if list.len() == limit as usize && limit == MAX_LIMIT {
+        let last = list.last().map(id);
+        !fetch(last, 1).await?.is_empty()
     } else {
         false
     };
-    let next_before = if more { list.last().map(|e| e.id) } else { None };
+    let next_before = if more { list.last().map(id) } else { None };
+    Ok((list, next_before))
+}
+
+/// One page of executions for a filter, and the `before` of the next (older) page, if any.
+pub(crate) async fn page(store: &dyn Store, filter: ExecutionFilter) -> Result<(Vec<Execution>, Option<i64>), StoreError> {
+    paged(
+        filter.limit,
+        |e: &Execution| e.id,
+        |before, limit| {
+            let f = ExecutionFilter {
+                before_id: before.or(filter.before_id),
+                limit,
+                ..filter.clone()
+            };
+            async move { store.executions(&f).await }
+        },
+    )
+    .await
+}
+
+/// Executions, newest first, a page at a time.
+#[utoipa::path(
+    get,
+    path = "/api/v1/executions",
+    operation_id = "list_executions",
+    tag = "executions",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "A page of executions; `next_before` fetches the next.", body = ExecutionList),
+        (status = 400, description = "A filter is malformed, e.g. a `since` that is neither RFC 3339 nor a date (`bad_request`).", body = ErrorBody),
+        (status = 401, description = "No token, or an unknown or revoked one.", body = ErrorBody),
+    )
+)]
+pub(crate) async fn list(
+    State(state): State<AppState>,
+    _caller: Caller,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> Result<Json<ExecutionList>, ApiError> {
+    let filter = execution_filter(&state, &q, false, DEFAULT_LIMIT).map_err(ApiError::bad_request)?;
+    let (list, next_before) = page(state.engine.store().as_ref(), filter).await?;
     let catalog = state.engine.catalog();
     Ok(Json(ExecutionList {
         executions: list.iter().map(|e| ExecutionView::of(e, catalog)).collect(),
@@ -454,7 +586,7 @@ pub(crate) async fn list(
     path = "/api/v1/executions/{id}",
     operation_id = "get_execution",
     tag = "executions",
-    params(("id" = i64, Path, description = "Execution id.")),
+    params(("id" = i64, Path, minimum = 1, description = "Execution id.")),
     responses(
         (status = 200, description = "The execution.", body = ExecutionView),
         (status = 400, description = "Not an id (`bad_request`).", body = ErrorBody),
@@ -474,7 +606,7 @@ pub(crate) async fn one(State(state): State<AppState>, _caller: Caller, Path(id)
     path = "/api/v1/executions/{id}/cancel",
     operation_id = "cancel_execution",
     tag = "executions",
-    params(("id" = i64, Path, description = "Execution id.")),
+    params(("id" = i64, Path, minimum = 1, description = "Execution id.")),
     responses(
         (status = 202, description = "Asked to stop (or already ended); the execution as it is now.", body = ExecutionView),
         (status = 400, description = "Not an id (`bad_request`).", body = ErrorBody),

@@ -11,12 +11,16 @@
 
 mod audit;
 mod auth;
+mod chat;
+mod console;
 mod error;
 mod executions;
 mod jobs;
 mod metrics;
 mod openapi;
 mod ops;
+mod pages;
+pub mod session;
 mod stream;
 mod views;
 
@@ -27,6 +31,7 @@ use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use tokio::sync::watch;
 
 /// Largest request body accepted, in bytes; bigger ones get `413 payload_too_large`.
@@ -54,11 +59,23 @@ struct Inner {
     user_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Set when the server shuts down, so long-lived event streams end and let it finish.
     closing: watch::Sender<bool>,
+    /// Who may sign in to the console, and how.
+    web: session::WebSettings,
+    /// Failed sign-in counters.
+    throttle: session::Throttle,
+    /// Live web chat channels.
+    chat: chat::ChatHub,
 }
 
 impl AppState {
-    /// State for an engine, with its own metrics recorder (several may live in one process).
+    /// State for an engine, with its own metrics recorder (several may live in one process),
+    /// and no web users (the console then only explains how to add one).
     pub fn new(engine: Arc<Engine>) -> AppState {
+        Self::with_web(engine, session::WebSettings::default())
+    }
+
+    /// State for an engine and the console's sign-in settings (see [`session::prepare`]).
+    pub fn with_web(engine: Arc<Engine>, web: session::WebSettings) -> AppState {
         let (closing, _) = watch::channel(false);
         AppState {
             engine,
@@ -67,12 +84,41 @@ impl AppState {
                 exec_counts: metrics::CountsCache::default(),
                 user_locks: Mutex::new(HashMap::new()),
                 closing,
+                web,
+                throttle: session::Throttle::default(),
+                chat: chat::ChatHub::default(),
             }),
         }
     }
 
     pub(crate) fn metrics(&self) -> &metrics::Metrics {
         &self.inner.metrics
+    }
+
+    /// The console's sign-in settings.
+    pub fn web(&self) -> &session::WebSettings {
+        &self.inner.web
+    }
+
+    pub(crate) fn chat(&self) -> &chat::ChatHub {
+        &self.inner.chat
+    }
+
+    /// Updates the web chat's job cards for a notice about a run asked for in the web chat
+    /// (others are ignored). `opsbot serve` passes every notice here.
+    /// Final notices also feed the execution duration histogram of `/metrics`.
+    pub async fn deliver_notice(&self, notice: &opsbot_engine::Notice) {
+        if notice.state.is_final()
+            && let Ok(Some(e)) = self.engine.store().execution(notice.execution).await
+            && let Some(ms) = e.duration_ms
+        {
+            self.metrics().finished(&e.job, e.state, ms as f64 / 1000.0);
+        }
+        chat::deliver_notice(self, notice).await
+    }
+
+    pub(crate) fn throttle(&self) -> &session::Throttle {
+        &self.inner.throttle
     }
 
     pub(crate) fn exec_counts(&self) -> &metrics::CountsCache {
@@ -104,6 +150,11 @@ pub fn app(state: AppState) -> Router {
         .route("/audit", get(audit::list))
         .route("/openapi.json", get(openapi::document));
     Router::new()
+        .route("/", get(pages::index))
+        .route("/login", get(pages::login_form).post(pages::login))
+        .route("/logout", post(pages::logout))
+        .route("/assets/{name}", get(pages::asset))
+        .merge(console_routes())
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
@@ -116,20 +167,121 @@ pub fn app(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// The console's pages and the web chat (HTML, signed in by session cookie).
+fn console_routes() -> Router<AppState> {
+    Router::new().merge(console::routes()).merge(chat::routes())
+}
+
+/// Most connections served at once; one over the limit is closed at once (and logged).
+pub const MAX_CONNECTIONS: usize = 4096;
+
+/// How long a client may take to send a request's headers — and how long an idle keep-alive
+/// connection stays open — before the connection is closed (slow or stalled clients must not
+/// hold connections forever).
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Serves [`app`] on `listener` until `shutdown` completes, then finishes the requests in
-/// flight (event streams are ended) and returns.
+/// flight (event streams and chat sockets are ended) and returns.
+///
+/// HTTP/1.1 (with WebSocket upgrades) and HTTP/2 through hyper's own connection builder rather
+/// than `axum::serve`, which sets no timeouts: headers must arrive within
+/// [`HEADER_READ_TIMEOUT`], idle keep-alive connections close after it, and at most
+/// [`MAX_CONNECTIONS`] are served at once.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    serve_with_limits(listener, state, shutdown, Limits::default()).await
+}
+
+/// The connection limits of [`serve`].
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// See [`HEADER_READ_TIMEOUT`].
+    pub header_read_timeout: Duration,
+    /// See [`MAX_CONNECTIONS`].
+    pub max_connections: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            header_read_timeout: HEADER_READ_TIMEOUT,
+            max_connections: MAX_CONNECTIONS,
+        }
+    }
+}
+
+/// [`serve`] with other limits (tests use short ones).
+pub async fn serve_with_limits(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    limits: Limits,
+) -> std::io::Result<()> {
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use hyper_util::server::conn::auto::Builder;
+    use hyper_util::service::TowerToHyperService;
+    use tower::ServiceExt;
+
     let closing = state.inner.clone();
-    let signal = async move {
-        shutdown.await;
-        tracing::info!("web server: shutting down");
-        closing.closing.send_replace(true);
-    };
-    axum::serve(listener, app(state)).with_graceful_shutdown(signal).await
+    let router = app(state);
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Some(limits.header_read_timeout))
+        .max_concurrent_streams(256);
+    let mut last_full_warning: Option<std::time::Instant> = None;
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of descriptors or a connection reset before accept: wait a little.
+                    tracing::warn!(error = %e, "cannot accept a connection");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = &mut shutdown => break,
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            if last_full_warning.is_none_or(|t| t.elapsed() > Duration::from_secs(60)) {
+                tracing::warn!(limit = limits.max_connections, peer = %peer, "too many open connections; refusing new ones");
+                last_full_warning = Some(std::time::Instant::now());
+            }
+            drop(stream);
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let router = router.clone();
+        let service = tower::service_fn(move |mut req: axum::http::Request<hyper::body::Incoming>| {
+            req.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+            router.clone().oneshot(req)
+        });
+        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(service));
+        let conn = graceful.watch(conn.into_owned());
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(peer = %peer, error = %e, "connection ended with an error");
+            }
+            drop(slot);
+        });
+    }
+    tracing::info!("web server: shutting down");
+    closing.closing.send_replace(true);
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
 }
 
 /// A fresh API token: the secret to show once (`opsb_` and 64 hex digits from the operating
@@ -145,6 +297,11 @@ pub fn new_token() -> (String, String) {
 /// The SHA-256 (lower-case hex) of a token secret, as stored and looked up.
 pub fn token_hash(secret: &str) -> String {
     hex::encode(Sha256::digest(secret.as_bytes()))
+}
+
+/// Largest WebSocket message the web chat accepts from a browser, in bytes.
+pub fn chat_max_frame() -> usize {
+    chat::MAX_FRAME
 }
 
 /// The OpenAPI document of this server, as served on `/api/v1/openapi.json`.

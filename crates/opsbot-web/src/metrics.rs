@@ -63,6 +63,10 @@ impl CountsCache {
     }
 }
 
+/// Buckets of the execution duration histogram, in seconds: from a quick health check to a
+/// long migration.
+const DURATION_BUCKETS: &[f64] = &[0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0];
+
 /// How a run request ended, the `outcome` label of `opsbot_api_runs_total`.
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum RunOutcome {
@@ -110,12 +114,40 @@ pub(crate) struct Metrics {
 impl Metrics {
     /// A fresh recorder with the metrics described and the run outcomes at 0.
     pub fn new() -> Self {
-        let recorder = PrometheusBuilder::new().build_recorder();
+        let recorder = PrometheusBuilder::new()
+            .set_buckets_for_metric(
+                metrics_exporter_prometheus::Matcher::Full("opsbot_execution_duration_seconds".into()),
+                DURATION_BUCKETS,
+            )
+            .expect("the buckets are not empty")
+            .build_recorder();
         with_local_recorder(&recorder, || {
             describe_counter!("opsbot_http_requests_total", "HTTP requests answered, by route and status.");
             describe_counter!("opsbot_api_runs_total", "Run requests through the API, by outcome.");
             describe_gauge!("opsbot_executions", "Executions in the store, by state.");
             describe_gauge!("opsbot_queue_depth", "Executions waiting for a worker.");
+            describe_counter!(
+                "opsbot_messages_total",
+                "Messages handed to the engine, by adapter (web_chat, api)."
+            );
+            describe_gauge!(
+                "opsbot_adapter_up",
+                "Whether an adapter is connected to its platform (1) or not (0)."
+            );
+            describe_gauge!(
+                "opsbot_adapter_connections",
+                "Open connections of an adapter (web_chat: browser sockets)."
+            );
+            metrics::describe_histogram!(
+                "opsbot_execution_duration_seconds",
+                metrics::Unit::Seconds,
+                "Wall time of finished executions seen by this process, by job and final state."
+            );
+            gauge!("opsbot_adapter_up", "adapter" => "web_chat").set(1.0);
+            gauge!("opsbot_adapter_connections", "adapter" => "web_chat").set(0.0);
+            for a in ["web_chat", "api"] {
+                counter!("opsbot_messages_total", "adapter" => a).absolute(0);
+            }
             for o in RunOutcome::ALL {
                 counter!("opsbot_api_runs_total", "outcome" => o.label()).absolute(0);
             }
@@ -134,6 +166,27 @@ impl Metrics {
     pub fn run(&self, outcome: RunOutcome) {
         with_local_recorder(&self.recorder, || {
             counter!("opsbot_api_runs_total", "outcome" => outcome.label()).increment(1);
+        });
+    }
+
+    /// Counts one message handed to the engine by `adapter`.
+    pub fn message(&self, adapter: &'static str) {
+        with_local_recorder(&self.recorder, || {
+            counter!("opsbot_messages_total", "adapter" => adapter).increment(1);
+        });
+    }
+
+    /// Adds `delta` to the open connections of `adapter`.
+    pub fn connections(&self, adapter: &'static str, delta: f64) {
+        with_local_recorder(&self.recorder, || {
+            gauge!("opsbot_adapter_connections", "adapter" => adapter).increment(delta);
+        });
+    }
+
+    /// Records the wall time of a finished execution.
+    pub fn finished(&self, job: &str, state: ExecState, seconds: f64) {
+        with_local_recorder(&self.recorder, || {
+            metrics::histogram!("opsbot_execution_duration_seconds", "job" => job.to_string(), "state" => state.as_str()).record(seconds);
         });
     }
 

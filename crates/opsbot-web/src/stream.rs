@@ -2,7 +2,7 @@
 
 use crate::AppState;
 use crate::auth::Caller;
-use crate::error::ApiError;
+use crate::error::{ApiError, ApiQuery};
 use crate::executions::load;
 use crate::views::{ErrorBody, ErrorDetail, ExecutionView, LineView};
 use axum::extract::{Path, State};
@@ -14,11 +14,13 @@ use opsbot_core::{ExecutionId, OutputLine};
 use opsbot_engine::Engine;
 use opsbot_engine::present::render_lines;
 use opsbot_store::StoreError;
+use serde::Deserialize;
 use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
+use utoipa::IntoParams;
 
 /// How often a stream looks for new output.
 const POLL: Duration = Duration::from_millis(200);
@@ -27,22 +29,62 @@ const POLL: Duration = Duration::from_millis(200);
 /// are sent, so a client that does not read cannot make the server hold the whole output.
 const BATCH: usize = 500;
 
+/// How the full log is sent.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct LogQuery {
+    /// `1` (or `true`): send it as a file to save, `opsbot-execution-ID.log`
+    /// (`Content-Disposition: attachment`).
+    #[param(value_type = Option<String>, example = "1")]
+    download: Option<String>,
+}
+
+/// Where a log stream starts.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct StreamQuery {
+    /// Start after this many lines (a page that already shows them); a `Last-Event-ID` header
+    /// takes precedence.
+    #[param(value_type = Option<u64>, minimum = 0)]
+    after: Option<String>,
+}
+
+/// A yes/no query flag: absent or empty, `0`, `false`, `no` are no; `1`, `true`, `yes` are yes.
+fn flag(name: &str, v: &Option<String>) -> Result<bool, ApiError> {
+    match v.as_deref().map(|s| s.trim().to_ascii_lowercase()).as_deref() {
+        None | Some("" | "0" | "false" | "no") => Ok(false),
+        Some("1" | "true" | "yes") => Ok(true),
+        Some(other) => Err(ApiError::bad_request(format!(
+            "`{name}` is 1 or 0; got `{}`.",
+            opsbot_core::job::shorten(other, 40)
+        ))),
+    }
+}
+
 /// All output of an execution, each line as `opsbot logs ID --all` shows it.
 #[utoipa::path(
     get,
     path = "/api/v1/executions/{id}/log",
     operation_id = "get_execution_log",
     tag = "executions",
-    params(("id" = i64, Path, description = "Execution id.")),
+    params(("id" = i64, Path, minimum = 1, description = "Execution id."), LogQuery),
     responses(
-        (status = 200, description = "The output so far; stderr lines start with `[stderr] `, opsbot's notes with `[opsbot] `.",
-            body = String, content_type = "text/plain"),
-        (status = 400, description = "Not an id (`bad_request`).", body = ErrorBody),
+        (status = 200, description = "The output so far; stderr lines start with `[stderr] `, opsbot's notes with `[opsbot] `. \
+            With `download=1`, as an attachment named `opsbot-execution-ID.log`.",
+            body = String, content_type = "text/plain",
+            headers(("Content-Disposition" = String, description = "With `download=1`: `attachment; filename=\"opsbot-execution-ID.log\"`."))),
+        (status = 400, description = "Not an id, or a bad `download` (`bad_request`).", body = ErrorBody),
         (status = 401, description = "No token, or an unknown or revoked one.", body = ErrorBody),
         (status = 404, description = "No such execution (`not_found`).", body = ErrorBody),
     )
 )]
-pub(crate) async fn log(State(state): State<AppState>, _caller: Caller, Path(id): Path<String>) -> Result<Response, ApiError> {
+pub(crate) async fn log(
+    State(state): State<AppState>,
+    _caller: Caller,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<LogQuery>,
+) -> Result<Response, ApiError> {
+    let download = flag("download", &q.download)?;
     let e = load(&state, &id).await?;
     let lines = state.engine.store().output_all(e.id).await?;
     let mut text = render_lines(&lines);
@@ -52,26 +94,35 @@ pub(crate) async fn log(State(state): State<AppState>, _caller: Caller, Path(id)
     let mut resp = text.into_response();
     resp.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    if download {
+        let disposition = format!("attachment; filename=\"opsbot-execution-{}.log\"", e.id);
+        resp.headers_mut().insert(
+            header::CONTENT_DISPOSITION,
+            HeaderValue::from_str(&disposition).map_err(ApiError::internal)?,
+        );
+    }
     Ok(resp)
 }
 
 /// Output as it is stored, as Server-Sent Events: `event: line` per line (`id` is its 1-based
 /// number; data `{at, stream, text}`), then `event: end` with the final execution, then the
-/// stream closes. A reconnecting client's `Last-Event-ID` resumes after that line.
+/// stream closes. A reconnecting client's `Last-Event-ID` resumes after that line; `after=N`
+/// starts after line N (for a page that already shows the first N).
 #[utoipa::path(
     get,
     path = "/api/v1/executions/{id}/log/stream",
     operation_id = "stream_execution_log",
     tag = "executions",
     params(
-        ("id" = i64, Path, description = "Execution id."),
+        ("id" = i64, Path, minimum = 1, description = "Execution id."),
         ("Last-Event-ID" = Option<u64>, Header, description = "Resume after this line number."),
+        StreamQuery,
     ),
     responses(
         (status = 200, description = "`event: line` (data: LineView) for each output line, then `event: end` (data: \
             ExecutionView) when the execution is over. On a failure of ours, `event: error` (data: ErrorBody).",
             body = String, content_type = "text/event-stream"),
-        (status = 400, description = "Not an id, or a `Last-Event-ID` that is not a line number (`bad_request`).", body = ErrorBody),
+        (status = 400, description = "Not an id, or a `Last-Event-ID` or `after` that is not a line number (`bad_request`).", body = ErrorBody),
         (status = 401, description = "No token, or an unknown or revoked one.", body = ErrorBody),
         (status = 404, description = "No such execution (`not_found`).", body = ErrorBody),
     )
@@ -80,11 +131,21 @@ pub(crate) async fn log_stream(
     State(state): State<AppState>,
     _caller: Caller,
     Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<StreamQuery>,
     headers: HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let e = load(&state, &id).await?;
-    let sent = match headers.get("last-event-id") {
+    let after = match q.after.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
         None => 0,
+        Some(a) => a.parse::<u64>().map_err(|_| {
+            ApiError::bad_request(format!(
+                "`after` is a number of lines (0 or more); got `{}`.",
+                opsbot_core::job::shorten(a, 40)
+            ))
+        })?,
+    };
+    let sent = match headers.get("last-event-id") {
+        None => after,
         Some(v) => v.to_str().ok().and_then(|v| v.trim().parse::<u64>().ok()).ok_or_else(|| {
             ApiError::bad_request(format!(
                 "The Last-Event-ID header must be the number of the last line received (0 or more), not {:?}.",

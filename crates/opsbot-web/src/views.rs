@@ -399,6 +399,8 @@ impl LineView {
 pub(crate) struct AuditList {
     /// The records.
     pub records: Vec<AuditView>,
+    /// Pass as `before` for the next (older) page; null when this is the last page.
+    pub next_before: Option<i64>,
 }
 
 /// One decision, as recorded.

@@ -9,6 +9,7 @@ mod serve;
 mod shell;
 mod status;
 mod token;
+mod user;
 
 use clap::parser::ValueSource;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
@@ -147,6 +148,9 @@ enum Cmd {
     /// Manage API tokens for the REST API (stored hashed; shown once).
     #[command(subcommand)]
     Token(token::TokenCmd),
+    /// Web console users: hash a password for the config, reset a generated one.
+    #[command(subcommand)]
+    User(user::UserCmd),
 }
 
 /// An execution id on the command line: `12` or `#12`.
@@ -222,6 +226,7 @@ async fn local(config: &std::path::Path, db: Option<PathBuf>, command: Cmd) -> a
         Cmd::Logs { id, all, follow } => status::logs(config, db, id, all, follow).await,
         Cmd::Serve { listen, no_web } => serve::serve(config, db, listen, no_web).await,
         Cmd::Token(cmd) => token::token(config, db, cmd).await,
+        Cmd::User(cmd) => user::user(config, db, cmd).await,
     }
 }
 

@@ -31,6 +31,7 @@ pub async fn serve(config: &Path, db: Option<PathBuf>, listen: Option<SocketAddr
     let mut rt = Runtime::start(config, db, false).await?;
     let (stop_web, web_stopped) = tokio::sync::oneshot::channel::<()>();
     let mut web = None;
+    let mut web_state = None;
     let mut web_line = "web server off".to_string();
     if rt.config.web.enabled && !no_web {
         let addr = listen.unwrap_or(rt.config.web.listen);
@@ -38,16 +39,52 @@ pub async fn serve(config: &Path, db: Option<PathBuf>, listen: Option<SocketAddr
             .await
             .with_context(|| format!("cannot listen on {addr}; set [web] listen in the config or pass --listen ADDR (or --no-web)"))?;
         let bound = listener.local_addr()?;
-        let state = opsbot_web::AppState::new(rt.engine.clone());
+        let (settings, generated) = opsbot_web::session::prepare(&rt.config.web, rt.engine.store().as_ref())
+            .await
+            .context("cannot prepare the web users")?;
+        let url = rt.config.web.public_url.clone().unwrap_or_else(|| format!("http://{bound}"));
+        let users = settings.users.iter().map(|u| u.name.clone()).collect::<Vec<_>>();
+        let state = opsbot_web::AppState::with_web(rt.engine.clone(), settings);
+        web_state = Some(state.clone());
         web = Some(tokio::spawn(opsbot_web::serve(listener, state, async {
             let _ = web_stopped.await;
         })));
         web_line = format!(
-            "REST API on http://{bound}/api/v1 (tokens: `opsbot token create --user NAME`), health on /healthz, metrics on /metrics"
+            "web console on {url}/ (REST API under /api/v1, tokens: `opsbot token create --user NAME`; health on /healthz, metrics on /metrics)"
         );
+        eprintln!("opsbot: open {url}/ in a browser to use the web chat and console.");
+        if users.is_empty() {
+            eprintln!(
+                "opsbot: no web users are configured, so nobody can sign in; add [web.users.NAME] with a password_hash from `opsbot user hash-password` (see docs/configuration.md)."
+            );
+        }
+        for g in &generated {
+            eprintln!(
+                "opsbot: web user `{}` has the generated password  {}  — it is shown only this once (only its hash is stored). Set {} to choose it, or `opsbot user reset-password {}` for a new one.",
+                g.user,
+                g.password,
+                opsbot_core::config::WebPassword::env_var_for(&g.user),
+                g.user
+            );
+        }
+        for u in &rt.config.web.users {
+            if let opsbot_core::config::WebPassword::Generated { env } = &u.password
+                && !generated.iter().any(|g| g.user == u.name)
+            {
+                let how = if std::env::var_os(env).is_some_and(|v| !v.is_empty()) {
+                    format!("its password is the value of {env}")
+                } else {
+                    format!(
+                        "its generated password was printed at the first start; `opsbot user reset-password {}` makes a new one",
+                        u.name
+                    )
+                };
+                eprintln!("opsbot: web user `{}`: {how}.", u.name);
+            }
+        }
     }
     eprintln!(
-        "opsbot serving {} jobs from {} (store {}, {} worker slots); {web_line}. No chat adapters are configured in this build yet; use `opsbot shell` or `opsbot run` on the same config. Ctrl-C to stop.",
+        "opsbot serving {} jobs from {} (store {}, {} worker slots); {web_line}. Ctrl-C to stop.",
         rt.config.catalog.len(),
         rt.config.path.display(),
         rt.db.display(),
@@ -55,12 +92,20 @@ pub async fn serve(config: &Path, db: Option<PathBuf>, listen: Option<SocketAddr
     );
     for n in std::mem::take(&mut rt.lost_at_start) {
         tracing::warn!(execution = n.execution, "{}", n.reply.plain_text().trim());
+        if let Some(s) = &web_state {
+            s.deliver_notice(&n).await;
+        }
     }
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     loop {
         tokio::select! {
             n = rt.notices.recv() => match n {
-                Some(n) => tracing::info!(execution = n.execution, state = %n.state, place = %n.place, "{}", n.reply.plain_text().lines().next().unwrap_or("")),
+                Some(n) => {
+                    tracing::info!(execution = n.execution, state = %n.state, place = %n.place, "{}", n.reply.plain_text().lines().next().unwrap_or(""));
+                    if let Some(s) = &web_state {
+                        s.deliver_notice(&n).await;
+                    }
+                }
                 None => break,
             },
             _ = tokio::signal::ctrl_c() => break,

@@ -2,9 +2,12 @@
 //! store, real workers running real processes for the end-to-end cases, and one real TCP server.
 
 mod auth;
+mod chat;
+mod console;
 mod e2e;
 mod harness;
 mod jobs;
 mod ops;
 mod runs;
 mod serve;
+mod signin;

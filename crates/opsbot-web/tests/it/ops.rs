@@ -39,11 +39,16 @@ async fn a_store_failure_is_503_for_readyz_and_500_internal_elsewhere_without_de
 #[tokio::test]
 async fn unknown_routes_and_wrong_methods_answer_in_the_envelope() {
     let t = TestApp::new().await;
-    for path in ["/nope", "/api/v1/nope", "/api/v2/jobs"] {
+    for path in ["/api/v1/nope", "/api/v2/jobs", "/api"] {
         let r = t.get(path).await;
         assert_eq!(r.status, StatusCode::NOT_FOUND, "{path}");
         assert_eq!(r.code(), "not_found");
     }
+    // Outside the API a person's browser gets a page.
+    let r = t.get("/nope").await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert!(r.header("content-type").starts_with("text/html"), "{:?}", r.headers);
+    assert!(r.text().contains("There is no page here"), "{}", r.text());
     let r = t.call(t.req(Method::DELETE, "/api/v1/jobs").body(Body::empty()).unwrap()).await;
     assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED, "{}", r.text());
     assert_eq!(r.code(), "method_not_allowed");

@@ -78,3 +78,52 @@ async fn serve_answers_over_tcp_and_returns_after_shutdown() {
     assert!(result.is_ok(), "{result:?}");
     assert!(TcpStream::connect(addr).await.is_err(), "still listening after shutdown");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_clients_are_cut_off_and_connections_are_capped() {
+    let t = TestApp::new().await;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let limits = opsbot_web::Limits {
+        header_read_timeout: Duration::from_secs(2),
+        max_connections: 2,
+    };
+    tokio::spawn(opsbot_web::serve_with_limits(
+        listener,
+        t.state.clone(),
+        async {
+            let _ = stopped.await;
+        },
+        limits,
+    ));
+    // A client that sends half a request line and stalls is disconnected.
+    let mut slow = TcpStream::connect(addr).await.unwrap();
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+    // An idle keep-alive connection too, after its first answer.
+    let mut idle = TcpStream::connect(addr).await.unwrap();
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    // While both are open, a third connection is closed at once (the cap is 2).
+    let mut third = TcpStream::connect(addr).await.unwrap();
+    let _ = third
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await;
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), third.read_to_end(&mut out))
+        .await
+        .expect("closed");
+    assert!(
+        !String::from_utf8_lossy(&out).contains("200 OK"),
+        "served over the cap: {}",
+        String::from_utf8_lossy(&out)
+    );
+    for (name, s) in [("stalled", &mut slow), ("idle", &mut idle)] {
+        let mut buf = Vec::new();
+        let r = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf)).await;
+        assert!(r.is_ok(), "the {name} connection was not closed");
+    }
+    // With those gone, requests are served again.
+    let resp = http(addr, "GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").await;
+    assert!(resp.starts_with("HTTP/1.1 200 OK\r\n"), "{resp}");
+    let _ = stop.send(());
+}

@@ -56,20 +56,37 @@ impl Sandbox {
     }
     /// Starts `opsbot serve --listen 127.0.0.1:0` on this sandbox; returns it and its address.
     pub fn serve(&self, config: &Path) -> (Session, String) {
+        self.serve_with(config, &[])
+    }
+    /// [`Sandbox::serve`] with extra environment variables (e.g. `OPSBOT_PASSWORD_DEMO`).
+    pub fn serve_with(&self, config: &Path, env: &[(&str, &str)]) -> (Session, String) {
         let mut c = self.cmd(config);
         c.args(["serve", "--listen", "127.0.0.1:0"]);
+        c.envs(env.iter().copied());
         let serve = Session::start(c);
         let start = Instant::now();
+        // The address from the startup line (`… web console on http://ADDR/ …`, or the older
+        // `REST API on http://ADDR/…`), printed once the listener is bound.
+        let line = Regex::new(r"(?:web console|REST API) on http://([^/\s]+)/").unwrap();
         let addr = loop {
             let err = serve.stderr();
-            if let Some(i) = err.find("REST API on http://") {
-                let rest = &err[i + "REST API on http://".len()..];
-                break rest[..rest.find('/').unwrap()].to_string();
+            if let Some(m) = line.captures(&err) {
+                break m[1].to_string();
             }
             assert!(start.elapsed() < Duration::from_secs(20), "serve did not start: {err}");
             std::thread::sleep(Duration::from_millis(20));
         };
         (serve, addr)
+    }
+    /// Writes the example config with `extra` appended into this sandbox (its `scripts/` linked
+    /// to the examples' own) and returns its path.
+    pub fn example_copy(&self, extra: &str) -> PathBuf {
+        let text = std::fs::read_to_string(example_config()).expect("read the example config");
+        let scripts = self.path("scripts");
+        if !scripts.exists() {
+            std::os::unix::fs::symlink(example_config().parent().unwrap().join("scripts"), scripts).expect("link scripts");
+        }
+        self.config(&format!("{text}\n{extra}\n"))
     }
     /// A command for the binary as a client of the opsbot at `server`, with `token` in
     /// OPSBOT_TOKEN (none when `None`), run in an empty folder with a config path that does not
@@ -244,6 +261,53 @@ pub fn http(addr: &str, method: &str, path: &str, token: Option<&str>, body: Opt
     let status = resp.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
     let body = resp.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
     (status, body)
+}
+
+/// One HTTP/1.1 request with extra headers and an optional `(content type, body)`, over a fresh
+/// connection; returns (status, response headers, body).
+pub fn http_with(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], body: Option<(&str, &str)>) -> (u16, String, String) {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if let Some((ty, b)) = body {
+        req.push_str(&format!("Content-Type: {ty}\r\nContent-Length: {}\r\n", b.len()));
+    } else if method == "POST" {
+        req.push_str("Content-Length: 0\r\n");
+    }
+    req.push_str("\r\n");
+    req.push_str(body.map(|b| b.1).unwrap_or(""));
+    s.write_all(req.as_bytes()).unwrap();
+    let mut resp = Vec::new();
+    let _ = s.read_to_end(&mut resp);
+    let resp = String::from_utf8_lossy(&resp);
+    let status = resp.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let (head, body) = resp.split_once("\r\n\r\n").unwrap_or((&resp, ""));
+    (status, head.to_string(), body.to_string())
+}
+
+/// A program the tests need from outside the repository (installed by `scripts/test.sh`):
+/// `Some(path)` when it is there; otherwise a test fails when `OPSBOT_REQUIRE_SERVERS=1` (CI)
+/// and is skipped with a note when not.
+pub fn required_program(what: &str, env_var: &str, default: &Path) -> Option<PathBuf> {
+    let path = std::env::var_os(env_var)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| default.to_path_buf());
+    if path.is_file() {
+        return Some(path);
+    }
+    let note = format!(
+        "{what} not found at {} (set {env_var}, or run scripts/test.sh, which installs it)",
+        path.display()
+    );
+    if std::env::var("OPSBOT_REQUIRE_SERVERS").is_ok_and(|v| v == "1") {
+        panic!("{note}; OPSBOT_REQUIRE_SERVERS=1 needs it");
+    }
+    eprintln!("SKIPPED: {note}");
+    None
 }
 
 /// Runs the shell on a whole script (stdin closed at the end) and returns its stdout.

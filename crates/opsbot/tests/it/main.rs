@@ -1,6 +1,7 @@
 //! Behaviour of the `opsbot` binary through its public surface: scripted shell sessions,
 //! `opsbot run`, `opsbot check` and `opsbot serve`, with real processes.
 
+mod browser;
 mod check;
 mod client;
 mod dialogs;
@@ -9,5 +10,7 @@ mod hostile;
 mod jobs;
 mod lifecycle;
 mod run_cli;
+mod schemathesis;
+mod users;
 mod verbs;
 mod web;
