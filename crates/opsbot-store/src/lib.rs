@@ -309,6 +309,9 @@ pub trait Store: Send + Sync {
     async fn ping(&self) -> Result<(), StoreError>;
     /// State changes of executions, as they happen in this process's store.
     fn subscribe(&self) -> broadcast::Receiver<ExecEvent>;
+    /// The id of an execution each time output of it is stored by this process's store (live
+    /// logs wake on it instead of waiting for their next poll).
+    fn subscribe_output(&self) -> broadcast::Receiver<ExecutionId>;
     /// Notified whenever an execution is queued, so workers wake without polling.
     fn queue_notify(&self) -> Arc<Notify>;
 }

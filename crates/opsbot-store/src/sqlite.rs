@@ -50,6 +50,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
 pub struct SqliteStore {
     pool: SqlitePool,
     events: broadcast::Sender<ExecEvent>,
+    output: broadcast::Sender<ExecutionId>,
     queue: Arc<Notify>,
 }
 
@@ -118,9 +119,11 @@ impl SqliteStore {
     async fn from_pool(pool: SqlitePool) -> Result<SqliteStore, StoreError> {
         migrator().run(&pool).await?;
         let (events, _) = broadcast::channel(EVENT_CAPACITY);
+        let (output, _) = broadcast::channel(EVENT_CAPACITY);
         Ok(SqliteStore {
             pool,
             events,
+            output,
             queue: Arc::new(Notify::new()),
         })
     }
@@ -652,6 +655,7 @@ impl Store for SqliteStore {
         .bind(body)
         .execute(&self.pool)
         .await?;
+        let _ = self.output.send(id);
         Ok(())
     }
 
@@ -1071,6 +1075,10 @@ impl Store for SqliteStore {
 
     fn subscribe(&self) -> broadcast::Receiver<ExecEvent> {
         self.events.subscribe()
+    }
+
+    fn subscribe_output(&self) -> broadcast::Receiver<ExecutionId> {
+        self.output.subscribe()
     }
 
     fn queue_notify(&self) -> Arc<Notify> {

@@ -80,7 +80,8 @@ pub(crate) fn render(name: &str, who: Option<&SignedIn>, section: &str, ctx: Val
         section => section,
         asset_version => ASSET_VERSION.as_str(),
     };
-    let merged = context! { ..ctx, ..base };
+    // The first source that has a key wins: the layout's own keys can never be shadowed by a page.
+    let merged = context! { ..base, ..ctx };
     let html = TEMPLATES.get_template(name).and_then(|t| t.render(merged));
     match html {
         Ok(html) => {

@@ -252,6 +252,10 @@ pub async fn start_session(state: &AppState, user: &str) -> Result<(HeaderValue,
         expires_at: now + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::hours(12)),
     };
     state.engine.store().create_session(&session).await?;
+    // Expired sessions are refused already; forgetting them at each sign-in keeps the table small.
+    if let Err(e) = state.engine.store().purge_sessions().await {
+        tracing::warn!(error = %e, "cannot forget expired sessions");
+    }
     Ok((set_cookie(SESSION_COOKIE, &id, ttl, state.web().secure_cookies), session))
 }
 

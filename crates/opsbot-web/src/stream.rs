@@ -19,7 +19,7 @@ use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
 use utoipa::IntoParams;
 
 /// How often a stream looks for new output.
@@ -162,6 +162,8 @@ pub(crate) async fn log_stream(
         done: false,
         now: true,
         closing: state.closing(),
+        output: state.engine.store().subscribe_output(),
+        states: state.engine.store().subscribe(),
     };
     Ok(Sse::new(futures_util::stream::unfold(tail, next_event)).keep_alive(KeepAlive::default()))
 }
@@ -183,6 +185,39 @@ struct Tail {
     /// The next read is immediate: none yet, or the last one was cut at [`BATCH`].
     now: bool,
     closing: watch::Receiver<bool>,
+    /// Output stored by this process: wakes the stream at once for its execution.
+    output: broadcast::Receiver<ExecutionId>,
+    /// State changes in this process: the end wakes the stream at once.
+    states: broadcast::Receiver<opsbot_core::ExecEvent>,
+}
+
+impl Tail {
+    /// Waits until output or a state change of this execution is seen in this process, or
+    /// [`POLL`] passes (output stored by another process sharing the store), or the server closes
+    /// (false).
+    async fn wait(&mut self) -> bool {
+        let id = self.id;
+        let sleep = tokio::time::sleep(POLL);
+        tokio::pin!(sleep);
+        loop {
+            tokio::select! {
+                _ = &mut sleep => return true,
+                _ = self.closing.changed() => return false,
+                got = self.output.recv() => match got {
+                    Ok(x) if x != id => continue,
+                    // Ours, or missed some (lagged): read now.
+                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => return true,
+                    // (The store holds the sender as long as the engine lives; never seen.)
+                    Err(broadcast::error::RecvError::Closed) => { (&mut sleep).await; return true }
+                },
+                got = self.states.recv() => match got {
+                    Ok(ev) if ev.id != id => continue,
+                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => return true,
+                    Err(broadcast::error::RecvError::Closed) => { (&mut sleep).await; return true }
+                },
+            }
+        }
+    }
 }
 
 async fn next_event(mut t: Tail) -> Option<(Result<Event, Infallible>, Tail)> {
@@ -206,11 +241,8 @@ async fn next_event(mut t: Tail) -> Option<(Result<Event, Infallible>, Tail)> {
             };
             return Some((Ok(event), t));
         }
-        if !t.now {
-            tokio::select! {
-                _ = tokio::time::sleep(POLL) => {}
-                _ = t.closing.changed() => return None,
-            }
+        if !t.now && !t.wait().await {
+            return None;
         }
         if let Err(e) = poll(&mut t).await {
             t.done = true;

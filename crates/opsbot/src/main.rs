@@ -23,10 +23,11 @@ use std::process::ExitCode;
     version,
     about,
     long_about = None,
-    after_help = "Start with: opsbot shell --config examples/opsbot.toml\n\
+    after_help = "Start with: opsbot serve --config examples/opsbot.toml  (then open the printed URL; the demo user's\n\
+  password is printed at the first start) — or opsbot shell --config examples/opsbot.toml in the terminal\n\
 Remote: `run`, `status` and `logs` with --server URL (or OPSBOT_SERVER) use that opsbot's REST API,\n\
   with the API token in OPSBOT_TOKEN (never a flag): OPSBOT_TOKEN=opsb_… opsbot --server URL logs 12\n\
-Docs: docs/configuration.md, docs/architecture.md, docs/api.md"
+Docs: docs/configuration.md, docs/web-console.md, docs/api.md, docs/architecture.md, docs/security.md"
 )]
 struct Cli {
     /// The config file.
@@ -135,8 +136,12 @@ enum Cmd {
         #[arg(long, short)]
         follow: bool,
     },
-    /// Run the engine, the worker and the HTTP server (REST API, /healthz, /readyz, /metrics)
-    /// until stopped (SIGINT/SIGTERM).
+    /// Run the engine, the worker and the HTTP server until stopped (SIGINT/SIGTERM).
+    ///
+    /// The HTTP server (`[web] listen`, default 127.0.0.1:8080) has the web console and web chat
+    /// (sign in as a `[web.users.NAME]`; a user with `generated_password = true` gets a password
+    /// printed at the first start), the REST API under /api/v1, and /healthz, /readyz, /metrics.
+    /// The address to open is printed at start.
     Serve {
         /// Listen here instead of the config's `[web] listen` (e.g. 127.0.0.1:0 for any free port).
         #[arg(long, value_name = "ADDR")]

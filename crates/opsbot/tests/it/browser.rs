@@ -876,6 +876,50 @@ async fn a_job_runs_from_the_catalog_form() {
     assert_eq!(v["requested_by"], "web:demo", "{body}");
 }
 
+/// On a phone-sized window (390×844) every page fits the width — only tables and logs scroll
+/// sideways inside their own boxes — and the chat composer is on screen.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_page_fits_a_phone_screen() {
+    let Some(rig) = Rig::start("0.05") else { return };
+    let id = rig.run_api(r#"{"job":"deploy","params":{"app":"web","env":"staging"}}"#);
+    let b = rig.browser().await;
+    b.d().set_window_rect(0, 0, 390, 844).await.unwrap();
+    b.sign_in("demo", PASSWORD_DEMO).await;
+    b.open_chat("/chat").await;
+    b.say("deploy api to dev").await;
+    until!("the card", async {
+        let n = b.js("return document.querySelectorAll('.msg[data-card]').length", vec![]).await;
+        if n.as_u64() == Some(1) { Ok(()) } else { Err(n.to_string()) }
+    });
+    let run_page = format!("/executions/{id}");
+    for path in ["/chat", "/executions", run_page.as_str(), "/jobs", "/jobs/deploy", "/audit"] {
+        b.goto(path).await;
+        // The page itself never scrolls sideways (an element wider than the screen would make it).
+        let overflow = until!("the page to settle", async {
+            let v = b
+                .js(
+                    "const w = document.documentElement; return [w.scrollWidth, window.innerWidth, document.readyState];",
+                    vec![],
+                )
+                .await;
+            if v[2] == "complete" { Ok(v) } else { Err(v.to_string()) }
+        });
+        let (scroll, inner) = (overflow[0].as_u64().unwrap(), overflow[1].as_u64().unwrap());
+        assert!(inner <= 400, "the window is phone-sized: {inner}");
+        assert!(scroll <= inner, "{path} is {scroll} px wide on a {inner} px screen");
+        if path == "/chat" {
+            let visible = b
+                .js(
+                    "const r = document.getElementById('message').getBoundingClientRect(); return r.bottom <= window.innerHeight && r.width > 150;",
+                    vec![],
+                )
+                .await;
+            assert_eq!(visible, Value::Bool(true), "the message box is on screen and usable");
+        }
+        b.screenshot(&format!("phone{}.png", path.replace('/', "-"))).await;
+    }
+}
+
 // --- live log latency (a measurement, run with OPSBOT_MEASURE=1) -------------------------------
 
 /// Time from a line printed by a job (its own wall-clock stamp, epoch ms) to the moment it
