@@ -274,8 +274,21 @@ async fn connection(state: AppState, who: SignedIn, key: String, mut socket: Web
             .await;
         }
     }
-    // Refusals of this socket's own messages come back on this channel, to this socket only.
+    // This socket's messages are handled one after the other, in the order typed (an answer
+    // must never overtake the question it answers), by a task of their own, so a slow engine
+    // step never stalls the events going out. Refusals come back to this socket only.
     let (personal, mut refusals) = tokio::sync::mpsc::channel::<String>(16);
+    let (inbox, mut queued) = tokio::sync::mpsc::channel::<(String, Option<String>)>(RATE_LIMIT);
+    {
+        let (state, who, key) = (state.clone(), who.clone(), key.clone());
+        tokio::spawn(async move {
+            while let Some((text, button)) = queued.recv().await {
+                if let Err(message) = say(&state, &who, &key, text, button).await {
+                    let _ = personal.send(message).await;
+                }
+            }
+        });
+    }
     let mut sent: Vec<Instant> = Vec::new();
     let mut ping = tokio::time::interval(PING_EVERY);
     ping.tick().await;
@@ -306,14 +319,12 @@ async fn connection(state: AppState, who: SignedIn, key: String, mut socket: Web
                 sent.push(now);
                 match serde_json::from_str::<ClientEvent>(&text) {
                     Ok(ClientEvent::Say { text, button }) => {
-                        // Handled in its own task, so a slow engine step never stalls this
-                        // socket's outgoing events; per-channel order is kept by the store ids.
-                        let (state, who, key, personal) = (state.clone(), who.clone(), key.clone(), personal.clone());
-                        tokio::spawn(async move {
-                            if let Err(message) = say(&state, &who, &key, text, button).await {
-                                let _ = personal.send(message).await;
-                            }
-                        });
+                        // The rate limit keeps the inbox from filling; if it is full anyway
+                        // (a very slow engine), say so rather than wait.
+                        if inbox.try_send((text, button)).is_err() {
+                            let msg = "Still working on your earlier messages; that one was not sent.".to_string();
+                            if !send(&mut socket, &ServerEvent::Error { message: msg }).await { return }
+                        }
                     }
                     Err(e) => {
                         let msg = format!("Not understood: the socket takes {{\"type\":\"say\",\"text\":\"…\"}} ({e}).");
