@@ -15,6 +15,7 @@ pub mod reply;
 pub mod runner;
 pub mod secret;
 pub mod understand;
+pub mod verify;
 
 pub use adapter::{Adapter, Capabilities};
 pub use config::{Config, Diagnostic, LoadError};
