@@ -1139,6 +1139,7 @@ impl<'a> Cx<'a> {
             }
         }
         let mut envs = BTreeMap::new();
+        let mut secret_env = std::collections::BTreeSet::new();
         for (k, v) in raw.env {
             let upper = k.to_uppercase();
             if looks_secret(&upper) && !secret::has_reference(v.get_ref()) {
@@ -1156,6 +1157,9 @@ impl<'a> Cx<'a> {
             if self.opts.resolve_secrets {
                 match secret::resolve(v.get_ref(), &self.dir) {
                     Ok(val) => {
+                        if secret::has_named_reference(v.get_ref()) {
+                            secret_env.insert(k.clone());
+                        }
                         envs.insert(k, val);
                     }
                     Err(msg) => {
@@ -1218,7 +1222,12 @@ impl<'a> Cx<'a> {
             }
             None => self.dir.clone(),
         };
-        ok.then_some(RunnerSpec::Exec { argv, env: envs, cwd })
+        ok.then_some(RunnerSpec::Exec {
+            argv,
+            env: envs,
+            cwd,
+            secret_env,
+        })
     }
 }
 

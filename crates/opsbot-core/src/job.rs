@@ -284,6 +284,9 @@ pub enum RunnerSpec {
         env: BTreeMap<String, String>,
         /// Working directory.
         cwd: PathBuf,
+        /// Names of the `env` variables whose values came from `${env:…}`/`${file:…}`
+        /// references: secrets, scrubbed from the run's output.
+        secret_env: std::collections::BTreeSet<String>,
     },
 }
 

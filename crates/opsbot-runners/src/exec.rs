@@ -19,6 +19,7 @@
 //!    exited after the job's kill grace; once the leader is dead the rest of the group is
 //!    SIGKILLed too, while the unreaped leader still pins the group id.
 
+use crate::redact::Redactor;
 use async_trait::async_trait;
 use chrono::Utc;
 use minijinja::Environment;
@@ -118,7 +119,7 @@ impl Runner for ExecRunner {
             cancel,
             on_start,
         } = req;
-        let sink = Sink::new(output, job.output_limit);
+        let sink = Sink::new(output, job.output_limit, redactor(&job, &params));
         let mut outcome = RunOutcome::default();
 
         let mut cmd = match self.prepare(execution_id, &job, &params, &requester) {
@@ -245,7 +246,7 @@ impl ExecRunner {
     fn prepare(&self, execution_id: i64, job: &JobSpec, params: &Params, requester: &str) -> Result<Command, String> {
         #[allow(unreachable_patterns)] // more runner types will join the enum
         let (argv, env, cwd) = match &job.runner {
-            RunnerSpec::Exec { argv, env, cwd } => (argv, env, cwd),
+            RunnerSpec::Exec { argv, env, cwd, .. } => (argv, env, cwd),
             _ => return Err(format!("cannot start `{}`: it is not an exec job", job.name)),
         };
         if argv.is_empty() {
@@ -287,6 +288,21 @@ impl ExecRunner {
             .process_group(0);
         Ok(cmd)
     }
+}
+
+/// The scrubber of this run's secrets: its `secret = true` param values and the values of the
+/// runner env variables that came from secret references.
+fn redactor(job: &JobSpec, params: &Params) -> Option<Arc<Redactor>> {
+    let mut values: Vec<&str> = params
+        .iter()
+        .filter(|(name, _)| job.param(name).is_some_and(|p| p.secret))
+        .map(|(_, v)| v.as_str())
+        .collect();
+    #[allow(irrefutable_let_patterns)] // more runner types will join the enum
+    if let RunnerSpec::Exec { env, secret_env, .. } = &job.runner {
+        values.extend(secret_env.iter().filter_map(|k| env.get(k)).map(String::as_str));
+    }
+    Redactor::new(values).map(Arc::new)
 }
 
 /// Reports a run that could not start: the outcome's `start_error` and one System line.
@@ -676,6 +692,8 @@ impl LineSplitter {
 #[derive(Clone)]
 struct Sink {
     tx: mpsc::Sender<OutputLine>,
+    /// Scrubs the run's secrets from every line before anything else sees it.
+    redactor: Option<Arc<Redactor>>,
     budget: Arc<Mutex<Budget>>,
     /// The receiver is gone; nothing more is sent.
     closed: Arc<AtomicBool>,
@@ -688,9 +706,10 @@ struct Budget {
 }
 
 impl Sink {
-    fn new(tx: mpsc::Sender<OutputLine>, limit: u64) -> Self {
+    fn new(tx: mpsc::Sender<OutputLine>, limit: u64, redactor: Option<Arc<Redactor>>) -> Self {
         Self {
             tx,
+            redactor,
             budget: Arc::new(Mutex::new(Budget {
                 used: 0,
                 limit,
@@ -713,6 +732,13 @@ impl Sink {
     /// fit is replaced by the truncation note, and nothing is sent after it.
     async fn line(&self, stream: Stream, text: String) {
         let at = Utc::now();
+        let text = match &self.redactor {
+            None => text,
+            Some(r) => match text.strip_suffix(LINE_CUT_MARK) {
+                Some(kept) => r.cut_line(kept) + LINE_CUT_MARK,
+                None => r.line(&text),
+            },
+        };
         let note = {
             let mut b = self.budget();
             if b.truncated {

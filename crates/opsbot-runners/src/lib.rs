@@ -10,5 +10,6 @@
 //! the whole group, and reports exit status and resource usage.
 
 pub mod exec;
+pub mod redact;
 
 pub use exec::ExecRunner;

@@ -3,6 +3,7 @@
 mod argv;
 mod exit;
 mod output;
+mod redact;
 mod start;
 mod stop;
 mod support;

@@ -20,6 +20,7 @@ pub fn job(argv: &[&str]) -> JobSpec {
             argv: argv.iter().map(|s| s.to_string()).collect(),
             env: BTreeMap::new(),
             cwd: std::env::temp_dir(),
+            secret_env: Default::default(),
         },
         timeout: Duration::from_secs(30),
         kill_grace: Duration::from_millis(300),
