@@ -372,6 +372,13 @@ impl Engine {
                 return Ok(reply(r.para(format!("`help {}` shows its parameters.", job.name))));
             }
         };
+        if !env.direct
+            && let Some(reason) = secret_in_public(job, &params, &missing)
+        {
+            self.run_decision(env, person, &job.name, Some(&params), "refused", Some(reason.clone()))
+                .await?;
+            return Ok(reply(Reply::text(Tone::Error, format!("{reason} Nothing was run."))));
+        }
         self.proceed(env, person, job, params, missing).await
     }
 
@@ -863,6 +870,40 @@ impl Engine {
                 Err(e) => tracing::error!(error = %e, execution = ev.id, "cannot build a notice"),
             }
         }
+    }
+}
+
+/// Why a run may not go on in a place others read (a channel): it carries a value for a
+/// `secret` param (anything but the configured default), or one is missing and would be asked
+/// for here. Secret values are given only in a direct message or through the web console/API.
+fn secret_in_public(job: &JobSpec, params: &Params, missing: &[String]) -> Option<String> {
+    let given: Vec<&str> = job
+        .params
+        .iter()
+        .filter(|p| p.secret && params.get(&p.name).is_some_and(|v| Some(v) != p.default.as_ref()))
+        .map(|p| p.name.as_str())
+        .collect();
+    let asked: Vec<&str> = job
+        .params
+        .iter()
+        .filter(|p| p.secret && missing.contains(&p.name))
+        .map(|p| p.name.as_str())
+        .collect();
+    let names = |v: &[&str]| v.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ");
+    if !given.is_empty() {
+        Some(format!(
+            "{} of `{}` is secret and may only be given in a direct message to me or in the web console's run form, never in a channel —              consider it exposed and change it.",
+            names(&given),
+            job.name
+        ))
+    } else if !asked.is_empty() {
+        Some(format!(
+            "`{}` needs the secret {}, which I only take in a direct message or the web console's run form: start it there.",
+            job.name,
+            names(&asked)
+        ))
+    } else {
+        None
     }
 }
 

@@ -254,3 +254,44 @@ async fn lost_executions_are_audited() {
     let recs = store.audit_records(1).await.unwrap();
     assert_eq!((recs[0].action.as_str(), recs[0].decision.as_str()), ("recover", "lost"));
 }
+
+#[tokio::test]
+async fn secret_values_are_taken_only_in_private() {
+    let (engine, store) = engine().await;
+    // In a channel: a secret value typed there is refused (and called exposed), a secret that
+    // would have to be asked for there is refused too; neither is echoed or queued.
+    let o = engine.handle(&in_channel("U1", "!login token=deadbeef")).await;
+    assert!(o.queued.is_none() && o.awaiting.is_none(), "{}", text_of(&o));
+    assert!(text_of(&o).contains("`token` of `login` is secret"), "{}", text_of(&o));
+    assert!(text_of(&o).contains("exposed"), "{}", text_of(&o));
+    assert!(!text_of(&o).contains("deadbeef"), "{}", text_of(&o));
+    let o = engine.handle(&in_channel("U1", "!login")).await;
+    assert!(o.queued.is_none() && o.awaiting.is_none(), "{}", text_of(&o));
+    assert!(text_of(&o).contains("needs the secret `token`"), "{}", text_of(&o));
+    // A secret with a default from the config is fine in a channel when not overridden…
+    let o = engine.handle(&in_channel("U1", "!deploy api to dev")).await;
+    assert!(o.queued.is_some(), "{}", text_of(&o));
+    // …but not when a value is typed for it.
+    let o = engine.handle(&in_channel("U1", "!deploy app=api env=dev token=zzzz9999")).await;
+    assert!(o.queued.is_none(), "{}", text_of(&o));
+    // In a direct conversation the same requests go through.
+    let d = |t: &str| Envelope::direct(UserId::new("chat", "U1"), Place::new("chat", "D1"), t);
+    assert!(engine.handle(&d("login token=deadbeef")).await.queued.is_some());
+    let o = engine.handle(&d("login")).await;
+    assert_eq!(o.awaiting, Some(Awaiting::Param("token".into())));
+    // Every refusal is audited, with the value redacted.
+    let refusals: Vec<_> = store
+        .audit_records(50)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.decision == "refused")
+        .collect();
+    assert_eq!(refusals.len(), 3, "{refusals:#?}");
+    for r in &refusals {
+        assert!(r.reason.as_deref().unwrap().contains("secret"), "{r:?}");
+        if let Some(p) = &r.params {
+            assert!(p.values().all(|v| v != "deadbeef" && v != "zzzz9999"), "{r:?}");
+        }
+    }
+}
