@@ -5,15 +5,21 @@
 //! `RETURNING`, so a PostgreSQL implementation can follow without a rewrite (claims there will
 //! use `FOR UPDATE SKIP LOCKED`).
 
+mod chain;
 mod sqlite;
 
+pub use chain::{GENESIS_HASH, audit_encoding, audit_hash};
 pub use sqlite::SqliteStore;
 
 use chrono::{DateTime, Utc};
 use opsbot_core::{ExecEvent, ExecState, Execution, ExecutionId, NewExecution, OutputLine, Params, Place, UserId};
+use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{Notify, broadcast};
+
+/// Audit records read per page when the chain is walked (verification, export).
+pub const AUDIT_PAGE: u32 = 1000;
 
 /// What went wrong talking to the store.
 #[derive(Debug, thiserror::Error)]
@@ -199,6 +205,119 @@ pub struct AuditRecord {
     pub execution_id: Option<ExecutionId>,
 }
 
+/// An audit record with its links in the hash chain, as stored.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ChainedAudit {
+    /// The record's id.
+    pub id: i64,
+    /// The record, or why its row cannot be read (a damaged or tampered row).
+    pub record: Result<AuditRecord, String>,
+    /// The hash of the record before it, as stored ([`GENESIS_HASH`] for the first record).
+    pub prev_hash: Option<String>,
+    /// This record's hash, as stored: [`audit_hash`] of `prev_hash` and the record.
+    pub hash: Option<String>,
+}
+
+/// What walking the audit chain from its first record found.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AuditVerification {
+    /// Records checked: all of them when the chain is intact, else up to and including the broken one.
+    pub checked: u64,
+    /// The last record found intact, with its hash (`None` when there is none).
+    pub intact_up_to: Option<(i64, String)>,
+    /// The first record that breaks the chain, if any.
+    pub broken: Option<BrokenLink>,
+}
+
+/// The first record that breaks the audit chain.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BrokenLink {
+    /// The record's id.
+    pub id: i64,
+    /// The id of the record before it in the table (`None` when it is the first).
+    pub after: Option<i64>,
+    /// What is wrong.
+    pub problem: ChainProblem,
+}
+
+/// Why a record breaks the audit chain.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ChainProblem {
+    /// It has no `hash` or no `prev_hash`: it was written without going through opsbot.
+    Unhashed,
+    /// Its `prev_hash` is not the hash of the record before it: a record before it was deleted,
+    /// records were inserted or reordered, or the record before it was changed and re-hashed.
+    Unlinked {
+        /// The hash of the record before it (or [`GENESIS_HASH`]).
+        expected: String,
+        /// Its stored `prev_hash`.
+        found: String,
+    },
+    /// Its row cannot be read back as a record (damaged, or edited into something opsbot never writes).
+    Unreadable(String),
+    /// Its content does not hash to its stored `hash`: the record was changed after it was
+    /// written, or its hash was edited.
+    Altered {
+        /// The hash of what is stored now.
+        computed: String,
+        /// The stored `hash`.
+        stored: String,
+    },
+}
+
+impl fmt::Display for ChainProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ChainProblem::Unhashed => f.write_str("it has no hash: it was added to the table without going through opsbot"),
+            ChainProblem::Unlinked { expected, found } => write!(
+                f,
+                "its prev_hash {found} is not the hash of the record before it ({expected}): a record before it was \
+                 deleted, records were inserted or reordered, or the record before it was changed and re-hashed"
+            ),
+            ChainProblem::Unreadable(why) => write!(f, "it cannot be read: {why}"),
+            ChainProblem::Altered { computed, stored } => write!(
+                f,
+                "its content hashes to {computed}, not to its stored hash {stored}: the record was changed after it was \
+                 written, or its hash was edited"
+            ),
+        }
+    }
+}
+
+/// Checks one record of the chain against the hash of the record before it (`expected_prev`);
+/// `Ok` with the record's hash when it holds.
+pub fn check_link(link: &ChainedAudit, expected_prev: &str) -> Result<String, ChainProblem> {
+    let record = link.record.as_ref().map_err(|why| ChainProblem::Unreadable(why.clone()))?;
+    let (Some(prev), Some(hash)) = (&link.prev_hash, &link.hash) else {
+        return Err(ChainProblem::Unhashed);
+    };
+    if prev != expected_prev {
+        return Err(ChainProblem::Unlinked {
+            expected: expected_prev.to_string(),
+            found: prev.clone(),
+        });
+    }
+    // The record as stored, under the id it is stored with.
+    let computed = if record.id == link.id {
+        audit_hash(prev, record)
+    } else {
+        audit_hash(
+            prev,
+            &AuditRecord {
+                id: link.id,
+                ..record.clone()
+            },
+        )
+    };
+    if &computed != hash {
+        return Err(ChainProblem::Altered {
+            computed,
+            stored: hash.clone(),
+        });
+    }
+    Ok(computed)
+}
+
 /// An API token as stored. The token itself is never stored, only its SHA-256.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ApiToken {
@@ -219,6 +338,9 @@ pub struct ApiToken {
 /// Tells whether the worker with this id is certainly gone (a named type so the `&str` stays
 /// higher-ranked through `#[async_trait]`).
 pub type IsDead<'a> = dyn Fn(&str) -> bool + Send + Sync + 'a;
+
+/// Called with the id and hash of each audit record found intact (a named type for the same reason).
+pub type OnIntact<'a> = dyn FnMut(i64, &str) + Send + 'a;
 
 /// opsbot's records. One implementation per database.
 #[async_trait::async_trait]
@@ -260,7 +382,9 @@ pub trait Store: Send + Sync {
     /// Closes the dialog of `user` in `place`. True if this call closed it — of two concurrent
     /// answers (a double click), only one gets true and may act on it.
     async fn delete_dialog(&self, place: &Place, user: &UserId) -> Result<bool, StoreError>;
-    /// Appends an audit record (its `id` is ignored and assigned); returns the id.
+    /// Appends an audit record (its `id` is ignored and assigned), chained to the newest record
+    /// by its hash (see [`audit_hash`]), also when other connections or processes append at the
+    /// same time; returns the id.
     async fn audit(&self, record: &AuditRecord) -> Result<i64, StoreError>;
     /// The newest `limit` audit records, newest first.
     async fn audit_records(&self, limit: u32) -> Result<Vec<AuditRecord>, StoreError> {
@@ -272,6 +396,45 @@ pub trait Store: Send + Sync {
     }
     /// Audit records matching a filter, newest first.
     async fn audit_query(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>, StoreError>;
+    /// At most `limit` audit records with an id above `after_id` that match `filter` (whose own
+    /// `limit` is not used), oldest first, with their stored hashes. A row that cannot be read is
+    /// returned as such, not as an error: walking the chain must get past it.
+    async fn audit_chain(&self, filter: &AuditFilter, after_id: i64, limit: u32) -> Result<Vec<ChainedAudit>, StoreError>;
+    /// Walks the whole audit chain from its first record, [`AUDIT_PAGE`] records at a time, and
+    /// reports the first record that breaks it. `each` sees every record that was checked and
+    /// found intact (e.g. to compare with a hash kept elsewhere).
+    async fn verify_audit(&self, each: &mut OnIntact<'_>) -> Result<AuditVerification, StoreError> {
+        let mut v = AuditVerification {
+            checked: 0,
+            intact_up_to: None,
+            broken: None,
+        };
+        let all = AuditFilter::default();
+        let mut after = 0;
+        loop {
+            let page = self.audit_chain(&all, after, AUDIT_PAGE).await?;
+            let Some(last) = page.last() else { return Ok(v) };
+            after = last.id;
+            for link in &page {
+                v.checked += 1;
+                let expected = v.intact_up_to.as_ref().map_or(GENESIS_HASH, |(_, h)| h.as_str());
+                match check_link(link, expected) {
+                    Ok(hash) => {
+                        each(link.id, &hash);
+                        v.intact_up_to = Some((link.id, hash));
+                    }
+                    Err(problem) => {
+                        v.broken = Some(BrokenLink {
+                            id: link.id,
+                            after: v.intact_up_to.as_ref().map(|(id, _)| *id),
+                            problem,
+                        });
+                        return Ok(v);
+                    }
+                }
+            }
+        }
+    }
     /// Stores a new API token by the SHA-256 (hex) of its secret.
     async fn create_token(&self, user: &str, label: &str, sha256: &str) -> Result<ApiToken, StoreError>;
     /// The unrevoked token with this SHA-256 (hex), marking it used now.

@@ -3,11 +3,13 @@
 //! All SQL here is runtime SQL with numbered parameters (`$1`) and `RETURNING`, so a PostgreSQL
 //! store can reuse it. Every multi-step change is written as single statements whose `WHERE`
 //! clause re-checks the state, so no transaction ever has to upgrade from reading to writing
-//! (which SQLite in WAL mode would refuse instead of waiting).
+//! (which SQLite in WAL mode would refuse instead of waiting). The one exception is appending to
+//! the audit hash chain after another writer moved it: that read-then-write runs in a
+//! `BEGIN IMMEDIATE` transaction, which takes the write lock before it reads.
 
 use crate::{
-    ApiToken, AuditFilter, AuditRecord, CancelResult, ChatMessage, Dialog, ExecutionFilter, Finish, IsDead, NewChatMessage, Store,
-    StoreError, WebSession,
+    ApiToken, AuditFilter, AuditRecord, CancelResult, ChainedAudit, ChatMessage, Dialog, ExecutionFilter, Finish, GENESIS_HASH, IsDead,
+    NewChatMessage, Store, StoreError, WebSession, audit_hash,
 };
 use chrono::{DateTime, Utc};
 use opsbot_core::{ExecEvent, ExecState, Execution, ExecutionId, NewExecution, OutputLine, Params, Place, Stream, UserId};
@@ -19,7 +21,7 @@ use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{Notify, broadcast};
+use tokio::sync::{Mutex, Notify, broadcast};
 
 /// How long a connection waits for another writer before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -43,6 +45,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (3, "execution pgid", include_str!("../migrations/sqlite/0003_execution_pgid.sql")),
     (4, "listing index", include_str!("../migrations/sqlite/0004_listing_index.sql")),
     (5, "web sessions and chat", include_str!("../migrations/sqlite/0005_web.sql")),
+    (6, "audit hash chain", include_str!("../migrations/sqlite/0006_audit_chain.sql")),
 ];
 
 /// A [`Store`] on a SQLite database (a file, or memory for tests).
@@ -52,6 +55,10 @@ pub struct SqliteStore {
     events: broadcast::Sender<ExecEvent>,
     output: broadcast::Sender<ExecutionId>,
     queue: Arc<Notify>,
+    /// The newest audit record (id, hash) as this store last appended or read it. Appends go
+    /// through this lock one at a time; a stale head (another process appended) is refused by
+    /// the `audit_chained` trigger and the append is redone under `BEGIN IMMEDIATE`.
+    audit_head: Arc<Mutex<Option<(i64, String)>>>,
 }
 
 impl SqliteStore {
@@ -118,6 +125,7 @@ impl SqliteStore {
     /// Migrates the database behind `pool` and wraps it.
     async fn from_pool(pool: SqlitePool) -> Result<SqliteStore, StoreError> {
         migrator().run(&pool).await?;
+        chain_unchained(&pool).await?;
         let (events, _) = broadcast::channel(EVENT_CAPACITY);
         let (output, _) = broadcast::channel(EVENT_CAPACITY);
         Ok(SqliteStore {
@@ -125,6 +133,7 @@ impl SqliteStore {
             events,
             output,
             queue: Arc::new(Notify::new()),
+            audit_head: Arc::new(Mutex::new(None)),
         })
     }
 
@@ -324,6 +333,173 @@ fn audit_from_row(row: &SqliteRow) -> Result<AuditRecord, StoreError> {
         reason: col(row, "reason")?,
         execution_id: col(row, "execution_id")?,
     })
+}
+
+/// One `audit` row with its hashes; a row that cannot be read is returned as such.
+fn chained_from_row(row: &SqliteRow) -> Result<ChainedAudit, StoreError> {
+    let id: i64 = col(row, "id")?;
+    let hashes = (|| -> Result<(Option<String>, Option<String>), StoreError> { Ok((col(row, "prev_hash")?, col(row, "hash")?)) })();
+    let (prev_hash, hash, unreadable) = match hashes {
+        Ok((p, h)) => (p, h, None),
+        Err(e) => (None, None, Some(format!("its hash columns are not text ({e})"))),
+    };
+    let record = match unreadable {
+        Some(why) => Err(why),
+        None => audit_from_row(row).map_err(|e| match e {
+            StoreError::Corrupt(why) => why,
+            other => other.to_string(),
+        }),
+    };
+    Ok(ChainedAudit {
+        id,
+        record,
+        prev_hash,
+        hash,
+    })
+}
+
+/// The `WHERE` clause of an audit listing (constant fragments, every value bound), numbering
+/// its parameters from `$1`; returns it with the values in order and the next parameter number.
+fn audit_where(f: &AuditFilter, after_id: Option<i64>) -> (String, Vec<AuditBind<'_>>, usize) {
+    let mut sql = String::from(" WHERE 1 = 1");
+    let mut binds = Vec::new();
+    let mut push = |sql: &mut String, fragment: &str, value| {
+        binds.push(value);
+        sql.push_str(&fragment.replace('?', &format!("${}", binds.len())));
+    };
+    if let Some(a) = &f.actor {
+        push(&mut sql, " AND actor_platform = ?", AuditBind::Text(&a.platform));
+        push(&mut sql, " AND actor_id = ?", AuditBind::Text(&a.id));
+    }
+    for (value, fragment) in [
+        (&f.action, " AND action = ?"),
+        (&f.job, " AND job = ?"),
+        (&f.decision, " AND decision = ?"),
+    ] {
+        if let Some(v) = value {
+            push(&mut sql, fragment, AuditBind::Text(v));
+        }
+    }
+    for (value, fragment) in [
+        (f.execution_id, " AND execution_id = ?"),
+        (f.before_id, " AND id < ?"),
+        (after_id, " AND id > ?"),
+        (f.since.map(|t| t.timestamp_millis()), " AND at >= ?"),
+        (f.until.map(|t| t.timestamp_millis()), " AND at < ?"),
+    ] {
+        if let Some(v) = value {
+            push(&mut sql, fragment, AuditBind::Int(v));
+        }
+    }
+    let next = binds.len() + 1;
+    (sql, binds, next)
+}
+
+/// A value bound into an audit listing.
+enum AuditBind<'a> {
+    Text(&'a str),
+    Int(i64),
+}
+
+/// The newest audit record's id and hash, and the id the next one gets: above every stored id
+/// and every id SQLite ever assigned (`sqlite_sequence`), so an id is never used twice.
+async fn audit_head<'c>(conn: impl sqlx::SqliteExecutor<'c>) -> Result<(i64, String), StoreError> {
+    let row = sqlx::query(
+        "SELECT (SELECT hash FROM audit ORDER BY id DESC LIMIT 1) AS head, \
+         MAX(COALESCE((SELECT MAX(id) FROM audit), 0), COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'audit'), 0)) AS last_id",
+    )
+    .fetch_one(conn)
+    .await?;
+    let head: Option<String> = col(&row, "head")?;
+    // A newest record without a hash is reported by verification; new records chain to the
+    // start value, as the `audit_chained` trigger expects.
+    Ok((col(&row, "last_id")?, head.unwrap_or_else(|| GENESIS_HASH.to_string())))
+}
+
+/// Inserts an audit record with its id and hashes.
+async fn insert_audit<'c>(conn: impl sqlx::SqliteExecutor<'c>, r: &AuditRecord, prev_hash: &str, hash: &str) -> Result<(), StoreError> {
+    let params = r.params.as_ref().map(params_json).transpose()?;
+    sqlx::query(
+        "INSERT INTO audit (id, at, actor_platform, actor_id, actor_name, place_platform, place_channel, \
+         place_thread, action, job, params, decision, reason, execution_id, prev_hash, hash) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+    )
+    .bind(r.id)
+    .bind(r.at.timestamp_millis())
+    .bind(&r.actor.platform)
+    .bind(&r.actor.id)
+    .bind(&r.actor_name)
+    .bind(&r.place.platform)
+    .bind(&r.place.channel)
+    .bind(&r.place.thread)
+    .bind(&r.action)
+    .bind(&r.job)
+    .bind(params)
+    .bind(&r.decision)
+    .bind(&r.reason)
+    .bind(r.execution_id)
+    .bind(prev_hash)
+    .bind(hash)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Chains the audit records written before migration 6 (listed in `audit_unchained`), in id
+/// order, once: under `BEGIN IMMEDIATE`, so of several processes opening the file at once one
+/// does it and the others find it done. A record that cannot be read is left without a hash
+/// (verification reports it) and the chain goes on from the record before it.
+async fn chain_unchained(pool: &SqlitePool) -> Result<(), StoreError> {
+    let pending: Option<i64> = sqlx::query_scalar("SELECT MAX(up_to) FROM audit_unchained").fetch_one(pool).await?;
+    if pending.is_none() {
+        return Ok(());
+    }
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    let Some(up_to): Option<i64> = sqlx::query_scalar("SELECT MAX(up_to) FROM audit_unchained")
+        .fetch_one(&mut *tx)
+        .await?
+    else {
+        return Ok(());
+    };
+    let mut prev = GENESIS_HASH.to_string();
+    let (mut after, mut chained) = (0, 0u64);
+    loop {
+        let rows = sqlx::query("SELECT * FROM audit WHERE id > $1 AND id <= $2 ORDER BY id LIMIT $3")
+            .bind(after)
+            .bind(up_to)
+            .bind(i64::from(crate::AUDIT_PAGE))
+            .fetch_all(&mut *tx)
+            .await?;
+        let Some(last) = rows.last() else { break };
+        after = col(last, "id")?;
+        for row in &rows {
+            let link = chained_from_row(row)?;
+            if let Some(hash) = link.hash {
+                prev = hash;
+                continue;
+            }
+            let record = match link.record {
+                Ok(r) => r,
+                Err(why) => {
+                    tracing::warn!(id = link.id, %why, "an audit record from before the hash chain cannot be read; left without a hash");
+                    continue;
+                }
+            };
+            let hash = audit_hash(&prev, &record);
+            sqlx::query("UPDATE audit SET prev_hash = $1, hash = $2 WHERE id = $3")
+                .bind(&prev)
+                .bind(&hash)
+                .bind(link.id)
+                .execute(&mut *tx)
+                .await?;
+            prev = hash;
+            chained += 1;
+        }
+    }
+    sqlx::query("DELETE FROM audit_unchained").execute(&mut *tx).await?;
+    tx.commit().await?;
+    tracing::info!(records = chained, "audit records from before the hash chain are now chained");
+    Ok(())
 }
 
 /// Packs output lines into a chunk body: one `<unix_ms> <o|e|s> <text>` per line.
@@ -802,77 +978,64 @@ impl Store for SqliteStore {
     }
 
     async fn audit(&self, record: &AuditRecord) -> Result<i64, StoreError> {
-        let params = record.params.as_ref().map(params_json).transpose()?;
-        let row = sqlx::query(
-            "INSERT INTO audit (at, actor_platform, actor_id, actor_name, place_platform, place_channel, \
-             place_thread, action, job, params, decision, reason, execution_id) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id",
-        )
-        .bind(record.at.timestamp_millis())
-        .bind(&record.actor.platform)
-        .bind(&record.actor.id)
-        .bind(&record.actor_name)
-        .bind(&record.place.platform)
-        .bind(&record.place.channel)
-        .bind(&record.place.thread)
-        .bind(&record.action)
-        .bind(&record.job)
-        .bind(params)
-        .bind(&record.decision)
-        .bind(&record.reason)
-        .bind(record.execution_id)
-        .fetch_one(&self.pool)
-        .await?;
-        col(&row, "id")
+        let mut head = self.audit_head.lock().await;
+        // Fast path: chain to the head this store knows. One statement; the trigger refuses it
+        // if another connection or process appended since.
+        if let Some((last_id, prev)) = head.take() {
+            let r = AuditRecord {
+                id: last_id + 1,
+                ..record.clone()
+            };
+            let hash = audit_hash(&prev, &r);
+            match insert_audit(&self.pool, &r, &prev, &hash).await {
+                Ok(()) => {
+                    *head = Some((r.id, hash));
+                    return Ok(r.id);
+                }
+                Err(e) => tracing::debug!(error = %e, "audit head moved; appending under the write lock"),
+            }
+        }
+        // Under the write lock from before the head is read until the record is in.
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let (last_id, prev) = audit_head(&mut *tx).await?;
+        let r = AuditRecord {
+            id: last_id + 1,
+            ..record.clone()
+        };
+        let hash = audit_hash(&prev, &r);
+        insert_audit(&mut *tx, &r, &prev, &hash).await?;
+        tx.commit().await?;
+        *head = Some((r.id, hash));
+        Ok(r.id)
     }
 
     async fn audit_query(&self, f: &AuditFilter) -> Result<Vec<AuditRecord>, StoreError> {
         let limit = if f.limit == 0 { 50 } else { f.limit.min(MAX_LIST) };
-        // Constant fragments only; every value is bound.
-        let mut sql = String::from("SELECT * FROM audit WHERE 1 = 1");
-        let mut n = 0;
-        let mut param = |sql: &mut String, fragment: &str| {
-            n += 1;
-            sql.push_str(&fragment.replace('?', &format!("${n}")));
-        };
-        if f.actor.is_some() {
-            param(&mut sql, " AND actor_platform = ?");
-            param(&mut sql, " AND actor_id = ?");
-        }
-        for (set, fragment) in [
-            (f.action.is_some(), " AND action = ?"),
-            (f.job.is_some(), " AND job = ?"),
-            (f.decision.is_some(), " AND decision = ?"),
-            (f.execution_id.is_some(), " AND execution_id = ?"),
-            (f.before_id.is_some(), " AND id < ?"),
-            (f.since.is_some(), " AND at >= ?"),
-            (f.until.is_some(), " AND at < ?"),
-        ] {
-            if set {
-                param(&mut sql, fragment);
-            }
-        }
-        param(&mut sql, " ORDER BY id DESC LIMIT ?");
+        let (clause, binds, n) = audit_where(f, None);
+        let sql = format!("SELECT * FROM audit{clause} ORDER BY id DESC LIMIT ${n}");
         let mut q = sqlx::query(AssertSqlSafe(sql));
-        if let Some(a) = &f.actor {
-            q = q.bind(&a.platform).bind(&a.id);
-        }
-        for s in [&f.action, &f.job, &f.decision].into_iter().flatten() {
-            q = q.bind(s);
-        }
-        for v in [
-            f.execution_id,
-            f.before_id,
-            f.since.map(|t| t.timestamp_millis()),
-            f.until.map(|t| t.timestamp_millis()),
-        ]
-        .into_iter()
-        .flatten()
-        {
-            q = q.bind(v);
+        for b in binds {
+            q = match b {
+                AuditBind::Text(s) => q.bind(s),
+                AuditBind::Int(v) => q.bind(v),
+            };
         }
         let rows = q.bind(i64::from(limit)).fetch_all(&self.pool).await?;
         rows.iter().map(audit_from_row).collect()
+    }
+
+    async fn audit_chain(&self, f: &AuditFilter, after_id: i64, limit: u32) -> Result<Vec<ChainedAudit>, StoreError> {
+        let (clause, binds, n) = audit_where(f, Some(after_id));
+        let sql = format!("SELECT * FROM audit{clause} ORDER BY id LIMIT ${n}");
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for b in binds {
+            q = match b {
+                AuditBind::Text(s) => q.bind(s),
+                AuditBind::Int(v) => q.bind(v),
+            };
+        }
+        let rows = q.bind(i64::from(limit.clamp(1, MAX_LIST))).fetch_all(&self.pool).await?;
+        rows.iter().map(chained_from_row).collect()
     }
 
     async fn create_token(&self, user: &str, label: &str, sha256: &str) -> Result<ApiToken, StoreError> {

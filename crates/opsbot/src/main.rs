@@ -1,6 +1,7 @@
 //! `opsbot`: the command line. Reads the config and wires the parts together; with `--server URL`,
 //! `run`, `status` and `logs` are a client of another opsbot's REST API instead ([`client`]).
 
+mod audit;
 mod check;
 mod client;
 mod run;
@@ -153,6 +154,9 @@ enum Cmd {
     /// Manage API tokens for the REST API (stored hashed; shown once).
     #[command(subcommand)]
     Token(token::TokenCmd),
+    /// The audit trail: prove its hash chain (`verify`), print its records (`export`).
+    #[command(subcommand)]
+    Audit(audit::AuditCmd),
     /// Web console users: hash a password for the config, reset a generated one.
     #[command(subcommand)]
     User(user::UserCmd),
@@ -231,6 +235,7 @@ async fn local(config: &std::path::Path, db: Option<PathBuf>, command: Cmd) -> a
         Cmd::Logs { id, all, follow } => status::logs(config, db, id, all, follow).await,
         Cmd::Serve { listen, no_web } => serve::serve(config, db, listen, no_web).await,
         Cmd::Token(cmd) => token::token(config, db, cmd).await,
+        Cmd::Audit(cmd) => audit::audit(config, db, cmd).await,
         Cmd::User(cmd) => user::user(config, db, cmd).await,
     }
 }

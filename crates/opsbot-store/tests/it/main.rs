@@ -28,6 +28,7 @@ macro_rules! on_both {
 
 mod audit;
 mod cancel;
+mod chain;
 mod claims;
 mod dialogs;
 mod events;

@@ -437,18 +437,20 @@ async fn an_answer_typed_at_once_never_overtakes_its_question() {
     // comes back; it must still be taken as the answer.
     say(&mut ws, "run restart").await;
     say(&mut ws, "yes").await;
-    let card = until(&mut ws, "the job card", |e| e["type"] == "message" && e["message"]["card_for"].is_i64()).await;
+    let card = until(&mut ws, "the job card", |e| {
+        e["type"] == "message" && e["message"]["card_for"].is_i64()
+    })
+    .await;
     let id = card["message"]["card_for"].as_i64().unwrap();
     let e = s.t.store.execution(id).await.unwrap().unwrap();
     assert_eq!(e.job, "restart");
-    let texts: Vec<String> = s
-        .t
-        .store
-        .chat_history("ops", None, 10)
-        .await
-        .unwrap()
-        .iter()
-        .filter_map(|m| m.text.clone())
-        .collect();
+    let texts: Vec<String> =
+        s.t.store
+            .chat_history("ops", None, 10)
+            .await
+            .unwrap()
+            .iter()
+            .filter_map(|m| m.text.clone())
+            .collect();
     assert_eq!(texts, ["run restart", "yes"]);
 }
