@@ -558,6 +558,12 @@ impl<'a> Cx<'a> {
                                 format!("`{}` is not a valid channel name", c.get_ref()),
                                 Some("use lowercase letters, digits, `-` and `_`, starting with a letter, e.g. \"ops\"".into()),
                             );
+                        } else if name == "dm" {
+                            self.err(
+                                c.span(),
+                                "`dm` is each person's direct chat with the bot, not a channel name",
+                                Some("pick another name, e.g. \"ops\" or \"db-team\"".into()),
+                            );
                         } else if out.iter().any(|o| o == name) {
                             self.err(c.span(), format!("channel `{name}` is listed twice"), None);
                         } else {
@@ -1454,7 +1460,7 @@ pattern = "x"
     #[test]
     fn bad_web_users_are_explained_with_positions() {
         let text = format!(
-            "[web]\npublic_url = \"ops.example.com\"\nchannels = [\"Ops Room\"]\n\
+            "[web]\npublic_url = \"ops.example.com\"\nchannels = [\"Ops Room\", \"dm\"]\n\
              [web.users.ana]\npassword_hash = \"hunter2\"\n\
              [web.users.bo]\ndisplay_name = \"Bo\"\n\
              [web.users.cy]\npassword_hash = \"$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHQ$aGFzaGhhc2hoYXNo\"\ngenerated_password = true\n\
@@ -1471,6 +1477,7 @@ pattern = "x"
         };
         has(2, "not an http(s) address");
         has(3, "not a valid channel name");
+        has(3, "`dm` is each person's direct chat");
         has(5, "password hash of `ana` is unusable");
         has(6, "user `bo` has no password");
         has(9, "both `password_hash` and `generated_password");
