@@ -46,7 +46,19 @@ const PING_EVERY: Duration = Duration::from_secs(30);
 #[derive(Default)]
 pub(crate) struct ChatHub {
     channels: Mutex<HashMap<String, broadcast::Sender<ServerEvent>>>,
-    cards: tokio::sync::Mutex<()>,
+    /// Orders card posts against their updates, and holds the state each live card shows, so
+    /// a card never goes back (a notice built before the card was brought up to date may arrive
+    /// after it) and is not redrawn for a state it already shows. Final cards are forgotten.
+    cards: tokio::sync::Mutex<HashMap<i64, ExecState>>,
+}
+
+/// Where a state is in a run's life: queued, running, ended.
+fn stage(s: ExecState) -> u8 {
+    match s {
+        ExecState::Queued => 0,
+        ExecState::Running => 1,
+        _ => 2,
+    }
 }
 
 impl ChatHub {
@@ -423,29 +435,27 @@ async fn post_reply(state: &AppState, key: &str, reply: Reply, card_for: Option<
     Ok(())
 }
 
-/// Posts the job card of a run just queued — as the run is now: if a worker already took it,
-/// the card shows that (under the lock that [`deliver_notice`] takes, so no update is missed).
+/// Posts the job card of a run just queued, as queued, and at once brings it up to date if a
+/// worker already took the run — under the lock that [`deliver_notice`] takes, so no update is
+/// missed and every browser sees the card go through every state.
 async fn post_card(state: &AppState, key: &str, id: i64, queued: Reply) -> Result<(), String> {
-    let _order = state.chat().cards.lock().await;
-    let now = match state.engine.notice_for(id).await {
-        Ok(Some(n)) => Some((n.reply, n.state)),
-        Ok(None) => None,
-        Err(e) => {
-            tracing::warn!(execution = id, error = %e, "cannot read a run's state for its card");
-            None
-        }
-    };
-    let (reply, st) = now.unwrap_or((queued, ExecState::Queued));
-    post_reply(state, key, reply, Some(id), Some(st)).await
+    let mut shown = state.chat().cards.lock().await;
+    post_reply(state, key, queued, Some(id), Some(ExecState::Queued)).await?;
+    shown.insert(id, ExecState::Queued);
+    match state.engine.notice_for(id).await {
+        Ok(Some(n)) if n.state != ExecState::Queued => update_cards(state, &mut shown, &n).await,
+        Ok(_) => {}
+        Err(e) => tracing::warn!(execution = id, error = %e, "cannot read a run's state for its card"),
+    }
+    Ok(())
 }
 
-/// Updates the job cards of a run in the web chat (a notice for a `web` place). Cards not
-/// posted yet are left alone: they are posted with the run's current state.
-pub async fn deliver_notice(state: &AppState, notice: &Notice) {
-    if notice.place.platform != "web" {
+/// Replaces the cards of the notice's run with it and tells the browsers — unless they show
+/// that stage or a later one already.
+async fn update_cards(state: &AppState, shown: &mut HashMap<i64, ExecState>, notice: &Notice) {
+    if shown.get(&notice.execution).is_some_and(|s| stage(*s) >= stage(notice.state)) {
         return;
     }
-    let _order = state.chat().cards.lock().await;
     let body = match serde_json::to_value(ChatReply {
         reply: notice.reply.clone(),
         state: Some(notice.state),
@@ -458,6 +468,11 @@ pub async fn deliver_notice(state: &AppState, notice: &Notice) {
     };
     match state.engine.store().update_chat_cards(notice.execution, &body).await {
         Ok(updated) => {
+            if notice.state.is_final() {
+                shown.remove(&notice.execution);
+            } else if !updated.is_empty() {
+                shown.insert(notice.execution, notice.state);
+            }
             for m in updated {
                 state.chat().publish(
                     &m.channel,
@@ -469,6 +484,16 @@ pub async fn deliver_notice(state: &AppState, notice: &Notice) {
         }
         Err(e) => tracing::error!(execution = notice.execution, error = %e, "cannot update a job card"),
     }
+}
+
+/// Updates the job cards of a run in the web chat (a notice for a `web` place). Cards not
+/// posted yet are left alone: [`post_card`] brings them up to date when it posts them.
+pub async fn deliver_notice(state: &AppState, notice: &Notice) {
+    if notice.place.platform != "web" {
+        return;
+    }
+    let mut shown = state.chat().cards.lock().await;
+    update_cards(state, &mut shown, notice).await;
 }
 
 #[cfg(test)]

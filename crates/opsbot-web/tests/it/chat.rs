@@ -238,8 +238,11 @@ async fn two_people_in_a_channel_see_each_other_and_the_card_updates_in_place() 
             assert_eq!(up["message"]["id"].as_i64(), Some(id), "updated in place: {up}");
             seen.push(card_state(&up).unwrap().to_string());
         }
+        // Always posted as queued; `running` may be skipped when this fast job ends before the
+        // card is posted (the card then goes straight to its latest state).
+        assert_eq!(seen.first().map(String::as_str), Some("queued"), "{seen:?}");
         assert!(
-            seen.iter().all(|s| ["queued", "running", "succeeded"].contains(&s.as_str())),
+            seen == ["queued", "succeeded"] || seen == ["queued", "running", "succeeded"],
             "{seen:?}"
         );
         let text = serde_json::to_string(&card).unwrap();

@@ -725,6 +725,7 @@ async fn chat_job_card_goes_queued_running_succeeded_in_place() {
         .collect();
     assert!(idx.windows(2).all(|w| w[0] < w[1]), "{states:?}");
     assert_eq!(states.last(), Some(&"succeeded"), "{states:?}");
+    assert_eq!(states.first(), Some(&"queued"), "the card starts queued: {states:?}");
     assert!(states.contains(&"running"), "the card was never shown running: {states:?}");
     b.screenshot("chat.png").await;
 }
