@@ -16,6 +16,7 @@ pub mod runner;
 pub mod secret;
 pub mod understand;
 pub mod verify;
+pub mod when;
 
 pub use adapter::{Adapter, Capabilities};
 pub use config::{Config, Diagnostic, LoadError};

@@ -10,7 +10,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Utc};
+use chrono::{DateTime, Utc};
 use opsbot_core::job::shorten;
 use opsbot_core::{Envelope, ExecState, Execution, ExecutionId, UserId};
 use opsbot_engine::grammar::{cli_arg, quote_arg};
@@ -394,27 +394,14 @@ pub(crate) fn given(v: &Option<String>) -> Option<&str> {
     v.as_deref().map(str::trim).filter(|s| !s.is_empty())
 }
 
-/// A time filter: RFC 3339, `YYYY-MM-DDTHH:MM[:SS]` (UTC) or a date `YYYY-MM-DD`. A date means
-/// its midnight (UTC), or with `end_of_day` the next midnight, so `until=2024-05-31` includes
-/// that whole day.
+/// A time filter by [`opsbot_core::when::parse_time`]'s rules; the error names the field.
 pub(crate) fn parse_time(field: &str, raw: &str, end_of_day: bool) -> Result<DateTime<Utc>, String> {
-    let raw = raw.trim();
-    if let Ok(t) = DateTime::parse_from_rfc3339(raw) {
-        return Ok(t.with_timezone(&Utc));
-    }
-    for fmt in ["%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M"] {
-        if let Ok(t) = NaiveDateTime::parse_from_str(raw, fmt) {
-            return Ok(t.and_utc());
-        }
-    }
-    if let Ok(d) = NaiveDate::parse_from_str(raw, "%Y-%m-%d") {
-        let d = if end_of_day { d.succ_opt().unwrap_or(d) } else { d };
-        return Ok(d.and_time(NaiveTime::MIN).and_utc());
-    }
-    Err(format!(
-        "`{field}` is a date like 2024-05-01 or a time like 2024-05-01T12:00:00Z (RFC 3339; UTC when no zone is given); got `{}`.",
-        shorten(raw, 40)
-    ))
+    opsbot_core::when::parse_time(raw, end_of_day).ok_or_else(|| {
+        format!(
+            "`{field}` is a date like 2024-05-01 or a time like 2024-05-01T12:00:00Z (RFC 3339; UTC when no zone is given); got `{}`.",
+            shorten(raw.trim(), 40)
+        )
+    })
 }
 
 /// An account filter: `platform:id`; with `bare_is_web`, a name without a platform means
