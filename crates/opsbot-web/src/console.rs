@@ -672,21 +672,32 @@ async fn rerun(
         args: Vec::new(),
         confirm,
     };
-    let outcome = match executions::message_text(&req) {
-        Ok(text) => executions::converse_as(&state, &caller(&who), Some(who.display_name.clone()), Where::Own, text, confirm).await,
-        Err(err) => Err(err),
-    };
-    let problem = match outcome {
-        Ok(Conversation::Queued(new)) => return Ok(Redirect::to(&format!("/executions/{new}")).into_response()),
-        Ok(Conversation::Failed(error_id)) => return Ok(engine_failed_page(&who, &error_id)),
-        Ok(other) => refusal(state.engine.catalog(), &e.job, other, "Tick the confirmation box and re-run it."),
-        Err(err) if err.status.is_server_error() => return Ok(api_error_page(&who, err)),
-        Err(err) => PageProblem {
-            status: err.status,
-            message: err.message,
-        },
+    let problem = match run_as(&state, &who, &req, "Tick the confirmation box and re-run it.").await {
+        Ok(page) => return Ok(page),
+        Err(problem) => problem,
     };
     show_execution(&state, &who, &e, None, Some(problem)).await
+}
+
+/// Runs a request through the engine as the signed-in person (in a place of its own, as the
+/// API does). `Ok`: the page to answer with — the new run's page, or an error page for a failure
+/// on our side; `Err`: why nothing was queued, to show on the form (`confirm_hint` for a
+/// sensitive job left unconfirmed).
+async fn run_as(state: &AppState, who: &SignedIn, req: &RunRequest, confirm_hint: &str) -> Result<Response, PageProblem> {
+    let outcome = match executions::message_text(req) {
+        Ok(text) => executions::converse_as(state, &caller(who), Some(who.display_name.clone()), Where::Own, text, req.confirm).await,
+        Err(err) => Err(err),
+    };
+    match outcome {
+        Ok(Conversation::Queued(id)) => Ok(Redirect::to(&format!("/executions/{id}")).into_response()),
+        Ok(Conversation::Failed(error_id)) => Ok(engine_failed_page(who, &error_id)),
+        Ok(other) => Err(refusal(state.engine.catalog(), &req.job, other, confirm_hint)),
+        Err(err) if err.status.is_server_error() => Ok(api_error_page(who, err)),
+        Err(err) => Err(PageProblem {
+            status: err.status,
+            message: err.message,
+        }),
+    }
 }
 
 /// What to say when the engine did not queue a run.
@@ -997,19 +1008,9 @@ async fn run(
         args: Vec::new(),
         confirm,
     };
-    let outcome = match executions::message_text(&req) {
-        Ok(text) => executions::converse_as(&state, &caller(&who), Some(who.display_name.clone()), Where::Own, text, confirm).await,
-        Err(err) => Err(err),
-    };
-    let problem = match outcome {
-        Ok(Conversation::Queued(id)) => return Ok(Redirect::to(&format!("/executions/{id}")).into_response()),
-        Ok(Conversation::Failed(error_id)) => return Ok(engine_failed_page(&who, &error_id)),
-        Ok(other) => refusal(state.engine.catalog(), &job.name, other, "Tick “I confirm” and run it again."),
-        Err(err) if err.status.is_server_error() => return Ok(api_error_page(&who, err)),
-        Err(err) => PageProblem {
-            status: err.status,
-            message: err.message,
-        },
+    let problem = match run_as(&state, &who, &req, "Tick “I confirm” and run it again.").await {
+        Ok(page) => return Ok(page),
+        Err(problem) => problem,
     };
     Ok(with_status(
         show_job(&who, job, &kept, Some(problem.message), secrets_given),
