@@ -61,6 +61,10 @@ pub struct Notice {
     pub execution: ExecutionId,
     /// That execution's state when the notice was made.
     pub state: ExecState,
+    /// Its job.
+    pub job: String,
+    /// Its wall time, once it has ended.
+    pub duration_ms: Option<i64>,
 }
 
 /// What an open dialog made of a message.
@@ -845,6 +849,8 @@ impl Engine {
             reply,
             execution: e.id,
             state: e.state,
+            job: e.job.clone(),
+            duration_ms: e.duration_ms,
         }))
     }
 

@@ -109,10 +109,9 @@ impl AppState {
     /// Final notices also feed the execution duration histogram of `/metrics`.
     pub async fn deliver_notice(&self, notice: &opsbot_engine::Notice) {
         if notice.state.is_final()
-            && let Ok(Some(e)) = self.engine.store().execution(notice.execution).await
-            && let Some(ms) = e.duration_ms
+            && let Some(ms) = notice.duration_ms
         {
-            self.metrics().finished(&e.job, e.state, ms as f64 / 1000.0);
+            self.metrics().finished(&notice.job, notice.state, ms as f64 / 1000.0);
         }
         chat::deliver_notice(self, notice).await
     }
