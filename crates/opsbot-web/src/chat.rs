@@ -257,15 +257,11 @@ impl Drop for OpenSocket {
     }
 }
 
-fn scopeguard(state: AppState) -> OpenSocket {
-    OpenSocket(state)
-}
-
 /// One browser's socket: history first, then live events out and messages in.
 async fn connection(state: AppState, who: SignedIn, key: String, mut socket: WebSocket) {
     let mut events = state.chat().sender(&key).subscribe();
     state.metrics().connections("web_chat", 1.0);
-    let _open = scopeguard(state.clone());
+    let _open = OpenSocket(state.clone());
     let mut closing = state.closing();
     match state.engine.store().chat_history(&key, None, HISTORY).await {
         Ok(h) => {
