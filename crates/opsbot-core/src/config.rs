@@ -4,6 +4,9 @@
 //! section, job, parameter and runner is read on its own, so `opsbot check` can report every
 //! problem at once, each with `file:line:col` and a hint.
 
+mod access;
+pub use access::*;
+
 use crate::job::{Catalog, EnumValue, JobSpec, ParamKind, ParamSpec, RunnerSpec};
 use crate::secret;
 use serde::Deserialize;
@@ -17,7 +20,20 @@ use toml::de::{DeTable, DeValue, ValueDeserializer};
 
 /// Built-in verbs no job may be named after. (`logs`, `status` and `cancel` take an id, so a
 /// job may share those names: the argument's shape decides.)
-pub const RESERVED_NAMES: &[&str] = &["help", "list", "jobs", "run", "history", "whoami"];
+pub const RESERVED_NAMES: &[&str] = &[
+    "help",
+    "list",
+    "jobs",
+    "run",
+    "history",
+    "whoami",
+    "approvals",
+    "lock",
+    "unlock",
+    "locks",
+    "link",
+    "unlink",
+];
 
 /// Whether a job name is taken by a built-in verb or a yes/no answer word.
 pub fn is_reserved(name: &str) -> bool {
@@ -26,7 +42,20 @@ pub fn is_reserved(name: &str) -> bool {
 }
 
 /// Verbs an alias may not start with: the grammar reads them as built-ins first.
-const ALIAS_BLOCKED_FIRST_WORDS: &[&str] = &["help", "list", "jobs", "run", "history", "whoami"];
+const ALIAS_BLOCKED_FIRST_WORDS: &[&str] = &[
+    "help",
+    "list",
+    "jobs",
+    "run",
+    "history",
+    "whoami",
+    "approvals",
+    "lock",
+    "unlock",
+    "locks",
+    "link",
+    "unlink",
+];
 
 /// The bot's own settings (`[bot]`).
 #[derive(Clone, Debug)]
@@ -41,6 +70,8 @@ pub struct BotConfig {
     pub dialog_timeout: Duration,
     /// How many output lines the end-of-run report shows.
     pub output_tail: usize,
+    /// The team's time zone: freeze windows, allowed hours and times shown in chat.
+    pub timezone: chrono_tz::Tz,
 }
 
 /// Where records are kept (`[store]`).
@@ -130,6 +161,8 @@ pub struct Config {
     pub web: WebConfig,
     /// `[jobs.*]`
     pub catalog: Catalog,
+    /// `[access]`, `[people.*]`, `[roles.*]`, `[policy]`
+    pub access: AccessConfig,
 }
 
 /// One problem in a config file, with its position.
@@ -242,6 +275,7 @@ struct RawBot {
     confirm_timeout: Option<Spanned<String>>,
     dialog_timeout: Option<Spanned<String>>,
     output_tail: Option<Spanned<i64>>,
+    timezone: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -455,12 +489,13 @@ impl<'a> Cx<'a> {
         let get = |k: &str| root.iter().find(|(key, _)| key.get_ref() == k).map(|(_, v)| v.clone());
         let (bot_v, store_v, worker_v, web_v, defaults_v, jobs_v) =
             (get("bot"), get("store"), get("worker"), get("web"), get("defaults"), get("jobs"));
+        let (access_v, people_v, roles_v, policy_v) = (get("access"), get("people"), get("roles"), get("policy"));
         for (key, _) in root.iter() {
             let k = key.get_ref().as_ref();
             if !SECTIONS.contains(&k) {
                 let hint = crate::job::closest(k, SECTIONS.iter().copied())
                     .map(|s| format!("did you mean `[{s}]`?"))
-                    .unwrap_or_else(|| "known sections: [bot], [store], [worker], [web], [defaults], [jobs.NAME]".into());
+                    .unwrap_or_else(|| "known sections: [bot], [store], [worker], [web], [defaults], [jobs.NAME], [access], [people.NAME], [roles.NAME], [policy]".into());
                 self.err(key.span(), format!("unknown section `{k}`"), Some(hint));
             }
         }
@@ -495,6 +530,17 @@ impl<'a> Cx<'a> {
                     15
                 }
                 None => 15,
+            },
+            timezone: match &raw_bot.timezone {
+                None => chrono_tz::UTC,
+                Some(tz) => tz.get_ref().parse::<chrono_tz::Tz>().unwrap_or_else(|_| {
+                    self.err(
+                        tz.span(),
+                        format!("`{}` is not a time zone", tz.get_ref()),
+                        Some("use an IANA name such as \"UTC\", \"Europe/Berlin\" or \"Asia/Shanghai\"".into()),
+                    );
+                    chrono_tz::UTC
+                }),
             },
         };
 
@@ -604,6 +650,15 @@ impl<'a> Cx<'a> {
             );
         }
 
+        let catalog = Catalog::new(jobs);
+        let access = self.access(
+            access_v.as_ref(),
+            people_v.as_ref(),
+            roles_v.as_ref(),
+            policy_v.as_ref(),
+            &catalog,
+            bot.timezone,
+        );
         Config {
             path: self.file.clone(),
             dir: self.dir.clone(),
@@ -611,7 +666,8 @@ impl<'a> Cx<'a> {
             store,
             worker,
             web,
-            catalog: Catalog::new(jobs),
+            catalog,
+            access,
         }
     }
 
@@ -1241,7 +1297,9 @@ impl<'a> Cx<'a> {
 const MAX_DURATION: Duration = Duration::from_secs(366 * 24 * 3600);
 
 /// Top-level sections of the config file.
-const SECTIONS: &[&str] = &["bot", "store", "worker", "web", "defaults", "jobs"];
+const SECTIONS: &[&str] = &[
+    "bot", "store", "worker", "web", "defaults", "jobs", "access", "people", "roles", "policy",
+];
 
 /// Where `opsbot serve`'s HTTP server listens unless `[web] listen` says otherwise.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";

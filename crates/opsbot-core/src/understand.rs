@@ -39,6 +39,39 @@ pub enum Command {
     Yes,
     /// `no` / `cancel` without an id, outside a dialog
     No,
+    /// `approve ID`: a vote for an approval request
+    Approve(i64),
+    /// `deny ID [reason…]`: a vote against one (the requester's own `deny` withdraws it)
+    Deny {
+        /// The request.
+        id: i64,
+        /// Why, if given.
+        reason: Option<String>,
+    },
+    /// `approvals`: open approval requests
+    Approvals,
+    /// `lock [JOB] [key=value …] --reason "…"`
+    Lock {
+        /// The job, or `None` for every job.
+        job: Option<String>,
+        /// Parameter values the lock covers.
+        params: Vec<(String, String)>,
+        /// Why (required).
+        reason: Option<String>,
+    },
+    /// `unlock [JOB] [key=value …]`
+    Unlock {
+        /// The job, or `None` for every job.
+        job: Option<String>,
+        /// Parameter values of the lock.
+        params: Vec<(String, String)>,
+    },
+    /// `locks`: the locks in force
+    Locks,
+    /// `link` (get a code for this account) or `link CODE` (confirm it from a known account)
+    Link(Option<String>),
+    /// `unlink PLATFORM:ID`
+    Unlink(String),
 }
 
 /// What an understanding layer concluded from a text.

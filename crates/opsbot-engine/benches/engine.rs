@@ -73,7 +73,12 @@ help = "how many replicas"
 }
 
 fn load_config() -> Config {
-    let text = catalog_toml(JOBS);
+    // The person asking holds a role with a glob rule and a parameter condition, and a deny
+    // rule is in force, so every step pays for the access check as a real config makes it.
+    let text = format!(
+        "{}\n[people.bench]\naccounts = [\"bench:U1\"]\nroles = [\"ops\"]\n\n[roles.ops]\nallow = [{{ verbs = [\"run\", \"view\", \"cancel\"], jobs = \"*\" }}]\ndeny = [{{ verbs = \"run\", jobs = \"job1?\" }}]\n",
+        catalog_toml(JOBS)
+    );
     match Config::parse(&text, Path::new("bench-opsbot.toml"), LoadOptions { resolve_secrets: false }) {
         Ok(c) => c,
         Err(e) => panic!("the generated catalog does not load: {e:?}"),
@@ -181,7 +186,7 @@ fn engine_over(rt: &Runtime, config: &Config, catalog: &Arc<Catalog>, file: Opti
         })
         .expect("open the store"),
     );
-    Engine::new(catalog.clone(), config.bot.clone(), store)
+    Engine::new(catalog.clone(), config.bot.clone(), store).with_access(config.access.clone())
 }
 
 fn bench_engine(c: &mut Criterion) {

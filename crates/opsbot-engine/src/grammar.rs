@@ -7,7 +7,24 @@ use opsbot_core::{Command, Envelope};
 use std::collections::HashMap;
 
 /// Built-in verbs, for help and suggestions.
-pub const VERBS: &[&str] = &["help", "list", "run", "status", "cancel", "logs", "history", "whoami"];
+pub const VERBS: &[&str] = &[
+    "help",
+    "list",
+    "run",
+    "status",
+    "cancel",
+    "logs",
+    "history",
+    "whoami",
+    "approve",
+    "deny",
+    "approvals",
+    "lock",
+    "unlock",
+    "locks",
+    "link",
+    "unlink",
+];
 
 pub use opsbot_core::understand::{NO, YES};
 
@@ -285,6 +302,33 @@ fn parse_with(text: &str, catalog: &Catalog, grammar: &Grammar) -> Result<Option
             }
             return Ok(Some(Command::History { job, mine, limit }));
         }
+        "approve" | "deny" | "reject" if args.first().is_some_and(|t| bare(t) && parse_id(&t.text).is_some()) => {
+            let id = parse_id(&args[0].text).expect("checked");
+            let rest: Vec<String> = args[1..].iter().map(|t| t.text.clone()).collect();
+            return match verb.as_str() {
+                "approve" if rest.is_empty() => Ok(Some(Command::Approve(id))),
+                "approve" => Err(ParseError(format!("`approve` takes one request id, e.g. `approve {id}`."))),
+                _ => Ok(Some(Command::Deny {
+                    id,
+                    reason: (!rest.is_empty()).then(|| rest.join(" ")),
+                })),
+            };
+        }
+        "approve" | "deny" | "reject" if !job_named(&verb) => {
+            return Err(ParseError(format!(
+                "`{verb}` needs an approval request id, e.g. `{verb} 7`. `approvals` lists the open requests."
+            )));
+        }
+        "approvals" if args.is_empty() => return Ok(Some(Command::Approvals)),
+        "locks" if args.is_empty() => return Ok(Some(Command::Locks)),
+        "lock" | "unlock" => return lock_args(&verb, args).map(Some),
+        "link" if args.len() <= 1 => return Ok(Some(Command::Link(args.first().map(|t| t.text.clone())))),
+        "unlink" if args.len() == 1 => return Ok(Some(Command::Unlink(args[0].text.clone()))),
+        "link" | "unlink" => {
+            return Err(ParseError(
+                "Use `link` (to get a code for this account), `link CODE` (from an account I know), or `unlink PLATFORM:ID`.".into(),
+            ));
+        }
         w if args.is_empty() && YES.contains(&w) => return Ok(Some(Command::Yes)),
         w if args.is_empty() && NO.contains(&w) => return Ok(Some(Command::No)),
         _ => {}
@@ -299,6 +343,45 @@ fn parse_with(text: &str, catalog: &Catalog, grammar: &Grammar) -> Result<Option
         return job_args(&verb, args).map(Some);
     }
     Ok(None)
+}
+
+/// `lock [JOB] [key=value …] --reason "…"` / `unlock [JOB] [key=value …]`; `*` or no job = every job.
+fn lock_args(verb: &str, args: &[Token]) -> Result<Command, ParseError> {
+    let Command::Run { params, positional, .. } = job_args(verb, args)? else {
+        unreachable!("job_args returns a run")
+    };
+    if positional.len() > 1 {
+        return Err(ParseError(format!(
+            "`{verb}` takes at most one job name, then key=value pairs: e.g. `lock env=prod --reason \"incident 42\"` or `lock deploy`."
+        )));
+    }
+    let job = positional.into_iter().next().filter(|j| j != "*");
+    let mut reason = None;
+    let mut pairs = Vec::new();
+    for (k, v) in params {
+        if k == "reason" {
+            reason = Some(v);
+        } else {
+            pairs.push((k, v));
+        }
+    }
+    if job.is_none() && pairs.is_empty() {
+        return Err(ParseError(format!(
+            "`{verb}` needs what to lock: a job, key=value pairs or both, e.g. `{verb} env=prod` or `{verb} deploy env=prod`."
+        )));
+    }
+    Ok(if verb == "lock" {
+        Command::Lock {
+            job,
+            params: pairs,
+            reason,
+        }
+    } else {
+        if reason.is_some() {
+            return Err(ParseError("`unlock` takes no reason.".into()));
+        }
+        Command::Unlock { job, params: pairs }
+    })
 }
 
 /// `JOB` arguments: `key=value`, `--key=value`, `--key value`, positional values, `--` ends options.

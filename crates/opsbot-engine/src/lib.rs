@@ -6,11 +6,15 @@
 //! workers claim what it queues. Its [`Engine::notifier`] turns store events into replies for
 //! the conversation that asked.
 
+pub mod access;
 pub mod grammar;
+pub mod policy;
 pub mod present;
+mod verbs;
 
+pub use access::{Known, Person};
 use chrono::Utc;
-use opsbot_core::config::BotConfig;
+use opsbot_core::config::{AccessConfig, BotConfig, Verb};
 use opsbot_core::job::{Catalog, JobSpec, closest};
 use opsbot_core::{Command, Envelope, ExecState, Execution, ExecutionId, NewExecution, Params, Place, Reply, Tone, Understand, UserId};
 use opsbot_store::{AuditRecord, CancelResult, Dialog, ExecutionFilter, Store, StoreError};
@@ -21,15 +25,6 @@ use tokio::sync::{broadcast, mpsc};
 /// Confidence below which another understanding layer's guess is not acted on.
 pub const MIN_CONFIDENCE: f32 = 0.8;
 
-/// Who is asking, after the identify step.
-#[derive(Clone, Debug)]
-pub struct Person {
-    /// The platform account.
-    pub account: UserId,
-    /// Name to address them by.
-    pub name: String,
-}
-
 /// What the engine decided for one message.
 #[derive(Clone, Debug, Default)]
 pub struct Outcome {
@@ -39,6 +34,23 @@ pub struct Outcome {
     pub queued: Option<ExecutionId>,
     /// What the engine now waits for from this person here, if anything.
     pub awaiting: Option<Awaiting>,
+    /// The approval request recorded instead of a run, if one was.
+    pub approval: Option<i64>,
+    /// Whether a permission or a policy refused the request (as opposed to a bad value).
+    pub denied: bool,
+    /// Messages for other conversations: an approval request for the approvers' channels, the
+    /// job card of an approved run for the requester's. The door that handled the message
+    /// delivers them.
+    pub elsewhere: Vec<Elsewhere>,
+}
+
+/// A reply for another conversation than the one that spoke.
+#[derive(Clone, Debug)]
+pub struct Elsewhere {
+    /// Where it goes.
+    pub place: Place,
+    /// What it says (`card_for` set when it is a run's job card).
+    pub reply: Reply,
 }
 
 /// An open question after a message.
@@ -90,21 +102,42 @@ pub struct Engine {
     bot: BotConfig,
     store: Arc<dyn Store>,
     understanders: Vec<Arc<dyn Understand>>,
+    access: Arc<AccessConfig>,
+    policies: policy::Policies,
+    templates: minijinja::Environment<'static>,
 }
 
 const DIALOG_PARAM: &str = "param";
 const DIALOG_CONFIRM: &str = "confirm";
 
 impl Engine {
-    /// An engine over a catalog and a store.
+    /// An engine over a catalog and a store, with the default access rules (accounts of the
+    /// local command line are `admin`, everyone else a `guest` who may run nothing) until
+    /// [`Engine::with_access`] gives it the config's.
     pub fn new(catalog: Arc<Catalog>, bot: BotConfig, store: Arc<dyn Store>) -> Self {
+        let access = AccessConfig::default();
         Self {
             grammar: grammar::Grammar::new(&catalog),
             catalog,
             bot,
             store,
             understanders: Vec::new(),
+            policies: policy::Policies::new(&access),
+            access: Arc::new(access),
+            templates: opsbot_core::job::template_env(),
         }
+    }
+
+    /// Uses these people, roles and policies.
+    pub fn with_access(mut self, access: AccessConfig) -> Self {
+        self.policies = policy::Policies::new(&access);
+        self.access = Arc::new(access);
+        self
+    }
+
+    /// The people, roles and policies.
+    pub fn access(&self) -> &AccessConfig {
+        &self.access
     }
 
     /// Adds an understanding layer consulted after the grammar and aliases (e.g. natural language).
@@ -148,15 +181,18 @@ impl Engine {
         }
     }
 
-    fn identify(&self, env: &Envelope) -> Person {
-        Person {
-            account: env.user.clone(),
-            name: env.display_name.clone().unwrap_or_else(|| env.user.id.clone()),
-        }
+    /// Who owns this account: a person listed in the config, one it was linked to, or nobody.
+    pub async fn identify(&self, account: &UserId, display_name: Option<&str>) -> Result<Person, EngineError> {
+        let linked = if self.access.person_with_account(account).is_some() {
+            None
+        } else {
+            self.store.linked_person(account).await?
+        };
+        Ok(access::identify(&self.access, account, display_name, linked.as_deref()))
     }
 
     async fn handle_inner(&self, env: &Envelope) -> Result<Outcome, EngineError> {
-        let person = self.identify(env);
+        let person = self.identify(&env.user, env.display_name.as_deref()).await?;
         let addressed = grammar::address(env, &self.bot.name, &self.bot.prefixes);
         if env.text.len() > grammar::MAX_MESSAGE_LEN {
             // A long paste in a channel that is not for us is none of our business.
@@ -231,25 +267,37 @@ impl Engine {
 
     async fn command(&self, env: &Envelope, person: &Person, cmd: Command) -> Result<Outcome, EngineError> {
         match cmd {
-            Command::Help(None) => Ok(reply(present::help(&self.catalog, &self.bot.name))),
+            Command::Help(None) => Ok(reply(self.help_for(env, person))),
             Command::Help(Some(topic)) => Ok(reply(match self.catalog.get(&topic) {
-                Some(job) => present::job_help(job, self.bot.prefixes.first().map(String::as_str).unwrap_or("")),
-                None if grammar::VERBS.contains(&topic.to_lowercase().as_str()) => present::help(&self.catalog, &self.bot.name),
+                Some(job) if access::may_run_some(&self.access, person, job, &env.place) => {
+                    present::job_help(job, self.bot.prefixes.first().map(String::as_str).unwrap_or(""))
+                }
+                Some(job) => Reply::text(
+                    Tone::Warning,
+                    format!(
+                        "You may not run `{}` here. `whoami` shows your roles, `list` what you may run.",
+                        job.name
+                    ),
+                ),
+                None if grammar::VERBS.contains(&topic.to_lowercase().as_str()) => self.help_for(env, person),
                 None => self.unknown_job(&topic),
             })),
-            Command::List => Ok(reply(present::list(&self.catalog))),
-            Command::Whoami => Ok(reply(Reply::new(Tone::Info).fields(vec![
-                ("you".into(), person.name.clone()),
-                ("account".into(), person.account.to_string()),
-                ("here".into(), format!("{}{}", env.place, if env.direct { " (direct)" } else { "" })),
-                ("roles".into(), "none configured yet: everyone may run every job".into()),
-            ]))),
+            Command::List => Ok(reply(self.list_for(env, person))),
+            Command::Whoami => self.whoami(env, person).await,
             Command::Yes | Command::No => Ok(reply(Reply::text(Tone::Info, "Nothing is waiting for your answer here."))),
-            Command::Status(id) => self.status(id).await,
-            Command::Logs { id, all } => self.logs(id, all).await,
+            Command::Status(id) => self.status(env, person, id).await,
+            Command::Logs { id, all } => self.logs(env, person, id, all).await,
             Command::Cancel(id) => self.cancel(env, person, id).await,
-            Command::History { job, mine, limit } => self.history(person, job, mine, limit).await,
+            Command::History { job, mine, limit } => self.history(env, person, job, mine, limit).await,
             Command::Run { job, params, positional } => self.run(env, person, &job, params, positional).await,
+            Command::Approve(id) => self.vote(env, person, id, true, None).await,
+            Command::Deny { id, reason } => self.vote(env, person, id, false, reason).await,
+            Command::Approvals => self.approvals(env, person).await,
+            Command::Lock { job, params, reason } => self.lock(env, person, job, params, reason).await,
+            Command::Unlock { job, params } => self.unlock(env, person, job, params).await,
+            Command::Locks => self.locks().await,
+            Command::Link(code) => self.link(env, person, code).await,
+            Command::Unlink(account) => self.unlink(env, person, &account).await,
         }
     }
 
@@ -363,6 +411,25 @@ impl Engine {
             .await?;
             return Ok(reply(self.unknown_job(job_name)));
         };
+        // `--override "why"` asks to let the run through a change freeze (with approval).
+        let mut named = named;
+        let mut override_reason = None;
+        if job.param("override").is_none()
+            && let Some(i) = named.iter().position(|(k, _)| k == "override")
+        {
+            let (_, why) = named.remove(i);
+            override_reason = Some(why).filter(|w| !w.trim().is_empty() && w != "true");
+            if override_reason.is_none() {
+                return Ok(reply(Reply::text(
+                    Tone::Error,
+                    "`--override` needs a reason, e.g. `--override \"hotfix for INC-42\"`. Nothing was run.",
+                )));
+            }
+        }
+        let pre = access::decide(&self.access, person, Verb::Run, job, None, &env.place);
+        if !pre.allowed() {
+            return self.refuse(env, person, "run", &job.name, None, &pre.explain(), None).await;
+        }
         let (params, missing) = match self.bind(job, named, positional) {
             Ok(b) => b,
             Err(problems) => {
@@ -383,7 +450,78 @@ impl Engine {
                 .await?;
             return Ok(reply(Reply::text(Tone::Error, format!("{reason} Nothing was run."))));
         }
-        self.proceed(env, person, job, params, missing).await
+        self.proceed(env, person, job, params, missing, override_reason).await
+    }
+
+    /// Refuses a request: an audit record with the reason, and the reason for the person.
+    #[allow(clippy::too_many_arguments)]
+    async fn refuse(
+        &self,
+        env: &Envelope,
+        person: &Person,
+        action: &str,
+        job: &str,
+        params: Option<&Params>,
+        why: &str,
+        execution: Option<ExecutionId>,
+    ) -> Result<Outcome, EngineError> {
+        self.audit(env, person, action, Some(job), params, "refused", Some(why.to_string()), execution)
+            .await?;
+        let what = match (action, params) {
+            ("run", Some(p)) => format!("`{}`", present::describe_run(self.catalog.get(job), job, p)),
+            ("run", None) => format!("`{job}`"),
+            (a, _) => format!("{a} on `{job}`"),
+        };
+        Ok(Outcome {
+            denied: true,
+            ..reply(
+                Reply::new(Tone::Error)
+                    .para(format!("Not allowed: {what}. Nothing was run."))
+                    .para(why.to_string()),
+            )
+        })
+    }
+
+    /// The last checks before a run may start or be put to approvers: the person's right to
+    /// run it with these values here, then the policies; counts it against rate limits when
+    /// `count` is set. Refusals are audited and become the reply.
+    #[allow(clippy::too_many_arguments)]
+    async fn gate(
+        &self,
+        env: &Envelope,
+        person: &Person,
+        job: &JobSpec,
+        params: &Params,
+        override_reason: Option<&str>,
+        count: bool,
+    ) -> Result<Result<Vec<policy::Requirement>, Outcome>, EngineError> {
+        let d = access::decide(&self.access, person, Verb::Run, job, Some(params), &env.place);
+        if !d.allowed() {
+            return Ok(Err(self
+                .refuse(env, person, "run", &job.name, Some(params), &d.explain(), None)
+                .await?));
+        }
+        let argv = self.render_argv(job, params, &person.name);
+        let locks = self.store.locks().await?;
+        let checked = self
+            .policies
+            .check(&self.access, job, params, &argv, &locks, Utc::now(), override_reason)
+            .and_then(|needs| {
+                if count {
+                    self.policies.take_rate(&self.access, person, job, params)?;
+                }
+                Ok(needs)
+            });
+        match checked {
+            Ok(needs) => Ok(Ok(needs)),
+            Err(r) => Ok(Err(self
+                .refuse(env, person, "run", &job.name, Some(params), &r.explain(), None)
+                .await?)),
+        }
+    }
+
+    fn render_argv(&self, job: &JobSpec, params: &Params, requester: &str) -> Vec<String> {
+        policy::render_argv(&self.templates, job, params, requester)
     }
 
     /// After binding: ask for what is missing, then confirm if sensitive, then dispatch.
@@ -394,13 +532,14 @@ impl Engine {
         job: &JobSpec,
         params: Params,
         missing: Vec<String>,
+        override_reason: Option<String>,
     ) -> Result<Outcome, EngineError> {
         if let Some(next) = missing.first() {
             let spec = job.param(next).expect("missing params are declared");
             self.open_dialog(
                 env,
                 DIALOG_PARAM,
-                json!({ "job": job.name, "params": params, "asking": next }),
+                json!({ "job": job.name, "params": params, "asking": next, "override": override_reason }),
                 self.bot.dialog_timeout,
             )
             .await?;
@@ -416,11 +555,15 @@ impl Engine {
                 ..Default::default()
             });
         }
+        let needs = match self.gate(env, person, job, &params, override_reason.as_deref(), true).await? {
+            Ok(needs) => needs,
+            Err(refused) => return Ok(refused),
+        };
         if job.sensitive {
             self.open_dialog(
                 env,
                 DIALOG_CONFIRM,
-                json!({ "job": job.name, "params": params }),
+                json!({ "job": job.name, "params": params, "override": override_reason }),
                 self.bot.confirm_timeout,
             )
             .await?;
@@ -460,7 +603,7 @@ impl Engine {
                 ..Default::default()
             });
         }
-        self.dispatch(env, person, job, params, None).await
+        self.launch(env, person, job, params, needs, override_reason, None).await
     }
 
     /// Opens (or replaces) this person's dialog in this place, expiring after `ttl`.
@@ -501,7 +644,7 @@ impl Engine {
         Ok(Outcome {
             replies: vec![present::queued(&e, Some(job))],
             queued: Some(e.id),
-            awaiting: None,
+            ..Default::default()
         })
     }
 
@@ -544,6 +687,7 @@ impl Engine {
             .get("params")
             .and_then(|p| serde_json::from_value(p.clone()).ok())
             .unwrap_or_default();
+        let override_reason = d.state.get("override").and_then(|v| v.as_str()).map(str::to_string);
         let Some(job) = self.catalog.get(&job_name) else {
             // The job left the catalog since the question was asked (config reload).
             self.store.delete_dialog(&env.place, &env.user).await?;
@@ -576,8 +720,21 @@ impl Engine {
                     return Ok(DialogStep::Answered(reply(Reply::text(Tone::Info, "That was already answered."))));
                 }
                 self.run_decision(env, person, &job.name, Some(&params), "confirmed", None).await?;
+                // Policies again: a lock or a freeze may have begun while the question was open.
+                let needs = match self.gate(env, person, job, &params, override_reason.as_deref(), false).await? {
+                    Ok(needs) => needs,
+                    Err(refused) => return Ok(DialogStep::Answered(refused)),
+                };
                 let o = self
-                    .dispatch(env, person, job, params, Some("confirmed by the requester".into()))
+                    .launch(
+                        env,
+                        person,
+                        job,
+                        params,
+                        needs,
+                        override_reason,
+                        Some("confirmed by the requester".into()),
+                    )
                     .await?;
                 return Ok(DialogStep::Answered(o));
             }
@@ -645,7 +802,9 @@ impl Engine {
                     .filter(|p| p.required && !params.contains_key(&p.name))
                     .map(|p| p.name.clone())
                     .collect();
-                Ok(DialogStep::Answered(self.proceed(env, person, job, params, missing).await?))
+                Ok(DialogStep::Answered(
+                    self.proceed(env, person, job, params, missing, override_reason).await?,
+                ))
             }
             Err(e) => Ok(DialogStep::Answered(Outcome {
                 replies: vec![
@@ -659,18 +818,24 @@ impl Engine {
         }
     }
 
-    async fn status(&self, id: ExecutionId) -> Result<Outcome, EngineError> {
+    async fn status(&self, env: &Envelope, person: &Person, id: ExecutionId) -> Result<Outcome, EngineError> {
         let Some(e) = self.store.execution(id).await? else {
             return Ok(reply(no_such(id)));
         };
+        if let Some(refused) = self.may_touch(env, person, &e, Verb::View).await? {
+            return Ok(refused);
+        }
         let (tail, total) = self.store.output_tail(id, 5).await?;
         Ok(reply(present::status(&e, self.catalog.get(&e.job), &tail, total)))
     }
 
-    async fn logs(&self, id: ExecutionId, all: bool) -> Result<Outcome, EngineError> {
+    async fn logs(&self, env: &Envelope, person: &Person, id: ExecutionId, all: bool) -> Result<Outcome, EngineError> {
         let Some(e) = self.store.execution(id).await? else {
             return Ok(reply(no_such(id)));
         };
+        if let Some(refused) = self.may_touch(env, person, &e, Verb::View).await? {
+            return Ok(refused);
+        }
         let (lines, total) = if all {
             let l = self.store.output_all(id).await?;
             let n = l.len() as u64;
@@ -701,8 +866,14 @@ impl Engine {
     }
 
     async fn cancel(&self, env: &Envelope, person: &Person, id: ExecutionId) -> Result<Outcome, EngineError> {
+        let Some(e) = self.store.execution(id).await? else {
+            return Ok(reply(no_such(id)));
+        };
+        if let Some(refused) = self.may_touch(env, person, &e, Verb::Cancel).await? {
+            return Ok(refused);
+        }
         let result = self.store.request_cancel(id).await?;
-        let job = self.store.execution(id).await?.map(|e| e.job);
+        let job = Some(e.job);
         let (decision, text, tone) = match &result {
             CancelResult::NotFound => return Ok(reply(no_such(id))),
             CancelResult::AlreadyFinished(s) => ("refused", format!("#{id} already ended ({s}); nothing to cancel."), Tone::Info),
@@ -722,7 +893,14 @@ impl Engine {
         Ok(reply(Reply::text(tone, text)))
     }
 
-    async fn history(&self, person: &Person, job: Option<String>, mine: bool, limit: Option<u32>) -> Result<Outcome, EngineError> {
+    async fn history(
+        &self,
+        env: &Envelope,
+        person: &Person,
+        job: Option<String>,
+        mine: bool,
+        limit: Option<u32>,
+    ) -> Result<Outcome, EngineError> {
         let job = match job {
             Some(j) => match self.catalog.get(&j) {
                 Some(spec) => Some(spec.name.clone()),
@@ -731,15 +909,27 @@ impl Engine {
             None => None,
         };
         let limit = limit.unwrap_or(10).min(100);
+        // Runs of jobs the person may not view are left out (their own runs never are); read
+        // more than asked so that leaving some out still fills the page.
         let list = self
             .store
             .executions(&ExecutionFilter {
                 job: job.clone(),
                 requested_by: mine.then(|| person.account.clone()),
-                limit,
+                limit: (limit * 5).min(500),
                 ..Default::default()
             })
             .await?;
+        let mut shown = Vec::new();
+        for e in list {
+            if shown.len() as u32 >= limit {
+                break;
+            }
+            if self.may_view(env, person, &e).await? {
+                shown.push(e);
+            }
+        }
+        let list = shown;
         let mut title = format!("Last {} run(s)", list.len());
         if let Some(j) = &job {
             title.push_str(&format!(" of {j}"));
@@ -781,7 +971,11 @@ impl Engine {
                 id: 0,
                 at: Utc::now(),
                 actor: person.account.clone(),
-                actor_name: person.name.clone(),
+                // A display name proves nothing: say so when no person owns the account.
+                actor_name: match person.known {
+                    Known::Unknown => format!("{} (unknown account)", person.name),
+                    _ => person.name.clone(),
+                },
                 place: env.place.clone(),
                 action: action.into(),
                 job: job.map(str::to_string),

@@ -1,4 +1,5 @@
-//! opsbot's records: executions and their output, dialogs, and the audit trail.
+//! opsbot's records: executions and their output, dialogs, the audit trail, and access control
+//! (approval requests and votes, locks, account links).
 //!
 //! Everything goes through the [`Store`] trait so the engine and the worker never see SQL.
 //! [`SqliteStore`] is the default; the queries are plain SQL with numbered parameters and
@@ -14,6 +15,7 @@ pub use sqlite::SqliteStore;
 use chrono::{DateTime, Utc};
 use opsbot_core::{ExecEvent, ExecState, Execution, ExecutionId, NewExecution, OutputLine, Params, Place, UserId};
 use std::fmt;
+use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{Notify, broadcast};
@@ -335,6 +337,231 @@ pub struct ApiToken {
     pub revoked_at: Option<DateTime<Utc>>,
 }
 
+/// State of an approval request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ApprovalState {
+    /// Waiting for votes.
+    Pending,
+    /// Approved: the run may start.
+    Approved,
+    /// Refused.
+    Denied,
+    /// Not decided in time.
+    Expired,
+    /// Taken back by the requester.
+    Withdrawn,
+}
+
+impl ApprovalState {
+    /// Every state.
+    pub const ALL: [ApprovalState; 5] = [
+        ApprovalState::Pending,
+        ApprovalState::Approved,
+        ApprovalState::Denied,
+        ApprovalState::Expired,
+        ApprovalState::Withdrawn,
+    ];
+
+    /// The stored and displayed name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApprovalState::Pending => "pending",
+            ApprovalState::Approved => "approved",
+            ApprovalState::Denied => "denied",
+            ApprovalState::Expired => "expired",
+            ApprovalState::Withdrawn => "withdrawn",
+        }
+    }
+
+    /// The state with this name.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+}
+
+impl fmt::Display for ApprovalState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A name that is not an [`ApprovalState`].
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("unknown approval state `{0}`")]
+pub struct UnknownApprovalState(pub String);
+
+impl FromStr for ApprovalState {
+    type Err = UnknownApprovalState;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::parse(s).ok_or_else(|| UnknownApprovalState(s.to_string()))
+    }
+}
+
+/// A run that needs approval, as the engine asks the store to record it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewApproval {
+    /// The job to run once approved.
+    pub job: String,
+    /// Its full params, needed to start the run once approved.
+    pub params: Params,
+    /// The account that asked for the run.
+    pub requested_by: UserId,
+    /// The requester's person key in the config (`""` if none).
+    pub requester_person: String,
+    /// The requester's display name at the time.
+    pub requester_name: String,
+    /// Where the run was asked for.
+    pub place: Place,
+    /// Who must approve, as the engine describes it (opaque to the store).
+    pub requirements: serde_json::Value,
+    /// Why approval is required, for people.
+    pub reason: String,
+    /// When the request stops being answerable.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// An approval request as stored.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Approval {
+    /// Id (assigned by the store).
+    pub id: i64,
+    /// The job to run once approved.
+    pub job: String,
+    /// Its full params.
+    pub params: Params,
+    /// The account that asked for the run.
+    pub requested_by: UserId,
+    /// The requester's person key in the config (`""` if none).
+    pub requester_person: String,
+    /// The requester's display name at the time.
+    pub requester_name: String,
+    /// Where the run was asked for.
+    pub place: Place,
+    /// Who must approve (engine-defined JSON).
+    pub requirements: serde_json::Value,
+    /// Why approval is required.
+    pub reason: String,
+    /// When the request stops being answerable.
+    pub expires_at: DateTime<Utc>,
+    /// Where it stands.
+    pub state: ApprovalState,
+    /// When it was recorded.
+    pub created_at: DateTime<Utc>,
+    /// When it left `pending`.
+    pub decided_at: Option<DateTime<Utc>>,
+    /// What was said when it left `pending`.
+    pub decision_note: Option<String>,
+    /// The run it started, once approved.
+    pub execution_id: Option<ExecutionId>,
+}
+
+/// One vote on an approval request.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Vote {
+    /// The request voted on.
+    pub approval_id: i64,
+    /// The account that voted.
+    pub voter: UserId,
+    /// The voter's person key in the config (`""` if none).
+    pub voter_person: String,
+    /// The voter's display name at the time.
+    pub voter_name: String,
+    /// For (true) or against (false).
+    pub approve: bool,
+    /// Why, if they said.
+    pub reason: Option<String>,
+    /// When it was cast.
+    pub at: DateTime<Utc>,
+}
+
+/// A lock to take.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewLock {
+    /// The job locked; every job when `None`.
+    pub job: Option<String>,
+    /// The params it is limited to (none: all runs of the job).
+    pub params: Params,
+    /// Why, for people.
+    pub reason: String,
+    /// Who takes it.
+    pub by: UserId,
+    /// Their display name at the time.
+    pub by_name: String,
+}
+
+/// A lock as stored.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Lock {
+    /// Id (assigned by the store).
+    pub id: i64,
+    /// The canonical text of job and params ([`Lock::scope_of`]), unique among locks.
+    pub scope: String,
+    /// The job locked; every job when `None`.
+    pub job: Option<String>,
+    /// The params it is limited to.
+    pub params: Params,
+    /// Why.
+    pub reason: String,
+    /// Who took it.
+    pub by: UserId,
+    /// Their display name at the time.
+    pub by_name: String,
+    /// When it was taken.
+    pub at: DateTime<Utc>,
+}
+
+impl Lock {
+    /// The canonical text of a lock's scope: `*` for every job or the job's name, then ` k=v`
+    /// for each param in key order, e.g. `* env=prod`, `deploy env=prod`, `deploy`.
+    ///
+    /// Distinct scopes always give distinct texts: a job name, key or value that is empty or
+    /// holds whitespace, `=`, `"`, `\` or a control character (and a job named `*`) is written
+    /// as a JSON string, e.g. `deploy note="two words"`.
+    pub fn scope_of(job: Option<&str>, params: &Params) -> String {
+        let mut out = match job {
+            None => "*".to_string(),
+            Some("*") => scope_quoted("*"),
+            Some(job) => scope_token(job),
+        };
+        // `Params` is a `BTreeMap`: keys come in order.
+        for (k, v) in params {
+            out.push(' ');
+            out.push_str(&scope_token(k));
+            out.push('=');
+            out.push_str(&scope_token(v));
+        }
+        out
+    }
+}
+
+/// One word of a lock scope: as it is, or as a JSON string when it could be misread.
+fn scope_token(s: &str) -> String {
+    let plain = !s.is_empty()
+        && !s
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '=' | '"' | '\\'));
+    if plain { s.to_string() } else { scope_quoted(s) }
+}
+
+/// `s` as a JSON string.
+fn scope_quoted(s: &str) -> String {
+    serde_json::Value::from(s).to_string()
+}
+
+/// A chat account linked to a person of the config.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AccountLink {
+    /// The account.
+    pub account: UserId,
+    /// The person's key in the config.
+    pub person: String,
+    /// Who linked it (the account itself when it used a link code).
+    pub linked_by: UserId,
+    /// When.
+    pub at: DateTime<Utc>,
+}
+
 /// Tells whether the worker with this id is certainly gone (a named type so the `&str` stays
 /// higher-ranked through `#[async_trait]`).
 pub type IsDead<'a> = dyn Fn(&str) -> bool + Send + Sync + 'a;
@@ -466,6 +693,48 @@ pub trait Store: Send + Sync {
     async fn chat_history(&self, channel: &str, before: Option<i64>, limit: u32) -> Result<Vec<ChatMessage>, StoreError>;
     /// Replaces the reply of every job card of `execution` (in any channel) and returns the updated messages.
     async fn update_chat_cards(&self, execution: ExecutionId, reply: &serde_json::Value) -> Result<Vec<ChatMessage>, StoreError>;
+    /// Records a new pending approval request.
+    async fn create_approval(&self, new: &NewApproval) -> Result<Approval, StoreError>;
+    /// One approval request.
+    async fn approval(&self, id: i64) -> Result<Option<Approval>, StoreError>;
+    /// The newest `limit` approval requests (0 means 20; at most 1000), newest first;
+    /// `pending_only` limits to state pending (expired-by-time ones included: the store does
+    /// not look at the clock).
+    async fn approvals(&self, pending_only: bool, limit: u32) -> Result<Vec<Approval>, StoreError>;
+    /// Records a vote. `Ok(false)` when this person (`voter_person`, or the voter account when
+    /// `voter_person` is empty) or this account already voted on this request. The store does
+    /// not check the request's state (a request that does not exist is an error).
+    async fn add_vote(&self, vote: &Vote) -> Result<bool, StoreError>;
+    /// The votes on a request, in the order they were cast.
+    async fn votes(&self, approval_id: i64) -> Result<Vec<Vote>, StoreError>;
+    /// Moves a pending request to `state` (approved/denied/expired/withdrawn) with a note.
+    /// Returns false if it was no longer pending (someone else decided first), if there is no
+    /// such request, or if `state` is pending.
+    async fn decide_approval(&self, id: i64, state: ApprovalState, note: Option<&str>) -> Result<bool, StoreError>;
+    /// Records the execution an approved request started (nothing happens when there is no
+    /// such request).
+    async fn set_approval_execution(&self, id: i64, execution: ExecutionId) -> Result<(), StoreError>;
+    /// Takes a lock. `Ok(Err(existing))` when a lock with the same scope ([`Lock::scope_of`])
+    /// is held already.
+    async fn put_lock(&self, lock: &NewLock) -> Result<Result<Lock, Lock>, StoreError>;
+    /// Every lock, oldest first.
+    async fn locks(&self) -> Result<Vec<Lock>, StoreError>;
+    /// Removes the lock with this scope; returns it if there was one.
+    async fn delete_lock(&self, scope: &str) -> Result<Option<Lock>, StoreError>;
+    /// Stores a one-time link code (only its SHA-256 hex) for `account`, replacing any earlier
+    /// code for that account.
+    async fn create_link_code(&self, code_sha256: &str, account: &UserId, expires_at: DateTime<Utc>) -> Result<(), StoreError>;
+    /// Takes (deletes and returns) the code's account and expiry, expired or not; single use:
+    /// of two concurrent takers only one gets `Some`.
+    async fn take_link_code(&self, code_sha256: &str) -> Result<Option<(UserId, DateTime<Utc>)>, StoreError>;
+    /// Links an account to a person (replacing an earlier link of that account).
+    async fn link_account(&self, link: &AccountLink) -> Result<(), StoreError>;
+    /// The person an account is linked to.
+    async fn linked_person(&self, account: &UserId) -> Result<Option<String>, StoreError>;
+    /// The links of one person, or all when `None`, by person then account.
+    async fn account_links(&self, person: Option<&str>) -> Result<Vec<AccountLink>, StoreError>;
+    /// Removes an account's link; whether there was one.
+    async fn unlink_account(&self, account: &UserId) -> Result<bool, StoreError>;
     /// How many executions are in each state (states with none are left out).
     async fn count_by_state(&self) -> Result<Vec<(ExecState, u64)>, StoreError>;
     /// Whether the database answers (for readiness checks).

@@ -8,8 +8,9 @@
 //! `BEGIN IMMEDIATE` transaction, which takes the write lock before it reads.
 
 use crate::{
-    ApiToken, AuditFilter, AuditRecord, CancelResult, ChainedAudit, ChatMessage, Dialog, ExecutionFilter, Finish, GENESIS_HASH, IsDead,
-    NewChatMessage, Store, StoreError, WebSession, audit_hash,
+    AccountLink, ApiToken, Approval, ApprovalState, AuditFilter, AuditRecord, CancelResult, ChainedAudit, ChatMessage, Dialog,
+    ExecutionFilter, Finish, GENESIS_HASH, IsDead, Lock, NewApproval, NewChatMessage, NewLock, Store, StoreError, Vote, WebSession,
+    audit_hash,
 };
 use chrono::{DateTime, Utc};
 use opsbot_core::{ExecEvent, ExecState, Execution, ExecutionId, NewExecution, OutputLine, Params, Place, Stream, UserId};
@@ -35,6 +36,8 @@ const MAX_LIST: u32 = 1000;
 const DEFAULT_LIST: u32 = 20;
 /// Chunks read per round trip when looking for the tail of the output.
 const TAIL_PAGE: i64 = 32;
+/// Attempts at taking a lock when the one in the way vanishes before it can be read.
+const LOCK_ATTEMPTS: u32 = 5;
 /// Attempts at opening a file (another process may be creating or migrating it right now).
 const OPEN_ATTEMPTS: u32 = 5;
 
@@ -46,6 +49,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (4, "listing index", include_str!("../migrations/sqlite/0004_listing_index.sql")),
     (5, "web sessions and chat", include_str!("../migrations/sqlite/0005_web.sql")),
     (6, "audit hash chain", include_str!("../migrations/sqlite/0006_audit_chain.sql")),
+    (
+        7,
+        "approvals, votes, locks, account links",
+        include_str!("../migrations/sqlite/0007_access.sql"),
+    ),
 ];
 
 /// A [`Store`] on a SQLite database (a file, or memory for tests).
@@ -500,6 +508,106 @@ async fn chain_unchained(pool: &SqlitePool) -> Result<(), StoreError> {
     tx.commit().await?;
     tracing::info!(records = chained, "audit records from before the hash chain are now chained");
     Ok(())
+}
+
+/// Stored JSON as an engine-defined value.
+fn parse_json(json: &str, what: &str) -> Result<serde_json::Value, StoreError> {
+    serde_json::from_str(json).map_err(|e| StoreError::Corrupt(format!("{what}: not valid JSON: {e}")))
+}
+
+/// One `approvals` row.
+fn approval_from_row(row: &SqliteRow) -> Result<Approval, StoreError> {
+    let id: i64 = col(row, "id")?;
+    let what = format!("approval request {id}");
+    let params: String = col(row, "params")?;
+    let requirements: String = col(row, "requirements")?;
+    let state: String = col(row, "state")?;
+    Ok(Approval {
+        id,
+        job: col(row, "job")?,
+        params: parse_params(&params, &what)?,
+        requested_by: UserId {
+            platform: col(row, "requested_by_platform")?,
+            id: col(row, "requested_by_id")?,
+        },
+        requester_person: col(row, "requester_person")?,
+        requester_name: col(row, "requester_name")?,
+        place: place_from_row(row)?,
+        requirements: parse_json(&requirements, &format!("{what}: requirements"))?,
+        reason: col(row, "reason")?,
+        expires_at: time(col(row, "expires_at")?, &what)?,
+        state: ApprovalState::parse(&state).ok_or_else(|| StoreError::Corrupt(format!("{what}: unknown state `{state}`")))?,
+        created_at: time(col(row, "created_at")?, &what)?,
+        decided_at: opt_time(col(row, "decided_at")?, &what)?,
+        decision_note: col(row, "decision_note")?,
+        execution_id: col(row, "execution_id")?,
+    })
+}
+
+/// One `approval_votes` row.
+fn vote_from_row(row: &SqliteRow) -> Result<Vote, StoreError> {
+    let approval_id: i64 = col(row, "approval_id")?;
+    let what = format!("vote on approval request {approval_id}");
+    let approve: i64 = col(row, "approve")?;
+    Ok(Vote {
+        approval_id,
+        voter: UserId {
+            platform: col(row, "voter_platform")?,
+            id: col(row, "voter_id")?,
+        },
+        voter_person: col(row, "voter_person")?,
+        voter_name: col(row, "voter_name")?,
+        approve: approve != 0,
+        reason: col(row, "reason")?,
+        at: time(col(row, "at")?, &what)?,
+    })
+}
+
+/// Who counts as one voter: the person when there is one, else the account.
+fn voter_key(vote: &Vote) -> String {
+    if vote.voter_person.is_empty() {
+        format!("account:{}:{}", vote.voter.platform, vote.voter.id)
+    } else {
+        format!("person:{}", vote.voter_person)
+    }
+}
+
+/// One `locks` row.
+fn lock_from_row(row: &SqliteRow) -> Result<Lock, StoreError> {
+    let id: i64 = col(row, "id")?;
+    let what = format!("lock {id}");
+    let params: String = col(row, "params")?;
+    Ok(Lock {
+        id,
+        scope: col(row, "scope")?,
+        job: col(row, "job")?,
+        params: parse_params(&params, &what)?,
+        reason: col(row, "reason")?,
+        by: UserId {
+            platform: col(row, "by_platform")?,
+            id: col(row, "by_id")?,
+        },
+        by_name: col(row, "by_name")?,
+        at: time(col(row, "at")?, &what)?,
+    })
+}
+
+/// One `account_links` row.
+fn link_from_row(row: &SqliteRow) -> Result<AccountLink, StoreError> {
+    let account = UserId {
+        platform: col(row, "account_platform")?,
+        id: col(row, "account_id")?,
+    };
+    let what = format!("link of account {account}");
+    Ok(AccountLink {
+        person: col(row, "person")?,
+        linked_by: UserId {
+            platform: col(row, "linked_by_platform")?,
+            id: col(row, "linked_by_id")?,
+        },
+        at: time(col(row, "at")?, &what)?,
+        account,
+    })
 }
 
 /// Packs output lines into a chunk body: one `<unix_ms> <o|e|s> <text>` per line.
@@ -1216,6 +1324,236 @@ impl Store for SqliteStore {
         let mut out = rows.iter().map(chat_from_row).collect::<Result<Vec<_>, _>>()?;
         out.sort_by_key(|m| m.id);
         Ok(out)
+    }
+
+    async fn create_approval(&self, new: &NewApproval) -> Result<Approval, StoreError> {
+        let row = sqlx::query(
+            "INSERT INTO approvals (job, params, requested_by_platform, requested_by_id, requester_person, requester_name, \
+             place_platform, place_channel, place_thread, requirements, reason, state, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'pending', $12, $13) RETURNING *",
+        )
+        .bind(&new.job)
+        .bind(params_json(&new.params)?)
+        .bind(&new.requested_by.platform)
+        .bind(&new.requested_by.id)
+        .bind(&new.requester_person)
+        .bind(&new.requester_name)
+        .bind(&new.place.platform)
+        .bind(&new.place.channel)
+        .bind(&new.place.thread)
+        .bind(new.requirements.to_string())
+        .bind(&new.reason)
+        .bind(now_ms())
+        .bind(new.expires_at.timestamp_millis())
+        .fetch_one(&self.pool)
+        .await?;
+        approval_from_row(&row)
+    }
+
+    async fn approval(&self, id: i64) -> Result<Option<Approval>, StoreError> {
+        let row = sqlx::query("SELECT * FROM approvals WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(approval_from_row).transpose()
+    }
+
+    async fn approvals(&self, pending_only: bool, limit: u32) -> Result<Vec<Approval>, StoreError> {
+        let limit = if limit == 0 { DEFAULT_LIST } else { limit.min(MAX_LIST) };
+        let query = if pending_only {
+            sqlx::query("SELECT * FROM approvals WHERE state = 'pending' ORDER BY id DESC LIMIT $1")
+        } else {
+            sqlx::query("SELECT * FROM approvals ORDER BY id DESC LIMIT $1")
+        };
+        let rows = query.bind(i64::from(limit)).fetch_all(&self.pool).await?;
+        rows.iter().map(approval_from_row).collect()
+    }
+
+    async fn add_vote(&self, vote: &Vote) -> Result<bool, StoreError> {
+        // The unique indexes decide, inside the INSERT: of two votes by the same person only
+        // one gets in, whatever the timing.
+        let done = sqlx::query(
+            "INSERT INTO approval_votes (approval_id, voter_key, voter_platform, voter_id, voter_person, voter_name, \
+             approve, reason, at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING",
+        )
+        .bind(vote.approval_id)
+        .bind(voter_key(vote))
+        .bind(&vote.voter.platform)
+        .bind(&vote.voter.id)
+        .bind(&vote.voter_person)
+        .bind(&vote.voter_name)
+        .bind(i64::from(vote.approve))
+        .bind(&vote.reason)
+        .bind(vote.at.timestamp_millis())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn votes(&self, approval_id: i64) -> Result<Vec<Vote>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM approval_votes WHERE approval_id = $1 ORDER BY id")
+            .bind(approval_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(vote_from_row).collect()
+    }
+
+    async fn decide_approval(&self, id: i64, state: ApprovalState, note: Option<&str>) -> Result<bool, StoreError> {
+        if state == ApprovalState::Pending {
+            return Ok(false);
+        }
+        let done = sqlx::query("UPDATE approvals SET state = $1, decided_at = $2, decision_note = $3 WHERE id = $4 AND state = 'pending'")
+            .bind(state.as_str())
+            .bind(now_ms())
+            .bind(note)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn set_approval_execution(&self, id: i64, execution: ExecutionId) -> Result<(), StoreError> {
+        sqlx::query("UPDATE approvals SET execution_id = $1 WHERE id = $2")
+            .bind(execution)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn put_lock(&self, lock: &NewLock) -> Result<Result<Lock, Lock>, StoreError> {
+        let scope = Lock::scope_of(lock.job.as_deref(), &lock.params);
+        let params = params_json(&lock.params)?;
+        // The unique scope decides, inside the INSERT. When it is taken, the lock in the way
+        // is read; if it was removed in between, try again.
+        for _ in 0..LOCK_ATTEMPTS {
+            let row = sqlx::query(
+                "INSERT INTO locks (scope, job, params, reason, by_platform, by_id, by_name, at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (scope) DO NOTHING RETURNING *",
+            )
+            .bind(&scope)
+            .bind(&lock.job)
+            .bind(&params)
+            .bind(&lock.reason)
+            .bind(&lock.by.platform)
+            .bind(&lock.by.id)
+            .bind(&lock.by_name)
+            .bind(now_ms())
+            .fetch_optional(&self.pool)
+            .await?;
+            if let Some(row) = row {
+                return Ok(Ok(lock_from_row(&row)?));
+            }
+            let existing = sqlx::query("SELECT * FROM locks WHERE scope = $1")
+                .bind(&scope)
+                .fetch_optional(&self.pool)
+                .await?;
+            if let Some(row) = existing {
+                return Ok(Err(lock_from_row(&row)?));
+            }
+        }
+        Err(StoreError::Corrupt(format!(
+            "the lock `{scope}` kept being taken and released while being taken"
+        )))
+    }
+
+    async fn locks(&self) -> Result<Vec<Lock>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM locks ORDER BY id").fetch_all(&self.pool).await?;
+        rows.iter().map(lock_from_row).collect()
+    }
+
+    async fn delete_lock(&self, scope: &str) -> Result<Option<Lock>, StoreError> {
+        let row = sqlx::query("DELETE FROM locks WHERE scope = $1 RETURNING *")
+            .bind(scope)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(lock_from_row).transpose()
+    }
+
+    async fn create_link_code(&self, code_sha256: &str, account: &UserId, expires_at: DateTime<Utc>) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO link_codes (account_platform, account_id, code_sha256, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (account_platform, account_id) DO UPDATE SET \
+             code_sha256 = excluded.code_sha256, created_at = excluded.created_at, expires_at = excluded.expires_at",
+        )
+        .bind(&account.platform)
+        .bind(&account.id)
+        .bind(code_sha256)
+        .bind(now_ms())
+        .bind(expires_at.timestamp_millis())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn take_link_code(&self, code_sha256: &str) -> Result<Option<(UserId, DateTime<Utc>)>, StoreError> {
+        let row = sqlx::query("DELETE FROM link_codes WHERE code_sha256 = $1 RETURNING account_platform, account_id, expires_at")
+            .bind(code_sha256)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref()
+            .map(|row| {
+                let account = UserId {
+                    platform: col(row, "account_platform")?,
+                    id: col(row, "account_id")?,
+                };
+                let expires_at = time(col(row, "expires_at")?, &format!("link code of account {account}"))?;
+                Ok((account, expires_at))
+            })
+            .transpose()
+    }
+
+    async fn link_account(&self, link: &AccountLink) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO account_links (account_platform, account_id, person, linked_by_platform, linked_by_id, at) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (account_platform, account_id) DO UPDATE SET \
+             person = excluded.person, linked_by_platform = excluded.linked_by_platform, \
+             linked_by_id = excluded.linked_by_id, at = excluded.at",
+        )
+        .bind(&link.account.platform)
+        .bind(&link.account.id)
+        .bind(&link.person)
+        .bind(&link.linked_by.platform)
+        .bind(&link.linked_by.id)
+        .bind(link.at.timestamp_millis())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn linked_person(&self, account: &UserId) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query("SELECT person FROM account_links WHERE account_platform = $1 AND account_id = $2")
+            .bind(&account.platform)
+            .bind(&account.id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(|r| col(r, "person")).transpose()
+    }
+
+    async fn account_links(&self, person: Option<&str>) -> Result<Vec<AccountLink>, StoreError> {
+        let rows = match person {
+            Some(person) => {
+                sqlx::query("SELECT * FROM account_links WHERE person = $1 ORDER BY account_platform, account_id")
+                    .bind(person)
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+            None => {
+                sqlx::query("SELECT * FROM account_links ORDER BY person, account_platform, account_id")
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+        };
+        rows.iter().map(link_from_row).collect()
+    }
+
+    async fn unlink_account(&self, account: &UserId) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM account_links WHERE account_platform = $1 AND account_id = $2")
+            .bind(&account.platform)
+            .bind(&account.id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     async fn count_by_state(&self) -> Result<Vec<(ExecState, u64)>, StoreError> {

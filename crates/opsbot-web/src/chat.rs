@@ -398,7 +398,27 @@ async fn say(state: &AppState, who: &SignedIn, key: &str, text: String, button: 
             post_reply(state, key, reply, None, None).await?;
         }
     }
+    deliver_elsewhere(state, &out.elsewhere).await;
     Ok(())
+}
+
+/// Posts the engine's messages for other conversations that are web chat channels (an approval
+/// request for the approvers' channel, an approved run's job card for the requester's).
+/// Messages for other platforms are left to their adapters.
+pub(crate) async fn deliver_elsewhere(state: &AppState, list: &[opsbot_engine::Elsewhere]) {
+    for e in list {
+        if e.place.platform != "web" {
+            continue;
+        }
+        let key = e.place.channel.as_str();
+        let posted = match e.reply.card_for {
+            Some(id) => post_card(state, key, id, e.reply.clone()).await,
+            None => post_reply(state, key, e.reply.clone(), None, None).await,
+        };
+        if let Err(msg) = posted {
+            tracing::warn!(place = %e.place, "cannot deliver a message to another web chat: {msg}");
+        }
+    }
 }
 
 fn failure(what: &str, e: &dyn std::fmt::Display) -> String {

@@ -726,6 +726,14 @@ fn refusal(catalog: &Catalog, job_name: &str, conv: Conversation, confirm_hint: 
             status: StatusCode::UNPROCESSABLE_ENTITY,
             message: text,
         },
+        Conversation::Denied(text) => PageProblem {
+            status: StatusCode::FORBIDDEN,
+            message: text,
+        },
+        Conversation::PendingApproval(_, text) => PageProblem {
+            status: StatusCode::ACCEPTED,
+            message: text,
+        },
         _ => PageProblem {
             status: StatusCode::UNPROCESSABLE_ENTITY,
             message: format!("`{name}` was not run."),

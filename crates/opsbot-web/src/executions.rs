@@ -5,7 +5,7 @@ use crate::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiJson, ApiQuery};
 use crate::metrics::RunOutcome;
-use crate::views::{ErrorBody, ExecutionList, ExecutionView, RunRequest};
+use crate::views::{ApprovalPending, ErrorBody, ExecutionList, ExecutionView, RunRequest};
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
@@ -17,7 +17,7 @@ use opsbot_engine::grammar::{cli_arg, quote_arg};
 use opsbot_engine::{Awaiting, Engine, Outcome};
 use opsbot_store::{ExecutionFilter, Store, StoreError};
 use serde::Deserialize;
-use std::sync::Arc;
+
 use utoipa::IntoParams;
 
 /// Executions listed when no `limit` is given.
@@ -36,8 +36,12 @@ pub(crate) enum Conversation {
     NeedsConfirmation,
     /// A required parameter was missing; the question was withdrawn.
     MissingParam(String),
-    /// The engine refused; its reply text.
+    /// The engine refused (a bad value, an unknown job); its reply text.
     Refused(String),
+    /// A permission or a policy refused; the engine's reply text.
+    Denied(String),
+    /// The run waits for approval: the request's id and the engine's reply text.
+    PendingApproval(i64, String),
     /// The engine failed; its error id.
     Failed(String),
     /// Anything else the engine answered (e.g. to `cancel N`).
@@ -128,6 +132,7 @@ pub(crate) async fn converse_as(
     if display_name.is_some() {
         env.display_name = display_name;
     }
+    let state2 = state.clone();
     let task = tokio::spawn(async move {
         let _guard = match &lock {
             Some(lock) => {
@@ -138,23 +143,38 @@ pub(crate) async fn converse_as(
             None => None,
         };
         let out = engine.handle(&env).await;
-        settle(&engine, env, out, confirm).await
+        settle(&state2, env, out, confirm).await
     });
     task.await
         .map_err(|e| ApiError::internal(format!("API conversation task failed: {e}")))
 }
 
-pub(crate) async fn settle(engine: &Arc<Engine>, mut env: Envelope, out: Outcome, confirm: bool) -> Conversation {
+pub(crate) async fn settle(state: &AppState, mut env: Envelope, out: Outcome, confirm: bool) -> Conversation {
+    let engine = &state.engine;
+    crate::chat::deliver_elsewhere(state, &out.elsewhere).await;
     if let Some(id) = engine_failure(&out) {
         return Conversation::Failed(id);
+    }
+    if let Some(id) = out.approval {
+        return Conversation::PendingApproval(id, reply_text(&out));
+    }
+    if out.denied {
+        return Conversation::Denied(reply_text(&out));
     }
     match (out.queued, out.awaiting.clone()) {
         (Some(id), _) => Conversation::Queued(id),
         (None, Some(Awaiting::Confirmation)) if confirm => {
             env.text = "yes".into();
             let out = engine.handle(&env).await;
+            crate::chat::deliver_elsewhere(state, &out.elsewhere).await;
             if let Some(id) = engine_failure(&out) {
                 return Conversation::Failed(id);
+            }
+            if let Some(id) = out.approval {
+                return Conversation::PendingApproval(id, reply_text(&out));
+            }
+            if out.denied {
+                return Conversation::Denied(reply_text(&out));
             }
             match out.queued {
                 Some(id) => Conversation::Queued(id),
@@ -256,6 +276,9 @@ pub(crate) fn message_text(req: &RunRequest) -> Result<String, ApiError> {
             headers(("Location" = String, description = "/api/v1/executions/{id}"))),
         (status = 400, description = "The body is not JSON or does not fit (`bad_request`).", body = ErrorBody),
         (status = 401, description = "No token, or an unknown or revoked one.", body = ErrorBody),
+        (status = 202, description = "Not run yet: a policy asks for approval. The message names who must approve and until when; \
+            approvers answer `approve ID` or `deny ID` in chat.", body = ApprovalPending),
+        (status = 403, description = "A permission or a policy refused it (`forbidden`): the message says which rule and what would pass.", body = ErrorBody),
         (status = 409, description = "A sensitive job without `\"confirm\": true` (`confirmation_required`); nothing was run.", body = ErrorBody),
         (status = 413, description = "The body is over 64 KiB (`payload_too_large`).", body = ErrorBody),
         (status = 415, description = "The body is not `application/json` (`unsupported_media_type`).", body = ErrorBody),
@@ -325,6 +348,21 @@ pub(crate) async fn create(State(state): State<AppState>, caller: Caller, ApiJso
                 text
             };
             Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "refused", text))
+        }
+        Conversation::Denied(text) => {
+            metrics.run(RunOutcome::Refused);
+            Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", text))
+        }
+        Conversation::PendingApproval(id, text) => {
+            metrics.run(RunOutcome::Refused);
+            Ok((
+                StatusCode::ACCEPTED,
+                Json(ApprovalPending {
+                    approval_id: id,
+                    message: text,
+                }),
+            )
+                .into_response())
         }
         Conversation::Answered => {
             metrics.run(RunOutcome::Refused);

@@ -36,6 +36,7 @@ const BEARER: &str = "bearer";
         document,
     ),
     components(schemas(
+        ApprovalPending,
         ErrorBody,
         ErrorDetail,
         Ready,

@@ -33,6 +33,16 @@ pub(crate) struct ErrorDetail {
     pub error_id: String,
 }
 
+/// A run request that waits for approval instead of running (HTTP 202).
+#[derive(Serialize, ToSchema)]
+pub(crate) struct ApprovalPending {
+    /// The approval request's id: approvers answer `approve ID` or `deny ID` in chat.
+    #[schema(example = 7)]
+    pub approval_id: i64,
+    /// Who must approve, why, and until when, in the engine's words.
+    pub message: String,
+}
+
 /// `/readyz` when the store answers.
 #[derive(Serialize, ToSchema)]
 pub(crate) struct Ready {

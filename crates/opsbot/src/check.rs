@@ -21,6 +21,27 @@ pub fn check(path: &Path, no_secrets: bool) -> Result<ExitCode> {
                 path.display(),
                 c.catalog.len()
             );
+            let a = &c.access;
+            let roles: Vec<&str> = a.roles.iter().map(|r| r.name.as_str()).collect();
+            println!(
+                "access: {} people, roles {}; unknown accounts are `{}`, the local command line `{}`",
+                a.people.len(),
+                roles.join(", "),
+                a.default_role,
+                a.local_role
+            );
+            println!(
+                "policies: {} approval, {} freeze, {} hours, {} rate limit, {} deny_argv rule(s); time zone {}",
+                a.approvals.len(),
+                a.freezes.len(),
+                a.hours.len(),
+                a.rate_limits.len(),
+                a.deny_argv.len(),
+                c.bot.timezone
+            );
+            for p in a.people.iter().filter(|p| p.roles.is_empty()) {
+                println!("note: person `{}` has no role, so they may run nothing", p.key);
+            }
             Ok(ExitCode::SUCCESS)
         }
         Err(LoadError::Invalid(diags)) => {

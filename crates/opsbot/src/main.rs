@@ -2,6 +2,7 @@
 //! `run`, `status` and `logs` are a client of another opsbot's REST API instead ([`client`]).
 
 mod audit;
+mod can;
 mod check;
 mod client;
 mod run;
@@ -151,6 +152,26 @@ enum Cmd {
         #[arg(long)]
         no_web: bool,
     },
+    /// Explain what the access rules and policies decide for a person, without running anything.
+    ///
+    /// WHO is a person of the config (`ana`) or an account (`slack:U024BE7LH`, `web:ana`);
+    /// VERB is run, cancel, approve, view or admin. Prints the rule that allowed or denied it
+    /// and, for `run`, what the policies say right now (approvals needed, a freeze, hours).
+    /// Example: opsbot can ana run deploy app=web env=prod. Exit code: 0 allowed, 1 denied,
+    /// 2 a question that does not fit the config.
+    Can {
+        /// A person (`[people.KEY]`) or an account PLATFORM:ID.
+        who: String,
+        /// run, cancel, approve, view or admin.
+        verb: String,
+        /// The job.
+        job: String,
+        /// Parameter values, key=value (defaults fill the rest).
+        args: Vec<String>,
+        /// The place asked from, PLATFORM/CHANNEL (default: the web chat's first channel, e.g. web/ops).
+        #[arg(long = "in", value_name = "PLACE")]
+        place: Option<String>,
+    },
     /// Manage API tokens for the REST API (stored hashed; shown once).
     #[command(subcommand)]
     Token(token::TokenCmd),
@@ -234,6 +255,13 @@ async fn local(config: &std::path::Path, db: Option<PathBuf>, command: Cmd) -> a
         Cmd::Status { id } => status::status(config, db, id).await,
         Cmd::Logs { id, all, follow } => status::logs(config, db, id, all, follow).await,
         Cmd::Serve { listen, no_web } => serve::serve(config, db, listen, no_web).await,
+        Cmd::Can {
+            who,
+            verb,
+            job,
+            args,
+            place,
+        } => can::can(config, db, who, verb, job, args, place).await,
         Cmd::Token(cmd) => token::token(config, db, cmd).await,
         Cmd::Audit(cmd) => audit::audit(config, db, cmd).await,
         Cmd::User(cmd) => user::user(config, db, cmd).await,

@@ -92,7 +92,7 @@ impl Runtime {
         );
         let store: Arc<dyn Store> = store;
         let catalog = Arc::new(config.catalog.clone());
-        let engine = Arc::new(Engine::new(catalog.clone(), config.bot.clone(), store.clone()));
+        let engine = Arc::new(Engine::new(catalog.clone(), config.bot.clone(), store.clone()).with_access(config.access.clone()));
 
         let mut lost_at_start = Vec::new();
         for e in recover(&engine).await? {

@@ -1,6 +1,8 @@
 //! The engine through its public API, on an in-memory store: addressing, dialogs per person
 //! and place, and an audit record for every decision.
 
+mod access;
+
 use opsbot_core::config::{Config, LoadOptions};
 use opsbot_core::{Envelope, Place, UserId};
 use opsbot_engine::{Awaiting, Engine};
@@ -11,6 +13,10 @@ use std::sync::Arc;
 const CONFIG: &str = r#"
 [bot]
 confirm_timeout = "1s"
+
+# These tests are about dialogs and addressing: every account may do everything.
+[access]
+default_role = "admin"
 
 [jobs.deploy]
 aliases = ["deploy {app} to {env}"]
@@ -57,7 +63,10 @@ required = true
 async fn engine() -> (Engine, Arc<dyn Store>) {
     let cfg = Config::parse(CONFIG, Path::new("/tmp/opsbot-test.toml"), LoadOptions::default()).expect("config");
     let store: Arc<dyn Store> = Arc::new(SqliteStore::memory().await.expect("store"));
-    (Engine::new(Arc::new(cfg.catalog), cfg.bot, store.clone()), store)
+    (
+        Engine::new(Arc::new(cfg.catalog), cfg.bot, store.clone()).with_access(cfg.access),
+        store,
+    )
 }
 
 fn in_channel(user: &str, text: &str) -> Envelope {

@@ -26,6 +26,7 @@ macro_rules! on_both {
     };
 }
 
+mod approvals;
 mod audit;
 mod cancel;
 mod chain;
@@ -34,6 +35,8 @@ mod dialogs;
 mod events;
 mod executions;
 mod files;
+mod links;
+mod locks;
 mod output;
 mod recover;
 mod tokens;

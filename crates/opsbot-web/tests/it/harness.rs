@@ -22,6 +22,20 @@ pub const CONFIG: &str = r#"
 [bot]
 confirm_timeout = "1m"
 
+# Every account may do everything here; the access rules have tests of their own.
+[access]
+default_role = "admin"
+
+[people.ana]
+accounts = ["web:ana"]
+roles = ["admin"]
+[people.bo]
+accounts = ["web:bo"]
+roles = ["admin"]
+[people.bob]
+accounts = ["web:bob"]
+roles = ["admin"]
+
 [jobs.hello]
 description = "Says hello"
 examples = ["hello who=ana"]
@@ -146,7 +160,7 @@ impl TestApp {
         let store = SqliteStore::memory().await.expect("store");
         let dyn_store: Arc<dyn Store> = Arc::new(store.clone());
         let catalog = Arc::new(cfg.catalog);
-        let engine = Arc::new(Engine::new(catalog.clone(), cfg.bot, dyn_store.clone()));
+        let engine = Arc::new(Engine::new(catalog.clone(), cfg.bot, dyn_store.clone()).with_access(cfg.access));
         let worker = worker.then(|| {
             let (tx, rx) = watch::channel(false);
             let w = Worker::new(dyn_store.clone(), catalog, Arc::new(ExecRunner::new()), WorkerOptions::new(4));

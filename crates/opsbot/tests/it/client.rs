@@ -33,7 +33,7 @@ fn closed_port() -> u16 {
 #[test]
 fn remote_run_streams_the_output_and_exits_with_the_outcome() {
     let sb = Sandbox::new();
-    let cfg = example_config();
+    let cfg = sb.example_copy(TEST_PEOPLE);
     let token = sb.token(&cfg, "ana");
     let (_serve, addr) = sb.serve(&cfg);
     let url = format!("http://{addr}");
@@ -71,7 +71,7 @@ fn remote_run_streams_the_output_and_exits_with_the_outcome() {
 #[test]
 fn remote_run_refuses_like_local_run_with_exit_2() {
     let sb = Sandbox::new();
-    let cfg = example_config();
+    let cfg = sb.example_copy(TEST_PEOPLE);
     let token = sb.token(&cfg, "ana");
     let (_serve, addr) = sb.serve(&cfg);
     let url = format!("http://{addr}");
@@ -106,7 +106,7 @@ fn remote_run_refuses_like_local_run_with_exit_2() {
 #[test]
 fn remote_sensitive_job_needs_yes() {
     let sb = Sandbox::new();
-    let cfg = example_config();
+    let cfg = sb.example_copy(TEST_PEOPLE);
     let token = sb.token(&cfg, "ana");
     let (_serve, addr) = sb.serve(&cfg);
     let url = format!("http://{addr}");
@@ -126,7 +126,7 @@ fn remote_sensitive_job_needs_yes() {
 #[test]
 fn remote_commands_need_a_valid_token() {
     let sb = Sandbox::new();
-    let cfg = example_config();
+    let cfg = sb.example_copy(TEST_PEOPLE);
     let token = sb.token(&cfg, "ana");
     let (_serve, addr) = sb.serve(&cfg);
     let url = format!("http://{addr}");
@@ -368,7 +368,7 @@ fn tls_front(sb: &Sandbox, target: String) -> (u16, PathBuf) {
 #[test]
 fn https_servers_are_verified_with_the_system_roots() {
     let sb = Sandbox::new();
-    let cfg = example_config();
+    let cfg = sb.example_copy(TEST_PEOPLE);
     let token = sb.token(&cfg, "ana");
     let (_serve, addr) = sb.serve(&cfg);
     let (port, ca) = tls_front(&sb, addr.clone());
@@ -418,7 +418,7 @@ fn https_servers_are_verified_with_the_system_roots() {
 #[test]
 fn local_status_and_logs_read_the_store() {
     let sb = Sandbox::new();
-    let cfg = example_config();
+    let cfg = sb.example_copy(TEST_PEOPLE);
     let (code, _, err) = output(sb.cmd(&cfg).args(["run", "--user", "alice", "deploy", "app=web", "env=staging"]));
     assert_eq!(code, Some(0), "{err}");
     let (code, _, _) = output(sb.cmd(&cfg).args(["run", "deploy", "api", "dev", "0.0.0"]));
@@ -467,7 +467,7 @@ fn local_status_and_logs_read_the_store() {
 #[test]
 fn server_option_is_only_for_run_status_and_logs() {
     let sb = Sandbox::new();
-    let cfg = example_config();
+    let cfg = sb.example_copy(TEST_PEOPLE);
     let (code, _, err) = output(sb.cmd(&cfg).args(["token", "list", "--server", "http://127.0.0.1:1"]));
     assert_eq!(code, Some(2));
     assert!(err.contains("--server works with `run`, `status` and `logs`"), "{err}");

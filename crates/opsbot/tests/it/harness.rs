@@ -341,6 +341,22 @@ pub fn group_alive(pgid: i32) -> bool {
     })
 }
 
+/// People for tests on a copy of the example config (`Sandbox::example_copy`): the web
+/// users the tests sign in as or make API tokens for, with the example's own roles.
+pub const TEST_PEOPLE: &str = r#"
+[people.ana]
+accounts = ["web:ana"]
+roles = ["deployer"]
+
+[people.fuzz]
+accounts = ["web:fuzz"]
+roles = ["deployer"]
+
+[people.auditor]
+accounts = ["web:auditor"]
+roles = ["viewer"]
+"#;
+
 /// A config with test jobs around a few real programs.
 pub fn test_config(sb: &Sandbox, extra: &str) -> PathBuf {
     let text = format!(
@@ -348,6 +364,10 @@ pub fn test_config(sb: &Sandbox, extra: &str) -> PathBuf {
 [bot]
 confirm_timeout = "1s"
 dialog_timeout = "1s"
+
+# These tests are about running jobs; every account may do everything (access: access.rs).
+[access]
+default_role = "admin"
 
 [jobs.echo]
 description = "print its value"

@@ -10,11 +10,14 @@ fn deploy_by_alias_grammar_positional_and_synonyms() {
     s.ask("deploy web to staging", "#1 queued\n.*deploy app=web env=staging version=latest");
     let done = s.expect("web latest is live in staging");
     assert!(done.contains("✔ #1 deploy succeeded"), "{done}");
+    // The example config puts production deploys to a lead (four eyes): no run yet.
     s.ask(
         "run deploy app=api env=production version=1.4.2",
-        "#2 queued\n.*deploy app=api env=prod version=1.4.2",
+        "approval request 1 — pending(.*\n)*.*deploy app=api env=prod version=1.4.2(.*\n)*.*1 approval from `lead` \\(approval `prod-changes`\\)",
     );
-    s.expect("api 1.4.2 is live in prod");
+    s.ask("approve 1", "You asked for request 1; someone else must approve it");
+    s.ask("!deploy app=api env=staging version=1.4.2", "#2 queued");
+    s.expect("api 1.4.2 is live in staging");
     s.ask("!deploy worker 开发 2.0.1", "#3 queued\n.*deploy app=worker env=dev version=2.0.1");
     s.expect("worker 2.0.1 is live in dev");
     s.ask(
@@ -51,8 +54,12 @@ fn restart_rollback_health_disk_logs_scale() {
     s.expect("db on db1.internal is up");
     s.ask("restart api on bad_host!", "`host`: `bad_host!` is not allowed");
 
-    s.ask("roll back web in production", "#3 queued\n.*rollback app=web env=prod");
-    s.expect("web in prod is back on 1.4.1");
+    s.ask(
+        "roll back web in production",
+        "approval request 1 — pending(.*\n)*.*rollback app=web env=prod",
+    );
+    s.ask("roll back web in staging", "#3 queued\n.*rollback app=web env=staging");
+    s.expect("web in staging is back on 1.4.1");
     s.ask("is api healthy", "#4 queued");
     s.expect("✔ #4 health succeeded(.*\n)*.*api: healthy");
     s.ask("is worker alive", "#5 queued");

@@ -28,7 +28,7 @@ fn the_api_answers_generated_requests_without_server_errors() {
         return;
     };
     let sb = Sandbox::new();
-    let cfg = example_config();
+    let cfg = sb.example_copy(TEST_PEOPLE);
     let token = sb.token(&cfg, "fuzz");
     let (serve, addr) = sb.serve(&cfg);
 

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 #[test]
 fn serve_exposes_the_api_to_token_holders_only() {
     let sb = Sandbox::new();
-    let cfg = example_config();
+    let cfg = sb.example_copy(TEST_PEOPLE);
     let out = sb
         .cmd(&cfg)
         .args(["token", "create", "--user", "ana", "--label", "ci"])

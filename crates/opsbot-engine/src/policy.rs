@@ -1,0 +1,431 @@
+//! Policies a run must pass after access control: locks, forbidden command lines, allowed
+//! hours, change freezes (with an override that needs approval), approval rules and rate
+//! limits. Each refusal names the policy and says what would make the run pass.
+
+use crate::access::{Person, picks};
+use chrono::{DateTime, Datelike, Duration as ChronoDuration, Utc};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter, clock::Clock};
+use opsbot_core::Params;
+use opsbot_core::config::{AccessConfig, FreezeRule, FreezeWindow, HoursRule, RatePer};
+use opsbot_core::job::JobSpec;
+use opsbot_store::Lock;
+use serde::{Deserialize, Serialize};
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+/// The job's command line as the runner would render it for `params` (execution id 0), for
+/// the forbidden-pattern policy. An element whose template cannot render is left out (the
+/// runner reports that error when it runs).
+pub fn render_argv(templates: &minijinja::Environment<'static>, job: &JobSpec, params: &Params, requester: &str) -> Vec<String> {
+    let opsbot_core::RunnerSpec::Exec { argv, .. } = &job.runner;
+    let ctx = opsbot_core::job::template_context(&job.name, &job.params, params, 0, requester);
+    argv.iter().filter_map(|t| templates.render_str(t, ctx.clone()).ok()).collect()
+}
+
+/// Approvals a run needs before it starts: one entry per policy that asks for them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Requirement {
+    /// The policy asking (`approval prod-changes`, `freeze year-end (override)`).
+    pub policy: String,
+    /// Roles whose members may approve; empty = anyone with the `approve` verb on the job.
+    pub approvers: Vec<String>,
+    /// Approvals needed from different people, never the requester.
+    pub count: u32,
+    /// How long the request stays open, in seconds.
+    pub expires_secs: u64,
+}
+
+impl Requirement {
+    /// `1 approval from lead (approval prod-changes)`.
+    pub fn describe(&self) -> String {
+        let who = if self.approvers.is_empty() {
+            "anyone allowed to approve it".to_string()
+        } else {
+            self.approvers.iter().map(|r| format!("`{r}`")).collect::<Vec<_>>().join(" or ")
+        };
+        format!(
+            "{} approval{} from {who} ({})",
+            self.count,
+            if self.count == 1 { "" } else { "s" },
+            self.policy
+        )
+    }
+}
+
+/// A policy said no.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refusal {
+    /// `lock env=prod`, `freeze year-end`, `hours business`, `rate_limit deploys`, `deny_argv rm-rf`.
+    pub policy: String,
+    /// What it says.
+    pub why: String,
+    /// What would make the run pass.
+    pub would_pass: String,
+}
+
+impl Refusal {
+    /// One paragraph for a person.
+    pub fn explain(&self) -> String {
+        format!("Refused by {}: {} {}", self.policy, self.why, self.would_pass)
+    }
+}
+
+/// The policies of one config, with the rate limiters' state (per process).
+pub struct Policies {
+    limiters: Vec<DefaultKeyedRateLimiter<String>>,
+}
+
+impl std::fmt::Debug for Policies {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Policies").field("limiters", &self.limiters.len()).finish()
+    }
+}
+
+impl Policies {
+    /// Limiters for the config's rate limits.
+    pub fn new(cfg: &AccessConfig) -> Self {
+        let limiters = cfg
+            .rate_limits
+            .iter()
+            .map(|r| {
+                let max = NonZeroU32::new(r.max).unwrap_or(NonZeroU32::MIN);
+                let period = (r.every / r.max.max(1)).max(Duration::from_nanos(1));
+                let quota = Quota::with_period(period).expect("non-zero period").allow_burst(max);
+                RateLimiter::keyed(quota)
+            })
+            .collect();
+        Policies { limiters }
+    }
+
+    /// Checks the policies that can refuse outright (locks, command lines, hours, freezes);
+    /// returns the approvals the run needs (approval rules, a freeze overridden with
+    /// `--override`). Rate limits are separate ([`Policies::take_rate`]) because they count.
+    #[allow(clippy::too_many_arguments)]
+    pub fn check(
+        &self,
+        cfg: &AccessConfig,
+        job: &JobSpec,
+        params: &Params,
+        argv: &[String],
+        locks: &[Lock],
+        now: DateTime<Utc>,
+        override_reason: Option<&str>,
+    ) -> Result<Vec<Requirement>, Refusal> {
+        for lock in locks {
+            let job_ok = lock.job.as_deref().is_none_or(|j| j == job.name);
+            let params_ok = lock.params.iter().all(|(k, v)| params.get(k) == Some(v));
+            if job_ok && params_ok {
+                return Err(Refusal {
+                    policy: format!("lock `{}`", lock.scope),
+                    why: format!(
+                        "{} locked it at {} UTC: \"{}\".",
+                        lock.by_name,
+                        lock.at.format("%Y-%m-%d %H:%M"),
+                        lock.reason
+                    ),
+                    would_pass: format!(
+                        "It runs once someone unlocks it (`unlock {}`).",
+                        lock.scope.trim_start_matches("* ")
+                    ),
+                });
+            }
+        }
+        let joined = argv.join(" ");
+        for rule in &cfg.deny_argv {
+            if !picks(&rule.scope, job, Some(params)) {
+                continue;
+            }
+            if let Some(hit) = argv
+                .iter()
+                .find(|a| rule.pattern.is_match(a))
+                .or(rule.pattern.is_match(&joined).then_some(&joined))
+            {
+                return Err(Refusal {
+                    policy: format!("deny_argv `{}`", rule.name),
+                    why: format!(
+                        "the command line would contain `{}`, which matches the forbidden pattern `{}`{}.",
+                        opsbot_core::job::shorten(hit, 60),
+                        rule.pattern.as_str(),
+                        rule.reason.as_ref().map(|r| format!(" ({r})")).unwrap_or_default()
+                    ),
+                    would_pass: "Use values that do not produce it.".into(),
+                });
+            }
+        }
+        let local = now.with_timezone(&cfg.timezone);
+        for rule in &cfg.hours {
+            if picks(&rule.scope, job, Some(params)) && !in_hours(rule, &local) {
+                return Err(Refusal {
+                    policy: format!("hours `{}`", rule.name),
+                    why: format!(
+                        "{} may run only {} ({}); it is {} there.",
+                        rule.scope.describe(),
+                        rule.text,
+                        cfg.timezone,
+                        local.format("%a %H:%M")
+                    ),
+                    would_pass: format!("Ask again within those hours{}.", next_opening(rule, &local)),
+                });
+            }
+        }
+        let mut needs = Vec::new();
+        for rule in &cfg.freezes {
+            if !picks(&rule.scope, job, Some(params)) {
+                continue;
+            }
+            let Some(until) = frozen_until(rule, now, cfg.timezone) else {
+                continue;
+            };
+            let until_text = until.with_timezone(&cfg.timezone).format("%Y-%m-%d %H:%M %Z").to_string();
+            let reason = rule.reason.as_ref().map(|r| format!(" ({r})")).unwrap_or_default();
+            match (&rule.override_by, override_reason) {
+                (Some(o), Some(_)) => needs.push(Requirement {
+                    policy: format!("freeze `{}` override", rule.name),
+                    approvers: o.approvers.clone(),
+                    count: o.count,
+                    expires_secs: o.expires.as_secs(),
+                }),
+                (Some(o), None) => {
+                    return Err(Refusal {
+                        policy: format!("freeze `{}`", rule.name),
+                        why: format!("{} is frozen until {until_text}{reason}.", rule.scope.describe()),
+                        would_pass: format!(
+                            "Wait until then, or ask again with `--override \"why\"`: the run then needs {} approval{} from {}.",
+                            o.count,
+                            if o.count == 1 { "" } else { "s" },
+                            if o.approvers.is_empty() {
+                                "anyone allowed to approve it".to_string()
+                            } else {
+                                o.approvers.iter().map(|r| format!("`{r}`")).collect::<Vec<_>>().join(" or ")
+                            }
+                        ),
+                    });
+                }
+                (None, _) => {
+                    return Err(Refusal {
+                        policy: format!("freeze `{}`", rule.name),
+                        why: format!("{} is frozen until {until_text}{reason}.", rule.scope.describe()),
+                        would_pass: "Wait until then; this freeze allows no override.".into(),
+                    });
+                }
+            }
+        }
+        for rule in &cfg.approvals {
+            if picks(&rule.scope, job, Some(params)) {
+                needs.push(Requirement {
+                    policy: format!("approval `{}`", rule.name),
+                    approvers: rule.approvers.clone(),
+                    count: rule.count,
+                    expires_secs: rule.expires.as_secs(),
+                });
+            }
+        }
+        Ok(needs)
+    }
+
+    /// Counts one run against every rate limit that applies, refusing when one is exhausted.
+    pub fn take_rate(&self, cfg: &AccessConfig, who: &Person, job: &JobSpec, params: &Params) -> Result<(), Refusal> {
+        for (rule, limiter) in cfg.rate_limits.iter().zip(&self.limiters) {
+            if !picks(&rule.scope, job, Some(params)) {
+                continue;
+            }
+            let key = match rule.per {
+                RatePer::Person => format!("{}\u{1f}{}", job.name, who.id()),
+                RatePer::Job => job.name.clone(),
+            };
+            if let Err(not_until) = limiter.check_key(&key) {
+                let wait = not_until.wait_time_from(governor::clock::DefaultClock::default().now());
+                let per = match rule.per {
+                    RatePer::Person => "per person",
+                    RatePer::Job => "for everyone together",
+                };
+                return Err(Refusal {
+                    policy: format!("rate_limit `{}`", rule.name),
+                    why: format!(
+                        "at most {} run{} of {} {per} every {}.",
+                        rule.max,
+                        if rule.max == 1 { "" } else { "s" },
+                        rule.scope.describe(),
+                        humantime::format_duration(rule.every)
+                    ),
+                    would_pass: format!(
+                        "Try again in {}.",
+                        humantime::format_duration(Duration::from_secs(wait.as_secs() + 1))
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+fn in_hours(rule: &HoursRule, local: &DateTime<chrono_tz::Tz>) -> bool {
+    let t = local.time();
+    let day = local.weekday().num_days_from_monday() as usize;
+    if rule.from < rule.until {
+        rule.days[day] && t >= rule.from && t < rule.until
+    } else {
+        // Across midnight: the part after midnight belongs to the day before.
+        let yesterday = (day + 6) % 7;
+        (rule.days[day] && t >= rule.from) || (rule.days[yesterday] && t < rule.until)
+    }
+}
+
+fn next_opening(rule: &HoursRule, local: &DateTime<chrono_tz::Tz>) -> String {
+    // Look minute by minute would be slow; days × opening time is enough.
+    for add in 0..8 {
+        let date = local.date_naive() + ChronoDuration::days(add);
+        let day = date.weekday().num_days_from_monday() as usize;
+        if !rule.days[day] {
+            continue;
+        }
+        let opening = date.and_time(rule.from);
+        if opening > local.naive_local() {
+            return format!(" (next opening {} {})", date.weekday(), opening.format("%H:%M"));
+        }
+    }
+    String::new()
+}
+
+/// When the freeze in force at `now` ends, if one is.
+pub fn frozen_until(rule: &FreezeRule, now: DateTime<Utc>, tz: chrono_tz::Tz) -> Option<DateTime<Utc>> {
+    match &rule.window {
+        FreezeWindow::Range { from, until } => (now >= *from && now < *until).then_some(*until),
+        FreezeWindow::Cron { cron, duration, .. } => {
+            let local = now.with_timezone(&tz);
+            let start = cron.find_previous_occurrence(&local, true).ok()?;
+            let end = start.with_timezone(&Utc) + ChronoDuration::from_std(*duration).ok()?;
+            (now < end).then_some(end)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+    use opsbot_core::config::{Config, LoadOptions};
+    use std::path::Path;
+
+    const CFG: &str = r#"
+[bot]
+timezone = "Europe/Berlin"
+[jobs.deploy]
+runner = { type = "exec", argv = ["deploy", "{{ env }}", "{{ note }}"] }
+[[jobs.deploy.params]]
+name = "env"
+type = "enum"
+values = ["dev", "prod"]
+required = true
+[[jobs.deploy.params]]
+name = "note"
+default = "x"
+
+[[policy.freeze]]
+name = "weekend"
+jobs = ["deploy"]
+params = { env = "prod" }
+cron = "0 17 * * fri"
+duration = "63h"
+reason = "no prod changes over the weekend"
+override = { approvers = ["admin"], count = 2 }
+
+[[policy.hours]]
+name = "office"
+jobs = "deploy"
+params = { env = "prod" }
+days = "mon-fri"
+between = "09:00-18:00"
+
+[[policy.deny_argv]]
+name = "no-subshell"
+pattern = '\$\(|`'
+
+[[policy.rate_limit]]
+name = "deploys"
+jobs = "deploy"
+max = 2
+every = "1h"
+"#;
+
+    fn p(env: &str) -> Params {
+        [("env".to_string(), env.to_string()), ("note".into(), "x".into())]
+            .into_iter()
+            .collect()
+    }
+
+    #[test]
+    fn freeze_hours_argv_and_rate() {
+        let c = Config::parse(CFG, Path::new("/tmp/t.toml"), LoadOptions::default()).unwrap();
+        let a = &c.access;
+        let pol = Policies::new(a);
+        let job = c.catalog.get("deploy").unwrap();
+        let argv = |e: &str, n: &str| vec!["deploy".to_string(), e.to_string(), n.to_string()];
+        let berlin = chrono_tz::Europe::Berlin;
+        // Wednesday 2026-11-25 10:00 Berlin: open.
+        let wed = berlin.with_ymd_and_hms(2026, 11, 25, 10, 0, 0).unwrap().with_timezone(&Utc);
+        assert_eq!(pol.check(a, job, &p("prod"), &argv("prod", "x"), &[], wed, None), Ok(vec![]));
+        // Wednesday 20:00: out of hours, and the refusal says when it opens.
+        let late = berlin.with_ymd_and_hms(2026, 11, 25, 20, 0, 0).unwrap().with_timezone(&Utc);
+        let r = pol.check(a, job, &p("prod"), &argv("prod", "x"), &[], late, None).unwrap_err();
+        assert_eq!(r.policy, "hours `office`");
+        assert!(r.explain().contains("Thu 09:00"), "{}", r.explain());
+        assert!(
+            pol.check(a, job, &p("dev"), &argv("dev", "x"), &[], late, None).is_ok(),
+            "dev is not limited"
+        );
+        // Friday 17:30: frozen (and hours are fine); an override turns it into a requirement.
+        let fri = berlin.with_ymd_and_hms(2026, 11, 27, 17, 30, 0).unwrap().with_timezone(&Utc);
+        let r = pol.check(a, job, &p("prod"), &argv("prod", "x"), &[], fri, None).unwrap_err();
+        assert_eq!(r.policy, "freeze `weekend`");
+        assert!(
+            r.explain().contains("--override") && r.explain().contains("2 approvals"),
+            "{}",
+            r.explain()
+        );
+        let needs = pol.check(a, job, &p("prod"), &argv("prod", "x"), &[], fri, Some("hotfix")).unwrap();
+        assert_eq!(needs.len(), 1);
+        assert_eq!(needs[0].policy, "freeze `weekend` override");
+        assert_eq!(needs[0].count, 2);
+    }
+
+    #[test]
+    fn cron_freeze_window() {
+        let c = Config::parse(CFG, Path::new("/tmp/t.toml"), LoadOptions::default()).unwrap();
+        let rule = &c.access.freezes[0];
+        let berlin = chrono_tz::Europe::Berlin;
+        let at = |d, h| berlin.with_ymd_and_hms(2026, 11, d, h, 0, 0).unwrap().with_timezone(&Utc);
+        assert!(frozen_until(rule, at(27, 16), berlin).is_none(), "Friday before 17:00");
+        let until = frozen_until(rule, at(27, 18), berlin).expect("Friday evening is frozen");
+        assert_eq!(until, at(30, 8), "63 h after Friday 17:00 is Monday 08:00");
+        assert!(frozen_until(rule, at(29, 12), berlin).is_some(), "Sunday");
+        assert!(frozen_until(rule, at(30, 9), berlin).is_none(), "Monday 09:00");
+    }
+
+    #[test]
+    fn argv_patterns_and_rate_limits() {
+        let c = Config::parse(CFG, Path::new("/tmp/t.toml"), LoadOptions::default()).unwrap();
+        let a = &c.access;
+        let pol = Policies::new(a);
+        let job = c.catalog.get("deploy").unwrap();
+        let wed = chrono_tz::Europe::Berlin
+            .with_ymd_and_hms(2026, 11, 25, 10, 0, 0)
+            .unwrap()
+            .with_timezone(&Utc);
+        let r = pol
+            .check(a, job, &p("dev"), &["deploy".into(), "dev".into(), "$(id)".into()], &[], wed, None)
+            .unwrap_err();
+        assert_eq!(r.policy, "deny_argv `no-subshell`");
+        let who = crate::access::identify(a, &opsbot_core::UserId::new("cli", "x"), None, None);
+        assert!(pol.take_rate(a, &who, job, &p("dev")).is_ok());
+        assert!(pol.take_rate(a, &who, job, &p("dev")).is_ok());
+        let r = pol.take_rate(a, &who, job, &p("dev")).unwrap_err();
+        assert!(
+            r.explain().contains("at most 2 runs") && r.explain().contains("Try again in"),
+            "{}",
+            r.explain()
+        );
+        let other = crate::access::identify(a, &opsbot_core::UserId::new("cli", "y"), None, None);
+        assert!(pol.take_rate(a, &other, job, &p("dev")).is_ok(), "per person");
+    }
+}

@@ -1,0 +1,1009 @@
+//! Built-in verbs about people and permissions: help and list filtered per person, `whoami`,
+//! approvals (`approve`, `deny`, `approvals`), locks (`lock`, `unlock`, `locks`) and account
+//! linking (`link`, `unlink`); and the checks on other people's runs.
+
+use crate::access::{self, Known, Person};
+use crate::policy::Requirement;
+use crate::{Elsewhere, Engine, EngineError, Outcome, present, reply};
+use chrono::Utc;
+use opsbot_core::config::Verb;
+use opsbot_core::job::{Catalog, JobSpec};
+use opsbot_core::{Button, Envelope, Execution, Params, Reply, Tone};
+use opsbot_store::{AccountLink, Approval, ApprovalState, NewApproval, NewLock, Vote};
+use sha2::{Digest, Sha256};
+
+/// How long a `link` code may be used.
+const LINK_CODE_TTL_MINUTES: i64 = 10;
+/// Letters of a link code: no 0/O, 1/I/L.
+const CODE_ALPHABET: &[u8] = b"ABCDEFGHJKMNPQRSTUVWXYZ23456789";
+
+impl Engine {
+    /// The jobs this person may run here.
+    fn runnable(&self, env: &Envelope, person: &Person) -> Vec<JobSpec> {
+        self.catalog
+            .jobs()
+            .iter()
+            .filter(|j| access::may_run_some(&self.access, person, j, &env.place))
+            .cloned()
+            .collect()
+    }
+
+    pub(crate) fn help_for(&self, env: &Envelope, person: &Person) -> Reply {
+        let jobs = self.runnable(env, person);
+        let none = jobs.is_empty();
+        let r = present::help(&Catalog::new(jobs), &self.bot.name);
+        if none { r.para(nothing_runnable(person)) } else { r }
+    }
+
+    pub(crate) fn list_for(&self, env: &Envelope, person: &Person) -> Reply {
+        let jobs = self.runnable(env, person);
+        if jobs.is_empty() {
+            return Reply::text(Tone::Info, nothing_runnable(person));
+        }
+        present::list(&Catalog::new(jobs))
+    }
+
+    pub(crate) async fn whoami(&self, env: &Envelope, person: &Person) -> Result<Outcome, EngineError> {
+        let who = match (&person.known, &person.key) {
+            (Known::Listed, Some(k)) => format!("{} (person `{k}` in the config)", person.name),
+            (Known::Linked, Some(k)) => format!("{} (person `{k}`, account linked with `link`)", person.name),
+            (Known::Local, _) => format!("{} (the local command line)", person.name),
+            _ => format!("{} — an account I don't know; `link` ties it to you", person.name),
+        };
+        let mut fields = vec![
+            ("you".into(), who),
+            ("account".into(), person.account.to_string()),
+            ("here".into(), format!("{}{}", env.place, if env.direct { " (direct)" } else { "" })),
+            ("roles".into(), person.roles.join(", ")),
+        ];
+        if let Some(k) = &person.key {
+            let mut accounts: Vec<String> = self
+                .access
+                .person(k)
+                .map(|p| p.accounts.iter().map(|a| a.to_string()).collect())
+                .unwrap_or_default();
+            for l in self.store.account_links(Some(k)).await? {
+                accounts.push(format!("{} (linked)", l.account));
+            }
+            fields.push(("accounts".into(), accounts.join(", ")));
+        }
+        let mut r = Reply::new(Tone::Info).fields(fields);
+        let grants = access::describe_roles(&self.access, person);
+        if !grants.is_empty() {
+            r = r.para("What your roles allow:").code(grants.join("\n"));
+        }
+        Ok(reply(r))
+    }
+
+    /// Whether `person` asked for this run (from this or another of their accounts).
+    async fn is_own(&self, person: &Person, e: &Execution) -> Result<bool, EngineError> {
+        if e.requested_by == person.account {
+            return Ok(true);
+        }
+        let Some(key) = &person.key else { return Ok(false) };
+        let owner = self.identify(&e.requested_by, None).await?;
+        Ok(owner.key.as_deref() == Some(key))
+    }
+
+    /// The spec to judge a run by: its job, or (when the job left the config) a job of that
+    /// name without parameters.
+    fn spec_of(&self, e: &Execution) -> Option<JobSpec> {
+        self.catalog.get(&e.job).cloned().or_else(|| {
+            let mut stub = self.catalog.jobs().first()?.clone();
+            stub.name = e.job.clone();
+            stub.params.clear();
+            Some(stub)
+        })
+    }
+
+    pub(crate) async fn may_view(&self, env: &Envelope, person: &Person, e: &Execution) -> Result<bool, EngineError> {
+        if self.is_own(person, e).await? {
+            return Ok(true);
+        }
+        Ok(self
+            .spec_of(e)
+            .is_some_and(|job| access::decide(&self.access, person, Verb::View, &job, Some(&e.params), &env.place).allowed()))
+    }
+
+    /// Refuses (audited) unless the person asked for this run or may `verb` runs of its job.
+    pub(crate) async fn may_touch(
+        &self,
+        env: &Envelope,
+        person: &Person,
+        e: &Execution,
+        verb: Verb,
+    ) -> Result<Option<Outcome>, EngineError> {
+        if self.is_own(person, e).await? {
+            return Ok(None);
+        }
+        let d = match self.spec_of(e) {
+            Some(job) => access::decide(&self.access, person, verb, &job, Some(&e.params), &env.place),
+            None => return Ok(None),
+        };
+        if d.allowed() {
+            return Ok(None);
+        }
+        let why = format!("#{} is {}'s run of `{}`. {}", e.id, e.requester_name, e.job, d.explain());
+        self.audit(
+            env,
+            person,
+            verb.as_str(),
+            Some(&e.job),
+            None,
+            "refused",
+            Some(why.clone()),
+            Some(e.id),
+        )
+        .await?;
+        Ok(Some(Outcome {
+            denied: true,
+            ..reply(Reply::new(Tone::Error).para(format!("You may not {verb} #{}.", e.id)).para(why))
+        }))
+    }
+
+    /// Starts the run, or — when policies ask for approvals — records an approval request and
+    /// shows it here and in the `[access] notify` places.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn launch(
+        &self,
+        env: &Envelope,
+        person: &Person,
+        job: &JobSpec,
+        params: Params,
+        needs: Vec<Requirement>,
+        override_reason: Option<String>,
+        why: Option<String>,
+    ) -> Result<Outcome, EngineError> {
+        if needs.is_empty() {
+            return self.dispatch(env, person, job, params, why).await;
+        }
+        let secs = needs.iter().map(|r| r.expires_secs).min().unwrap_or(3600).max(1);
+        let expires_at = Utc::now() + chrono::Duration::seconds(secs.min(366 * 86400) as i64);
+        let mut reason = needs.iter().map(Requirement::describe).collect::<Vec<_>>().join("; ");
+        if let Some(o) = &override_reason {
+            reason.push_str(&format!("; override asked: \"{}\"", opsbot_core::job::shorten(o, 200)));
+        }
+        let a = self
+            .store
+            .create_approval(&NewApproval {
+                job: job.name.clone(),
+                params: params.clone(),
+                requested_by: env.user.clone(),
+                requester_person: person.key.clone().unwrap_or_default(),
+                requester_name: person.name.clone(),
+                place: env.place.clone(),
+                requirements: serde_json::to_value(&needs).unwrap_or_default(),
+                reason: reason.clone(),
+                expires_at,
+            })
+            .await?;
+        self.audit(
+            env,
+            person,
+            "approval",
+            Some(&job.name),
+            Some(&params),
+            "asked",
+            Some(format!("request {}: needs {reason}", a.id)),
+            None,
+        )
+        .await?;
+        let card = self.approval_card(&a, &needs, &[]);
+        let elsewhere = self
+            .access
+            .notify
+            .iter()
+            .filter(|p| **p != env.place)
+            .map(|p| Elsewhere {
+                place: p.clone(),
+                reply: card.clone(),
+            })
+            .collect();
+        Ok(Outcome {
+            replies: vec![card.para(format!("You can withdraw it with `deny {}`.", a.id))],
+            elsewhere,
+            approval: Some(a.id),
+            ..Default::default()
+        })
+    }
+
+    fn approval_card(&self, a: &Approval, needs: &[Requirement], votes: &[Vote]) -> Reply {
+        let job = self.catalog.get(&a.job);
+        let mut fields = vec![
+            ("asked by".to_string(), format!("{} ({})", a.requester_name, a.requested_by)),
+            (
+                "needs".into(),
+                needs.iter().map(Requirement::describe).collect::<Vec<_>>().join("; "),
+            ),
+            ("why".into(), a.reason.clone()),
+            ("expires".into(), present::when(a.expires_at)),
+        ];
+        let yes: Vec<&str> = votes.iter().filter(|v| v.approve).map(|v| v.voter_name.as_str()).collect();
+        if !yes.is_empty() {
+            fields.push(("approved by".into(), yes.join(", ")));
+        }
+        Reply::new(Tone::Warning)
+            .status(Tone::Warning, format!("approval request {} — {}", a.id, a.state))
+            .para("This run waits for approval:")
+            .code(present::describe_run(job, &a.job, &a.params))
+            .fields(fields)
+            .para(format!("Approvers: `approve {id}` or `deny {id} [reason]`.", id = a.id))
+            .buttons(vec![
+                Button {
+                    label: "Approve".into(),
+                    command: format!("approve {}", a.id),
+                    tone: Tone::Success,
+                },
+                Button {
+                    label: "Deny".into(),
+                    command: format!("deny {}", a.id),
+                    tone: Tone::Error,
+                },
+            ])
+    }
+
+    /// Refuses a lock, unlock or unlink: audited with the job and values it was about.
+    #[allow(clippy::too_many_arguments)]
+    async fn refuse_admin(
+        &self,
+        env: &Envelope,
+        person: &Person,
+        action: &str,
+        job: Option<&str>,
+        params: &Params,
+        subject: &str,
+        d: &access::Decision,
+    ) -> Result<Outcome, EngineError> {
+        let why = d.explain();
+        let shown = (!params.is_empty()).then_some(params);
+        self.audit(env, person, action, job, shown, "refused", Some(format!("{subject}: {why}")), None)
+            .await?;
+        Ok(Outcome {
+            denied: true,
+            ..reply(
+                Reply::new(Tone::Error)
+                    .para(format!("Not allowed: {action} `{subject}`."))
+                    .para(why),
+            )
+        })
+    }
+
+    /// Audits a refused vote and says why.
+    async fn refuse_vote(&self, env: &Envelope, person: &Person, a: &Approval, verb: &str, why: String) -> Result<Outcome, EngineError> {
+        self.audit(
+            env,
+            person,
+            verb,
+            Some(&a.job),
+            None,
+            "refused",
+            Some(format!("request {}: {why}", a.id)),
+            a.execution_id,
+        )
+        .await?;
+        Ok(Outcome {
+            denied: true,
+            ..reply(Reply::text(Tone::Error, why))
+        })
+    }
+
+    /// `approve ID` / `deny ID [reason]`.
+    pub(crate) async fn vote(
+        &self,
+        env: &Envelope,
+        person: &Person,
+        id: i64,
+        approve: bool,
+        reason: Option<String>,
+    ) -> Result<Outcome, EngineError> {
+        let verb = if approve { "approve" } else { "deny" };
+        let Some(a) = self.store.approval(id).await? else {
+            self.audit(
+                env,
+                person,
+                verb,
+                None,
+                None,
+                "refused",
+                Some(format!("no approval request {id}")),
+                None,
+            )
+            .await?;
+            return Ok(reply(Reply::text(
+                Tone::Warning,
+                format!("There is no approval request {id}. `approvals` lists the open ones."),
+            )));
+        };
+        if a.state != ApprovalState::Pending {
+            let note = a.decision_note.as_deref().map(|n| format!(" ({n})")).unwrap_or_default();
+            return self
+                .refuse_vote(env, person, &a, verb, format!("Request {id} is already {}{note}.", a.state))
+                .await;
+        }
+        if a.expires_at <= Utc::now() {
+            if self
+                .store
+                .decide_approval(id, ApprovalState::Expired, Some("expired before enough approvals"))
+                .await?
+            {
+                self.audit(
+                    env,
+                    person,
+                    "approval",
+                    Some(&a.job),
+                    None,
+                    "expired",
+                    Some(format!("request {id} expired")),
+                    None,
+                )
+                .await?;
+            }
+            return self
+                .refuse_vote(
+                    env,
+                    person,
+                    &a,
+                    verb,
+                    format!(
+                        "Request {id} expired at {}; nothing was run. The requester can ask again.",
+                        present::when(a.expires_at)
+                    ),
+                )
+                .await;
+        }
+        if person.same_as(&a.requester_person, &a.requested_by) {
+            if approve {
+                return self
+                    .refuse_vote(
+                        env,
+                        person,
+                        &a,
+                        verb,
+                        format!("You asked for request {id}; someone else must approve it (four eyes). `deny {id}` withdraws it."),
+                    )
+                    .await;
+            }
+            if self
+                .store
+                .decide_approval(id, ApprovalState::Withdrawn, Some("withdrawn by the requester"))
+                .await?
+            {
+                self.audit(env, person, "approval", Some(&a.job), None, "withdrawn", reason.clone(), None)
+                    .await?;
+            }
+            return Ok(reply(Reply::text(Tone::Info, format!("Request {id} withdrawn; nothing was run."))));
+        }
+        let Some(job) = self.catalog.get(&a.job) else {
+            self.store
+                .decide_approval(id, ApprovalState::Denied, Some("the job left the config"))
+                .await?;
+            return self
+                .refuse_vote(
+                    env,
+                    person,
+                    &a,
+                    verb,
+                    format!("`{}` is no longer a job; request {id} is closed.", a.job),
+                )
+                .await;
+        };
+        let d = access::decide(&self.access, person, Verb::Approve, job, Some(&a.params), &env.place);
+        if !d.allowed() {
+            return self
+                .refuse_vote(env, person, &a, verb, format!("You may not vote on request {id}. {}", d.explain()))
+                .await;
+        }
+        let needs: Vec<Requirement> = serde_json::from_value(a.requirements.clone()).unwrap_or_default();
+        let counts_for = |roles: &[String], r: &Requirement| r.approvers.is_empty() || r.approvers.iter().any(|x| roles.contains(x));
+        if !needs.iter().any(|r| counts_for(&person.roles, r)) {
+            let wanted: Vec<String> = needs.iter().flat_map(|r| r.approvers.iter().map(|x| format!("`{x}`"))).collect();
+            return self
+                .refuse_vote(
+                    env,
+                    person,
+                    &a,
+                    verb,
+                    format!(
+                        "Request {id} needs approval from {}; your roles are {}.",
+                        wanted.join(" or "),
+                        person.roles.join(", ")
+                    ),
+                )
+                .await;
+        }
+        let cast = self
+            .store
+            .add_vote(&Vote {
+                approval_id: id,
+                voter: person.account.clone(),
+                voter_person: person.key.clone().unwrap_or_default(),
+                voter_name: person.name.clone(),
+                approve,
+                reason: reason.clone(),
+                at: Utc::now(),
+            })
+            .await?;
+        if !cast {
+            return self
+                .refuse_vote(env, person, &a, verb, format!("You already voted on request {id}."))
+                .await;
+        }
+        self.audit(
+            env,
+            person,
+            verb,
+            Some(&a.job),
+            None,
+            "voted",
+            Some(format!(
+                "request {id}{}",
+                reason.as_ref().map(|r| format!(": {r}")).unwrap_or_default()
+            )),
+            None,
+        )
+        .await?;
+        let requester_env = Envelope {
+            user: a.requested_by.clone(),
+            place: a.place.clone(),
+            ..env.clone()
+        };
+        let requester = self.identify(&a.requested_by, Some(&a.requester_name)).await?;
+        if !approve {
+            let note = format!(
+                "denied by {}{}",
+                person.name,
+                reason.as_ref().map(|r| format!(": {r}")).unwrap_or_default()
+            );
+            if !self.store.decide_approval(id, ApprovalState::Denied, Some(&note)).await? {
+                return Ok(reply(Reply::text(Tone::Info, format!("Request {id} was decided meanwhile."))));
+            }
+            self.audit(
+                &requester_env,
+                &requester,
+                "approval",
+                Some(&a.job),
+                None,
+                "denied",
+                Some(note.clone()),
+                None,
+            )
+            .await?;
+            let text = Reply::text(Tone::Warning, format!("Request {id} ({}) was {note}. Nothing was run.", a.job));
+            return Ok(self.tell_both(env, &a, text));
+        }
+        // Enough approvals? Each requirement counts different people holding one of its roles.
+        let votes = self.store.votes(id).await?;
+        let mut missing = Vec::new();
+        for r in &needs {
+            let mut got = 0;
+            for v in votes.iter().filter(|v| v.approve) {
+                let voter = self.identify(&v.voter, None).await?;
+                if counts_for(&voter.roles, r) {
+                    got += 1;
+                }
+            }
+            if got < r.count {
+                missing.push(format!("{} more for {}", r.count - got, r.policy));
+            }
+        }
+        if !missing.is_empty() {
+            return Ok(reply(Reply::text(
+                Tone::Info,
+                format!("Your approval of request {id} is recorded. It still needs {}.", missing.join("; ")),
+            )));
+        }
+        // Approved. The run is the requester's: checked against the policies again (a lock or
+        // a freeze may have begun meanwhile), not counted against rate limits twice. An
+        // override counts only for a freeze whose override this request's approvers approved;
+        // any approval the policies ask for now that the request did not record refuses it.
+        let overridden = needs.iter().any(|r| r.policy.starts_with("freeze "));
+        let locks = self.store.locks().await?;
+        let argv = self.render_argv(job, &a.params, &a.requester_name);
+        let recheck = self
+            .policies
+            .check(
+                &self.access,
+                job,
+                &a.params,
+                &argv,
+                &locks,
+                Utc::now(),
+                overridden.then_some("approved"),
+            )
+            .and_then(|now| match now.into_iter().find(|n| !needs.iter().any(|r| r.policy == n.policy)) {
+                None => Ok(()),
+                Some(new) => Err(crate::policy::Refusal {
+                    policy: new.policy.clone(),
+                    why: "it began after this request was made and asks for approvals the request did not have.".into(),
+                    would_pass: "Ask again: the new request will ask for them.".into(),
+                }),
+            });
+        if let Err(r) = recheck {
+            let note = format!("approved, but {}", r.explain());
+            if self.store.decide_approval(id, ApprovalState::Denied, Some(&note)).await? {
+                self.audit(
+                    &requester_env,
+                    &requester,
+                    "run",
+                    Some(&a.job),
+                    Some(&a.params),
+                    "refused",
+                    Some(note.clone()),
+                    None,
+                )
+                .await?;
+            }
+            return Ok(self.tell_both(env, &a, Reply::text(Tone::Error, format!("Request {id}: {note} Nothing was run."))));
+        }
+        let approvers: Vec<String> = votes.iter().filter(|v| v.approve).map(|v| v.voter_name.clone()).collect();
+        let note = format!("approved by {}", approvers.join(", "));
+        if !self.store.decide_approval(id, ApprovalState::Approved, Some(&note)).await? {
+            return Ok(reply(Reply::text(Tone::Info, format!("Request {id} was decided meanwhile."))));
+        }
+        let out = self
+            .dispatch(
+                &requester_env,
+                &requester,
+                job,
+                a.params.clone(),
+                Some(format!("request {id} {note}")),
+            )
+            .await?;
+        if let Some(exec) = out.queued {
+            self.store.set_approval_execution(id, exec).await?;
+        }
+        let card = out.replies.into_iter().next().unwrap_or_else(|| Reply::new(Tone::Info));
+        if env.place == a.place {
+            return Ok(Outcome {
+                replies: vec![Reply::text(Tone::Success, format!("Request {id} {note}.")), card],
+                queued: out.queued,
+                ..Default::default()
+            });
+        }
+        Ok(Outcome {
+            replies: vec![Reply::text(
+                Tone::Success,
+                format!(
+                    "Request {id} {note}: #{} started for {}.",
+                    out.queued.map(|i| i.to_string()).unwrap_or_default(),
+                    a.requester_name
+                ),
+            )],
+            elsewhere: vec![Elsewhere {
+                place: a.place.clone(),
+                reply: card,
+            }],
+            queued: out.queued,
+            ..Default::default()
+        })
+    }
+
+    /// A reply here, and the same in the requester's conversation when that is elsewhere.
+    fn tell_both(&self, env: &Envelope, a: &Approval, r: Reply) -> Outcome {
+        let elsewhere = if env.place == a.place {
+            Vec::new()
+        } else {
+            vec![Elsewhere {
+                place: a.place.clone(),
+                reply: r.clone(),
+            }]
+        };
+        Outcome {
+            replies: vec![r],
+            elsewhere,
+            ..Default::default()
+        }
+    }
+
+    /// `approvals`: open requests this person asked for or may vote on.
+    pub(crate) async fn approvals(&self, env: &Envelope, person: &Person) -> Result<Outcome, EngineError> {
+        let now = Utc::now();
+        let mut rows = Vec::new();
+        for a in self.store.approvals(true, 100).await? {
+            if a.expires_at <= now {
+                continue;
+            }
+            let mine = person.same_as(&a.requester_person, &a.requested_by);
+            let may = self
+                .catalog
+                .get(&a.job)
+                .is_some_and(|j| access::decide(&self.access, person, Verb::Approve, j, Some(&a.params), &env.place).allowed());
+            if !mine && !may {
+                continue;
+            }
+            let needs: Vec<Requirement> = serde_json::from_value(a.requirements.clone()).unwrap_or_default();
+            rows.push(vec![
+                a.id.to_string(),
+                present::describe_run(self.catalog.get(&a.job), &a.job, &a.params),
+                a.requester_name.clone(),
+                needs.iter().map(Requirement::describe).collect::<Vec<_>>().join("; "),
+                present::when(a.expires_at),
+            ]);
+        }
+        if rows.is_empty() {
+            return Ok(reply(Reply::text(Tone::Info, "No open approval requests for you.")));
+        }
+        Ok(reply(Reply::new(Tone::Info).heading("Open approval requests").table(
+            vec!["id".into(), "run".into(), "asked by".into(), "needs".into(), "expires".into()],
+            rows,
+        )))
+    }
+
+    /// Canonical lock params: each value through the parameter's spec of the job (or of the
+    /// first job that has that parameter and accepts the value, for a lock on every job).
+    fn lock_scope(&self, job: Option<&str>, pairs: Vec<(String, String)>) -> Result<(Option<String>, Params), String> {
+        let job = match job {
+            Some(j) => Some(
+                self.catalog
+                    .get(j)
+                    .ok_or_else(|| format!("There is no job `{}`.", opsbot_core::job::shorten(j, 40)))?,
+            ),
+            None => None,
+        };
+        let mut params = Params::new();
+        for (k, v) in pairs {
+            let candidates: Vec<&JobSpec> = match job {
+                Some(j) => vec![j],
+                None => self.catalog.jobs().iter().collect(),
+            };
+            let mut found = None;
+            let mut problem = None;
+            for j in candidates {
+                if let Some(spec) = j.param(&k) {
+                    match spec.normalize(&v) {
+                        Ok(c) => {
+                            found = Some((spec.name.clone(), c));
+                            break;
+                        }
+                        Err(e) => problem = Some(e.message),
+                    }
+                }
+            }
+            match (found, problem) {
+                (Some((name, value)), _) => {
+                    params.insert(name, value);
+                }
+                (None, Some(p)) => return Err(p),
+                (None, None) => return Err(format!("No job has a parameter `{}`.", opsbot_core::job::shorten(&k, 40))),
+            }
+        }
+        Ok((job.map(|j| j.name.clone()), params))
+    }
+
+    /// Whether `person` may administer every job the lock covers.
+    fn may_admin(&self, env: &Envelope, person: &Person, job: Option<&str>, params: &Params) -> access::Decision {
+        let jobs: Vec<&JobSpec> = match job {
+            Some(j) => self.catalog.get(j).into_iter().collect(),
+            None => self.catalog.jobs().iter().collect(),
+        };
+        for j in jobs {
+            let d = access::decide(&self.access, person, Verb::Admin, j, Some(params), &env.place);
+            if !d.allowed() {
+                return d;
+            }
+        }
+        access::Decision::Allowed("admin on every job it covers".into())
+    }
+
+    pub(crate) async fn lock(
+        &self,
+        env: &Envelope,
+        person: &Person,
+        job: Option<String>,
+        pairs: Vec<(String, String)>,
+        reason: Option<String>,
+    ) -> Result<Outcome, EngineError> {
+        let (job, params) = match self.lock_scope(job.as_deref(), pairs) {
+            Ok(s) => s,
+            Err(msg) => return Ok(reply(Reply::text(Tone::Error, format!("{msg} Nothing was locked.")))),
+        };
+        let scope = opsbot_store::Lock::scope_of(job.as_deref(), &params);
+        let Some(reason) = reason.filter(|r| !r.trim().is_empty()) else {
+            return Ok(reply(Reply::text(
+                Tone::Error,
+                format!("A lock needs a reason for whoever it stops: `lock {scope} --reason \"why\"`."),
+            )));
+        };
+        let d = self.may_admin(env, person, job.as_deref(), &params);
+        if !d.allowed() {
+            return self.refuse_admin(env, person, "lock", job.as_deref(), &params, &scope, &d).await;
+        }
+        let taken = self
+            .store
+            .put_lock(&NewLock {
+                job: job.clone(),
+                params,
+                reason: reason.clone(),
+                by: person.account.clone(),
+                by_name: person.name.clone(),
+            })
+            .await?;
+        match taken {
+            Ok(l) => {
+                self.audit(
+                    env,
+                    person,
+                    "lock",
+                    job.as_deref(),
+                    Some(&l.params),
+                    "accepted",
+                    Some(format!("{scope}: {reason}")),
+                    None,
+                )
+                .await?;
+                Ok(reply(Reply::text(
+                    Tone::Warning,
+                    format!("Locked `{scope}`: runs it covers are refused until `unlock {scope}`."),
+                )))
+            }
+            Err(existing) => Ok(reply(Reply::text(
+                Tone::Info,
+                format!(
+                    "`{scope}` is already locked by {} since {}: \"{}\".",
+                    existing.by_name,
+                    present::when(existing.at),
+                    existing.reason
+                ),
+            ))),
+        }
+    }
+
+    pub(crate) async fn unlock(
+        &self,
+        env: &Envelope,
+        person: &Person,
+        job: Option<String>,
+        pairs: Vec<(String, String)>,
+    ) -> Result<Outcome, EngineError> {
+        let (job, params) = match self.lock_scope(job.as_deref(), pairs) {
+            Ok(s) => s,
+            Err(msg) => return Ok(reply(Reply::text(Tone::Error, msg))),
+        };
+        let scope = opsbot_store::Lock::scope_of(job.as_deref(), &params);
+        let Some(lock) = self.store.locks().await?.into_iter().find(|l| l.scope == scope) else {
+            return Ok(reply(Reply::text(
+                Tone::Info,
+                format!("`{scope}` is not locked. `locks` lists the locks."),
+            )));
+        };
+        if lock.by != person.account {
+            let d = self.may_admin(env, person, job.as_deref(), &params);
+            if !d.allowed() {
+                return self.refuse_admin(env, person, "unlock", job.as_deref(), &params, &scope, &d).await;
+            }
+        }
+        if self.store.delete_lock(&scope).await?.is_some() {
+            self.audit(
+                env,
+                person,
+                "unlock",
+                job.as_deref(),
+                Some(&params),
+                "accepted",
+                Some(scope.clone()),
+                None,
+            )
+            .await?;
+        }
+        Ok(reply(Reply::text(Tone::Success, format!("Unlocked `{scope}`."))))
+    }
+
+    pub(crate) async fn locks(&self) -> Result<Outcome, EngineError> {
+        let locks = self.store.locks().await?;
+        if locks.is_empty() {
+            return Ok(reply(Reply::text(Tone::Info, "Nothing is locked.")));
+        }
+        let rows = locks
+            .iter()
+            .map(|l| vec![l.scope.clone(), l.by_name.clone(), present::when(l.at), l.reason.clone()])
+            .collect();
+        Ok(reply(
+            Reply::new(Tone::Info)
+                .heading("Locks")
+                .table(vec!["scope".into(), "by".into(), "since".into(), "reason".into()], rows),
+        ))
+    }
+
+    /// `link`: a one-time code for an account I don't know (in a direct message only);
+    /// `link CODE` from an account I know ties that account to the same person.
+    pub(crate) async fn link(&self, env: &Envelope, person: &Person, code: Option<String>) -> Result<Outcome, EngineError> {
+        if !self.access.self_link {
+            return Ok(reply(Reply::text(
+                Tone::Info,
+                "Linking accounts is turned off here ([access] self_link = false); ask an admin to add your account to the config.",
+            )));
+        }
+        match code {
+            None => {
+                if let (Known::Listed | Known::Linked, Some(k)) = (&person.known, &person.key) {
+                    return Ok(reply(Reply::text(
+                        Tone::Info,
+                        format!("This account is already {}'s (person `{k}`).", person.name),
+                    )));
+                }
+                if !env.direct {
+                    self.audit(
+                        env,
+                        person,
+                        "link",
+                        None,
+                        None,
+                        "refused",
+                        Some("asked for a link code outside a direct message".into()),
+                        None,
+                    )
+                    .await?;
+                    return Ok(reply(Reply::text(
+                        Tone::Warning,
+                        "Send `link` to me in a direct message: the code it gives must stay private.",
+                    )));
+                }
+                let code = new_code();
+                let expires = Utc::now() + chrono::Duration::minutes(LINK_CODE_TTL_MINUTES);
+                self.store.create_link_code(&sha256_hex(&code), &env.user, expires).await?;
+                self.audit(env, person, "link", None, None, "asked", Some("link code issued".into()), None)
+                    .await?;
+                Ok(reply(
+                    Reply::new(Tone::Info)
+                        .para(format!(
+                            "To tie `{}` to you, send this within {LINK_CODE_TTL_MINUTES} minutes from an account I already know as you (for example in the web console's chat):",
+                            env.user
+                        ))
+                        .code(format!("link {code}"))
+                        .para("The code works once. If you did not ask for it, ignore it."),
+                ))
+            }
+            Some(code) => {
+                let Some(key) = person.key.clone() else {
+                    self.audit(
+                        env,
+                        person,
+                        "link",
+                        None,
+                        None,
+                        "refused",
+                        Some("link code sent from an account no person owns".into()),
+                        None,
+                    )
+                    .await?;
+                    return Ok(reply(Reply::text(
+                        Tone::Warning,
+                        "Send the code from an account I already know as you (e.g. the web console's chat), not from the new one.",
+                    )));
+                };
+                let normalized: String = code
+                    .chars()
+                    .filter(|c| c.is_ascii_alphanumeric())
+                    .collect::<String>()
+                    .to_uppercase();
+                let taken = self.store.take_link_code(&sha256_hex(&normalized)).await?;
+                let Some((account, _)) = taken.filter(|(_, e)| *e > Utc::now()) else {
+                    self.audit(
+                        env,
+                        person,
+                        "link",
+                        None,
+                        None,
+                        "refused",
+                        Some("unknown or expired link code".into()),
+                        None,
+                    )
+                    .await?;
+                    return Ok(reply(Reply::text(
+                        Tone::Error,
+                        "That code is unknown, used or expired. Send `link` again from the new account for a new one.",
+                    )));
+                };
+                if self.access.person_with_account(&account).is_some() {
+                    self.audit(
+                        env,
+                        person,
+                        "link",
+                        None,
+                        None,
+                        "refused",
+                        Some(format!("{account} is listed in the config")),
+                        None,
+                    )
+                    .await?;
+                    return Ok(reply(Reply::text(
+                        Tone::Warning,
+                        format!("`{account}` belongs to a person in the config; change it there."),
+                    )));
+                }
+                self.store
+                    .link_account(&AccountLink {
+                        account: account.clone(),
+                        person: key.clone(),
+                        linked_by: env.user.clone(),
+                        at: Utc::now(),
+                    })
+                    .await?;
+                self.audit(
+                    env,
+                    person,
+                    "link",
+                    None,
+                    None,
+                    "accepted",
+                    Some(format!("{account} linked to person {key}")),
+                    None,
+                )
+                .await?;
+                Ok(reply(Reply::text(
+                    Tone::Success,
+                    format!(
+                        "Linked `{account}` to you ({}). It now has your roles: {}.",
+                        person.name,
+                        person.roles.join(", ")
+                    ),
+                )))
+            }
+        }
+    }
+
+    /// `unlink PLATFORM:ID`: by the person it is linked to, or by someone with `admin` on every job.
+    pub(crate) async fn unlink(&self, env: &Envelope, person: &Person, account: &str) -> Result<Outcome, EngineError> {
+        let Ok(account) = opsbot_core::config::parse_account(account) else {
+            return Ok(reply(Reply::text(
+                Tone::Error,
+                "Write the account as PLATFORM:ID, e.g. `unlink slack:U024BE7LH`.",
+            )));
+        };
+        let Some(owner) = self.store.linked_person(&account).await? else {
+            let hint = if self.access.person_with_account(&account).is_some() {
+                " It is listed in the config; change it there."
+            } else {
+                ""
+            };
+            return Ok(reply(Reply::text(Tone::Info, format!("`{account}` is not linked.{hint}"))));
+        };
+        if person.key.as_deref() != Some(owner.as_str()) {
+            let d = self.may_admin(env, person, None, &Params::new());
+            if !d.allowed() {
+                return self
+                    .refuse_admin(env, person, "unlink", None, &Params::new(), &account.to_string(), &d)
+                    .await;
+            }
+        }
+        self.store.unlink_account(&account).await?;
+        self.audit(
+            env,
+            person,
+            "unlink",
+            None,
+            None,
+            "accepted",
+            Some(format!("{account} unlinked from person {owner}")),
+            None,
+        )
+        .await?;
+        Ok(reply(Reply::text(
+            Tone::Success,
+            format!("`{account}` is no longer linked to `{owner}`."),
+        )))
+    }
+}
+
+fn nothing_runnable(person: &Person) -> String {
+    match person.known {
+        Known::Unknown => format!(
+            "I don't know your account `{}`, so you may not run anything yet. Ask an admin to add it to your person in the config, or send `link` in a direct message to tie it to an account I know.",
+            person.account
+        ),
+        _ => "Your roles let you run no job here. `whoami` shows your roles.".into(),
+    }
+}
+
+fn new_code() -> String {
+    let mut bytes = [0u8; 10];
+    getrandom::fill(&mut bytes).expect("the operating system's random number generator is unavailable");
+    bytes
+        .iter()
+        .map(|b| CODE_ALPHABET[*b as usize % CODE_ALPHABET.len()] as char)
+        .collect()
+}
+
+fn sha256_hex(s: &str) -> String {
+    hex::encode(Sha256::digest(s.as_bytes()))
+}
