@@ -149,7 +149,8 @@ pub fn picks(scope: &Scope, job: &JobSpec, params: Option<&Params>) -> bool {
     })
 }
 
-fn in_place(channels: &[Glob], place: &Place) -> bool {
+/// Whether a rule limited to `channels` (none = everywhere) applies in `place`.
+pub(crate) fn in_place(channels: &[Glob], place: &Place) -> bool {
     channels.is_empty() || {
         let key = place.key();
         let no_thread = format!("{}/{}", place.platform, place.channel);

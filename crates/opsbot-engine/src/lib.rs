@@ -925,7 +925,7 @@ impl Engine {
             if shown.len() as u32 >= limit {
                 break;
             }
-            if self.may_view(env, person, &e).await? {
+            if self.may_view(&env.place, person, &e).await? {
                 shown.push(e);
             }
         }

@@ -96,13 +96,39 @@ impl Engine {
         })
     }
 
-    pub(crate) async fn may_view(&self, env: &Envelope, person: &Person, e: &Execution) -> Result<bool, EngineError> {
+    /// Whether `person` may see this run (status, log, listings) from `place`: their own runs
+    /// always, others' with the `view` verb on its job and values.
+    pub async fn may_view(&self, place: &opsbot_core::Place, person: &Person, e: &Execution) -> Result<bool, EngineError> {
         if self.is_own(person, e).await? {
             return Ok(true);
         }
         Ok(self
             .spec_of(e)
-            .is_some_and(|job| access::decide(&self.access, person, Verb::View, &job, Some(&e.params), &env.place).allowed()))
+            .is_some_and(|job| access::decide(&self.access, person, Verb::View, &job, Some(&e.params), place).allowed()))
+    }
+
+    /// Whether `person` may view every run of every job from `place` (no listing needs
+    /// filtering for them, and they may read the audit trail).
+    pub fn views_everything(&self, place: &opsbot_core::Place, person: &Person) -> bool {
+        let roles: Vec<&opsbot_core::config::RoleSpec> = person.roles.iter().filter_map(|r| self.access.role(r)).collect();
+        if roles.iter().any(|r| r.deny.iter().any(|g| g.verbs.contains(&Verb::View))) {
+            return false;
+        }
+        self.catalog.jobs().iter().all(|j| {
+            roles.iter().any(|r| {
+                r.allow.iter().any(|g| {
+                    g.verbs.contains(&Verb::View)
+                        && g.scope.has_job(&j.name)
+                        && g.scope.params.iter().all(|(name, _)| j.param(name).is_none())
+                        && access::in_place(&g.channels, place)
+                })
+            })
+        })
+    }
+
+    /// Whether `person` may run `job` (with some values) from `place`.
+    pub fn may_run(&self, place: &opsbot_core::Place, person: &Person, job: &JobSpec) -> bool {
+        access::may_run_some(&self.access, person, job, place)
     }
 
     /// Refuses (audited) unless the person asked for this run or may `verb` runs of its job.

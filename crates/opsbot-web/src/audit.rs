@@ -94,6 +94,19 @@ pub(crate) fn audit_filter(state: &AppState, q: &AuditQuery, bare_actor_is_web: 
 }
 
 /// One page of audit records and the `before` of the next (older) page, if any.
+/// Reading the audit trail needs the `view` verb on every job (it tells who ran what).
+pub(crate) async fn may_read(state: &AppState, user: &str) -> Result<(), ApiError> {
+    let (person, place) = crate::executions::person_of(state, user).await?;
+    if state.engine.views_everything(&place, &person) {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        axum::http::StatusCode::FORBIDDEN,
+        "forbidden",
+        "Reading the audit trail needs the `view` verb on every job; `whoami` in chat shows your roles.",
+    ))
+}
+
 pub(crate) async fn page(store: &dyn Store, filter: AuditFilter) -> Result<(Vec<AuditRecord>, Option<i64>), StoreError> {
     crate::executions::paged(
         filter.limit,
@@ -123,9 +136,11 @@ pub(crate) async fn page(store: &dyn Store, filter: AuditFilter) -> Result<(Vec<
             content((AuditList = "application/json"), (AuditView = "application/x-ndjson"))),
         (status = 400, description = "A malformed filter, `limit` or `format` (`bad_request`).", body = ErrorBody),
         (status = 401, description = "No token, or an unknown or revoked one.", body = ErrorBody),
+        (status = 403, description = "The caller may not `view` every job, which reading the audit trail needs (`forbidden`).", body = ErrorBody),
     )
 )]
-pub(crate) async fn list(State(state): State<AppState>, _caller: Caller, ApiQuery(q): ApiQuery<AuditQuery>) -> Result<Response, ApiError> {
+pub(crate) async fn list(State(state): State<AppState>, caller: Caller, ApiQuery(q): ApiQuery<AuditQuery>) -> Result<Response, ApiError> {
+    may_read(&state, &caller.user).await?;
     let jsonl = match given(&q.format).unwrap_or("") {
         "" | "json" => false,
         "jsonl" | "ndjson" => true,

@@ -119,10 +119,10 @@ fn api_error_page(who: &SignedIn, e: ApiError) -> Response {
         }
         return error_page(e.status, Some(who), "Error", &e.internal.unwrap_or(e.message));
     }
-    let title = if e.status == StatusCode::NOT_FOUND {
-        "Not found"
-    } else {
-        "Not done"
+    let title = match e.status {
+        StatusCode::NOT_FOUND => "Not found",
+        StatusCode::FORBIDDEN => "Not allowed",
+        _ => "Not done",
     };
     error_page(e.status, Some(who), title, &e.message)
 }
@@ -258,6 +258,10 @@ async fn executions_page(
     let (rows, next, error) = match filter {
         Ok(f) => {
             let (list, next) = executions::page(state.engine.store().as_ref(), f).await?;
+            let list = match executions::visible(&state, &who.user, list).await {
+                Ok(l) => l,
+                Err(err) => return Ok(api_error_page(&who, err)),
+            };
             (list.iter().map(|e| ExecRow::of(e, catalog)).collect::<Vec<_>>(), next, None)
         }
         Err(msg) => (Vec::new(), None, Some(msg)),
@@ -578,7 +582,7 @@ async fn execution_page(
     Path(id): Path<String>,
     q: Result<Query<FlashQuery>, QueryRejection>,
 ) -> Result<Response, PageError> {
-    let e = match executions::load(&state, &id).await {
+    let e = match executions::load(&state, &who.user, &id).await {
         Ok(e) => e,
         Err(err) => return Ok(api_error_page(&who, err)),
     };
@@ -608,7 +612,9 @@ async fn action_form(
 ) -> Result<(Vec<(String, String)>, Execution), Response> {
     let form = form.map_err(|e| bad_form(who, e))?.0;
     check_csrf(who, field(&form, "csrf"))?;
-    let e = executions::load(state, id).await.map_err(|err| api_error_page(who, err))?;
+    let e = executions::load(state, &who.user, id)
+        .await
+        .map_err(|err| api_error_page(who, err))?;
     Ok((form, e))
 }
 
@@ -746,11 +752,16 @@ fn refusal(catalog: &Catalog, job_name: &str, conv: Conversation, confirm_hint: 
 
 /// `GET /jobs`: the catalog.
 async fn jobs_page(State(state): State<AppState>, PageUser(who): PageUser) -> Response {
+    let (person, place) = match executions::person_of(&state, &who.user).await {
+        Ok(x) => x,
+        Err(err) => return api_error_page(&who, err),
+    };
     let jobs: Vec<_> = state
         .engine
         .catalog()
         .jobs()
         .iter()
+        .filter(|j| state.engine.may_run(&place, &person, j))
         .map(|j| {
             let params: Vec<String> = j
                 .params
@@ -970,7 +981,23 @@ fn no_job(state: &AppState, who: &SignedIn, name: &str) -> Response {
 /// `GET /jobs/{name}`: a job and its run form.
 async fn job_page(State(state): State<AppState>, PageUser(who): PageUser, Path(name): Path<String>) -> Response {
     match state.engine.catalog().get(&name) {
-        Some(job) => show_job(&who, job, &HashMap::new(), None, false),
+        Some(job) => {
+            match executions::person_of(&state, &who.user).await {
+                Ok((person, place)) if state.engine.may_run(&place, &person, job) => {}
+                Ok(_) => {
+                    return api_error_page(
+                        &who,
+                        ApiError::new(
+                            StatusCode::FORBIDDEN,
+                            "forbidden",
+                            format!("You may not run `{}`; `whoami` in the chat shows your roles.", job.name),
+                        ),
+                    );
+                }
+                Err(err) => return api_error_page(&who, err),
+            }
+            show_job(&who, job, &HashMap::new(), None, false)
+        }
         None => no_job(&state, &who, &name),
     }
 }
@@ -1116,6 +1143,9 @@ async fn audit_page(
     PageUser(who): PageUser,
     q: Result<Query<AuditQuery>, QueryRejection>,
 ) -> Result<Response, PageError> {
+    if let Err(err) = audit::may_read(&state, &who.user).await {
+        return Ok(api_error_page(&who, err));
+    }
     let (q, filter) = match q {
         Ok(Query(q)) => {
             let f = audit::audit_filter(&state, &q, true, PAGE_SIZE);

@@ -396,9 +396,61 @@ fn parse_id(raw: &str) -> Result<ExecutionId, ApiError> {
 }
 
 /// The execution with the id in the path, or 400/404.
-pub(crate) async fn load(state: &AppState, raw: &str) -> Result<opsbot_core::Execution, ApiError> {
+pub(crate) async fn load(state: &AppState, user: &str, raw: &str) -> Result<opsbot_core::Execution, ApiError> {
     let id = parse_id(raw)?;
-    state.engine.store().execution(id).await?.ok_or_else(|| ApiError::no_execution(id))
+    let e = state
+        .engine
+        .store()
+        .execution(id)
+        .await?
+        .ok_or_else(|| ApiError::no_execution(id))?;
+    let (person, place) = person_of(state, user).await?;
+    if !state.engine.may_view(&place, &person, &e).await.map_err(engine_error)? {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!(
+                "#{} is {}'s run of `{}`; seeing others' runs of it needs the `view` verb on it (`whoami` in chat shows your roles).",
+                e.id, e.requester_name, e.job
+            ),
+        ));
+    }
+    Ok(e)
+}
+
+/// The person behind web user `user` (`web:USER`), and the place their API and console
+/// requests are judged in (`api/USER`).
+pub(crate) async fn person_of(state: &AppState, user: &str) -> Result<(opsbot_engine::Person, opsbot_core::Place), ApiError> {
+    let person = state
+        .engine
+        .identify(&UserId::new("web", user), Some(user))
+        .await
+        .map_err(engine_error)?;
+    Ok((person, opsbot_core::Place::new("api", user)))
+}
+
+fn engine_error(e: opsbot_engine::EngineError) -> ApiError {
+    ApiError::internal(format!("cannot check permissions: {e}"))
+}
+
+/// Leaves out of a page the runs `user` may not see (a page may then hold fewer than asked;
+/// `next_before` still continues after the rows read).
+pub(crate) async fn visible(
+    state: &AppState,
+    user: &str,
+    list: Vec<opsbot_core::Execution>,
+) -> Result<Vec<opsbot_core::Execution>, ApiError> {
+    let (person, place) = person_of(state, user).await?;
+    if state.engine.views_everything(&place, &person) {
+        return Ok(list);
+    }
+    let mut out = Vec::with_capacity(list.len());
+    for e in list {
+        if state.engine.may_view(&place, &person, &e).await.map_err(engine_error)? {
+            out.push(e);
+        }
+    }
+    Ok(out)
 }
 
 /// Filters of the executions listing; empty values are ignored.
@@ -593,11 +645,12 @@ pub(crate) async fn page(store: &dyn Store, filter: ExecutionFilter) -> Result<(
 )]
 pub(crate) async fn list(
     State(state): State<AppState>,
-    _caller: Caller,
+    caller: Caller,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<ExecutionList>, ApiError> {
     let filter = execution_filter(&state, &q, false, DEFAULT_LIMIT).map_err(ApiError::bad_request)?;
     let (list, next_before) = page(state.engine.store().as_ref(), filter).await?;
+    let list = visible(&state, &caller.user, list).await?;
     let catalog = state.engine.catalog();
     Ok(Json(ExecutionList {
         executions: list.iter().map(|e| ExecutionView::of(e, catalog)).collect(),
@@ -616,11 +669,12 @@ pub(crate) async fn list(
         (status = 200, description = "The execution.", body = ExecutionView),
         (status = 400, description = "Not an id (`bad_request`).", body = ErrorBody),
         (status = 401, description = "No token, or an unknown or revoked one.", body = ErrorBody),
+        (status = 403, description = "Someone else's run of a job the caller may not `view` (`forbidden`).", body = ErrorBody),
         (status = 404, description = "No such execution (`not_found`).", body = ErrorBody),
     )
 )]
-pub(crate) async fn one(State(state): State<AppState>, _caller: Caller, Path(id): Path<String>) -> Result<Json<ExecutionView>, ApiError> {
-    let e = load(&state, &id).await?;
+pub(crate) async fn one(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Json<ExecutionView>, ApiError> {
+    let e = load(&state, &caller.user, &id).await?;
     Ok(Json(ExecutionView::of(&e, state.engine.catalog())))
 }
 
@@ -636,11 +690,12 @@ pub(crate) async fn one(State(state): State<AppState>, _caller: Caller, Path(id)
         (status = 202, description = "Asked to stop (or already ended); the execution as it is now.", body = ExecutionView),
         (status = 400, description = "Not an id (`bad_request`).", body = ErrorBody),
         (status = 401, description = "No token, or an unknown or revoked one.", body = ErrorBody),
+        (status = 403, description = "Someone else's run of a job the caller may not `view` (`forbidden`).", body = ErrorBody),
         (status = 404, description = "No such execution (`not_found`).", body = ErrorBody),
     )
 )]
 pub(crate) async fn cancel(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Response, ApiError> {
-    let e = load(&state, &id).await?;
+    let e = load(&state, &caller.user, &id).await?;
     if let Conversation::Failed(error_id) = converse(&state, &caller, Where::Shared, format!("cancel {}", e.id), false).await? {
         return Err(engine_failed(error_id));
     }

@@ -15,14 +15,22 @@ use opsbot_core::job::{closest, shorten};
     operation_id = "list_jobs",
     tag = "jobs",
     responses(
-        (status = 200, description = "The jobs.", body = JobList),
+        (status = 200, description = "The jobs the caller may run.", body = JobList),
         (status = 401, description = "No token (`unauthorized`) or an unknown or revoked one (`invalid_token`).", body = ErrorBody),
     )
 )]
-pub(crate) async fn list(State(state): State<AppState>, _caller: Caller) -> Json<JobList> {
-    Json(JobList {
-        jobs: state.engine.catalog().jobs().iter().map(JobView::of).collect(),
-    })
+pub(crate) async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<JobList>, ApiError> {
+    let (person, place) = crate::executions::person_of(&state, &caller.user).await?;
+    Ok(Json(JobList {
+        jobs: state
+            .engine
+            .catalog()
+            .jobs()
+            .iter()
+            .filter(|j| state.engine.may_run(&place, &person, j))
+            .map(JobView::of)
+            .collect(),
+    }))
 }
 
 /// One job by name (case-insensitive).
@@ -35,12 +43,21 @@ pub(crate) async fn list(State(state): State<AppState>, _caller: Caller) -> Json
     responses(
         (status = 200, description = "The job.", body = JobView),
         (status = 401, description = "No token, or an unknown or revoked one.", body = ErrorBody),
+        (status = 403, description = "A job the caller may not run (`forbidden`).", body = ErrorBody),
         (status = 404, description = "No such job (`not_found`); the message suggests a close name.", body = ErrorBody),
     )
 )]
-pub(crate) async fn one(State(state): State<AppState>, _caller: Caller, Path(name): Path<String>) -> Result<Json<JobView>, ApiError> {
+pub(crate) async fn one(State(state): State<AppState>, caller: Caller, Path(name): Path<String>) -> Result<Json<JobView>, ApiError> {
     let catalog = state.engine.catalog();
     if let Some(job) = catalog.get(&name) {
+        let (person, place) = crate::executions::person_of(&state, &caller.user).await?;
+        if !state.engine.may_run(&place, &person, job) {
+            return Err(ApiError::new(
+                axum::http::StatusCode::FORBIDDEN,
+                "forbidden",
+                format!("You may not run `{}`; `whoami` in chat shows your roles.", job.name),
+            ));
+        }
         return Ok(Json(JobView::of(job)));
     }
     let shown = shorten(&name, 40);

@@ -80,12 +80,12 @@ fn flag(name: &str, v: &Option<String>) -> Result<bool, ApiError> {
 )]
 pub(crate) async fn log(
     State(state): State<AppState>,
-    _caller: Caller,
+    caller: Caller,
     Path(id): Path<String>,
     ApiQuery(q): ApiQuery<LogQuery>,
 ) -> Result<Response, ApiError> {
     let download = flag("download", &q.download)?;
-    let e = load(&state, &id).await?;
+    let e = load(&state, &caller.user, &id).await?;
     let lines = state.engine.store().output_all(e.id).await?;
     let mut text = render_lines(&lines);
     if !lines.is_empty() {
@@ -129,12 +129,12 @@ pub(crate) async fn log(
 )]
 pub(crate) async fn log_stream(
     State(state): State<AppState>,
-    _caller: Caller,
+    caller: Caller,
     Path(id): Path<String>,
     ApiQuery(q): ApiQuery<StreamQuery>,
     headers: HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
-    let e = load(&state, &id).await?;
+    let e = load(&state, &caller.user, &id).await?;
     let after = match q.after.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
         None => 0,
         Some(a) => a.parse::<u64>().map_err(|_| {

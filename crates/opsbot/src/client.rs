@@ -28,6 +28,8 @@ pub const TOKEN_ENV: &str = "OPSBOT_TOKEN";
 const REFUSED: u8 = 2;
 /// Exit code for a failure (the job's, or reaching the server).
 const FAILED: u8 = 1;
+/// Exit code when the run waits for approval (nothing ran yet).
+pub const PENDING_APPROVAL: u8 = 3;
 /// Longest wait for a connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest silence on a connection; log streams get a keep-alive from the server every 15 s.
@@ -743,6 +745,20 @@ async fn run_remote(server: &str, job: String, args: Vec<String>, user: Option<S
             }
         };
         match remote.check(resp).await {
+            Ok(resp) if resp.status() == reqwest::StatusCode::ACCEPTED => {
+                #[derive(serde::Deserialize)]
+                struct Pending {
+                    approval_id: i64,
+                    message: String,
+                }
+                let p: Pending = remote.json(resp).await?;
+                eprintln!("{}", p.message);
+                eprintln!(
+                    "opsbot: `{job}` waits for approval (request {}); it starts on {} once approved.",
+                    p.approval_id, remote.base
+                );
+                return Ok(ExitCode::from(PENDING_APPROVAL));
+            }
             Ok(resp) => break remote.json(resp).await?,
             Err(err) if err.code() == "confirmation_required" && interactive && !confirm => {
                 let shown: Vec<String> = args.iter().map(|a| quote_arg(a)).collect();
@@ -761,7 +777,7 @@ async fn run_remote(server: &str, job: String, args: Vec<String>, user: Option<S
                     "`{job}` is sensitive and was not run; pass --yes to confirm it from a script."
                 )));
             }
-            Err(err) if matches!(err.status.as_u16(), 400 | 409 | 422) && err.detail.is_some() => {
+            Err(err) if matches!(err.status.as_u16(), 400 | 403 | 409 | 422) && err.detail.is_some() => {
                 return Err(Fail::refused(err.detail.as_ref().map(cli_words).unwrap_or_default()));
             }
             Err(err) => return Err(remote.general(err)),

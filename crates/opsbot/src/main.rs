@@ -92,7 +92,9 @@ enum Cmd {
     ///
     /// Example: opsbot run deploy app=web env=staging. Exit code: 0 succeeded, 1 failed,
     /// timed out, cancelled or lost (or the server could not be reached), 2 refused (unknown job,
-    /// bad or missing parameters, not confirmed, no valid API token). Ctrl-C stops the job.
+    /// bad or missing parameters, not confirmed, not allowed, no valid API token), 3 waiting for
+    /// approval (a policy asks for it; the run starts once approvers say `approve ID`). Ctrl-C
+    /// stops the job.
     ///
     /// With --server URL (or OPSBOT_SERVER) the job runs on that opsbot server, through its REST
     /// API, as the web user of the API token in the environment variable OPSBOT_TOKEN; its output

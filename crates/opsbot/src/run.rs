@@ -72,6 +72,13 @@ pub async fn run(config: &Path, db: Option<PathBuf>, job: String, args: Vec<Stri
                 eprintln!("{}", render(r, false));
             }
         }
+        if let Some(req) = out.approval {
+            eprintln!(
+                "opsbot: `{job}` waits for approval (request {req}); once approved it runs in a worker on this store (`opsbot serve`)."
+            );
+            rt.stop().await;
+            return Ok(ExitCode::from(crate::client::PENDING_APPROVAL));
+        }
         match (&out.awaiting, out.queued) {
             (_, Some(_)) => break,
             (None, None) => {

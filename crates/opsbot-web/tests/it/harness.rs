@@ -35,6 +35,12 @@ roles = ["admin"]
 [people.bob]
 accounts = ["web:bob"]
 roles = ["admin"]
+# One person with a narrow role, for the visibility tests.
+[people.lim]
+accounts = ["web:lim"]
+roles = ["limited"]
+[roles.limited]
+allow = [{ verbs = ["run"], jobs = ["hello"] }]
 
 [jobs.hello]
 description = "Says hello"
