@@ -55,6 +55,9 @@ const ALIAS_BLOCKED_FIRST_WORDS: &[&str] = &[
     "locks",
     "link",
     "unlink",
+    "approve",
+    "deny",
+    "reject",
 ];
 
 /// The bot's own settings (`[bot]`).
@@ -70,7 +73,7 @@ pub struct BotConfig {
     pub dialog_timeout: Duration,
     /// How many output lines the end-of-run report shows.
     pub output_tail: usize,
-    /// The team's time zone: freeze windows, allowed hours and times shown in chat.
+    /// The team's time zone, for freeze windows and allowed hours.
     pub timezone: chrono_tz::Tz,
 }
 
@@ -651,7 +654,14 @@ impl<'a> Cx<'a> {
         }
 
         let catalog = Catalog::new(jobs);
+        // Jobs written in the file, loaded or not: a rule naming a job that failed to load is
+        // not a second problem.
+        let declared: Vec<String> = match jobs_v.as_ref().map(|v| v.get_ref()) {
+            Some(DeValue::Table(t)) => t.iter().map(|(k, _)| k.get_ref().to_string()).collect(),
+            _ => Vec::new(),
+        };
         let access = self.access(
+            &declared,
             access_v.as_ref(),
             people_v.as_ref(),
             roles_v.as_ref(),

@@ -231,7 +231,7 @@ pub fn decide(cfg: &AccessConfig, who: &Person, verb: Verb, job: &JobSpec, param
     let would_pass = match (&near, &who.known) {
         (Some(n), _) => Some(n.clone()),
         (None, Known::Unknown) => Some(format!(
-            "I don't know your account `{}`: ask an admin to add it to your person in the config, or send `link` to tie it to an account I know.",
+            "I don't know your account `{}`: ask an admin to add it to your person in the config, or send `link` to me in a direct message to tie it to an account I know.",
             who.account
         )),
         (None, _) => Some("Ask an admin for a role that allows it; `whoami` shows your roles.".into()),
@@ -255,7 +255,8 @@ fn asked(job: &JobSpec, params: Option<&Params>, place: &Place) -> String {
             s.push_str(&format!(" with {}", shown.join(" ")));
         }
     }
-    s.push_str(&format!(" in {}", place.key()));
+    // The place without a thread: an API request's own thread id means nothing to a person.
+    s.push_str(&format!(" in {}/{}", place.platform, place.channel));
     s
 }
 

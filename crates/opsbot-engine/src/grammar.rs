@@ -24,6 +24,7 @@ pub const VERBS: &[&str] = &[
     "locks",
     "link",
     "unlink",
+    "reject",
 ];
 
 pub use opsbot_core::understand::{NO, YES};

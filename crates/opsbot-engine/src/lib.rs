@@ -420,6 +420,8 @@ impl Engine {
             let (_, why) = named.remove(i);
             override_reason = Some(why).filter(|w| !w.trim().is_empty() && w != "true");
             if override_reason.is_none() {
+                self.run_decision(env, person, &job.name, None, "refused", Some("--override without a reason".into()))
+                    .await?;
                 return Ok(reply(Reply::text(
                     Tone::Error,
                     "`--override` needs a reason, e.g. `--override \"hotfix for INC-42\"`. Nothing was run.",
@@ -501,7 +503,7 @@ impl Engine {
                 .refuse(env, person, "run", &job.name, Some(params), &d.explain(), None)
                 .await?));
         }
-        let argv = self.render_argv(job, params, &person.name);
+        let argv = self.render_argv(job, params, &env.user.to_string());
         let locks = self.store.locks().await?;
         let checked = self
             .policies
@@ -708,6 +710,10 @@ impl Engine {
                     | Command::List
                     | Command::History { .. }
                     | Command::Whoami
+                    | Command::Approve(_)
+                    | Command::Deny { .. }
+                    | Command::Approvals
+                    | Command::Locks
             ))
         ) {
             return Ok(DialogStep::Pass(None));
@@ -1092,7 +1098,7 @@ fn secret_in_public(job: &JobSpec, params: &Params, missing: &[String]) -> Optio
     let names = |v: &[&str]| v.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ");
     if !given.is_empty() {
         Some(format!(
-            "{} of `{}` is secret and may only be given in a direct message to me or in the web console's run form, never in a channel —              consider it exposed and change it.",
+            "{} of `{}` is secret and may only be given in a direct message to me or in the web console's run form, never in a channel — consider it exposed and change it.",
             names(&given),
             job.name
         ))

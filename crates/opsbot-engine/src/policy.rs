@@ -229,8 +229,9 @@ impl Policies {
             if !picks(&rule.scope, job, Some(params)) {
                 continue;
             }
+            // Each rule has its own limiter: per person, all the rule's jobs count together.
             let key = match rule.per {
-                RatePer::Person => format!("{}\u{1f}{}", job.name, who.id()),
+                RatePer::Person => who.id(),
                 RatePer::Job => job.name.clone(),
             };
             if let Err(not_until) = limiter.check_key(&key) {

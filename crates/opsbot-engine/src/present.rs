@@ -88,12 +88,27 @@ pub fn help(catalog: &Catalog, bot: &str) -> Reply {
         ("logs ID [--all]".into(), "output of a run".into()),
         ("cancel ID".into(), "stop a queued or running run".into()),
         ("history [JOB] [--mine] [--limit N]".into(), "recent runs".into()),
-        ("whoami".into(), "who opsbot thinks you are".into()),
+        ("whoami".into(), "who opsbot thinks you are, your roles and what they allow".into()),
+        (
+            "approvals · approve ID · deny ID [why]".into(),
+            "open approval requests; vote on one (your own `deny` withdraws it)".into(),
+        ),
+        (
+            "lock [JOB] key=value --reason \"…\" · unlock … · locks".into(),
+            "stop runs of a job or a value until unlocked".into(),
+        ),
+        (
+            "link · link CODE · unlink PLATFORM:ID".into(),
+            "tie another chat account to you".into(),
+        ),
     ];
     r = r.fields(verbs);
     let names: Vec<&str> = catalog.jobs().iter().map(|j| j.name.as_str()).collect();
+    if names.is_empty() {
+        return r;
+    }
     r.para(format!(
-        "Jobs: {}. Try `help {}`.",
+        "Jobs you may run: {}. Try `help {}`.",
         names.join(", "),
         names.first().copied().unwrap_or("JOB")
     ))

@@ -75,6 +75,15 @@ impl Engine {
         Ok(reply(r))
     }
 
+    /// Whether `account` belongs to `person` (the same account, or another account of theirs).
+    async fn same_person(&self, account: &opsbot_core::UserId, person: &Person) -> Result<bool, EngineError> {
+        if *account == person.account {
+            return Ok(true);
+        }
+        let Some(key) = &person.key else { return Ok(false) };
+        Ok(self.identify(account, None).await?.key.as_deref() == Some(key))
+    }
+
     /// Whether `person` asked for this run (from this or another of their accounts).
     async fn is_own(&self, person: &Person, e: &Execution) -> Result<bool, EngineError> {
         if e.requested_by == person.account {
@@ -123,6 +132,19 @@ impl Engine {
                         && access::in_place(&g.channels, place)
                 })
             })
+        })
+    }
+
+    /// Whether `person` may see an approval request: they asked for it, or may approve or view
+    /// runs of its job with its values.
+    pub fn may_see_approval(&self, place: &opsbot_core::Place, person: &Person, a: &Approval) -> bool {
+        if person.same_as(&a.requester_person, &a.requested_by) {
+            return true;
+        }
+        self.catalog.get(&a.job).is_some_and(|j| {
+            [Verb::Approve, Verb::View]
+                .into_iter()
+                .any(|v| access::decide(&self.access, person, v, j, Some(&a.params), place).allowed())
         })
     }
 
@@ -241,9 +263,29 @@ impl Engine {
                 "needs".into(),
                 needs.iter().map(Requirement::describe).collect::<Vec<_>>().join("; "),
             ),
-            ("why".into(), a.reason.clone()),
             ("expires".into(), present::when(a.expires_at)),
         ];
+        if let Some((_, why)) = a.reason.split_once("override asked: ") {
+            fields.push(("override asked".into(), why.to_string()));
+        }
+        if let Some(j) = job {
+            // What exactly will run: the command line, with secret values hidden.
+            let shown: Params = a
+                .params
+                .iter()
+                .map(|(k, v)| {
+                    let secret = j.param(k).is_some_and(|p| p.secret);
+                    (k.clone(), if secret { "••••".to_string() } else { v.clone() })
+                })
+                .collect();
+            let argv = self.render_argv(j, &shown, &a.requested_by.to_string());
+            if !argv.is_empty() {
+                fields.push((
+                    "command".into(),
+                    shlex::try_join(argv.iter().map(String::as_str)).unwrap_or_else(|_| argv.join(" ")),
+                ));
+            }
+        }
         let yes: Vec<&str> = votes.iter().filter(|v| v.approve).map(|v| v.voter_name.as_str()).collect();
         if !yes.is_empty() {
             fields.push(("approved by".into(), yes.join(", ")));
@@ -524,7 +566,7 @@ impl Engine {
         // any approval the policies ask for now that the request did not record refuses it.
         let overridden = needs.iter().any(|r| r.policy.starts_with("freeze "));
         let locks = self.store.locks().await?;
-        let argv = self.render_argv(job, &a.params, &a.requester_name);
+        let argv = self.render_argv(job, &a.params, &a.requested_by.to_string());
         let recheck = self
             .policies
             .check(
@@ -721,10 +763,25 @@ impl Engine {
     ) -> Result<Outcome, EngineError> {
         let (job, params) = match self.lock_scope(job.as_deref(), pairs) {
             Ok(s) => s,
-            Err(msg) => return Ok(reply(Reply::text(Tone::Error, format!("{msg} Nothing was locked.")))),
+            Err(msg) => {
+                self.audit(env, person, "lock", None, None, "refused", Some(msg.clone()), None)
+                    .await?;
+                return Ok(reply(Reply::text(Tone::Error, format!("{msg} Nothing was locked."))));
+            }
         };
         let scope = opsbot_store::Lock::scope_of(job.as_deref(), &params);
         let Some(reason) = reason.filter(|r| !r.trim().is_empty()) else {
+            self.audit(
+                env,
+                person,
+                "lock",
+                job.as_deref(),
+                None,
+                "refused",
+                Some(format!("{scope}: no reason given")),
+                None,
+            )
+            .await?;
             return Ok(reply(Reply::text(
                 Tone::Error,
                 format!("A lock needs a reason for whoever it stops: `lock {scope} --reason \"why\"`."),
@@ -792,7 +849,7 @@ impl Engine {
                 format!("`{scope}` is not locked. `locks` lists the locks."),
             )));
         };
-        if lock.by != person.account {
+        if !self.same_person(&lock.by, person).await? {
             let d = self.may_admin(env, person, job.as_deref(), &params);
             if !d.allowed() {
                 return self.refuse_admin(env, person, "unlock", job.as_deref(), &params, &scope, &d).await;
@@ -834,6 +891,17 @@ impl Engine {
     /// `link CODE` from an account I know ties that account to the same person.
     pub(crate) async fn link(&self, env: &Envelope, person: &Person, code: Option<String>) -> Result<Outcome, EngineError> {
         if !self.access.self_link {
+            self.audit(
+                env,
+                person,
+                "link",
+                None,
+                None,
+                "refused",
+                Some("linking is turned off ([access] self_link = false)".into()),
+                None,
+            )
+            .await?;
             return Ok(reply(Reply::text(
                 Tone::Info,
                 "Linking accounts is turned off here ([access] self_link = false); ask an admin to add your account to the config.",

@@ -350,11 +350,11 @@ pub(crate) async fn create(State(state): State<AppState>, caller: Caller, ApiJso
             Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "refused", text))
         }
         Conversation::Denied(text) => {
-            metrics.run(RunOutcome::Refused);
+            metrics.run(RunOutcome::Forbidden);
             Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", text))
         }
         Conversation::PendingApproval(id, text) => {
-            metrics.run(RunOutcome::Refused);
+            metrics.run(RunOutcome::ApprovalRequired);
             Ok((
                 StatusCode::ACCEPTED,
                 Json(ApprovalPending {

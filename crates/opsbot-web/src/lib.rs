@@ -9,6 +9,7 @@
 
 #![warn(missing_docs)]
 
+mod approvals;
 mod audit;
 mod auth;
 mod chat;
@@ -147,6 +148,7 @@ pub fn app(state: AppState) -> Router {
         .route("/executions/{id}/log", get(stream::log))
         .route("/executions/{id}/log/stream", get(stream::log_stream))
         .route("/audit", get(audit::list))
+        .route("/approvals/{id}", get(approvals::one))
         .route("/openapi.json", get(openapi::document));
     Router::new()
         .route("/", get(pages::index))

@@ -82,16 +82,22 @@ pub(crate) enum RunOutcome {
     Invalid,
     /// Something failed on our side.
     Error,
+    /// A permission or a policy refused it.
+    Forbidden,
+    /// It waits for approval.
+    ApprovalRequired,
 }
 
 impl RunOutcome {
-    const ALL: [RunOutcome; 6] = [
+    const ALL: [RunOutcome; 8] = [
         RunOutcome::Queued,
         RunOutcome::Refused,
         RunOutcome::ConfirmationRequired,
         RunOutcome::MissingParam,
         RunOutcome::Invalid,
         RunOutcome::Error,
+        RunOutcome::Forbidden,
+        RunOutcome::ApprovalRequired,
     ];
 
     fn label(self) -> &'static str {
@@ -102,6 +108,8 @@ impl RunOutcome {
             RunOutcome::MissingParam => "missing_param",
             RunOutcome::Invalid => "invalid_params",
             RunOutcome::Error => "error",
+            RunOutcome::Forbidden => "forbidden",
+            RunOutcome::ApprovalRequired => "approval_required",
         }
     }
 }

@@ -1,7 +1,7 @@
 //! The OpenAPI 3.1 document, generated from the handlers and the view types.
 
 use crate::views::*;
-use crate::{audit, executions, jobs, ops, stream};
+use crate::{approvals, audit, executions, jobs, ops, stream};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use std::sync::LazyLock;
@@ -33,10 +33,12 @@ const BEARER: &str = "bearer";
         stream::log,
         stream::log_stream,
         audit::list,
+        approvals::one,
         document,
     ),
     components(schemas(
         ApprovalPending,
+        ApprovalView,
         ErrorBody,
         ErrorDetail,
         Ready,

@@ -318,6 +318,60 @@ pub(crate) struct ExecutionView {
     pub cancel_requested: bool,
 }
 
+/// An approval request.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct ApprovalView {
+    /// Id (`approve ID` / `deny ID` in chat).
+    pub id: i64,
+    /// Job name.
+    pub job: String,
+    /// Canonical parameter values; secret ones are `••••`.
+    pub params: BTreeMap<String, String>,
+    /// Who asked, as `platform:id`.
+    #[schema(example = "web:ana")]
+    pub requested_by: String,
+    /// Their name.
+    pub requester_name: String,
+    /// `pending`, `approved`, `denied`, `expired` or `withdrawn`.
+    #[schema(example = "pending")]
+    pub state: String,
+    /// Who must approve and why (the policies that asked).
+    pub needs: String,
+    /// When it was asked (RFC 3339).
+    #[schema(format = DateTime)]
+    pub created_at: String,
+    /// When it stops being answerable.
+    #[schema(format = DateTime)]
+    pub expires_at: String,
+    /// When it left `pending`.
+    #[schema(format = DateTime)]
+    pub decided_at: Option<String>,
+    /// What was said then (who approved or denied, and why).
+    pub decision_note: Option<String>,
+    /// The run it started, once approved.
+    pub execution_id: Option<i64>,
+}
+
+impl ApprovalView {
+    /// The view of a request, secret values hidden per its job's parameters.
+    pub fn of(a: &opsbot_store::Approval, catalog: &Catalog) -> Self {
+        ApprovalView {
+            id: a.id,
+            job: a.job.clone(),
+            params: redact(catalog, &a.job, &a.params),
+            requested_by: a.requested_by.to_string(),
+            requester_name: a.requester_name.clone(),
+            state: a.state.to_string(),
+            needs: a.reason.clone(),
+            created_at: rfc3339(a.created_at),
+            expires_at: rfc3339(a.expires_at),
+            decided_at: a.decided_at.map(rfc3339),
+            decision_note: a.decision_note.clone(),
+            execution_id: a.execution_id,
+        }
+    }
+}
+
 impl ExecutionView {
     /// The view of an execution, secret values hidden per its job's parameters.
     pub fn of(e: &Execution, catalog: &Catalog) -> Self {

@@ -27,7 +27,11 @@ pub async fn can(
     };
     let verb: Verb = match verb.parse() {
         Ok(v) => v,
-        Err(e) => return bad(e),
+        Err(_) => {
+            return bad(format!(
+                "`{verb}` is not a verb; ask about one of run, cancel, approve, view, admin"
+            ));
+        }
     };
     let Some(spec) = cfg.catalog.get(&job) else {
         return bad(format!("there is no job `{job}`; `opsbot check` lists the jobs"));
@@ -115,7 +119,7 @@ pub async fn can(
         if !missing.is_empty() {
             println!("note: the run would first ask for {}", missing.join(", "));
         }
-        let argv = render_argv(&opsbot_core::job::template_env(), spec, &params, &person.name);
+        let argv = render_argv(&opsbot_core::job::template_env(), spec, &params, &person.account.to_string());
         let policies = Policies::new(&cfg.access);
         match policies.check(&cfg.access, spec, &params, &argv, &[], chrono::Utc::now(), None) {
             Ok(needs) if needs.is_empty() => println!("policies now: nothing stops it (locks are not checked here: `locks` in chat)"),

@@ -754,8 +754,10 @@ async fn run_remote(server: &str, job: String, args: Vec<String>, user: Option<S
                 let p: Pending = remote.json(resp).await?;
                 eprintln!("{}", p.message);
                 eprintln!(
-                    "opsbot: `{job}` waits for approval (request {}); it starts on {} once approved.",
-                    p.approval_id, remote.base
+                    "opsbot: `{job}` waits for approval (request {id}); it starts on {base} once approved. \
+                     GET {base}/api/v1/approvals/{id} shows where it stands and, once approved, its execution id.",
+                    id = p.approval_id,
+                    base = remote.base
                 );
                 return Ok(ExitCode::from(PENDING_APPROVAL));
             }

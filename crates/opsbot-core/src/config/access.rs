@@ -330,7 +330,7 @@ pub struct AccessConfig {
     pub local_role: String,
     /// Whether `link` may tie a new account to a person (confirmed from a known account).
     pub self_link: bool,
-    /// Places (`platform/channel`) where approval requests and their outcome are also posted.
+    /// Places (`platform/channel`) where approval requests are also posted (besides where they were asked).
     pub notify: Vec<crate::Place>,
     /// The team's time zone (`[bot] timezone`), for freezes and hours.
     pub timezone: chrono_tz::Tz,
@@ -443,18 +443,38 @@ struct RawRole {
     deny: Vec<Spanned<RawGrant>>,
 }
 
+/// One value or a list of values; numbers and booleans are taken as the text they are written
+/// as (`replicas = 3` and `replicas = "3"` mean the same).
 #[derive(Deserialize, Clone)]
 #[serde(untagged)]
 enum OneOrMany {
-    One(String),
-    Many(Vec<String>),
+    One(Scalar),
+    Many(Vec<Scalar>),
+}
+
+#[derive(Deserialize, Clone)]
+#[serde(untagged)]
+enum Scalar {
+    Text(String),
+    Int(i64),
+    Bool(bool),
+}
+
+impl Scalar {
+    fn text(&self) -> String {
+        match self {
+            Scalar::Text(s) => s.clone(),
+            Scalar::Int(n) => n.to_string(),
+            Scalar::Bool(b) => b.to_string(),
+        }
+    }
 }
 
 impl OneOrMany {
     fn list(&self) -> Vec<String> {
         match self {
-            OneOrMany::One(s) => vec![s.clone()],
-            OneOrMany::Many(v) => v.clone(),
+            OneOrMany::One(s) => vec![s.text()],
+            OneOrMany::Many(v) => v.iter().map(Scalar::text).collect(),
         }
     }
 }
@@ -565,8 +585,10 @@ const DEFAULT_APPROVAL_TTL: Duration = Duration::from_secs(3600);
 
 impl<'a> Cx<'a> {
     /// Reads `[access]`, `[people]`, `[roles]` and `[policy]`, checking them against the catalog.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn access(
         &mut self,
+        declared: &[String],
         access: Option<&Spanned<DeValue<'a>>>,
         people: Option<&Spanned<DeValue<'a>>>,
         roles: Option<&Spanned<DeValue<'a>>>,
@@ -585,7 +607,7 @@ impl<'a> Cx<'a> {
         for (name, value) in self.table_entries(roles, "roles", "[roles.deployer]") {
             match RawRole::deserialize(ValueDeserializer::from(value.clone())) {
                 Ok(raw) => {
-                    if let Some(r) = self.role(&name, raw, catalog) {
+                    if let Some(r) = self.role(&name, raw, catalog, declared) {
                         cfg.roles.push(r);
                     }
                 }
@@ -670,7 +692,7 @@ impl<'a> Cx<'a> {
         let raw_policy: RawPolicy = self.section(policy);
         for a in raw_policy.approval {
             let a = a.into_inner();
-            let Some(scope) = self.scope(&a.jobs, &a.params, catalog) else {
+            let Some(scope) = self.scope(&a.jobs, &a.params, catalog, declared) else {
                 continue;
             };
             let approvers = self.role_list(&a.approvers, &role_names);
@@ -686,7 +708,7 @@ impl<'a> Cx<'a> {
         for f in raw_policy.freeze {
             let span = f.span();
             let f = f.into_inner();
-            let scope = self.scope(&f.jobs, &f.params, catalog);
+            let scope = self.scope(&f.jobs, &f.params, catalog, declared);
             let window = self.freeze_window(&f, span, cfg.timezone);
             let override_by = f.override_by.map(|o| {
                 let o = o.into_inner();
@@ -708,7 +730,7 @@ impl<'a> Cx<'a> {
         }
         for h in raw_policy.hours {
             let h = h.into_inner();
-            let scope = self.scope(&h.jobs, &h.params, catalog);
+            let scope = self.scope(&h.jobs, &h.params, catalog, declared);
             let days = match &h.days {
                 None => Some([true; 7]),
                 Some(d) => match parse_days(d.get_ref()) {
@@ -747,7 +769,7 @@ impl<'a> Cx<'a> {
         }
         for r in raw_policy.rate_limit {
             let r = r.into_inner();
-            let scope = self.scope(&r.jobs, &r.params, catalog);
+            let scope = self.scope(&r.jobs, &r.params, catalog, declared);
             let per = match r.per.as_ref().map(|p| p.get_ref().as_str()) {
                 None | Some("person") => Some(RatePer::Person),
                 Some("job") => Some(RatePer::Job),
@@ -780,11 +802,21 @@ impl<'a> Cx<'a> {
         }
         for d in raw_policy.deny_argv {
             let d = d.into_inner();
-            let scope = self.scope(&d.jobs, &d.params, catalog);
+            let scope = self.scope(&d.jobs, &d.params, catalog, declared);
             let pattern = match regex::RegexBuilder::new(d.pattern.get_ref()).size_limit(1 << 20).build() {
                 Ok(re) => Some(re),
                 Err(e) => {
-                    self.err(d.pattern.span(), format!("not a valid regular expression: {e}"), None);
+                    // The regex crate's message draws the pattern over several lines; its last
+                    // line says what is wrong.
+                    let text = e.to_string();
+                    let what = text
+                        .lines()
+                        .rev()
+                        .find(|l| !l.trim().is_empty())
+                        .unwrap_or("")
+                        .trim()
+                        .trim_start_matches("error: ");
+                    self.err(d.pattern.span(), format!("not a valid regular expression: {what}"), None);
                     None
                 }
             };
@@ -849,7 +881,7 @@ impl<'a> Cx<'a> {
         }
     }
 
-    fn role(&mut self, name: &Spanned<String>, raw: RawRole, catalog: &Catalog) -> Option<RoleSpec> {
+    fn role(&mut self, name: &Spanned<String>, raw: RawRole, catalog: &Catalog, declared: &[String]) -> Option<RoleSpec> {
         let n = name.get_ref();
         if BUILTIN_ROLES.contains(&n.as_str()) {
             self.err(
@@ -890,7 +922,7 @@ impl<'a> Cx<'a> {
                 );
                 return None;
             }
-            let scope = cx.scope(&g.jobs, &g.params, catalog)?;
+            let scope = cx.scope(&g.jobs, &g.params, catalog, declared)?;
             let channels = g
                 .channels
                 .map(|c| c.get_ref().list().iter().map(|s| Glob::new(s)).collect())
@@ -920,6 +952,7 @@ impl<'a> Cx<'a> {
         jobs: &Option<Spanned<OneOrMany>>,
         params: &BTreeMap<String, Spanned<OneOrMany>>,
         catalog: &Catalog,
+        declared: &[String],
     ) -> Option<Scope> {
         let job_globs: Vec<Glob> = match jobs {
             None => vec![Glob::new("*")],
@@ -936,6 +969,11 @@ impl<'a> Cx<'a> {
                 ok = false;
             }
             for g in &job_globs {
+                if declared.iter().any(|d| g.matches(d)) && !catalog.jobs().iter().any(|job| g.matches(&job.name)) {
+                    // It names a job that failed to load: that job's own problem is reported.
+                    ok = false;
+                    continue;
+                }
                 if !catalog.jobs().iter().any(|job| g.matches(&job.name)) {
                     let hint = crate::job::closest(g.as_str(), catalog.jobs().iter().map(|j| j.name.as_str()))
                         .map(|s| format!("did you mean `{s}`?"))

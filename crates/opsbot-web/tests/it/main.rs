@@ -1,6 +1,7 @@
 //! opsbot-web through its public API: the router driven request by request over an in-memory
 //! store, real workers running real processes for the end-to-end cases, and one real TCP server.
 
+mod approvals;
 mod auth;
 mod chat;
 mod console;
@@ -11,3 +12,4 @@ mod ops;
 mod runs;
 mod serve;
 mod signin;
+mod visibility;

@@ -81,12 +81,13 @@ async fn the_openapi_document_describes_every_route_with_bearer_security() {
         ("/api/v1/executions/{id}/log", "get"),
         ("/api/v1/executions/{id}/log/stream", "get"),
         ("/api/v1/audit", "get"),
+        ("/api/v1/approvals/{id}", "get"),
         ("/api/v1/openapi.json", "get"),
     ];
     for (path, method) in want {
         assert!(paths.get(path).and_then(|p| p.get(method)).is_some(), "{method} {path} missing");
     }
-    assert_eq!(paths.len(), 12, "{:?}", paths.keys().collect::<Vec<_>>());
+    assert_eq!(paths.len(), 13, "{:?}", paths.keys().collect::<Vec<_>>());
     let mut ids: Vec<&str> = paths
         .values()
         .flat_map(|p| p.as_object().unwrap().values())
@@ -95,7 +96,7 @@ async fn the_openapi_document_describes_every_route_with_bearer_security() {
     let n = ids.len();
     ids.sort_unstable();
     ids.dedup();
-    assert_eq!((ids.len(), n), (13, 13), "operation ids must be unique: {ids:?}");
+    assert_eq!((ids.len(), n), (14, 14), "operation ids must be unique: {ids:?}");
     let schemes = &doc["components"]["securitySchemes"]["bearer"];
     assert_eq!(schemes["type"], "http");
     assert_eq!(schemes["scheme"], "bearer");
@@ -118,10 +119,12 @@ async fn the_openapi_document_describes_every_route_with_bearer_security() {
         "RunRequest",
         "AuditView",
         "LineView",
+        "ApprovalPending",
+        "ApprovalView",
     ] {
         assert!(schemas.contains_key(s), "schema {s} missing");
     }
-    assert_eq!(opsbot_web::openapi().paths.paths.len(), 12);
+    assert_eq!(opsbot_web::openapi().paths.paths.len(), 13);
 }
 
 async fn scrape(t: &TestApp) -> String {

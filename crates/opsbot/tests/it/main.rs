@@ -1,6 +1,7 @@
 //! Behaviour of the `opsbot` binary through its public surface: scripted shell sessions,
 //! `opsbot run`, `opsbot check` and `opsbot serve`, with real processes.
 
+mod access_cli;
 mod audit;
 mod browser;
 mod check;
