@@ -172,7 +172,20 @@ fn check_parse(text: &str, fx: &Fixture, toks: Option<&[opsbot_engine::grammar::
         }
         Command::Status(id) | Command::Cancel(id) | Command::Logs { id, .. } => assert!(*id > 0, "{text:?} → {cmd:?}"),
         Command::History { limit, .. } => assert!(limit.is_none_or(|n| n > 0), "{text:?} → {cmd:?}"),
-        Command::Help(_) | Command::List | Command::Whoami | Command::Yes | Command::No => {}
+        Command::Approve(id) | Command::Deny { id, .. } => assert!(*id > 0, "{text:?} → {cmd:?}"),
+        Command::Lock { job, params, .. } | Command::Unlock { job, params } => {
+            assert!(job.is_some() || !params.is_empty(), "{text:?} → {cmd:?}: a lock of nothing");
+            assert!(job.as_deref() != Some("*"), "{text:?} → {cmd:?}: `*` is every job, not a job");
+        }
+        Command::Unlink(account) => assert!(!account.is_empty(), "{text:?} → {cmd:?}"),
+        Command::Help(_)
+        | Command::List
+        | Command::Whoami
+        | Command::Yes
+        | Command::No
+        | Command::Approvals
+        | Command::Locks
+        | Command::Link(_) => {}
     }
 }
 

@@ -41,24 +41,9 @@ pub fn is_reserved(name: &str) -> bool {
     RESERVED_NAMES.contains(&n.as_str()) || crate::understand::YES.contains(&n.as_str()) || crate::understand::NO.contains(&n.as_str())
 }
 
-/// Verbs an alias may not start with: the grammar reads them as built-ins first.
-const ALIAS_BLOCKED_FIRST_WORDS: &[&str] = &[
-    "help",
-    "list",
-    "jobs",
-    "run",
-    "history",
-    "whoami",
-    "approvals",
-    "lock",
-    "unlock",
-    "locks",
-    "link",
-    "unlink",
-    "approve",
-    "deny",
-    "reject",
-];
+/// Verbs an alias may not start with besides the reserved names: the grammar reads them as
+/// built-ins first when an id follows (`approve 7`).
+const ALIAS_BLOCKED_FIRST_WORDS: &[&str] = &["approve", "deny", "reject"];
 
 /// The bot's own settings (`[bot]`).
 #[derive(Clone, Debug)]
@@ -1401,7 +1386,7 @@ fn check_alias(alias: &str, params: &[String]) -> Result<(), String> {
         return Err("it has no literal word, so it would match anything".into());
     }
     if let Some(AliasPart::Word(w)) = parts.first()
-        && ALIAS_BLOCKED_FIRST_WORDS.contains(&w.as_str())
+        && (RESERVED_NAMES.contains(&w.as_str()) || ALIAS_BLOCKED_FIRST_WORDS.contains(&w.as_str()))
     {
         return Err(format!("it starts with the built-in command `{w}`, so it could never match"));
     }

@@ -86,12 +86,7 @@ impl Engine {
 
     /// Whether `person` asked for this run (from this or another of their accounts).
     async fn is_own(&self, person: &Person, e: &Execution) -> Result<bool, EngineError> {
-        if e.requested_by == person.account {
-            return Ok(true);
-        }
-        let Some(key) = &person.key else { return Ok(false) };
-        let owner = self.identify(&e.requested_by, None).await?;
-        Ok(owner.key.as_deref() == Some(key))
+        self.same_person(&e.requested_by, person).await
     }
 
     /// The spec to judge a run by: its job, or (when the job left the config) a job of that
@@ -166,7 +161,11 @@ impl Engine {
         }
         let d = match self.spec_of(e) {
             Some(job) => access::decide(&self.access, person, verb, &job, Some(&e.params), &env.place),
-            None => return Ok(None),
+            // No job to judge it by (an empty catalog): nobody but its owner.
+            None => access::Decision::Denied {
+                why: format!("`{}` is not a job of this config", e.job),
+                would_pass: None,
+            },
         };
         if d.allowed() {
             return Ok(None);
@@ -236,7 +235,7 @@ impl Engine {
             None,
         )
         .await?;
-        let card = self.approval_card(&a, &needs, &[]);
+        let card = self.approval_card(&a, &needs);
         let elsewhere = self
             .access
             .notify
@@ -255,7 +254,7 @@ impl Engine {
         })
     }
 
-    fn approval_card(&self, a: &Approval, needs: &[Requirement], votes: &[Vote]) -> Reply {
+    fn approval_card(&self, a: &Approval, needs: &[Requirement]) -> Reply {
         let job = self.catalog.get(&a.job);
         let mut fields = vec![
             ("asked by".to_string(), format!("{} ({})", a.requester_name, a.requested_by)),
@@ -285,10 +284,6 @@ impl Engine {
                     shlex::try_join(argv.iter().map(String::as_str)).unwrap_or_else(|_| argv.join(" ")),
                 ));
             }
-        }
-        let yes: Vec<&str> = votes.iter().filter(|v| v.approve).map(|v| v.voter_name.as_str()).collect();
-        if !yes.is_empty() {
-            fields.push(("approved by".into(), yes.join(", ")));
         }
         Reply::new(Tone::Warning)
             .status(Tone::Warning, format!("approval request {} — {}", a.id, a.state))
@@ -669,6 +664,24 @@ impl Engine {
         let mut rows = Vec::new();
         for a in self.store.approvals(true, 100).await? {
             if a.expires_at <= now {
+                // Lapsed: close it now (audited once, by whoever closes it).
+                if self
+                    .store
+                    .decide_approval(a.id, ApprovalState::Expired, Some("expired before enough approvals"))
+                    .await?
+                {
+                    self.audit(
+                        env,
+                        person,
+                        "approval",
+                        Some(&a.job),
+                        None,
+                        "expired",
+                        Some(format!("request {} expired", a.id)),
+                        None,
+                    )
+                    .await?;
+                }
                 continue;
             }
             let mine = person.same_as(&a.requester_person, &a.requested_by);
@@ -916,21 +929,14 @@ impl Engine {
                     )));
                 }
                 if !env.direct {
-                    self.audit(
-                        env,
-                        person,
-                        "link",
-                        None,
-                        None,
-                        "refused",
-                        Some("asked for a link code outside a direct message".into()),
-                        None,
-                    )
-                    .await?;
-                    return Ok(reply(Reply::text(
-                        Tone::Warning,
-                        "Send `link` to me in a direct message: the code it gives must stay private.",
-                    )));
+                    return self
+                        .link_refused(
+                            env,
+                            person,
+                            "asked for a link code outside a direct message",
+                            "Send `link` to me in a direct message: the code it gives must stay private.",
+                        )
+                        .await;
                 }
                 let code = new_code();
                 let expires = Utc::now() + chrono::Duration::minutes(LINK_CODE_TTL_MINUTES);
@@ -949,21 +955,14 @@ impl Engine {
             }
             Some(code) => {
                 let Some(key) = person.key.clone() else {
-                    self.audit(
-                        env,
-                        person,
-                        "link",
-                        None,
-                        None,
-                        "refused",
-                        Some("link code sent from an account no person owns".into()),
-                        None,
-                    )
-                    .await?;
-                    return Ok(reply(Reply::text(
-                        Tone::Warning,
-                        "Send the code from an account I already know as you (e.g. the web console's chat), not from the new one.",
-                    )));
+                    return self
+                        .link_refused(
+                            env,
+                            person,
+                            "link code sent from an account no person owns",
+                            "Send the code from an account I already know as you (e.g. the web console's chat), not from the new one.",
+                        )
+                        .await;
                 };
                 let normalized: String = code
                     .chars()
@@ -972,38 +971,24 @@ impl Engine {
                     .to_uppercase();
                 let taken = self.store.take_link_code(&sha256_hex(&normalized)).await?;
                 let Some((account, _)) = taken.filter(|(_, e)| *e > Utc::now()) else {
-                    self.audit(
-                        env,
-                        person,
-                        "link",
-                        None,
-                        None,
-                        "refused",
-                        Some("unknown or expired link code".into()),
-                        None,
-                    )
-                    .await?;
-                    return Ok(reply(Reply::text(
-                        Tone::Error,
-                        "That code is unknown, used or expired. Send `link` again from the new account for a new one.",
-                    )));
+                    return self
+                        .link_refused(
+                            env,
+                            person,
+                            "unknown or expired link code",
+                            "That code is unknown, used or expired. Send `link` again from the new account for a new one.",
+                        )
+                        .await;
                 };
                 if self.access.person_with_account(&account).is_some() {
-                    self.audit(
-                        env,
-                        person,
-                        "link",
-                        None,
-                        None,
-                        "refused",
-                        Some(format!("{account} is listed in the config")),
-                        None,
-                    )
-                    .await?;
-                    return Ok(reply(Reply::text(
-                        Tone::Warning,
-                        format!("`{account}` belongs to a person in the config; change it there."),
-                    )));
+                    return self
+                        .link_refused(
+                            env,
+                            person,
+                            &format!("{account} is listed in the config"),
+                            &format!("`{account}` belongs to a person in the config; change it there."),
+                        )
+                        .await;
                 }
                 self.store
                     .link_account(&AccountLink {
@@ -1034,6 +1019,13 @@ impl Engine {
                 )))
             }
         }
+    }
+
+    /// A refused `link`, audited.
+    async fn link_refused(&self, env: &Envelope, person: &Person, why: &str, tell: &str) -> Result<Outcome, EngineError> {
+        self.audit(env, person, "link", None, None, "refused", Some(why.to_string()), None)
+            .await?;
+        Ok(reply(Reply::text(Tone::Warning, tell.to_string())))
     }
 
     /// `unlink PLATFORM:ID`: by the person it is linked to, or by someone with `admin` on every job.

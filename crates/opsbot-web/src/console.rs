@@ -939,6 +939,7 @@ fn show_job(
     given_values: &HashMap<String, String>,
     error: Option<String>,
     secrets_dropped: bool,
+    pending: bool,
 ) -> Response {
     let fields: Vec<FormField> = job
         .params
@@ -963,6 +964,7 @@ fn show_job(
             runs_url => url(format!("/executions?job={}", urlencode(&job.name))),
             fields => values(&fields),
             error => error.clone(),
+            pending => pending,
             secrets_dropped => secrets_dropped,
         },
     )
@@ -996,7 +998,7 @@ async fn job_page(State(state): State<AppState>, PageUser(who): PageUser, Path(n
                 }
                 Err(err) => return api_error_page(&who, err),
             }
-            show_job(&who, job, &HashMap::new(), None, false)
+            show_job(&who, job, &HashMap::new(), None, false, false)
         }
         None => no_job(&state, &who, &name),
     }
@@ -1048,7 +1050,14 @@ async fn run(
         Err(problem) => problem,
     };
     Ok(with_status(
-        show_job(&who, job, &kept, Some(problem.message), secrets_given),
+        show_job(
+            &who,
+            job,
+            &kept,
+            Some(problem.message),
+            secrets_given,
+            problem.status == StatusCode::ACCEPTED,
+        ),
         problem.status,
     ))
 }
