@@ -503,7 +503,12 @@ impl Engine {
                 .refuse(env, person, "run", &job.name, Some(params), &d.explain(), None)
                 .await?));
         }
-        let argv = self.render_argv(job, params, &env.user.to_string());
+        // The command line is rendered only when a forbidden-pattern rule looks at this run.
+        let argv = if self.access.deny_argv.iter().any(|r| access::picks(&r.scope, job, Some(params))) {
+            self.render_argv(job, params, &env.user.to_string())
+        } else {
+            Vec::new()
+        };
         let locks = self.store.locks().await?;
         let checked = self
             .policies
