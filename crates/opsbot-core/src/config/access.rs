@@ -690,6 +690,34 @@ impl<'a> Cx<'a> {
         }
 
         let raw_policy: RawPolicy = self.section(policy);
+        // Refusals and approval requests name policies: a name must say which one.
+        for (kind, names) in [
+            (
+                "approval",
+                raw_policy.approval.iter().map(|a| &a.get_ref().name).collect::<Vec<_>>(),
+            ),
+            ("freeze", raw_policy.freeze.iter().map(|a| &a.get_ref().name).collect()),
+            ("hours", raw_policy.hours.iter().map(|a| &a.get_ref().name).collect()),
+            ("rate_limit", raw_policy.rate_limit.iter().map(|a| &a.get_ref().name).collect()),
+            ("deny_argv", raw_policy.deny_argv.iter().map(|a| &a.get_ref().name).collect()),
+        ] {
+            let mut seen = std::collections::HashSet::new();
+            for n in names {
+                if n.get_ref().trim().is_empty() {
+                    self.err(
+                        n.span(),
+                        format!("a [[policy.{kind}]] needs a name"),
+                        Some("e.g. name = \"prod-changes\"".into()),
+                    );
+                } else if !seen.insert(n.get_ref().clone()) {
+                    self.err(
+                        n.span(),
+                        format!("there are two [[policy.{kind}]] named `{}`", n.get_ref()),
+                        Some("give each a name of its own: refusals and approval requests name them".into()),
+                    );
+                }
+            }
+        }
         for a in raw_policy.approval {
             let a = a.into_inner();
             let Some(scope) = self.scope(&a.jobs, &a.params, catalog, declared) else {
@@ -1241,6 +1269,32 @@ mod tests {
         assert!(parse_account("ana").is_err());
         assert!(parse_account("Slack:U1").is_err());
         assert!(parse_account("slack:U1 x").is_err());
+    }
+
+    #[test]
+    fn policy_names_are_unique_and_numbers_are_values() {
+        let text = r#"
+[jobs.scale]
+runner = { type = "exec", argv = ["true"] }
+[[jobs.scale.params]]
+name = "n"
+type = "int"
+required = true
+[roles.small]
+allow = [{ verbs = "run", jobs = "scale", params = { n = [1, 2, 3] } }]
+[[policy.approval]]
+name = "big"
+params = { n = 10 }
+[[policy.approval]]
+name = "big"
+"#;
+        let err = match crate::config::Config::parse(text, std::path::Path::new("/tmp/t.toml"), Default::default()) {
+            Err(crate::config::LoadError::Invalid(d)) => d,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(err.len(), 1, "{err:?}");
+        assert!(err[0].message.contains("two [[policy.approval]] named `big`"), "{err:?}");
+        assert_eq!(err[0].line, 14);
     }
 
     #[test]
