@@ -21,6 +21,7 @@ use thirtyfour::prelude::*;
 
 const PASSWORD_DEMO: &str = "demo-password-for-browser-tests";
 const PASSWORD_ANA: &str = "ana-password-for-browser-tests";
+const PASSWORD_LEAD: &str = "lead-password-for-browser-tests";
 /// How long any one condition may take to become true before the test fails.
 const LIMIT: Duration = Duration::from_secs(30);
 
@@ -171,6 +172,7 @@ default = 60
             &[
                 ("OPSBOT_PASSWORD_DEMO", PASSWORD_DEMO),
                 ("OPSBOT_PASSWORD_ANA", PASSWORD_ANA),
+                ("OPSBOT_PASSWORD_LEAD", PASSWORD_LEAD),
                 ("OPSBOT_DEMO_STEP", demo_step),
             ],
         );
@@ -785,6 +787,169 @@ async fn chat_two_sessions_see_each_other_and_history_survives_reload() {
     ids.sort();
     ids.dedup();
     assert_eq!(ids.len(), n, "a message is shown twice: {m:?}");
+}
+
+/// Four eyes in the web chat: Demo asks for a production deploy in #ops, the approval card
+/// shows in both browsers, Demo's own Approve is refused, Lead's starts the run, whose job card
+/// then goes to `succeeded` in place in both browsers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn approval_four_eyes_in_two_browsers() {
+    let Some(rig) = Rig::start("0.05") else { return };
+    let demo = rig.browser().await;
+    let lead = rig.browser().await;
+    demo.sign_in("demo", PASSWORD_DEMO).await;
+    lead.sign_in("lead", PASSWORD_LEAD).await;
+    demo.open_chat("/chat/ops").await;
+    lead.open_chat("/chat/ops").await;
+    for b in [&demo, &lead] {
+        b.mark_document().await;
+        b.record_cards().await;
+    }
+    // Approval cards on a page: [data-id, text, [[label, command], …]] of each bot message
+    // whose status says `approval request N — …`.
+    const APPROVAL_CARDS: &str = "return [...document.querySelectorAll('#messages div.msg.bot')]
+         .filter(e => /approval request \\d+/.test(e.textContent))
+         .map(e => [e.getAttribute('data-id'), e.textContent,
+                    [...e.querySelectorAll('button.reply-button')].map(b => [b.textContent, b.getAttribute('data-command')])]);";
+    let approval_re = regex::Regex::new(r"approval request (\d+) — pending").unwrap();
+
+    demo.say("deploy web to prod").await;
+    // The card with its buttons, on both pages.
+    let mut request = String::new();
+    for (who, b) in [("Demo", &demo), ("Lead", &lead)] {
+        let (n, buttons) = until!(format!("the approval card with Approve/Deny on {who}'s page"), async {
+            let cards = b.js(APPROVAL_CARDS, vec![]).await;
+            let found = cards.as_array().into_iter().flatten().find_map(|c| {
+                let n = approval_re.captures(c[1].as_str()?)?[1].to_string();
+                let buttons: Vec<(String, String)> = c[2]
+                    .as_array()?
+                    .iter()
+                    .map(|b| (b[0].as_str().unwrap_or("").to_string(), b[1].as_str().unwrap_or("").to_string()))
+                    .collect();
+                Some((n, buttons))
+            });
+            match found {
+                Some((n, buttons)) if buttons.len() >= 2 => Ok((n, buttons)),
+                _ => Err(format!("{cards} / messages: {:?}", b.messages().await)),
+            }
+        });
+        assert_eq!(
+            buttons,
+            [
+                ("Approve".to_string(), format!("approve {n}")),
+                ("Deny".to_string(), format!("deny {n}"))
+            ],
+            "{who}'s page"
+        );
+        if request.is_empty() {
+            request = n;
+        } else {
+            assert_eq!(request, n, "both pages show the same request");
+        }
+    }
+    assert!(demo.card_records().await.is_empty(), "a job card before any approval");
+    demo.screenshot("approval-card.png").await;
+    let approve = format!("#messages div.msg.bot button.reply-button[data-command='approve {request}']");
+
+    // Demo approves their own request: refused, nothing runs.
+    demo.click(&approve).await;
+    until!("the four-eyes refusal on Demo's page", async {
+        let m = demo.messages().await;
+        let at = m
+            .iter()
+            .position(|m| m.has("user") && m.has("mine") && m.text.trim().ends_with(&format!("approve {request}")));
+        match at {
+            Some(i)
+                if m[i + 1..]
+                    .iter()
+                    .any(|r| r.has("bot") && r.text.contains("someone else must approve")) =>
+            {
+                Ok(())
+            }
+            _ => Err(format!("{m:?}")),
+        }
+    });
+    for (who, b) in [("Demo", &demo), ("Lead", &lead)] {
+        let cards = b.card_records().await;
+        assert!(cards.is_empty(), "a job card on {who}'s page after a refused approval: {cards:?}");
+    }
+    let (_, runs) = http(&rig.addr, "GET", "/api/v1/executions", Some(&rig.token), None);
+    assert!(!runs.contains("\"deploy\""), "a run after a refused approval: {runs}");
+
+    // Lead approves: the run starts, its card shows in both browsers and ends `succeeded`.
+    lead.click(&approve).await;
+    until!("`Request N approved` on Lead's page", async {
+        let m = lead.messages().await;
+        let at = m
+            .iter()
+            .position(|m| m.has("user") && m.has("mine") && m.text.trim().ends_with(&format!("approve {request}")));
+        match at {
+            Some(i)
+                if m[i + 1..]
+                    .iter()
+                    .any(|r| r.has("bot") && r.text.contains(&format!("Request {request} approved"))) =>
+            {
+                Ok(())
+            }
+            _ => Err(format!("{m:?}")),
+        }
+    });
+    let mut card = String::new();
+    for (who, b) in [("Demo", &demo), ("Lead", &lead)] {
+        let (c, text) = until!(format!("the job card to reach `succeeded` on {who}'s page"), async {
+            let m = b.messages().await;
+            match m.iter().find(|m| m.card.is_some() && m.state.as_deref() == Some("succeeded")) {
+                Some(c) if c.text.contains("web latest is live in prod") => Ok((c.card.clone().unwrap(), c.text.clone())),
+                _ => Err(format!("{m:?} / server: {}", rig.serve_log())),
+            }
+        });
+        println!("{who}: card #{c}: {text}");
+        if card.is_empty() {
+            card = c;
+        } else {
+            assert_eq!(card, c, "both pages show the same run");
+        }
+    }
+    let id: u64 = card.parse().unwrap();
+    let (_, body) = http(&rig.addr, "GET", &format!("/api/v1/executions/{id}"), Some(&rig.token), None);
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["job"], "deploy", "{body}");
+    assert_eq!(v["params"]["env"], "prod", "{body}");
+    assert_eq!(v["requested_by"], "web:demo", "the run is the requester's: {body}");
+    assert_eq!(v["state"], "succeeded", "{body}");
+
+    // In place on both pages: one card for the run, same data-id and position throughout,
+    // states only moving forward, no reload.
+    for (who, b) in [("Demo", &demo), ("Lead", &lead)] {
+        assert!(b.same_document().await, "{who}'s page was reloaded");
+        let seen: Vec<CardSeen> = b
+            .card_records()
+            .await
+            .into_iter()
+            .filter(|c| c.card.as_deref() == Some(&card))
+            .collect();
+        let states: Vec<&str> = seen.iter().filter_map(|c| c.state.as_deref()).collect();
+        println!("{who}: card #{card}: states seen {states:?}");
+        assert!(
+            seen.iter().all(|c| c.id.is_some() && c.id == seen[0].id),
+            "{who}: the card's data-id changed: {seen:?}"
+        );
+        assert!(seen.iter().all(|c| c.pos == seen[0].pos), "{who}: the card moved: {seen:?}");
+        let idx: Vec<usize> = states
+            .iter()
+            .map(|s| {
+                STATE_ORDER
+                    .iter()
+                    .position(|o| o == s)
+                    .unwrap_or_else(|| panic!("{who}: state {s} in {states:?}"))
+            })
+            .collect();
+        assert!(idx.windows(2).all(|w| w[0] < w[1]), "{who}: {states:?}");
+        assert_eq!(states.last(), Some(&"succeeded"), "{who}: {states:?}");
+        let cards = b.messages().await.into_iter().filter(|m| m.card.is_some()).count();
+        assert_eq!(cards, 1, "{who}: one job card in #ops");
+    }
+    lead.screenshot("approval-done.png").await;
 }
 
 // --- c. execution page ------------------------------------------------------------------------
