@@ -125,7 +125,21 @@ fn allow_params(scope: &Scope, job: &JobSpec, params: Option<&Params>) -> bool {
     scope.params.iter().all(|(name, globs)| {
         job.param(name).is_none() || {
             let v = params.get(name).map(String::as_str).unwrap_or("");
-            globs.iter().any(|g| g.matches(v))
+            listed(globs, job, name, v)
+        }
+    })
+}
+
+/// Whether the run's (canonical) value `v` of `name` is one a condition lists. A literal value
+/// of the config is read through this job's own parameter spec — the same words mean the same
+/// value for every job (`production` is `prod` for a job with that synonym, and stays
+/// `production` for a job taking free text); a pattern is matched as it is.
+pub fn listed(globs: &[Glob], job: &JobSpec, name: &str, v: &str) -> bool {
+    globs.iter().any(|g| {
+        if g.is_literal() {
+            g.as_str() == v || job.param(name).and_then(|p| p.normalize(g.as_str()).ok()).as_deref() == Some(v)
+        } else {
+            g.matches(v)
         }
     })
 }
@@ -144,7 +158,7 @@ pub fn picks(scope: &Scope, job: &JobSpec, params: Option<&Params>) -> bool {
     scope.params.iter().all(|(name, globs)| {
         job.param(name).is_some() && {
             let v = params.get(name).map(String::as_str).unwrap_or("");
-            globs.iter().any(|g| g.matches(v))
+            listed(globs, job, name, v)
         }
     })
 }

@@ -295,7 +295,7 @@ impl Engine {
             Command::Approvals => self.approvals(env, person).await,
             Command::Lock { job, params, reason } => self.lock(env, person, job, params, reason).await,
             Command::Unlock { job, params } => self.unlock(env, person, job, params).await,
-            Command::Locks => self.locks().await,
+            Command::Locks => self.locks(env, person).await,
             Command::Link(code) => self.link(env, person, code).await,
             Command::Unlink(account) => self.unlink(env, person, &account).await,
         }

@@ -113,7 +113,12 @@ impl Policies {
     ) -> Result<Vec<Requirement>, Refusal> {
         for lock in locks {
             let job_ok = lock.job.as_deref().is_none_or(|j| j == job.name);
-            let params_ok = lock.params.iter().all(|(k, v)| params.get(k) == Some(v));
+            // A lock's value means what this job makes of it (a synonym locks its value).
+            let params_ok = lock.params.iter().all(|(k, v)| {
+                params
+                    .get(k)
+                    .is_some_and(|have| have == v || job.param(k).and_then(|p| p.normalize(v).ok()).as_ref() == Some(have))
+            });
             if job_ok && params_ok {
                 return Err(Refusal {
                     policy: format!("lock `{}`", lock.scope),
@@ -135,16 +140,17 @@ impl Policies {
             if !picks(&rule.scope, job, Some(params)) {
                 continue;
             }
-            if let Some(hit) = argv
+            // The refusal names where, never what: the element may hold a secret value.
+            let hit = argv
                 .iter()
-                .find(|a| rule.pattern.is_match(a))
-                .or(rule.pattern.is_match(&joined).then_some(&joined))
-            {
+                .position(|a| rule.pattern.is_match(a))
+                .map(|i| format!("argv[{i}]"))
+                .or_else(|| rule.pattern.is_match(&joined).then(|| "the whole command line".to_string()));
+            if let Some(hit) = hit {
                 return Err(Refusal {
                     policy: format!("deny_argv `{}`", rule.name),
                     why: format!(
-                        "the command line would contain `{}`, which matches the forbidden pattern `{}`{}.",
-                        opsbot_core::job::shorten(hit, 60),
+                        "{hit} would match the forbidden pattern `{}`{}.",
                         rule.pattern.as_str(),
                         rule.reason.as_ref().map(|r| format!(" ({r})")).unwrap_or_default()
                     ),

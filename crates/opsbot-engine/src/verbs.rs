@@ -89,39 +89,37 @@ impl Engine {
         self.same_person(&e.requested_by, person).await
     }
 
-    /// The spec to judge a run by: its job, or (when the job left the config) a job of that
-    /// name without parameters.
-    fn spec_of(&self, e: &Execution) -> Option<JobSpec> {
-        self.catalog.get(&e.job).cloned().or_else(|| {
-            let mut stub = self.catalog.jobs().first()?.clone();
-            stub.name = e.job.clone();
-            stub.params.clear();
-            Some(stub)
-        })
-    }
-
     /// Whether `person` may see this run (status, log, listings) from `place`: their own runs
     /// always, others' with the `view` verb on its job and values.
     pub async fn may_view(&self, place: &opsbot_core::Place, person: &Person, e: &Execution) -> Result<bool, EngineError> {
         if self.is_own(person, e).await? {
             return Ok(true);
         }
-        Ok(self
-            .spec_of(e)
-            .is_some_and(|job| access::decide(&self.access, person, Verb::View, &job, Some(&e.params), place).allowed()))
+        // A run of a job that left the config cannot be judged by its values: only people who
+        // may view every job see it.
+        Ok(match self.catalog.get(&e.job) {
+            Some(job) => access::decide(&self.access, person, Verb::View, job, Some(&e.params), place).allowed(),
+            None => self.views_everything(place, person),
+        })
     }
 
     /// Whether `person` may view every run of every job from `place` (no listing needs
     /// filtering for them, and they may read the audit trail).
     pub fn views_everything(&self, place: &opsbot_core::Place, person: &Person) -> bool {
+        self.may_everywhere(Verb::View, place, person)
+    }
+
+    /// Whether `person` may `verb` on every job from `place`, whatever the values: an allow
+    /// rule without conditions for each job, and no deny rule for the verb.
+    fn may_everywhere(&self, verb: Verb, place: &opsbot_core::Place, person: &Person) -> bool {
         let roles: Vec<&opsbot_core::config::RoleSpec> = person.roles.iter().filter_map(|r| self.access.role(r)).collect();
-        if roles.iter().any(|r| r.deny.iter().any(|g| g.verbs.contains(&Verb::View))) {
+        if roles.iter().any(|r| r.deny.iter().any(|g| g.verbs.contains(&verb))) {
             return false;
         }
         self.catalog.jobs().iter().all(|j| {
             roles.iter().any(|r| {
                 r.allow.iter().any(|g| {
-                    g.verbs.contains(&Verb::View)
+                    g.verbs.contains(&verb)
                         && g.scope.has_job(&j.name)
                         && g.scope.params.iter().all(|(name, _)| j.param(name).is_none())
                         && access::in_place(&g.channels, place)
@@ -159,12 +157,14 @@ impl Engine {
         if self.is_own(person, e).await? {
             return Ok(None);
         }
-        let d = match self.spec_of(e) {
-            Some(job) => access::decide(&self.access, person, verb, &job, Some(&e.params), &env.place),
-            // No job to judge it by (an empty catalog): nobody but its owner.
+        let d = match self.catalog.get(&e.job) {
+            Some(job) => access::decide(&self.access, person, verb, job, Some(&e.params), &env.place),
+            // A job that left the config cannot be judged by its values: only people who may do
+            // this to every job, whatever the values.
+            None if self.may_everywhere(verb, &env.place, person) => access::Decision::Allowed(format!("{verb} on every job")),
             None => access::Decision::Denied {
-                why: format!("`{}` is not a job of this config", e.job),
-                would_pass: None,
+                why: format!("`{}` is no longer a job of this config", e.job),
+                would_pass: Some(format!("Someone who may {verb} every job can.")),
             },
         };
         if d.allowed() {
@@ -414,7 +414,11 @@ impl Engine {
                 )
                 .await;
         }
-        if person.same_as(&a.requester_person, &a.requested_by) {
+        // Who asked, as of now: an account unknown when it asked may since be linked to a
+        // person, who must not approve their own request from another account either.
+        let requester = self.identify(&a.requested_by, Some(&a.requester_name)).await?;
+        let is_requester = person.same_as(&a.requester_person, &a.requested_by) || (requester.key.is_some() && requester.key == person.key);
+        if is_requester {
             if approve {
                 return self
                     .refuse_vote(
@@ -510,7 +514,6 @@ impl Engine {
             place: a.place.clone(),
             ..env.clone()
         };
-        let requester = self.identify(&a.requested_by, Some(&a.requester_name)).await?;
         if !approve {
             let note = format!(
                 "denied by {}{}",
@@ -536,15 +539,19 @@ impl Engine {
         }
         // Enough approvals? Each requirement counts different people holding one of its roles.
         let votes = self.store.votes(id).await?;
+        // The people who approved, as of now: one count per person (votes cast from two accounts
+        // linked to one person since count once), never the requester.
+        let mut approvers: Vec<Person> = Vec::new();
+        for v in votes.iter().filter(|v| v.approve) {
+            let voter = self.identify(&v.voter, None).await?;
+            let same_as_requester = requester.key.is_some() && voter.key == requester.key || voter.account == a.requested_by;
+            if !same_as_requester && !approvers.iter().any(|p| p.id() == voter.id()) {
+                approvers.push(voter);
+            }
+        }
         let mut missing = Vec::new();
         for r in &needs {
-            let mut got = 0;
-            for v in votes.iter().filter(|v| v.approve) {
-                let voter = self.identify(&v.voter, None).await?;
-                if counts_for(&voter.roles, r) {
-                    got += 1;
-                }
-            }
+            let got = approvers.iter().filter(|p| counts_for(&p.roles, r)).count() as u32;
             if got < r.count {
                 missing.push(format!("{} more for {}", r.count - got, r.policy));
             }
@@ -562,17 +569,29 @@ impl Engine {
         let overridden = needs.iter().any(|r| r.policy.starts_with("freeze "));
         let locks = self.store.locks().await?;
         let argv = self.render_argv(job, &a.params, &a.requested_by.to_string());
-        let recheck = self
-            .policies
-            .check(
-                &self.access,
-                job,
-                &a.params,
-                &argv,
-                &locks,
-                Utc::now(),
-                overridden.then_some("approved"),
-            )
+        // The requester's own right to run it, too (the config may have changed meanwhile).
+        let may_run = access::decide(&self.access, &requester, Verb::Run, job, Some(&a.params), &a.place);
+        let allowed = if may_run.allowed() {
+            Ok(())
+        } else {
+            Err(crate::policy::Refusal {
+                policy: "the access rules".into(),
+                why: format!("{} may no longer run it: {}", a.requester_name, may_run.explain()),
+                would_pass: String::new(),
+            })
+        };
+        let recheck = allowed
+            .and_then(|()| {
+                self.policies.check(
+                    &self.access,
+                    job,
+                    &a.params,
+                    &argv,
+                    &locks,
+                    Utc::now(),
+                    overridden.then_some("approved"),
+                )
+            })
             .and_then(|now| match now.into_iter().find(|n| !needs.iter().any(|r| r.policy == n.policy)) {
                 None => Ok(()),
                 Some(new) => Err(crate::policy::Refusal {
@@ -731,6 +750,10 @@ impl Engine {
             let mut problem = None;
             for j in candidates {
                 if let Some(spec) = j.param(&k) {
+                    if spec.secret {
+                        // A lock's scope is shown to everyone it stops; a secret has no place there.
+                        return Err(format!("`{}` is secret; a lock cannot name a secret value.", spec.name));
+                    }
                     match spec.normalize(&v) {
                         Ok(c) => {
                             found = Some((spec.name.clone(), c));
@@ -853,10 +876,25 @@ impl Engine {
     ) -> Result<Outcome, EngineError> {
         let (job, params) = match self.lock_scope(job.as_deref(), pairs) {
             Ok(s) => s,
-            Err(msg) => return Ok(reply(Reply::text(Tone::Error, msg))),
+            Err(msg) => {
+                self.audit(env, person, "unlock", None, None, "refused", Some(msg.clone()), None)
+                    .await?;
+                return Ok(reply(Reply::text(Tone::Error, msg)));
+            }
         };
         let scope = opsbot_store::Lock::scope_of(job.as_deref(), &params);
         let Some(lock) = self.store.locks().await?.into_iter().find(|l| l.scope == scope) else {
+            self.audit(
+                env,
+                person,
+                "unlock",
+                job.as_deref(),
+                None,
+                "refused",
+                Some(format!("{scope} is not locked")),
+                None,
+            )
+            .await?;
             return Ok(reply(Reply::text(
                 Tone::Info,
                 format!("`{scope}` is not locked. `locks` lists the locks."),
@@ -884,7 +922,31 @@ impl Engine {
         Ok(reply(Reply::text(Tone::Success, format!("Unlocked `{scope}`."))))
     }
 
-    pub(crate) async fn locks(&self) -> Result<Outcome, EngineError> {
+    pub(crate) async fn locks(&self, env: &Envelope, person: &Person) -> Result<Outcome, EngineError> {
+        // Locks tell who stopped what and why: for people who may see some runs, not for guests.
+        let sees_some = self.catalog.jobs().iter().any(|j| {
+            access::decide(&self.access, person, Verb::View, j, None, &env.place).allowed() || self.may_run(&env.place, person, j)
+        });
+        if !sees_some {
+            self.audit(
+                env,
+                person,
+                "locks",
+                None,
+                None,
+                "refused",
+                Some("may neither run nor view any job".into()),
+                None,
+            )
+            .await?;
+            return Ok(Outcome {
+                denied: true,
+                ..reply(Reply::text(
+                    Tone::Warning,
+                    "The locks are for people who may run or view jobs here; `whoami` shows your roles.",
+                ))
+            });
+        }
         let locks = self.store.locks().await?;
         if locks.is_empty() {
             return Ok(reply(Reply::text(Tone::Info, "Nothing is locked.")));

@@ -1038,8 +1038,7 @@ impl<'a> Cx<'a> {
             for v in &list {
                 let g = Glob::new(v);
                 if g.is_literal() {
-                    // A literal value must be one some job can take; enum synonyms are turned
-                    // into the canonical value runs are matched with.
+                    // A literal value must be one some job of the rule can take.
                     let mut canonical = None;
                     let mut reasons = Vec::new();
                     for j in &having {
@@ -1052,8 +1051,10 @@ impl<'a> Cx<'a> {
                             Err(e) => reasons.push(e.message),
                         }
                     }
+                    // Kept as written: each job reads it through its own spec when a run is
+                    // matched (`access::listed`), so a synonym means the same for every job.
                     match canonical {
-                        Some(c) => globs.push(Glob::new(&c)),
+                        Some(_) => globs.push(g),
                         None => {
                             self.err(
                                 values.span(),
