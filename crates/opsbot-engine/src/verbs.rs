@@ -92,15 +92,21 @@ impl Engine {
     /// Whether `person` may see this run (status, log, listings) from `place`: their own runs
     /// always, others' with the `view` verb on its job and values.
     pub async fn may_view(&self, place: &opsbot_core::Place, person: &Person, e: &Execution) -> Result<bool, EngineError> {
-        if self.is_own(person, e).await? {
-            return Ok(true);
+        // The rules first: they need no store read, and listings ask this for every row.
+        Ok(self.decide_on_run(Verb::View, place, person, e).allowed() || self.is_own(person, e).await?)
+    }
+
+    /// May `person` `verb` someone's run `e` (whoever asked for it)? A run of a job that left
+    /// the config cannot be judged by its values: only people who may do it to every job may.
+    fn decide_on_run(&self, verb: Verb, place: &opsbot_core::Place, person: &Person, e: &Execution) -> access::Decision {
+        match self.catalog.get(&e.job) {
+            Some(job) => access::decide(&self.access, person, verb, job, Some(&e.params), place),
+            None if self.may_everywhere(verb, place, person) => access::Decision::Allowed(format!("{verb} on every job")),
+            None => access::Decision::Denied {
+                why: format!("`{}` is no longer a job of this config", e.job),
+                would_pass: Some(format!("Someone who may {verb} every job can.")),
+            },
         }
-        // A run of a job that left the config cannot be judged by its values: only people who
-        // may view every job see it.
-        Ok(match self.catalog.get(&e.job) {
-            Some(job) => access::decide(&self.access, person, Verb::View, job, Some(&e.params), place).allowed(),
-            None => self.views_everything(place, person),
-        })
     }
 
     /// Whether `person` may view every run of every job from `place` (no listing needs
@@ -154,20 +160,8 @@ impl Engine {
         e: &Execution,
         verb: Verb,
     ) -> Result<Option<Outcome>, EngineError> {
-        if self.is_own(person, e).await? {
-            return Ok(None);
-        }
-        let d = match self.catalog.get(&e.job) {
-            Some(job) => access::decide(&self.access, person, verb, job, Some(&e.params), &env.place),
-            // A job that left the config cannot be judged by its values: only people who may do
-            // this to every job, whatever the values.
-            None if self.may_everywhere(verb, &env.place, person) => access::Decision::Allowed(format!("{verb} on every job")),
-            None => access::Decision::Denied {
-                why: format!("`{}` is no longer a job of this config", e.job),
-                would_pass: Some(format!("Someone who may {verb} every job can.")),
-            },
-        };
-        if d.allowed() {
+        let d = self.decide_on_run(verb, &env.place, person, e);
+        if d.allowed() || self.is_own(person, e).await? {
             return Ok(None);
         }
         let why = format!("#{} is {}'s run of `{}`. {}", e.id, e.requester_name, e.job, d.explain());
@@ -333,17 +327,9 @@ impl Engine {
 
     /// Audits a refused vote and says why.
     async fn refuse_vote(&self, env: &Envelope, person: &Person, a: &Approval, verb: &str, why: String) -> Result<Outcome, EngineError> {
-        self.audit(
-            env,
-            person,
-            verb,
-            Some(&a.job),
-            None,
-            "refused",
-            Some(format!("request {}: {why}", a.id)),
-            a.execution_id,
-        )
-        .await?;
+        let audit = Some(format!("request {}: {why}", a.id));
+        self.audit(env, person, verb, Some(&a.job), None, "refused", audit, a.execution_id)
+            .await?;
         Ok(Outcome {
             denied: true,
             ..reply(Reply::text(Tone::Error, why))
@@ -361,21 +347,19 @@ impl Engine {
     ) -> Result<Outcome, EngineError> {
         let verb = if approve { "approve" } else { "deny" };
         let Some(a) = self.store.approval(id).await? else {
-            self.audit(
-                env,
-                person,
-                verb,
-                None,
-                None,
-                "refused",
-                Some(format!("no approval request {id}")),
-                None,
-            )
-            .await?;
-            return Ok(reply(Reply::text(
-                Tone::Warning,
-                format!("There is no approval request {id}. `approvals` lists the open ones."),
-            )));
+            return self
+                .refused(
+                    env,
+                    person,
+                    verb,
+                    None,
+                    format!("no approval request {id}"),
+                    Reply::text(
+                        Tone::Warning,
+                        format!("There is no approval request {id}. `approvals` lists the open ones."),
+                    ),
+                )
+                .await;
         };
         if a.state != ApprovalState::Pending {
             let note = a.decision_note.as_deref().map(|n| format!(" ({n})")).unwrap_or_default();
@@ -800,28 +784,19 @@ impl Engine {
         let (job, params) = match self.lock_scope(job.as_deref(), pairs) {
             Ok(s) => s,
             Err(msg) => {
-                self.audit(env, person, "lock", None, None, "refused", Some(msg.clone()), None)
-                    .await?;
-                return Ok(reply(Reply::text(Tone::Error, format!("{msg} Nothing was locked."))));
+                let tell = Reply::text(Tone::Error, format!("{msg} Nothing was locked."));
+                return self.refused(env, person, "lock", None, msg, tell).await;
             }
         };
         let scope = opsbot_store::Lock::scope_of(job.as_deref(), &params);
         let Some(reason) = reason.filter(|r| !r.trim().is_empty()) else {
-            self.audit(
-                env,
-                person,
-                "lock",
-                job.as_deref(),
-                None,
-                "refused",
-                Some(format!("{scope}: no reason given")),
-                None,
-            )
-            .await?;
-            return Ok(reply(Reply::text(
+            let tell = Reply::text(
                 Tone::Error,
                 format!("A lock needs a reason for whoever it stops: `lock {scope} --reason \"why\"`."),
-            )));
+            );
+            return self
+                .refused(env, person, "lock", job.as_deref(), format!("{scope}: no reason given"), tell)
+                .await;
         };
         let d = self.may_admin(env, person, job.as_deref(), &params);
         if !d.allowed() {
@@ -877,28 +852,17 @@ impl Engine {
         let (job, params) = match self.lock_scope(job.as_deref(), pairs) {
             Ok(s) => s,
             Err(msg) => {
-                self.audit(env, person, "unlock", None, None, "refused", Some(msg.clone()), None)
-                    .await?;
-                return Ok(reply(Reply::text(Tone::Error, msg)));
+                return self
+                    .refused(env, person, "unlock", None, msg.clone(), Reply::text(Tone::Error, msg))
+                    .await;
             }
         };
         let scope = opsbot_store::Lock::scope_of(job.as_deref(), &params);
         let Some(lock) = self.store.locks().await?.into_iter().find(|l| l.scope == scope) else {
-            self.audit(
-                env,
-                person,
-                "unlock",
-                job.as_deref(),
-                None,
-                "refused",
-                Some(format!("{scope} is not locked")),
-                None,
-            )
-            .await?;
-            return Ok(reply(Reply::text(
-                Tone::Info,
-                format!("`{scope}` is not locked. `locks` lists the locks."),
-            )));
+            let tell = Reply::text(Tone::Info, format!("`{scope}` is not locked. `locks` lists the locks."));
+            return self
+                .refused(env, person, "unlock", job.as_deref(), format!("{scope} is not locked"), tell)
+                .await;
         };
         if !self.same_person(&lock.by, person).await? {
             let d = self.may_admin(env, person, job.as_deref(), &params);
@@ -928,24 +892,14 @@ impl Engine {
             access::decide(&self.access, person, Verb::View, j, None, &env.place).allowed() || self.may_run(&env.place, person, j)
         });
         if !sees_some {
-            self.audit(
-                env,
-                person,
-                "locks",
-                None,
-                None,
-                "refused",
-                Some("may neither run nor view any job".into()),
-                None,
-            )
-            .await?;
-            return Ok(Outcome {
-                denied: true,
-                ..reply(Reply::text(
-                    Tone::Warning,
-                    "The locks are for people who may run or view jobs here; `whoami` shows your roles.",
-                ))
-            });
+            let tell = Reply::text(
+                Tone::Warning,
+                "The locks are for people who may run or view jobs here; `whoami` shows your roles.",
+            );
+            let out = self
+                .refused(env, person, "locks", None, "may neither run nor view any job".into(), tell)
+                .await?;
+            return Ok(Outcome { denied: true, ..out });
         }
         let locks = self.store.locks().await?;
         if locks.is_empty() {
@@ -992,11 +946,16 @@ impl Engine {
                 }
                 if !env.direct {
                     return self
-                        .link_refused(
+                        .refused(
                             env,
                             person,
-                            "asked for a link code outside a direct message",
-                            "Send `link` to me in a direct message: the code it gives must stay private.",
+                            "link",
+                            None,
+                            "asked for a link code outside a direct message".into(),
+                            Reply::text(
+                                Tone::Warning,
+                                "Send `link` to me in a direct message: the code it gives must stay private.",
+                            ),
                         )
                         .await;
                 }
@@ -1018,11 +977,16 @@ impl Engine {
             Some(code) => {
                 let Some(key) = person.key.clone() else {
                     return self
-                        .link_refused(
+                        .refused(
                             env,
                             person,
-                            "link code sent from an account no person owns",
-                            "Send the code from an account I already know as you (e.g. the web console's chat), not from the new one.",
+                            "link",
+                            None,
+                            "link code sent from an account no person owns".into(),
+                            Reply::text(
+                                Tone::Warning,
+                                "Send the code from an account I already know as you (e.g. the web console's chat), not from the new one.",
+                            ),
                         )
                         .await;
                 };
@@ -1034,21 +998,31 @@ impl Engine {
                 let taken = self.store.take_link_code(&sha256_hex(&normalized)).await?;
                 let Some((account, _)) = taken.filter(|(_, e)| *e > Utc::now()) else {
                     return self
-                        .link_refused(
+                        .refused(
                             env,
                             person,
-                            "unknown or expired link code",
-                            "That code is unknown, used or expired. Send `link` again from the new account for a new one.",
+                            "link",
+                            None,
+                            "unknown or expired link code".into(),
+                            Reply::text(
+                                Tone::Error,
+                                "That code is unknown, used or expired. Send `link` again from the new account for a new one.",
+                            ),
                         )
                         .await;
                 };
                 if self.access.person_with_account(&account).is_some() {
                     return self
-                        .link_refused(
+                        .refused(
                             env,
                             person,
-                            &format!("{account} is listed in the config"),
-                            &format!("`{account}` belongs to a person in the config; change it there."),
+                            "link",
+                            None,
+                            format!("{account} is listed in the config"),
+                            Reply::text(
+                                Tone::Warning,
+                                format!("`{account}` belongs to a person in the config; change it there."),
+                            ),
                         )
                         .await;
                 }
@@ -1083,11 +1057,18 @@ impl Engine {
         }
     }
 
-    /// A refused `link`, audited.
-    async fn link_refused(&self, env: &Envelope, person: &Person, why: &str, tell: &str) -> Result<Outcome, EngineError> {
-        self.audit(env, person, "link", None, None, "refused", Some(why.to_string()), None)
-            .await?;
-        Ok(reply(Reply::text(Tone::Warning, tell.to_string())))
+    /// A refusal of `action` (on `job`, if it names one): audited with `why`, answered with `tell`.
+    async fn refused(
+        &self,
+        env: &Envelope,
+        person: &Person,
+        action: &str,
+        job: Option<&str>,
+        why: String,
+        tell: Reply,
+    ) -> Result<Outcome, EngineError> {
+        self.audit(env, person, action, job, None, "refused", Some(why), None).await?;
+        Ok(reply(tell))
     }
 
     /// `unlink PLATFORM:ID`: by the person it is linked to, or by someone with `admin` on every job.

@@ -83,6 +83,14 @@ fn url(s: String) -> Value {
 }
 
 /// A query string from pairs, leaving out empty values.
+/// The address of a listing's next (older) page: the same filters, `before` its last id.
+fn next_page(path: &str, filters: &[(&str, Option<&str>)], before: i64) -> String {
+    let b = before.to_string();
+    let mut pairs = filters.to_vec();
+    pairs.push(("before", Some(&b)));
+    format!("{path}?{}", query_string(&pairs))
+}
+
 fn query_string(pairs: &[(&str, Option<&str>)]) -> String {
     let parts: Vec<String> = pairs
         .iter()
@@ -274,12 +282,7 @@ async fn executions_page(
         ("until", given(&q.until)),
         ("limit", given(&q.limit)),
     ];
-    let next_url = next.map(|n| {
-        let b = n.to_string();
-        let mut pairs = filters.to_vec();
-        pairs.push(("before", Some(&b)));
-        format!("/executions?{}", query_string(&pairs))
-    });
+    let next_url = next.map(|n| next_page("/executions", &filters, n));
     let filtered = filters.iter().any(|(_, v)| v.is_some()) || given(&q.before).is_some();
     let resp = render(
         "executions.html",
@@ -1183,12 +1186,7 @@ async fn audit_page(
         ("until", given(&q.until)),
         ("limit", given(&q.limit)),
     ];
-    let next_url = next.map(|n| {
-        let b = n.to_string();
-        let mut pairs = filters.to_vec();
-        pairs.push(("before", Some(&b)));
-        format!("/audit?{}", query_string(&pairs))
-    });
+    let next_url = next.map(|n| next_page("/audit", &filters, n));
     let resp = render(
         "audit.html",
         Some(&who),

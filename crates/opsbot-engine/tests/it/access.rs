@@ -157,7 +157,8 @@ const ADA: &str = "U-ADA";
 /// Nobody's account.
 const EVE: &str = "U-EVE";
 
-struct Bot {
+/// An engine on an in-memory store (also used by `review.rs`).
+pub(crate) struct Bot {
     engine: Engine,
     store: Arc<dyn Store>,
 }
@@ -169,8 +170,12 @@ impl Bot {
 
     /// The shared config plus `extra` (policies computed from the current time).
     async fn with(extra: &str) -> Bot {
-        let text = format!("{CONFIG}\n{extra}");
-        let cfg = match Config::parse(&text, Path::new("/tmp/opsbot-access.toml"), LoadOptions::default()) {
+        Bot::from_text(&format!("{CONFIG}\n{extra}")).await
+    }
+
+    /// An engine over this config text.
+    pub(crate) async fn from_text(text: &str) -> Bot {
+        let cfg = match Config::parse(text, Path::new("/tmp/opsbot-access.toml"), LoadOptions::default()) {
             Ok(c) => c,
             Err(e) => panic!("config: {e:?}"),
         };
@@ -179,13 +184,13 @@ impl Bot {
         Bot { engine, store }
     }
 
-    async fn say(&self, env: Envelope) -> (Outcome, String) {
+    pub(crate) async fn say(&self, env: Envelope) -> (Outcome, String) {
         let o = self.engine.handle(&env).await;
         let t = text_of(&o);
         (o, t)
     }
 
-    async fn runs(&self) -> Vec<Execution> {
+    pub(crate) async fn runs(&self) -> Vec<Execution> {
         self.store
             .executions(&ExecutionFilter {
                 limit: 100,
@@ -200,7 +205,7 @@ impl Bot {
     }
 
     /// Newest first.
-    async fn audits(&self) -> Vec<AuditRecord> {
+    pub(crate) async fn audits(&self) -> Vec<AuditRecord> {
         self.store.audit_records(1000).await.unwrap()
     }
 
@@ -244,7 +249,7 @@ fn acct(id: &str) -> UserId {
 }
 
 /// A direct message from a chat account.
-fn dm(who: &str, text: &str) -> Envelope {
+pub(crate) fn dm(who: &str, text: &str) -> Envelope {
     Envelope::direct(acct(who), Place::new("chat", format!("D-{who}")), text)
 }
 
@@ -1050,7 +1055,7 @@ async fn injection_into_a_free_string_is_refused_by_deny_argv() {
 // ---- link -----------------------------------------------------------------------------------
 
 /// The code in a `link` reply (`link ABCDE23456`).
-fn link_code(o: &Outcome) -> String {
+pub(crate) fn link_code(o: &Outcome) -> String {
     o.replies
         .iter()
         .flat_map(|r| r.blocks.iter())

@@ -2,12 +2,8 @@
 //! a way around a rule (a synonym in a rule or a lock, approving one's own request after linking
 //! the account it came from, a secret in a refusal or a lock) and now holds.
 
-use opsbot_core::config::{Config, LoadOptions};
-use opsbot_core::{Block, Envelope, Place, UserId};
-use opsbot_engine::{Engine, Outcome};
-use opsbot_store::{AuditRecord, ExecutionFilter, SqliteStore, Store};
-use std::path::Path;
-use std::sync::Arc;
+use crate::access::{Bot, dm, link_code};
+use opsbot_engine::Outcome;
 
 /// `annotate` comes first and takes any `env` string; `deploy` has `production` as a synonym of
 /// `prod`; `login` takes a secret token.
@@ -76,55 +72,14 @@ allow = [{ verbs = ["approve", "view"], jobs = "*" }]
 deny = [{ verbs = "*", jobs = "*", params = { env = "production" } }]
 "#;
 
-struct Bot {
-    engine: Engine,
-    store: Arc<dyn Store>,
+/// The shared config plus `extra`.
+async fn with(extra: &str) -> Bot {
+    Bot::from_text(&format!("{BASE}\n{extra}")).await
 }
 
-impl Bot {
-    async fn with(extra: &str) -> Bot {
-        Bot::from_text(&format!("{BASE}\n{extra}")).await
-    }
-
-    async fn from_text(text: &str) -> Bot {
-        let cfg = Config::parse(text, Path::new("/tmp/review.toml"), LoadOptions::default()).unwrap_or_else(|e| panic!("config: {e:?}"));
-        let store: Arc<dyn Store> = Arc::new(SqliteStore::memory().await.expect("store"));
-        let engine = Engine::new(Arc::new(cfg.catalog), cfg.bot, store.clone()).with_access(cfg.access);
-        Bot { engine, store }
-    }
-
-    async fn say(&self, who: &str, text: &str) -> (Outcome, String) {
-        let env = Envelope::direct(UserId::new("chat", who), Place::new("chat", format!("D-{who}")), text);
-        let o = self.engine.handle(&env).await;
-        let t = o.replies.iter().map(|r| r.plain_text()).collect::<Vec<_>>().join("\n");
-        (o, t)
-    }
-
-    async fn runs(&self) -> usize {
-        self.store
-            .executions(&ExecutionFilter {
-                limit: 100,
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .len()
-    }
-
-    async fn audits(&self) -> Vec<AuditRecord> {
-        self.store.audit_records(1000).await.unwrap()
-    }
-}
-
-fn link_code(o: &Outcome) -> String {
-    o.replies
-        .iter()
-        .flat_map(|r| r.blocks.iter())
-        .find_map(|b| match b {
-            Block::Code { text } => text.strip_prefix("link ").map(str::to_string),
-            _ => None,
-        })
-        .expect("a link code")
+/// A direct message from `who`, and the reply's text.
+async fn say(bot: &Bot, who: &str, text: &str) -> (Outcome, String) {
+    bot.say(dm(who, text)).await
 }
 
 /// A deny rule over several jobs used to canonicalise `production` through the first job that
@@ -132,15 +87,15 @@ fn link_code(o: &Outcome) -> String {
 /// the requester typed exactly `production`.
 #[tokio::test]
 async fn review_deny_rule_on_a_synonym_across_jobs_is_bypassed() {
-    let bot = Bot::with("").await;
-    let (o, t) = bot.say("U-BO", "run deploy env=production").await;
+    let bot = with("").await;
+    let (o, t) = say(&bot, "U-BO", "run deploy env=production").await;
     assert!(o.queued.is_none(), "role `no-prod` denies env=production, yet it was queued: {t}");
 }
 
 /// Same for a policy: an approval rule on `env = "production"` over every job.
 #[tokio::test]
 async fn review_approval_policy_on_a_synonym_across_jobs_is_bypassed() {
-    let bot = Bot::with(
+    let bot = with(
         r#"
 [[policy.approval]]
 name = "prod-changes"
@@ -151,7 +106,7 @@ count = 2
 "#,
     )
     .await;
-    let (o, t) = bot.say("U-ANA", "run deploy env=production").await;
+    let (o, t) = say(&bot, "U-ANA", "run deploy env=production").await;
     assert!(o.queued.is_none() && o.approval.is_some(), "prod needs two leads, yet it ran: {t}");
 }
 
@@ -160,12 +115,12 @@ count = 2
 /// (also through a synonym)".
 #[tokio::test]
 async fn review_jobless_lock_on_a_synonym_does_not_lock() {
-    let bot = Bot::with("").await;
-    let (_, t) = bot.say("U-ADA", "lock env=production --reason \"incident 42\"").await;
+    let bot = with("").await;
+    let (_, t) = say(&bot, "U-ADA", "lock env=production --reason \"incident 42\"").await;
     assert!(t.contains("Locked"), "{t}");
-    let (o, t) = bot.say("U-ANA", "run deploy env=production").await;
+    let (o, t) = say(&bot, "U-ANA", "run deploy env=production").await;
     assert!(o.queued.is_none(), "locked, yet queued: {t}");
-    assert_eq!(bot.runs().await, 0);
+    assert_eq!(bot.runs().await.len(), 0);
 }
 
 /// Four eyes: a request made from an account nobody knew could be approved by the person that
@@ -191,16 +146,16 @@ count = 2
     );
     let bot = Bot::from_text(&text).await;
     // Lea's second, not yet known account asks for prod.
-    let (o, t) = bot.say("U-LEA2", "run deploy env=prod").await;
+    let (o, t) = say(&bot, "U-LEA2", "run deploy env=prod").await;
     let id = o.approval.unwrap_or_else(|| panic!("an approval request: {t}"));
     // She links it to herself…
-    let code = link_code(&bot.say("U-LEA2", "link").await.0);
-    let (_, t) = bot.say("U-LEA", &format!("link {code}")).await;
+    let code = link_code(&say(&bot, "U-LEA2", "link").await.0);
+    let (_, t) = say(&bot, "U-LEA", &format!("link {code}")).await;
     assert!(t.contains("Linked"), "{t}");
     // …and approves her own request from her listed account.
-    let (_, t) = bot.say("U-LEA", &format!("approve {id}")).await;
+    let (_, t) = say(&bot, "U-LEA", &format!("approve {id}")).await;
     assert!(t.contains("four eyes"), "Lea approved her own request: {t}");
-    let (o, t) = bot.say("U-LOU", &format!("approve {id}")).await;
+    let (o, t) = say(&bot, "U-LOU", &format!("approve {id}")).await;
     assert!(o.queued.is_none(), "Lea + Lou started Lea's own prod deploy: {t}");
 }
 
@@ -208,7 +163,7 @@ count = 2
 /// the reply and in the audit reason (whose params are redacted).
 #[tokio::test]
 async fn review_deny_argv_refusal_leaks_a_secret() {
-    let bot = Bot::with(
+    let bot = with(
         r#"
 [[policy.deny_argv]]
 name = "no-dollar"
@@ -217,7 +172,7 @@ pattern = '\$'
     )
     .await;
     const SECRET: &str = "hunter2$XYZZY";
-    let (o, t) = bot.say("U-ANA", &format!("run login token=\"{SECRET}\"")).await;
+    let (o, t) = say(&bot, "U-ANA", &format!("run login token=\"{SECRET}\"")).await;
     assert!(o.queued.is_none(), "{t}");
     let reasons: Vec<String> = bot.audits().await.into_iter().filter_map(|r| r.reason).collect();
     assert!(
@@ -231,16 +186,16 @@ pattern = '\$'
 /// an unknown account too — could list.
 #[tokio::test]
 async fn review_lock_on_a_secret_value_leaks_it() {
-    let bot = Bot::with("").await;
-    let (_, t) = bot.say("U-ADA", "lock login token=hunter2XYZZY --reason \"leaked\"").await;
+    let bot = with("").await;
+    let (_, t) = say(&bot, "U-ADA", "lock login token=hunter2XYZZY --reason \"leaked\"").await;
     // A lock cannot name a secret value (its scope is shown to everyone it stops).
     assert!(
         t.contains("is secret; a lock cannot name a secret value") && t.contains("Nothing was locked"),
         "{t}"
     );
-    let (_, t2) = bot.say("U-ADA", "lock login --reason \"leaked token\"").await;
+    let (_, t2) = say(&bot, "U-ADA", "lock login --reason \"leaked token\"").await;
     assert!(t2.contains("Locked"), "{t2}");
-    let (_, listed) = bot.say("U-EVE", "locks").await;
+    let (_, listed) = say(&bot, "U-EVE", "locks").await;
     assert!(
         listed.contains("for people who may run or view jobs"),
         "an unknown account lists the locks: {listed}"

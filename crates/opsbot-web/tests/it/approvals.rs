@@ -4,11 +4,11 @@
 //! `[access] notify` channel, a lead's `approve N` from her direct chat starts the run, whose job
 //! card appears in the requester's channel, and nobody approves their own request.
 
-use crate::chat::{between, set_cookie};
+use crate::chat::{Ws, between, next_event, say, set_cookie, until};
 use crate::harness::Resp;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::SinkExt;
 use opsbot_core::config::{Config, LoadOptions};
 use opsbot_engine::Engine;
 use opsbot_runners::ExecRunner;
@@ -20,15 +20,11 @@ use serde_json::{Value, json};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
-use tokio::net::TcpStream;
+use std::time::Duration;
 use tokio::sync::watch;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tower::ServiceExt;
-
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// Ana may deploy anywhere, but prod deploys need a lead's approval; Bo may deploy to staging
 /// only; Lea is a lead. Accounts nobody lists are guests. Approval requests are also posted in
@@ -241,46 +237,6 @@ impl Server {
         assert_eq!(history["type"], "history", "{history}");
         let msgs = history["messages"].as_array().unwrap().clone();
         (ws, msgs)
-    }
-}
-
-/// The next JSON event (pings skipped), within 20 s.
-async fn next_event(ws: &mut Ws) -> Value {
-    loop {
-        let msg = tokio::time::timeout(Duration::from_secs(20), ws.next())
-            .await
-            .expect("an event within 20 s")
-            .expect("socket open")
-            .expect("frame");
-        match msg {
-            Message::Text(t) => return serde_json::from_str(&t).expect("JSON event"),
-            Message::Close(f) => panic!("socket closed: {f:?}"),
-            _ => continue,
-        }
-    }
-}
-
-async fn say(ws: &mut Ws, text: &str) {
-    ws.send(Message::text(json!({"type": "say", "text": text}).to_string()))
-        .await
-        .unwrap();
-}
-
-/// Reads events until one matches; returns it.
-async fn until(ws: &mut Ws, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
-    let start = Instant::now();
-    let mut seen = Vec::new();
-    loop {
-        let ev = next_event(ws).await;
-        if pred(&ev) {
-            return ev;
-        }
-        seen.push(ev.to_string());
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "no {what}; events seen:\n{}",
-            seen.join("\n")
-        );
     }
 }
 

@@ -19,7 +19,7 @@ use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tower::ServiceExt;
 
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+pub(crate) type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// A chat server: the test app's engine with web users ana and bo (password "pw-NAME"), served
 /// over TCP, with notices passed to the chat as `opsbot serve` does.
@@ -172,7 +172,7 @@ pub(crate) fn between<'a>(s: &'a str, start: &str, end: &str) -> Option<&'a str>
 }
 
 /// The next JSON event (pings skipped), within 20 s.
-async fn next_event(ws: &mut Ws) -> Value {
+pub(crate) async fn next_event(ws: &mut Ws) -> Value {
     loop {
         let msg = tokio::time::timeout(Duration::from_secs(20), ws.next())
             .await
@@ -187,21 +187,27 @@ async fn next_event(ws: &mut Ws) -> Value {
     }
 }
 
-async fn say(ws: &mut Ws, text: &str) {
+pub(crate) async fn say(ws: &mut Ws, text: &str) {
     ws.send(Message::text(json!({"type": "say", "text": text}).to_string()))
         .await
         .unwrap();
 }
 
 /// Reads events until one matches; returns it.
-async fn until(ws: &mut Ws, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+pub(crate) async fn until(ws: &mut Ws, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
     let start = Instant::now();
+    let mut seen = Vec::new();
     loop {
         let ev = next_event(ws).await;
         if pred(&ev) {
             return ev;
         }
-        assert!(start.elapsed() < Duration::from_secs(30), "no {what}; last event {ev}");
+        seen.push(ev.to_string());
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "no {what}; events seen:\n{}",
+            seen.join("\n")
+        );
     }
 }
 
