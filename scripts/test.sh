@@ -13,6 +13,8 @@ command -v pkill >/dev/null 2>&1 || need_apt+=(procps)          # used by a life
 command -v chromedriver >/dev/null 2>&1 || need_apt+=(chromium chromium-driver)  # browser tests
 command -v python3 >/dev/null 2>&1 || need_apt+=(python3)       # Schemathesis runs in a venv
 python3 -c 'import ensurepip' >/dev/null 2>&1 || need_apt+=(python3-venv)
+command -v ngircd >/dev/null 2>&1 || [ -x /usr/sbin/ngircd ] || need_apt+=(ngircd)   # IRC server for the adapter tests
+command -v prosody >/dev/null 2>&1 || need_apt+=(prosody)      # XMPP server for the adapter tests
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     say "installing ${need_apt[*]}"
@@ -35,6 +37,20 @@ if ! "$venv/bin/st" --version 2>/dev/null | grep -qF "$st_version"; then
   python3 -m venv --clear "$venv"
   "$venv/bin/pip" install -q --disable-pip-version-check "schemathesis==$st_version"
 fi
+# The chat side: Synapse (a Matrix homeserver) and the client libraries the black-box tests
+# drive the bot with (irc, matrix-nio, slixmpp), pinned, in a venv of their own.
+chat_pins="matrix-synapse==1.163.2 matrix-nio==0.26.0 slixmpp==1.17.0 irc==20.5.0"
+chat_venv="${CARGO_TARGET_DIR:-target}/chat-venv"
+if [ "$(cat "$chat_venv/.pins" 2>/dev/null)" != "$chat_pins" ]; then
+  say "installing $chat_pins into $chat_venv"
+  mkdir -p "$(dirname "$chat_venv")"
+  python3 -m venv --clear "$chat_venv"
+  # shellcheck disable=SC2086
+  "$chat_venv/bin/pip" install -q --disable-pip-version-check $chat_pins
+  echo "$chat_pins" > "$chat_venv/.pins"
+fi
+OPSBOT_CHAT_VENV="$(cd "$chat_venv" && pwd)"
+export OPSBOT_CHAT_VENV
 OPSBOT_SCHEMATHESIS="$(cd "$venv/bin" && pwd)/st"
 OPSBOT_CHROMEDRIVER="$(command -v chromedriver)"
 export OPSBOT_SCHEMATHESIS OPSBOT_CHROMEDRIVER
@@ -48,15 +64,16 @@ cargo fmt --all -- --check
 
 say "dependency policy: rustls with ring only — no aws-lc-sys, no openssl-sys (tests included)"
 for c in aws-lc-sys openssl-sys; do
-  if cargo tree --workspace -e normal,build,dev -i "$c" >/dev/null 2>&1; then
+  if cargo tree --workspace --all-features -e normal,build,dev -i "$c" >/dev/null 2>&1; then
     echo "$c is in the dependency tree:" >&2
-    cargo tree --workspace -e normal,build,dev -i "$c" >&2
+    cargo tree --workspace --all-features -e normal,build,dev -i "$c" >&2
     exit 1
   fi
 done
 
 say "cargo clippy"
-cargo clippy --all-targets --locked -- -D warnings
+cargo clippy --all-targets --all-features --locked -- -D warnings
 
 say "tests"
-cargo nextest run --workspace --locked --no-fail-fast "$@"
+# --all-features: the opt-in adapters (XMPP) are tested too.
+cargo nextest run --workspace --all-features --locked --no-fail-fast "$@"

@@ -5,10 +5,9 @@
 //! `NO_COLOR` is unset), plain when piped, so scripted sessions are easy to read and grep.
 
 use async_trait::async_trait;
-use opsbot_core::{Adapter, Block, Capabilities, Envelope, Place, Reply, Tone, UserId};
+use opsbot_core::{Adapter, AdapterContext, Block, Capabilities, Envelope, Place, Posted, Reply, SendError, Tone, UserId};
 use std::io::Write;
 use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::sync::mpsc;
 
 /// Platform name of the terminal adapter.
 pub const PLATFORM: &str = "terminal";
@@ -180,8 +179,9 @@ impl Adapter for TerminalAdapter {
     }
 
     /// Reads stdin line by line until end of input.
-    async fn run(&self, inbox: mpsc::Sender<Envelope>) -> Result<(), String> {
+    async fn run(&self, ctx: &AdapterContext) -> Result<(), String> {
         let mut reader = BufReader::with_capacity(64 * 1024, tokio::io::stdin());
+        ctx.connected();
         self.show_prompt();
         loop {
             let line = match read_bounded_line(&mut reader).await {
@@ -193,15 +193,15 @@ impl Adapter for TerminalAdapter {
                 self.show_prompt();
                 continue;
             }
-            if inbox.send(self.envelope(&line)).await.is_err() {
+            if ctx.inbox.send(self.envelope(&line)).await.is_err() {
                 return Ok(());
             }
         }
     }
 
-    async fn send(&self, _place: &Place, reply: &Reply) -> Result<(), String> {
+    async fn post(&self, _place: &Place, reply: &Reply) -> Result<Posted, SendError> {
         self.print(reply);
-        Ok(())
+        Ok(Posted::default())
     }
 }
 

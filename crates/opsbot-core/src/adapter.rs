@@ -1,13 +1,22 @@
 //! The `Adapter` trait: a chat platform seen from opsbot.
+//!
+//! An adapter knows its platform and nothing of the engine or the store. The adapter runtime
+//! (`opsbot_engine::chat`) supervises it: it calls [`Adapter::run`] for one connection at a
+//! time and reconnects with backoff when it returns, hands it replies one at a time from the
+//! store's outbox through [`Adapter::post`] and [`Adapter::edit`], and retries what the
+//! platform could not take ([`SendError`]) — so nothing is lost while the platform is down.
 
 use crate::envelope::{Envelope, Place};
 use crate::reply::Reply;
-use tokio::sync::mpsc;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
 
 /// What a platform can do; the presenter degrades gracefully for what it cannot.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Capabilities {
-    /// Edit a message already sent (live job cards).
+    /// Edit a message already sent (live job cards). Without it a card's state changes are
+    /// posted as short follow-up messages.
     pub edit: bool,
     /// Threads.
     pub threads: bool,
@@ -23,15 +32,146 @@ pub struct Capabilities {
     pub direct: bool,
 }
 
+impl Capabilities {
+    /// The capability names that are set, for `opsbot check` and the docs.
+    pub fn names(&self) -> Vec<&'static str> {
+        let all = [
+            (self.edit, "edit"),
+            (self.threads, "threads"),
+            (self.rich_text, "rich_text"),
+            (self.buttons, "buttons"),
+            (self.files, "files"),
+            (self.reactions, "reactions"),
+            (self.direct, "direct"),
+        ];
+        all.into_iter().filter(|(on, _)| *on).map(|(_, n)| n).collect()
+    }
+}
+
+/// Why a message could not be delivered, and so what the runtime does with it.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SendError {
+    /// Not connected, or the connection broke: kept and retried once the adapter is back.
+    #[error("the platform is not reachable: {0}")]
+    Unavailable(String),
+    /// The platform asked to slow down: retried after this long.
+    #[error("rate limited; retry after {0:?}")]
+    RateLimited(Duration),
+    /// The platform refused this message for good (no such room, not allowed there, too
+    /// large even when split): logged and dropped, never retried.
+    #[error("refused by the platform: {0}")]
+    Rejected(String),
+}
+
+/// A message the platform accepted.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Posted {
+    /// The platform's id of the message, where it has one that can be edited later.
+    pub id: Option<String>,
+}
+
+/// Small persistent values an adapter keeps across restarts (e.g. Matrix's `next_batch`),
+/// stored by the runtime under the adapter's name.
+#[async_trait::async_trait]
+pub trait AdapterState: Send + Sync {
+    /// The value stored under `key`, if any.
+    async fn load(&self, key: &str) -> Option<String>;
+    /// Stores `value` under `key`; an adapter may go on if this fails (it is logged).
+    async fn save(&self, key: &str, value: &str);
+}
+
+/// Keeps nothing: for adapters run without a store (the terminal, unit tests).
+pub struct NoState;
+
+#[async_trait::async_trait]
+impl AdapterState for NoState {
+    async fn load(&self, _key: &str) -> Option<String> {
+        None
+    }
+    async fn save(&self, _key: &str, _value: &str) {}
+}
+
+/// What [`Adapter::run`] gets: where to put incoming messages, where to keep state, how to
+/// report that the connection is up, and when to stop.
+#[derive(Clone)]
+pub struct AdapterContext {
+    /// Every incoming message (or button press), normalised.
+    pub inbox: mpsc::Sender<Envelope>,
+    /// Persistent values under this adapter's name.
+    pub state: Arc<dyn AdapterState>,
+    connected: Arc<watch::Sender<bool>>,
+    shutdown: watch::Receiver<bool>,
+}
+
+impl AdapterContext {
+    /// A context; `connected` is set by [`AdapterContext::connected`] and cleared by the
+    /// runtime when `run` returns; `shutdown` turns true when opsbot stops.
+    pub fn new(
+        inbox: mpsc::Sender<Envelope>,
+        state: Arc<dyn AdapterState>,
+        connected: Arc<watch::Sender<bool>>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Self {
+        Self {
+            inbox,
+            state,
+            connected,
+            shutdown,
+        }
+    }
+
+    /// A context for tests and one-off use: returns it with the receiving end of its inbox
+    /// and the sender that stops it.
+    pub fn standalone() -> (Self, mpsc::Receiver<Envelope>, watch::Sender<bool>) {
+        let (tx, rx) = mpsc::channel(1024);
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let (conn, _) = watch::channel(false);
+        (Self::new(tx, Arc::new(NoState), Arc::new(conn), stop_rx), rx, stop_tx)
+    }
+
+    /// Tells the runtime the connection is up and messages can be sent (after joining the
+    /// configured rooms, where the platform has rooms).
+    pub fn connected(&self) {
+        self.connected.send_replace(true);
+    }
+
+    /// Whether the adapter reported itself connected (and has not dropped since).
+    pub fn is_connected(&self) -> bool {
+        *self.connected.borrow()
+    }
+
+    /// Whether opsbot is stopping.
+    pub fn stopping(&self) -> bool {
+        *self.shutdown.borrow()
+    }
+
+    /// Resolves when opsbot starts stopping (at once if it already is).
+    pub async fn stopped(&self) {
+        let mut rx = self.shutdown.clone();
+        let _ = rx.wait_for(|s| *s).await;
+    }
+}
+
 /// A chat platform connection. Adapters speak `Envelope` in and `Reply` out, nothing more.
 #[async_trait::async_trait]
 pub trait Adapter: Send + Sync {
-    /// The adapter's name, used as `platform` in ids and places.
+    /// The adapter's name from the config (`[adapters.NAME]`), used as `platform` in user ids
+    /// and places.
     fn name(&self) -> &str;
     /// What it can render.
     fn capabilities(&self) -> Capabilities;
-    /// Runs until shutdown, sending every incoming message to `inbox`.
-    async fn run(&self, inbox: mpsc::Sender<Envelope>) -> Result<(), String>;
-    /// Delivers a reply to a place.
-    async fn send(&self, place: &Place, reply: &Reply) -> Result<(), String>;
+    /// One connection: connects, calls [`AdapterContext::connected`] once ready, sends every
+    /// incoming message to the context's inbox, and returns `Ok` when opsbot stops (after
+    /// leaving politely) or `Err` with a reason when the connection is lost or cannot be made;
+    /// the runtime then reconnects with backoff. Malformed input from the platform is logged
+    /// and skipped, never a reason to drop the connection.
+    async fn run(&self, ctx: &AdapterContext) -> Result<(), String>;
+    /// Delivers a reply to a place. Long replies are split as the platform needs; the id
+    /// returned (if any) is the message to [`Adapter::edit`] later.
+    async fn post(&self, place: &Place, reply: &Reply) -> Result<Posted, SendError>;
+    /// Replaces a message posted earlier (a job card's new state). Only called when
+    /// [`Capabilities::edit`] is set.
+    async fn edit(&self, _place: &Place, _id: &str, _reply: &Reply) -> Result<(), SendError> {
+        Err(SendError::Rejected(format!("{} cannot edit messages", self.name())))
+    }
 }

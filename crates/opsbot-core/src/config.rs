@@ -5,7 +5,9 @@
 //! problem at once, each with `file:line:col` and a hint.
 
 mod access;
+mod adapters;
 pub use access::*;
+pub use adapters::*;
 
 use crate::job::{Catalog, EnumValue, JobSpec, ParamKind, ParamSpec, RunnerSpec};
 use crate::secret;
@@ -151,6 +153,8 @@ pub struct Config {
     pub catalog: Catalog,
     /// `[access]`, `[people.*]`, `[roles.*]`, `[policy]`
     pub access: AccessConfig,
+    /// `[adapters.NAME]`, the chat connections, in the order written (disabled ones left out).
+    pub adapters: Vec<AdapterConfig>,
 }
 
 /// One problem in a config file, with its position.
@@ -483,7 +487,7 @@ impl<'a> Cx<'a> {
             if !SECTIONS.contains(&k) {
                 let hint = crate::job::closest(k, SECTIONS.iter().copied())
                     .map(|s| format!("did you mean `[{s}]`?"))
-                    .unwrap_or_else(|| "known sections: [bot], [store], [worker], [web], [defaults], [jobs.NAME], [access], [people.NAME], [roles.NAME], [policy]".into());
+                    .unwrap_or_else(|| "known sections: [bot], [store], [worker], [web], [defaults], [jobs.NAME], [access], [people.NAME], [roles.NAME], [policy], [adapters.NAME]".into());
                 self.err(key.span(), format!("unknown section `{k}`"), Some(hint));
             }
         }
@@ -654,6 +658,7 @@ impl<'a> Cx<'a> {
             &catalog,
             bot.timezone,
         );
+        let adapters = self.adapters(get("adapters").as_ref());
         Config {
             path: self.file.clone(),
             dir: self.dir.clone(),
@@ -663,6 +668,7 @@ impl<'a> Cx<'a> {
             web,
             catalog,
             access,
+            adapters,
         }
     }
 
@@ -1293,7 +1299,7 @@ const MAX_DURATION: Duration = Duration::from_secs(366 * 24 * 3600);
 
 /// Top-level sections of the config file.
 const SECTIONS: &[&str] = &[
-    "bot", "store", "worker", "web", "defaults", "jobs", "access", "people", "roles", "policy",
+    "bot", "store", "worker", "web", "defaults", "jobs", "access", "people", "roles", "policy", "adapters",
 ];
 
 /// Where `opsbot serve`'s HTTP server listens unless `[web] listen` says otherwise.

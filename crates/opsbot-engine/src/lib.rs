@@ -7,6 +7,7 @@
 //! the conversation that asked.
 
 pub mod access;
+pub mod chat;
 pub mod grammar;
 pub mod policy;
 pub mod present;

@@ -475,6 +475,82 @@ pub struct Vote {
     pub at: DateTime<Utc>,
 }
 
+/// What an outbox row carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutKind {
+    /// A reply, posted as a new message.
+    Message,
+    /// A run's job card, posted as a new message whose id is kept for later edits.
+    Card,
+    /// A new state of a job card: an edit of it where the platform can, else a new message.
+    CardUpdate,
+}
+
+impl OutKind {
+    /// The word stored.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutKind::Message => "message",
+            OutKind::Card => "card",
+            OutKind::CardUpdate => "card_update",
+        }
+    }
+    /// From the word stored.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "message" => Some(OutKind::Message),
+            "card" => Some(OutKind::Card),
+            "card_update" => Some(OutKind::CardUpdate),
+            _ => None,
+        }
+    }
+}
+
+/// A message for a chat adapter, to keep until the platform took it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewOutgoing {
+    /// Where it goes (`place.platform` is the adapter's name).
+    pub place: Place,
+    /// What it is.
+    pub kind: OutKind,
+    /// The run it shows (cards and their updates).
+    pub execution: Option<ExecutionId>,
+    /// The Reply document (JSON).
+    pub reply: serde_json::Value,
+}
+
+/// An outbox row not yet delivered.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Outgoing {
+    /// Id (delivery order within an adapter).
+    pub id: i64,
+    /// Where it goes.
+    pub place: Place,
+    /// What it is.
+    pub kind: OutKind,
+    /// The run it shows.
+    pub execution: Option<ExecutionId>,
+    /// The Reply document (JSON).
+    pub reply: serde_json::Value,
+    /// When it was queued.
+    pub created_at: DateTime<Utc>,
+    /// Failed delivery attempts so far.
+    pub attempts: i64,
+}
+
+/// A run's job card in one chat conversation.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ChatCard {
+    /// The conversation (`platform` is the adapter's name).
+    pub place: Place,
+    /// The run.
+    pub execution: ExecutionId,
+    /// The platform's id of the message showing it, once sent.
+    pub message_id: Option<String>,
+    /// The state it shows (or will once its queued messages are sent).
+    pub state: ExecState,
+}
+
 /// A lock to take.
 #[derive(Clone, Debug, PartialEq)]
 pub struct NewLock {
@@ -733,6 +809,26 @@ pub trait Store: Send + Sync {
     async fn linked_person(&self, account: &UserId) -> Result<Option<String>, StoreError>;
     /// The links of one person, or all when `None`, by person then account.
     async fn account_links(&self, person: Option<&str>) -> Result<Vec<AccountLink>, StoreError>;
+    /// Queues a message for a chat adapter; returns its id.
+    async fn outbox_push(&self, msg: &NewOutgoing) -> Result<i64, StoreError>;
+    /// Undelivered messages of an adapter, oldest first.
+    async fn outbox_pending(&self, adapter: &str, limit: u32) -> Result<Vec<Outgoing>, StoreError>;
+    /// Marks a message delivered (`sent`), `superseded` or `rejected` (with the reason).
+    async fn outbox_done(&self, id: i64, outcome: &str, error: Option<&str>) -> Result<(), StoreError>;
+    /// Counts a failed attempt that will be retried.
+    async fn outbox_failed(&self, id: i64, error: &str) -> Result<(), StoreError>;
+    /// Undelivered messages per adapter.
+    async fn outbox_backlog(&self) -> Result<Vec<(String, u64)>, StoreError>;
+    /// Forgets delivered messages done before `before`; returns how many.
+    async fn outbox_prune(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
+    /// Records (or replaces) a job card.
+    async fn put_chat_card(&self, card: &ChatCard) -> Result<(), StoreError>;
+    /// The job cards of a run, in every conversation.
+    async fn chat_cards_of(&self, execution: ExecutionId) -> Result<Vec<ChatCard>, StoreError>;
+    /// A value an adapter keeps across restarts.
+    async fn adapter_value(&self, adapter: &str, key: &str) -> Result<Option<String>, StoreError>;
+    /// Stores a value for an adapter.
+    async fn put_adapter_value(&self, adapter: &str, key: &str, value: &str) -> Result<(), StoreError>;
     /// Removes an account's link; whether there was one.
     async fn unlink_account(&self, account: &UserId) -> Result<bool, StoreError>;
     /// How many executions are in each state (states with none are left out).

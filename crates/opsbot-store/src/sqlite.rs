@@ -8,9 +8,9 @@
 //! `BEGIN IMMEDIATE` transaction, which takes the write lock before it reads.
 
 use crate::{
-    AccountLink, ApiToken, Approval, ApprovalState, AuditFilter, AuditRecord, CancelResult, ChainedAudit, ChatMessage, Dialog,
-    ExecutionFilter, Finish, GENESIS_HASH, IsDead, Lock, NewApproval, NewChatMessage, NewLock, Store, StoreError, Vote, WebSession,
-    audit_hash,
+    AccountLink, ApiToken, Approval, ApprovalState, AuditFilter, AuditRecord, CancelResult, ChainedAudit, ChatCard, ChatMessage, Dialog,
+    ExecutionFilter, Finish, GENESIS_HASH, IsDead, Lock, NewApproval, NewChatMessage, NewLock, NewOutgoing, OutKind, Outgoing, Store,
+    StoreError, Vote, WebSession, audit_hash,
 };
 use chrono::{DateTime, Utc};
 use opsbot_core::{ExecEvent, ExecState, Execution, ExecutionId, NewExecution, OutputLine, Params, Place, Stream, UserId};
@@ -53,6 +53,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         7,
         "approvals, votes, locks, account links",
         include_str!("../migrations/sqlite/0007_access.sql"),
+    ),
+    (
+        8,
+        "chat outbox, cards, adapter state",
+        include_str!("../migrations/sqlite/0008_outbox.sql"),
     ),
 ];
 
@@ -1554,6 +1559,154 @@ impl Store for SqliteStore {
             .execute(&self.pool)
             .await?;
         Ok(done.rows_affected() == 1)
+    }
+
+    async fn outbox_push(&self, msg: &NewOutgoing) -> Result<i64, StoreError> {
+        let row = sqlx::query(
+            "INSERT INTO outbox (adapter, channel, thread, kind, execution_id, reply, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+        )
+        .bind(&msg.place.platform)
+        .bind(&msg.place.channel)
+        .bind(&msg.place.thread)
+        .bind(msg.kind.as_str())
+        .bind(msg.execution)
+        .bind(msg.reply.to_string())
+        .bind(now_ms())
+        .fetch_one(&self.pool)
+        .await?;
+        col(&row, "id")
+    }
+
+    async fn outbox_pending(&self, adapter: &str, limit: u32) -> Result<Vec<Outgoing>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM outbox WHERE adapter = $1 AND done_at IS NULL ORDER BY id LIMIT $2")
+            .bind(adapter)
+            .bind(limit as i64)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let id: i64 = col(row, "id")?;
+                let kind: String = col(row, "kind")?;
+                let reply: String = col(row, "reply")?;
+                Ok(Outgoing {
+                    id,
+                    place: Place {
+                        platform: col(row, "adapter")?,
+                        channel: col(row, "channel")?,
+                        thread: col(row, "thread")?,
+                    },
+                    kind: OutKind::parse(&kind).ok_or_else(|| StoreError::Corrupt(format!("outbox message {id} has the kind `{kind}`")))?,
+                    execution: col(row, "execution_id")?,
+                    reply: serde_json::from_str(&reply).map_err(|e| StoreError::Corrupt(format!("outbox message {id}: {e}")))?,
+                    created_at: time(col(row, "created_at")?, "outbox message")?,
+                    attempts: col(row, "attempts")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn outbox_done(&self, id: i64, outcome: &str, error: Option<&str>) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE outbox SET done_at = $1, outcome = $2, last_error = COALESCE($3, last_error) WHERE id = $4 AND done_at IS NULL",
+        )
+        .bind(now_ms())
+        .bind(outcome)
+        .bind(error)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn outbox_failed(&self, id: i64, error: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE outbox SET attempts = attempts + 1, last_error = $1 WHERE id = $2")
+            .bind(error)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn outbox_backlog(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        let rows = sqlx::query("SELECT adapter, COUNT(*) AS n FROM outbox WHERE done_at IS NULL GROUP BY adapter ORDER BY adapter")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| Ok((col(r, "adapter")?, col::<i64>(r, "n")?.max(0) as u64)))
+            .collect()
+    }
+
+    async fn outbox_prune(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        let done = sqlx::query("DELETE FROM outbox WHERE done_at IS NOT NULL AND done_at < $1")
+            .bind(before.timestamp_millis())
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn put_chat_card(&self, card: &ChatCard) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO chat_cards (adapter, channel, thread, execution_id, message_id, state, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (adapter, channel, thread, execution_id) DO UPDATE SET \
+             message_id = COALESCE(excluded.message_id, chat_cards.message_id), state = excluded.state",
+        )
+        .bind(&card.place.platform)
+        .bind(&card.place.channel)
+        .bind(card.place.thread.as_deref().unwrap_or(""))
+        .bind(card.execution)
+        .bind(&card.message_id)
+        .bind(card.state.as_str())
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn chat_cards_of(&self, execution: ExecutionId) -> Result<Vec<ChatCard>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM chat_cards WHERE execution_id = $1 ORDER BY created_at, adapter, channel")
+            .bind(execution)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let thread: String = col(r, "thread")?;
+                let state: String = col(r, "state")?;
+                Ok(ChatCard {
+                    place: Place {
+                        platform: col(r, "adapter")?,
+                        channel: col(r, "channel")?,
+                        thread: (!thread.is_empty()).then_some(thread),
+                    },
+                    execution,
+                    message_id: col(r, "message_id")?,
+                    state: parse_state(&state, "chat card")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn adapter_value(&self, adapter: &str, key: &str) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query("SELECT value FROM adapter_state WHERE adapter = $1 AND key = $2")
+            .bind(adapter)
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(|r| col(r, "value")).transpose()
+    }
+
+    async fn put_adapter_value(&self, adapter: &str, key: &str, value: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO adapter_state (adapter, key, value, updated_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (adapter, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+        )
+        .bind(adapter)
+        .bind(key)
+        .bind(value)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 
     async fn count_by_state(&self) -> Result<Vec<(ExecState, u64)>, StoreError> {

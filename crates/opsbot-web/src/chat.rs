@@ -404,8 +404,24 @@ async fn say(state: &AppState, who: &SignedIn, key: &str, text: String, button: 
 
 /// Posts the engine's messages for other conversations that are web chat channels (an approval
 /// request for the approvers' channel, an approved run's job card for the requester's).
-/// Messages for other platforms are left to their adapters.
+/// Messages for other platforms go to the chat adapters' runtime.
 pub(crate) async fn deliver_elsewhere(state: &AppState, list: &[opsbot_engine::Elsewhere]) {
+    // The API and the command line have no conversation to post into.
+    let others: Vec<_> = list
+        .iter()
+        .filter(|e| !["web", "api", "cli", "terminal"].contains(&e.place.platform.as_str()))
+        .cloned()
+        .collect();
+    if !others.is_empty() {
+        match state.chat_runtime() {
+            Some(rt) => rt.deliver_elsewhere(others).await,
+            None => {
+                for e in others {
+                    tracing::warn!(place = %e.place, "no chat adapter serves this place; a message for it is dropped");
+                }
+            }
+        }
+    }
     for e in list {
         if e.place.platform != "web" {
             continue;

@@ -66,6 +66,8 @@ struct Inner {
     throttle: session::Throttle,
     /// Live web chat channels.
     chat: chat::ChatHub,
+    /// The chat adapters running next to the web server, if any (`opsbot serve`).
+    chat_runtime: std::sync::OnceLock<Arc<opsbot_engine::chat::ChatRuntime>>,
 }
 
 impl AppState {
@@ -88,6 +90,7 @@ impl AppState {
                 web,
                 throttle: session::Throttle::default(),
                 chat: chat::ChatHub::default(),
+                chat_runtime: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -103,6 +106,27 @@ impl AppState {
 
     pub(crate) fn chat(&self) -> &chat::ChatHub {
         &self.inner.chat
+    }
+
+    /// Connects the chat adapters: messages the web door makes for their conversations go to
+    /// them, and their health shows in `/readyz` and `/metrics`.
+    pub fn set_chat_runtime(&self, rt: Arc<opsbot_engine::chat::ChatRuntime>) {
+        let _ = self.inner.chat_runtime.set(rt);
+    }
+
+    pub(crate) fn chat_runtime(&self) -> Option<&Arc<opsbot_engine::chat::ChatRuntime>> {
+        self.inner.chat_runtime.get()
+    }
+
+    /// The chat adapters' health (empty without adapters).
+    pub(crate) fn chat_health(&self) -> Vec<opsbot_engine::chat::Health> {
+        self.chat_runtime().map(|r| r.health()).unwrap_or_default()
+    }
+
+    /// Delivers messages meant for web chat conversations (from a chat adapter's conversation:
+    /// an approval request for a web channel, an approved run's card for its web requester).
+    pub async fn deliver_elsewhere(&self, list: &[opsbot_engine::Elsewhere]) {
+        chat::deliver_elsewhere(self, list).await
     }
 
     /// Updates the web chat's job cards for a notice about a run asked for in the web chat

@@ -199,13 +199,19 @@ impl Metrics {
     }
 
     /// Sets the execution gauges (every state, 0 when none) and renders the text format.
-    pub fn render(&self, counts: &[(ExecState, u64)]) -> String {
+    pub fn render(&self, counts: &[(ExecState, u64)], adapters: &[opsbot_engine::chat::Health]) -> String {
         let count = |s: ExecState| counts.iter().filter(|(st, _)| *st == s).map(|(_, n)| *n).sum::<u64>();
         with_local_recorder(&self.recorder, || {
             for s in ExecState::ALL {
                 gauge!("opsbot_executions", "state" => s.as_str()).set(count(s) as f64);
             }
             gauge!("opsbot_queue_depth").set(count(ExecState::Queued) as f64);
+            for a in adapters {
+                let up = if a.connected { 1.0 } else { 0.0 };
+                gauge!("opsbot_adapter_connected", "adapter" => a.name.clone(), "type" => a.kind.clone()).set(up);
+                gauge!("opsbot_adapter_reconnects", "adapter" => a.name.clone()).set(a.reconnects as f64);
+                gauge!("opsbot_adapter_sent", "adapter" => a.name.clone()).set(a.sent as f64);
+            }
         });
         self.recorder.handle().render()
     }

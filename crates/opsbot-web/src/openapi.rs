@@ -42,6 +42,7 @@ const BEARER: &str = "bearer";
         ErrorBody,
         ErrorDetail,
         Ready,
+        AdapterView,
         JobList,
         JobView,
         ParamView,

@@ -2,7 +2,7 @@
 
 use crate::AppState;
 use crate::error::ApiError;
-use crate::views::{ErrorBody, Ready};
+use crate::views::{AdapterView, ErrorBody, Ready};
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -38,7 +38,21 @@ pub(crate) async fn healthz() -> &'static str {
 )]
 pub(crate) async fn readyz(State(state): State<AppState>) -> Result<Json<Ready>, ApiError> {
     match state.engine.store().ping().await {
-        Ok(()) => Ok(Json(Ready { status: "ready" })),
+        Ok(()) => Ok(Json(Ready {
+            status: "ready",
+            adapters: state
+                .chat_health()
+                .into_iter()
+                .map(|h| AdapterView {
+                    name: h.name,
+                    kind: h.kind,
+                    connected: h.connected,
+                    since: h.since.to_rfc3339(),
+                    last_error: h.last_error,
+                    reconnects: h.reconnects,
+                })
+                .collect(),
+        })),
         Err(e) => {
             let mut err = ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -66,7 +80,7 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Result<Json<Ready>,
 )]
 pub(crate) async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
     let counts = state.exec_counts().get(state.engine.store().as_ref()).await?;
-    let text = state.metrics().render(&counts);
+    let text = state.metrics().render(&counts, &state.chat_health());
     let mut resp = text.into_response();
     resp.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROMETHEUS_TEXT));

@@ -46,9 +46,31 @@ pub(crate) struct ApprovalPending {
 /// `/readyz` when the store answers.
 #[derive(Serialize, ToSchema)]
 pub(crate) struct Ready {
-    /// Always `ready`.
+    /// Always `ready`: the HTTP door and the store work. A chat adapter being down does not
+    /// make opsbot unready (its messages wait in the outbox); see `adapters`.
     #[schema(example = "ready")]
     pub status: &'static str,
+    /// Each chat adapter's connection (empty when none is configured).
+    pub adapters: Vec<AdapterView>,
+}
+
+/// A chat adapter's connection, in `/readyz`.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct AdapterView {
+    /// The adapter's name (`[adapters.NAME]`).
+    #[schema(example = "irc")]
+    pub name: String,
+    /// Its type.
+    #[schema(example = "irc")]
+    pub kind: String,
+    /// Whether it is connected now.
+    pub connected: bool,
+    /// Since when (RFC 3339) it is connected, or not.
+    pub since: String,
+    /// Why the last connection ended, if one did.
+    pub last_error: Option<String>,
+    /// Connections lost or failed since start.
+    pub reconnects: u64,
 }
 
 /// The jobs of the catalog.

@@ -42,6 +42,27 @@ pub fn check(path: &Path, no_secrets: bool) -> Result<ExitCode> {
             for p in a.people.iter().filter(|p| p.roles.is_empty()) {
                 println!("note: person `{}` has no role, so they may run nothing", p.key);
             }
+            if c.adapters.is_empty() {
+                println!("chat: no adapters; the web chat and `opsbot shell` are the chat doors");
+            }
+            for ad in &c.adapters {
+                // What this build can run: an adapter type left out at build time is a problem now,
+                // not at the first `serve`.
+                let built = match opsbot_adapters::build(ad, &[]) {
+                    Ok(b) => format!("can {}", b.capabilities().names().join(", ")),
+                    Err(e) => {
+                        eprintln!("{}: {e}", path.display());
+                        return Ok(ExitCode::from(1));
+                    }
+                };
+                println!(
+                    "chat: adapter `{}` ({}), sends at most {}/s (burst {}); {built}",
+                    ad.name,
+                    ad.kind.type_name(),
+                    ad.send_rate,
+                    ad.send_burst
+                );
+            }
             Ok(ExitCode::SUCCESS)
         }
         Err(LoadError::Invalid(diags)) => {

@@ -140,9 +140,10 @@ enum Cmd {
         #[arg(long, short)]
         follow: bool,
     },
-    /// Run the engine, the worker and the HTTP server until stopped (SIGINT/SIGTERM).
+    /// Run the engine, the worker, the chat adapters and the HTTP server until stopped (SIGINT/SIGTERM).
     ///
-    /// The HTTP server (`[web] listen`, default 127.0.0.1:8080) has the web console and web chat
+    /// Chat adapters are the config's `[adapters.NAME]` tables (IRC, Matrix, XMPP; see
+    /// docs/adapters/), all connected at once and reconnected by themselves. The HTTP server (`[web] listen`, default 127.0.0.1:8080) has the web console and web chat
     /// (sign in as a `[web.users.NAME]`; a user with `generated_password = true` gets a password
     /// printed at the first start), the REST API under /api/v1, and /healthz, /readyz, /metrics.
     /// The address to open is printed at start.

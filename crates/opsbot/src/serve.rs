@@ -29,6 +29,10 @@ const WEB_DRAIN: std::time::Duration = std::time::Duration::from_secs(5);
 pub async fn serve(config: &Path, db: Option<PathBuf>, listen: Option<SocketAddr>, no_web: bool) -> Result<ExitCode> {
     raise_open_file_limit();
     let mut rt = Runtime::start(config, db, false).await?;
+    // Chat adapters: built from [adapters.*]; messages they make for web conversations come
+    // back through `to_web`, and the web door hands theirs to the runtime.
+    let (to_web, mut for_web) = tokio::sync::mpsc::unbounded_channel::<opsbot_engine::Elsewhere>();
+    let chat = start_adapters(&rt, to_web).await?;
     let (stop_web, web_stopped) = tokio::sync::oneshot::channel::<()>();
     let mut web = None;
     let mut web_state = None;
@@ -45,6 +49,9 @@ pub async fn serve(config: &Path, db: Option<PathBuf>, listen: Option<SocketAddr
         let url = rt.config.web.public_url.clone().unwrap_or_else(|| format!("http://{bound}"));
         let users = settings.users.iter().map(|u| u.name.clone()).collect::<Vec<_>>();
         let state = opsbot_web::AppState::with_web(rt.engine.clone(), settings);
+        if let Some(c) = &chat {
+            state.set_chat_runtime(c.clone());
+        }
         web_state = Some(state.clone());
         web = Some(tokio::spawn(opsbot_web::serve(listener, state, async {
             let _ = web_stopped.await;
@@ -95,6 +102,9 @@ pub async fn serve(config: &Path, db: Option<PathBuf>, listen: Option<SocketAddr
         if let Some(s) = &web_state {
             s.deliver_notice(&n).await;
         }
+        if let Some(c) = &chat {
+            c.deliver_notice(&n).await;
+        }
     }
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     loop {
@@ -105,8 +115,17 @@ pub async fn serve(config: &Path, db: Option<PathBuf>, listen: Option<SocketAddr
                     if let Some(s) = &web_state {
                         s.deliver_notice(&n).await;
                     }
+                    if let Some(c) = &chat {
+                        c.deliver_notice(&n).await;
+                    }
                 }
                 None => break,
+            },
+            Some(e) = for_web.recv() => {
+                match &web_state {
+                    Some(s) => s.deliver_elsewhere(std::slice::from_ref(&e)).await,
+                    None => tracing::warn!(place = %e.place, "the web server is off; a message for the web chat is dropped"),
+                }
             },
             _ = tokio::signal::ctrl_c() => break,
             _ = term.recv() => break,
@@ -129,6 +148,53 @@ pub async fn serve(config: &Path, db: Option<PathBuf>, listen: Option<SocketAddr
             }
         }
     };
-    tokio::join!(web_done, rt.stop());
+    let chat_done = async {
+        if let Some(c) = &chat {
+            c.stop().await;
+        }
+    };
+    tokio::join!(web_done, chat_done, rt.stop());
     Ok(ExitCode::SUCCESS)
+}
+
+/// Builds and starts the configured chat adapters; `None` when there are none.
+async fn start_adapters(
+    rt: &Runtime,
+    to_web: opsbot_engine::chat::Forward,
+) -> Result<Option<std::sync::Arc<opsbot_engine::chat::ChatRuntime>>> {
+    if rt.config.adapters.is_empty() {
+        return Ok(None);
+    }
+    let mut specs = Vec::new();
+    for a in &rt.config.adapters {
+        // The accounts [people.*] lists on this adapter (for "join when a person invites").
+        let people: Vec<String> = rt
+            .config
+            .access
+            .people
+            .iter()
+            .flat_map(|p| p.accounts.iter())
+            .filter(|acc| acc.platform == a.name)
+            .map(|acc| acc.id.clone())
+            .collect();
+        let adapter = opsbot_adapters::build(a, &people).map_err(|e| anyhow::anyhow!(e))?;
+        eprintln!(
+            "opsbot: chat adapter `{}` ({}) can {}.",
+            a.name,
+            a.kind.type_name(),
+            match adapter.capabilities().names() {
+                n if n.is_empty() => "send plain messages".to_string(),
+                n => n.join(", "),
+            }
+        );
+        specs.push(opsbot_engine::chat::AdapterSpec {
+            adapter,
+            kind: a.kind.type_name().to_string(),
+            send_rate: a.send_rate,
+            send_burst: a.send_burst,
+        });
+    }
+    Ok(Some(
+        opsbot_engine::chat::ChatRuntime::start(rt.engine.clone(), specs, Some(to_web)).await,
+    ))
 }

@@ -9,7 +9,6 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
-use tokio::sync::mpsc;
 
 /// Runs the terminal chat until end of input (then waits for this session's runs) or Ctrl-C.
 pub async fn shell(config: &Path, db: Option<PathBuf>, user: Option<String>, wait: bool, worker: bool, color: &str) -> Result<ExitCode> {
@@ -34,10 +33,10 @@ pub async fn shell(config: &Path, db: Option<PathBuf>, user: Option<String>, wai
         adapter.print(&n.reply);
     }
 
-    let (tx, mut inbox) = mpsc::channel(64);
+    let (ctx, mut inbox, _stop) = opsbot_core::AdapterContext::standalone();
     let reader = {
         let a = adapter.clone();
-        tokio::spawn(async move { a.run(tx).await })
+        tokio::spawn(async move { a.run(&ctx).await })
     };
     let mut pending: BTreeSet<i64> = BTreeSet::new();
     let mut ended: BTreeSet<i64> = BTreeSet::new();

@@ -2,6 +2,7 @@
 //! and place, and an audit record for every decision.
 
 mod access;
+mod chat;
 mod review;
 
 use opsbot_core::config::{Config, LoadOptions};

@@ -84,7 +84,7 @@ async fn reopening_keeps_data_and_migrates_once() {
             .expect("count");
         let (rows, versions): (i64, i64) = (row.get(0), row.get(1));
         assert_eq!(rows, versions);
-        assert_eq!(versions, 7, "0001_init … 0007_access");
+        assert_eq!(versions, 8, "0001_init … 0008_outbox");
         store.pool().close().await;
     }
 

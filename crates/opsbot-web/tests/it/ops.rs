@@ -13,7 +13,7 @@ async fn healthz_and_readyz_answer() {
     assert!(r.header("content-type").starts_with("text/plain"));
     let r = t.call(Request::get("/readyz").body(Body::empty()).unwrap()).await;
     assert_eq!(r.status, StatusCode::OK);
-    assert_eq!(r.json(), serde_json::json!({"status": "ready"}));
+    assert_eq!(r.json(), serde_json::json!({"status": "ready", "adapters": []}));
 }
 
 #[tokio::test]

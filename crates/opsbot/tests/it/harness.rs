@@ -40,7 +40,9 @@ impl Sandbox {
     }
     /// A command for the binary on this sandbox's database, with fast demo scripts.
     pub fn cmd(&self, config: &Path) -> Command {
-        let mut c = Command::new(BIN);
+        // bench/chat.sh measures a release build through the same tests.
+        let bin = std::env::var_os("OPSBOT_TEST_BIN").unwrap_or_else(|| BIN.into());
+        let mut c = Command::new(bin);
         c.arg("--config").arg(config).arg("--db").arg(self.db());
         c.env("OPSBOT_DEMO_STEP", "0.05")
             .env("NO_COLOR", "1")

@@ -6,6 +6,7 @@ mod audit;
 mod browser;
 mod check;
 mod client;
+mod conformance;
 mod dialogs;
 mod harness;
 mod hostile;

@@ -1,0 +1,798 @@
+//! IRC: one connection to one network, over plain TCP or TLS (tokio-rustls).
+//!
+//! The connection loop is written here by hand on tokio rather than with the `irc` crate:
+//! that crate's TLS defaults to OpenSSL (a system library opsbot does not link), and its
+//! client hides what a bot must control itself — SASL failures as clear errors, the nick
+//! actually obtained after a collision, pacing of every line, and what happens to malformed
+//! input. Lines are parsed with `irc-proto` (the `irc` crate's own parser, without the client).
+//!
+//! What it does: `PASS`, IRCv3 capability negotiation (`CAP LS 302`, requesting `sasl`,
+//! `account-tag`, `extended-join`, `account-notify` and `message-tags` where offered), SASL
+//! PLAIN, `NICK`/`USER` with `_`/digits appended on a collision, NickServ `IDENTIFY`, joining
+//! the configured channels (rejoining after a kick), `PING`/`PONG`, and `QUIT` on shutdown.
+//! Incoming `PRIVMSG`s become envelopes: `nick: text` / `nick, text` in a channel is a
+//! mention (stripped), a private message is direct. A user is `account:NAME` when the server
+//! tags messages with the sender's services account (`account-tag`), else `nick!user@host`.
+//! Replies go out as plain lines (see [`render`]), paced by a token bucket (`line_rate`,
+//! `line_burst`), each short enough that the line recipients get fits IRC's 512 bytes.
+
+pub mod render;
+
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use irc_proto::{CapSubCommand, Command, Message, Prefix, Response};
+use opsbot_core::config::IrcConfig;
+use opsbot_core::{Adapter, AdapterContext, Capabilities, Envelope, Place, Posted, Reply, SendError, UserId};
+use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+
+/// Longest line read from the server (IRCv3 tags included); longer ones are discarded.
+pub const MAX_LINE: usize = 8 * 1024;
+/// How long connecting (TCP and TLS) may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long registration (up to the welcome) may take.
+const REGISTER_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long writing one line may take before the connection counts as broken.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Wait before rejoining a channel the bot was kicked from.
+const REJOIN_DELAY: Duration = Duration::from_secs(3);
+/// Silence from the server after which the bot sends a PING of its own.
+const IDLE_PING: Duration = Duration::from_secs(120);
+/// Silence after which the connection counts as dead.
+const IDLE_DEAD: Duration = Duration::from_secs(240);
+/// Nicks tried after a collision before giving up.
+const NICK_ATTEMPTS: u32 = 10;
+/// Capabilities requested when the server offers them (`sasl` only when configured).
+const WANTED_CAPS: &[&str] = &["account-tag", "extended-join", "account-notify", "message-tags"];
+
+trait Stream: AsyncRead + AsyncWrite + Send + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> Stream for T {}
+
+/// One line for the connection to write, and where to say whether it was written.
+struct Outgoing {
+    line: String,
+    ack: oneshot::Sender<Result<(), String>>,
+}
+
+/// What `post` shares with the running connection.
+struct Shared {
+    /// Set by `run` while connected.
+    out: Mutex<Option<mpsc::Sender<Outgoing>>>,
+    /// The nick the server gave us (the configured one, or with `_`/digits after a collision).
+    nick: Mutex<String>,
+    /// Paces the lines sent (`line_rate`, `line_burst`).
+    limiter: DefaultDirectRateLimiter,
+}
+
+/// An IRC network connection.
+pub struct IrcAdapter {
+    name: String,
+    cfg: IrcConfig,
+    username: String,
+    tls: Option<Arc<rustls::ClientConfig>>,
+    shared: Arc<Shared>,
+}
+
+impl IrcAdapter {
+    /// An adapter for the network `cfg` describes (secrets already resolved); fails when the
+    /// TLS settings cannot be loaded.
+    pub fn new(name: &str, cfg: IrcConfig) -> Result<Self, String> {
+        let tls = if cfg.tls {
+            Some(crate::tls::client_config(cfg.tls_ca.as_deref()).map_err(|e| format!("adapter `{name}`: {e}"))?)
+        } else {
+            None
+        };
+        let rate = if cfg.line_rate.is_finite() && cfg.line_rate > 0.0 {
+            cfg.line_rate
+        } else {
+            2.0
+        };
+        let burst = NonZeroU32::new(cfg.line_burst.max(1)).unwrap_or(NonZeroU32::MIN);
+        let quota = Quota::with_period(Duration::from_secs_f64(1.0 / rate))
+            .ok_or_else(|| format!("adapter `{name}`: line_rate {rate} is out of range"))?
+            .allow_burst(burst);
+        let username = cfg.username.clone().unwrap_or_else(|| cfg.nick.clone());
+        Ok(Self {
+            name: name.to_string(),
+            username,
+            tls,
+            shared: Arc::new(Shared {
+                out: Mutex::new(None),
+                nick: Mutex::new(cfg.nick.clone()),
+                limiter: RateLimiter::direct(quota),
+            }),
+            cfg,
+        })
+    }
+
+    /// The nick the bot has now (after a collision, not the configured one).
+    pub fn current_nick(&self) -> String {
+        lock(&self.shared.nick).clone()
+    }
+
+    fn port(&self) -> u16 {
+        self.cfg.port.unwrap_or(if self.cfg.tls { 6697 } else { 6667 })
+    }
+
+    fn sender(&self) -> Result<mpsc::Sender<Outgoing>, SendError> {
+        lock(&self.shared.out)
+            .clone()
+            .ok_or_else(|| SendError::Unavailable(format!("not connected to {}", self.cfg.server)))
+    }
+
+    async fn connect(&self) -> Result<Box<dyn Stream>, String> {
+        let addr = (self.cfg.server.as_str(), self.port());
+        let where_ = format!("{}:{}", self.cfg.server, self.port());
+        let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
+            .await
+            .map_err(|_| format!("connecting to {where_} timed out"))?
+            .map_err(|e| format!("cannot connect to {where_}: {e}"))?;
+        let _ = tcp.set_nodelay(true);
+        let Some(tls) = &self.tls else {
+            return Ok(Box::new(tcp));
+        };
+        let server_name = rustls::pki_types::ServerName::try_from(self.cfg.server.clone())
+            .map_err(|e| format!("`{}` cannot be checked against a TLS certificate: {e}", self.cfg.server))?;
+        let stream = tokio::time::timeout(
+            CONNECT_TIMEOUT,
+            tokio_rustls::TlsConnector::from(tls.clone()).connect(server_name, tcp),
+        )
+        .await
+        .map_err(|_| format!("TLS handshake with {where_} timed out"))?
+        .map_err(|e| format!("TLS handshake with {where_} failed: {e}"))?;
+        Ok(Box::new(stream))
+    }
+
+    /// One connection, from connecting to the end.
+    async fn session(&self, ctx: &AdapterContext, mut rx: mpsc::Receiver<Outgoing>, tx: mpsc::Sender<Outgoing>) -> Result<(), String> {
+        let setup = async {
+            let stream = self.connect().await?;
+            let (r, w) = tokio::io::split(stream);
+            let mut reader = LineReader::new(r);
+            let mut w = Writer { w };
+            let nick = tokio::time::timeout(REGISTER_TIMEOUT, self.register(&mut reader, &mut w))
+                .await
+                .map_err(|_| format!("{} did not complete registration within {REGISTER_TIMEOUT:?}", self.cfg.server))??;
+            Ok::<_, String>((reader, w, nick))
+        };
+        // Stopping while connecting or registering needs no goodbye.
+        let (mut reader, mut w, nick) = tokio::select! {
+            r = setup => r?,
+            _ = ctx.stopped() => return Ok(()),
+        };
+        *lock(&self.shared.nick) = nick.clone();
+        info!(adapter = %self.name, server = %self.cfg.server, %nick, "registered on IRC");
+        if let Some(pw) = &self.cfg.nickserv_password {
+            w.send(&format!("PRIVMSG NickServ :IDENTIFY {} {}", self.cfg.nick, render::sanitize(pw)))
+                .await?;
+        }
+        for ch in &self.cfg.channels {
+            w.send(&format!("JOIN {}", ch.trim())).await?;
+        }
+        *lock(&self.shared.out) = Some(tx);
+        ctx.connected();
+
+        let mut rejoins: Vec<(Instant, String)> = Vec::new();
+        let mut last_read = Instant::now();
+        let mut pinged = false;
+        let mut tick = tokio::time::interval(Duration::from_secs(15));
+        loop {
+            let next_rejoin = rejoins.iter().map(|r| r.0).min();
+            tokio::select! {
+                _ = ctx.stopped() => {
+                    let _ = w.send("QUIT :bye").await;
+                    let _ = tokio::time::timeout(Duration::from_secs(2), w.w.shutdown()).await;
+                    return Ok(());
+                }
+                line = reader.next_line() => {
+                    let Some(line) = line.map_err(|e| format!("reading from {} failed: {e}", self.cfg.server))? else {
+                        return Err(format!("{} closed the connection", self.cfg.server));
+                    };
+                    last_read = Instant::now();
+                    pinged = false;
+                    let Some(msg) = parse(&line) else { continue };
+                    self.handle(ctx, &mut w, msg, &mut rejoins).await?;
+                }
+                Some(out) = rx.recv() => {
+                    let r = w.send(&out.line).await;
+                    let _ = out.ack.send(r.clone());
+                    r?;
+                }
+                _ = tokio::time::sleep_until(next_rejoin.unwrap_or_else(Instant::now)), if next_rejoin.is_some() => {
+                    let now = Instant::now();
+                    let due: Vec<String> = rejoins.iter().filter(|r| r.0 <= now).map(|r| r.1.clone()).collect();
+                    rejoins.retain(|r| r.0 > now);
+                    for ch in due {
+                        w.send(&format!("JOIN {}", self.channel_with_key(&ch))).await?;
+                    }
+                }
+                _ = tick.tick() => {
+                    let idle = last_read.elapsed();
+                    if idle > IDLE_DEAD {
+                        return Err(format!("{} sent nothing for {idle:?} (ping timeout)", self.cfg.server));
+                    }
+                    if idle > IDLE_PING && !pinged {
+                        pinged = true;
+                        w.send("PING :opsbot").await?;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Registers (PASS, CAP, SASL, NICK, USER) up to the welcome; returns the nick obtained.
+    async fn register<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
+        &self,
+        reader: &mut LineReader<R>,
+        w: &mut Writer<W>,
+    ) -> Result<String, String> {
+        let cfg = &self.cfg;
+        let sasl = cfg.sasl_user.as_deref().zip(cfg.sasl_password.as_deref());
+        if let Some(pw) = &cfg.server_password {
+            w.send(&format!("PASS :{}", render::sanitize(pw))).await?;
+        }
+        w.send("CAP LS 302").await?;
+        let mut nick = cfg.nick.clone();
+        w.send(&format!("NICK {nick}")).await?;
+        let realname = render::sanitize(cfg.realname.as_deref().unwrap_or("opsbot"));
+        w.send(&format!("USER {} 0 * :{}", self.username, realname)).await?;
+        let mut offered: Vec<String> = Vec::new();
+        let mut attempts = 0u32;
+        let mut sasl_done = false;
+        let mut cap_ended = false;
+        loop {
+            let Some(line) = reader
+                .next_line()
+                .await
+                .map_err(|e| format!("reading from {} failed: {e}", cfg.server))?
+            else {
+                return Err(format!("{} closed the connection during registration", cfg.server));
+            };
+            let Some(msg) = parse(&line) else { continue };
+            match msg.command {
+                Command::PING(a, _) => w.send(&format!("PONG :{a}")).await?,
+                Command::ERROR(m) => return Err(format!("{} refused the connection: {m}", cfg.server)),
+                Command::CAP(_, CapSubCommand::LS, a, b) => {
+                    // `CAP * LS * :caps` continues on the next line; `CAP * LS :caps` ends.
+                    let (more, list) = match b {
+                        Some(list) => (a.as_deref() == Some("*"), list),
+                        None => (false, a.unwrap_or_default()),
+                    };
+                    offered.extend(
+                        list.split_whitespace()
+                            .map(|c| c.split('=').next().unwrap_or(c).to_ascii_lowercase()),
+                    );
+                    if more {
+                        continue;
+                    }
+                    let mut want: Vec<&str> = Vec::new();
+                    if sasl.is_some() {
+                        if !offered.iter().any(|c| c == "sasl") {
+                            return Err(format!(
+                                "sasl_user is set but {} does not offer SASL (offered: {})",
+                                cfg.server,
+                                if offered.is_empty() {
+                                    "nothing".to_string()
+                                } else {
+                                    offered.join(" ")
+                                }
+                            ));
+                        }
+                        want.push("sasl");
+                    }
+                    want.extend(WANTED_CAPS.iter().copied().filter(|c| offered.iter().any(|o| o == c)));
+                    if want.is_empty() {
+                        cap_ended = true;
+                        w.send("CAP END").await?;
+                    } else {
+                        w.send(&format!("CAP REQ :{}", want.join(" "))).await?;
+                    }
+                }
+                Command::CAP(_, CapSubCommand::ACK, a, b) => {
+                    let list = b.or(a).unwrap_or_default();
+                    let acked: Vec<String> = list
+                        .split_whitespace()
+                        .map(|c| c.trim_start_matches(['-', '~', '=']).to_ascii_lowercase())
+                        .collect();
+                    debug!(adapter = %self.name, caps = %acked.join(" "), "capabilities acknowledged");
+                    if sasl.is_some() && acked.iter().any(|c| c == "sasl") {
+                        w.send("AUTHENTICATE PLAIN").await?;
+                    } else if !cap_ended {
+                        cap_ended = true;
+                        w.send("CAP END").await?;
+                    }
+                }
+                Command::CAP(_, CapSubCommand::NAK, a, b) => {
+                    let list = b.or(a).unwrap_or_default();
+                    if sasl.is_some() {
+                        return Err(format!("{} refused the capabilities `{list}`, so SASL cannot be used", cfg.server));
+                    }
+                    warn!(adapter = %self.name, caps = %list, "the server refused capabilities; going on without them");
+                    if !cap_ended {
+                        cap_ended = true;
+                        w.send("CAP END").await?;
+                    }
+                }
+                Command::AUTHENTICATE(d) if d == "+" => {
+                    let Some((user, pass)) = sasl else { continue };
+                    for chunk in sasl_plain_chunks(user, pass) {
+                        w.send(&format!("AUTHENTICATE {chunk}")).await?;
+                    }
+                }
+                Command::Response(code, args) => {
+                    let text = args.last().cloned().unwrap_or_default();
+                    match code {
+                        Response::RPL_WELCOME => {
+                            if let Some(n) = args.first().filter(|n| !n.is_empty() && *n != "*") {
+                                nick = n.clone();
+                            }
+                            if sasl.is_some() && !sasl_done {
+                                return Err(format!("{} ended registration before SASL completed", cfg.server));
+                            }
+                            return Ok(nick);
+                        }
+                        Response::ERR_NICKNAMEINUSE | Response::ERR_NICKCOLLISION => {
+                            attempts += 1;
+                            if attempts > NICK_ATTEMPTS {
+                                return Err(format!(
+                                    "the nick {} and {NICK_ATTEMPTS} variants are all taken on {}",
+                                    cfg.nick, cfg.server
+                                ));
+                            }
+                            nick = alternative_nick(&cfg.nick, attempts);
+                            info!(adapter = %self.name, %nick, "nick in use; trying another");
+                            w.send(&format!("NICK {nick}")).await?;
+                        }
+                        Response::ERR_ERRONEOUSNICKNAME => return Err(format!("{} refuses the nick {nick}: {text}", cfg.server)),
+                        Response::ERR_PASSWDMISMATCH => return Err(format!("{} refused the server password: {text}", cfg.server)),
+                        Response::ERR_YOUREBANNEDCREEP => return Err(format!("{} bans this connection: {text}", cfg.server)),
+                        Response::RPL_LOGGEDIN => info!(adapter = %self.name, "SASL: {text}"),
+                        Response::RPL_SASLSUCCESS | Response::ERR_SASLALREADY => {
+                            sasl_done = true;
+                            if !cap_ended {
+                                cap_ended = true;
+                                w.send("CAP END").await?;
+                            }
+                        }
+                        Response::ERR_SASLFAIL | Response::ERR_SASLTOOLONG | Response::ERR_SASLABORT | Response::ERR_NICKLOCKED => {
+                            let _ = w.send("QUIT :SASL failed").await;
+                            return Err(format!(
+                                "SASL PLAIN login as `{}` failed on {} ({}): {text}",
+                                cfg.sasl_user.as_deref().unwrap_or(""),
+                                cfg.server,
+                                code as u16
+                            ));
+                        }
+                        Response::ERR_UNKNOWNCOMMAND if sasl.is_some() && args.get(1).is_some_and(|c| c.eq_ignore_ascii_case("CAP")) => {
+                            return Err(format!("sasl_user is set but {} knows no capabilities (no SASL)", cfg.server));
+                        }
+                        _ => {}
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// `#chan KEY` for a configured channel with a key, else the channel.
+    fn channel_with_key(&self, ch: &str) -> String {
+        self.cfg
+            .channels
+            .iter()
+            .find(|c| c.split(' ').next().is_some_and(|n| irc_eq(n, ch)))
+            .map(|c| c.trim().to_string())
+            .unwrap_or_else(|| ch.to_string())
+    }
+
+    /// One message after registration.
+    async fn handle<W: AsyncWrite + Unpin>(
+        &self,
+        ctx: &AdapterContext,
+        w: &mut Writer<W>,
+        msg: Message,
+        rejoins: &mut Vec<(Instant, String)>,
+    ) -> Result<(), String> {
+        let nick = lock(&self.shared.nick).clone();
+        match msg.command {
+            Command::PING(a, _) => w.send(&format!("PONG :{a}")).await?,
+            Command::ERROR(m) => return Err(format!("{} closed the link: {m}", self.cfg.server)),
+            Command::PRIVMSG(target, text) => {
+                if let Some(env) = self.envelope(&nick, msg.tags.as_deref(), msg.prefix.as_ref(), &target, &text)
+                    && ctx.inbox.send(env).await.is_err()
+                {
+                    return Err("opsbot's inbox is closed".into());
+                }
+            }
+            Command::NICK(new) if source_nick(msg.prefix.as_ref()).is_some_and(|n| irc_eq(n, &nick)) => {
+                info!(adapter = %self.name, %new, "nick changed");
+                *lock(&self.shared.nick) = new;
+            }
+            Command::KICK(chan, who, reason) if irc_eq(&who, &nick) => {
+                warn!(adapter = %self.name, channel = %chan, reason = ?reason, "kicked; rejoining in {REJOIN_DELAY:?}");
+                rejoins.push((Instant::now() + REJOIN_DELAY, chan));
+            }
+            Command::Response(code, args) => match code {
+                Response::ERR_CANNOTSENDTOCHAN
+                | Response::ERR_NOSUCHNICK
+                | Response::ERR_NOSUCHCHANNEL
+                | Response::ERR_BANNEDFROMCHAN
+                | Response::ERR_BADCHANNELKEY
+                | Response::ERR_INVITEONLYCHAN
+                | Response::ERR_CHANNELISFULL
+                | Response::ERR_TOOMANYCHANNELS => {
+                    warn!(adapter = %self.name, code = code as u16, "{}", args.get(1..).map(|a| a.join(" ")).unwrap_or_default());
+                }
+                _ => {}
+            },
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// The envelope for a `PRIVMSG`, or `None` for what the bot ignores (its own messages,
+    /// CTCP, messages to other targets).
+    fn envelope(
+        &self,
+        nick: &str,
+        tags: Option<&[irc_proto::message::Tag]>,
+        prefix: Option<&Prefix>,
+        target: &str,
+        text: &str,
+    ) -> Option<Envelope> {
+        let Some(Prefix::Nickname(from, user, host)) = prefix else {
+            return None;
+        };
+        if from.is_empty() || irc_eq(from, nick) {
+            return None;
+        }
+        if text.starts_with('\x01') {
+            debug!(adapter = %self.name, %from, "CTCP ignored");
+            return None;
+        }
+        let text = strip_formatting(text);
+        let channel = target.starts_with(['#', '&', '+', '!']);
+        if !channel && !irc_eq(target, nick) {
+            return None;
+        }
+        let (mentioned, text) = match strip_mention(&text, nick) {
+            Some(rest) => (true, rest.to_string()),
+            None => (false, text.trim().to_string()),
+        };
+        let account = tags
+            .unwrap_or_default()
+            .iter()
+            .find(|t| t.0 == "account")
+            .and_then(|t| t.1.as_deref())
+            .filter(|a| !a.is_empty() && *a != "*");
+        let id = match account {
+            Some(a) => format!("account:{a}"),
+            None => format!("{from}!{user}@{host}"),
+        };
+        Some(Envelope {
+            user: UserId::new(&self.name, id),
+            display_name: Some(from.clone()),
+            place: Place::new(&self.name, if channel { target } else { from.as_str() }),
+            direct: !channel,
+            mentioned,
+            text,
+            button: None,
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl Adapter for IrcAdapter {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            direct: true,
+            ..Capabilities::default()
+        }
+    }
+
+    async fn run(&self, ctx: &AdapterContext) -> Result<(), String> {
+        struct Clear<'a>(&'a Shared);
+        impl Drop for Clear<'_> {
+            fn drop(&mut self) {
+                *lock(&self.0.out) = None;
+            }
+        }
+        let _clear = Clear(&self.shared);
+        let (tx, rx) = mpsc::channel(16);
+        let r = self.session(ctx, rx, tx).await;
+        if let Err(e) = &r {
+            warn!(adapter = %self.name, "IRC connection ended: {e}");
+        }
+        r
+    }
+
+    async fn post(&self, place: &Place, reply: &Reply) -> Result<Posted, SendError> {
+        let target = place.channel.as_str();
+        if target.is_empty() || target.len() > 200 || target.chars().any(|c| c.is_whitespace() || c.is_control() || c == ',' || c == ':') {
+            return Err(SendError::Rejected(format!("`{target}` is not an IRC channel or nick")));
+        }
+        self.sender()?;
+        let nick = self.current_nick();
+        let budget = render::text_budget(&nick, &self.username, target);
+        let lines = render::render(reply, self.cfg.max_lines as usize, budget);
+        for l in lines {
+            self.shared.limiter.until_ready().await;
+            let tx = self.sender()?;
+            let (ack, done) = oneshot::channel();
+            tx.send(Outgoing {
+                line: format!("PRIVMSG {target} :{l}"),
+                ack,
+            })
+            .await
+            .map_err(|_| SendError::Unavailable("the IRC connection closed".into()))?;
+            done.await
+                .map_err(|_| SendError::Unavailable("the IRC connection closed".into()))?
+                .map_err(SendError::Unavailable)?;
+        }
+        Ok(Posted { id: None })
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The write side of the connection: whole lines, CR LF added, with a timeout.
+struct Writer<W> {
+    w: W,
+}
+
+impl<W: AsyncWrite + Unpin> Writer<W> {
+    async fn send(&mut self, line: &str) -> Result<(), String> {
+        // Lines are built from sanitised parts; this is the last guard against a line break.
+        let mut bytes: Vec<u8> = line.bytes().filter(|b| !matches!(b, b'\r' | b'\n' | 0)).collect();
+        bytes.extend_from_slice(b"\r\n");
+        match tokio::time::timeout(WRITE_TIMEOUT, async {
+            self.w.write_all(&bytes).await?;
+            self.w.flush().await
+        })
+        .await
+        {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(format!("writing to the IRC server failed: {e}")),
+            Err(_) => Err("writing to the IRC server timed out".into()),
+        }
+    }
+}
+
+/// Reads lines of at most [`MAX_LINE`] bytes; longer ones are discarded whole (memory stays
+/// bounded). Cancel-safe: nothing read is lost when a `select!` drops the future.
+struct LineReader<R> {
+    r: R,
+    buf: Vec<u8>,
+    discarding: bool,
+    chunk: Box<[u8; 4096]>,
+}
+
+impl<R: AsyncRead + Unpin> LineReader<R> {
+    fn new(r: R) -> Self {
+        Self {
+            r,
+            buf: Vec::with_capacity(1024),
+            discarding: false,
+            chunk: Box::new([0; 4096]),
+        }
+    }
+
+    /// The next line without its CR LF, `None` at the end of the stream.
+    async fn next_line(&mut self) -> std::io::Result<Option<Vec<u8>>> {
+        loop {
+            if let Some(pos) = self.buf.iter().position(|&b| b == b'\n') {
+                let mut line: Vec<u8> = self.buf.drain(..=pos).collect();
+                line.pop();
+                while line.last() == Some(&b'\r') {
+                    line.pop();
+                }
+                if std::mem::take(&mut self.discarding) {
+                    continue;
+                }
+                if line.len() > MAX_LINE {
+                    warn!(bytes = line.len(), "IRC: over-long line from the server discarded");
+                    continue;
+                }
+                return Ok(Some(line));
+            }
+            if self.buf.len() > MAX_LINE {
+                if !self.discarding {
+                    warn!("IRC: over-long line from the server discarded");
+                }
+                self.discarding = true;
+                self.buf.clear();
+            }
+            let n = self.r.read(&mut self.chunk[..]).await?;
+            if n == 0 {
+                return Ok(None);
+            }
+            self.buf.extend_from_slice(&self.chunk[..n]);
+        }
+    }
+}
+
+/// Parses one line (decoded lossily); malformed lines are logged and skipped.
+fn parse(line: &[u8]) -> Option<Message> {
+    let text = String::from_utf8_lossy(line);
+    if matches!(text, std::borrow::Cow::Owned(_)) {
+        debug!("IRC: a line that is not UTF-8 was decoded lossily");
+    }
+    let text: String = text.chars().filter(|&c| c != '\0' && c != '\r' && c != '\n').collect();
+    if text.trim().is_empty() {
+        return None;
+    }
+    // irc-proto slices by index; keep a parser bug on odd input from taking the bot down.
+    match std::panic::catch_unwind(|| text.parse::<Message>()) {
+        Ok(Ok(m)) => Some(m),
+        Ok(Err(e)) => {
+            warn!("IRC: malformed line skipped: {e}");
+            None
+        }
+        Err(_) => {
+            warn!(line = %text.chars().take(200).collect::<String>(), "IRC: unparsable line skipped");
+            None
+        }
+    }
+}
+
+fn source_nick(p: Option<&Prefix>) -> Option<&str> {
+    match p {
+        Some(Prefix::Nickname(n, _, _)) => Some(n),
+        _ => None,
+    }
+}
+
+/// The nick to try after `attempt` collisions: `nick_`, then `nick_2`, `nick_3`, …
+fn alternative_nick(base: &str, attempt: u32) -> String {
+    if attempt <= 1 {
+        format!("{base}_")
+    } else {
+        format!("{base}_{attempt}")
+    }
+}
+
+/// Case-insensitive nick/channel comparison (RFC 1459 case mapping: `[]\~` are the upper case
+/// of `{}|^`).
+pub fn irc_eq(a: &str, b: &str) -> bool {
+    fn low(c: char) -> char {
+        match c {
+            '[' => '{',
+            ']' => '}',
+            '\\' => '|',
+            '~' => '^',
+            c => c.to_ascii_lowercase(),
+        }
+    }
+    a.len() == b.len() && a.chars().zip(b.chars()).all(|(x, y)| low(x) == low(y))
+}
+
+/// `nick: text` or `nick, text` addressed to `nick` → `Some("text")`.
+pub fn strip_mention<'a>(text: &'a str, nick: &str) -> Option<&'a str> {
+    let t = text.trim_start();
+    let head = t.get(..nick.len())?;
+    if !irc_eq(head, nick) {
+        return None;
+    }
+    let rest = &t[nick.len()..];
+    let rest = rest.strip_prefix(':').or_else(|| rest.strip_prefix(','))?;
+    Some(rest.trim())
+}
+
+/// Text without IRC formatting codes (bold, colours, italics, …).
+pub fn strip_formatting(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut it = s.chars().peekable();
+    while let Some(c) = it.next() {
+        match c {
+            '\x03' => {
+                // ^C[fg[,bg]] with one or two digits each
+                for _ in 0..2 {
+                    if it.peek().is_some_and(char::is_ascii_digit) {
+                        it.next();
+                    }
+                }
+                let mut look = it.clone();
+                if look.next() == Some(',') && look.peek().is_some_and(char::is_ascii_digit) {
+                    it.next();
+                    for _ in 0..2 {
+                        if it.peek().is_some_and(char::is_ascii_digit) {
+                            it.next();
+                        }
+                    }
+                }
+            }
+            '\x04' => {
+                for _ in 0..6 {
+                    if it.peek().is_some_and(char::is_ascii_hexdigit) {
+                        it.next();
+                    }
+                }
+            }
+            '\x02' | '\x0f' | '\x11' | '\x16' | '\x1d' | '\x1e' | '\x1f' => {}
+            c if c.is_control() => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// `AUTHENTICATE` payloads for SASL PLAIN: base64 of `user\0user\0pass` in 400-byte pieces
+/// (a `+` after a full last piece).
+pub fn sasl_plain_chunks(user: &str, pass: &str) -> Vec<String> {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(format!("{user}\0{user}\0{pass}"));
+    let mut out: Vec<String> = b64
+        .as_bytes()
+        .chunks(400)
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+        .collect();
+    if b64.len() % 400 == 0 {
+        out.push("+".into());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mentions() {
+        assert_eq!(strip_mention("opsbot: deploy web", "opsbot"), Some("deploy web"));
+        assert_eq!(strip_mention("OpsBot, deploy", "opsbot"), Some("deploy"));
+        assert_eq!(strip_mention("opsbot_: help", "opsbot_"), Some("help"));
+        assert_eq!(strip_mention("opsbot: help", "opsbot_"), None);
+        assert_eq!(strip_mention("opsbotx: help", "opsbot"), None);
+        assert_eq!(strip_mention("!deploy", "opsbot"), None);
+        assert_eq!(strip_mention("中文", "opsbot"), None);
+    }
+
+    #[test]
+    fn formatting_is_stripped() {
+        assert_eq!(strip_formatting("\x02bold\x02 \x0304,12red\x03 \x1ditalic\x0f"), "bold red italic");
+        assert_eq!(strip_formatting("\x0312,text"), ",text");
+    }
+
+    #[test]
+    fn sasl_plain() {
+        assert_eq!(sasl_plain_chunks("ana", "pw"), vec!["YW5hAGFuYQBwdw==".to_string()]);
+        let long = sasl_plain_chunks("u", &"p".repeat(600));
+        assert!(long.iter().all(|c| c.len() <= 400) && long.len() == 3);
+    }
+
+    #[test]
+    fn nicks() {
+        assert!(irc_eq("Ops[bot]", "ops{BOT}"));
+        assert_eq!(alternative_nick("opsbot", 1), "opsbot_");
+        assert_eq!(alternative_nick("opsbot", 2), "opsbot_2");
+    }
+
+    #[test]
+    fn garbage_does_not_parse_or_panic() {
+        for l in [
+            &b"\xff\xfe garbage"[..],
+            b":",
+            b"@",
+            b"@a=b",
+            b":x",
+            b" :",
+            b"PRIVMSG",
+            b"\r",
+            b"001",
+        ] {
+            let _ = parse(l);
+        }
+        let m = parse(b"@account=ana;time=x :ana!~a@h PRIVMSG #ops :hi").expect("parses");
+        assert!(matches!(m.command, Command::PRIVMSG(..)));
+    }
+}

@@ -1,0 +1,708 @@
+//! Chat platforms: `[adapters.NAME]`, one table per connection, `type` saying which platform.
+//!
+//! The table's name is the adapter's name: it is the `platform` part of the accounts it sees
+//! (`[people.ana] accounts = ["libera:ana!ana@host"]`) and of its places. Several adapters of
+//! one type (two IRC networks) are several tables.
+
+use super::{Cx, valid_name};
+use crate::secret;
+use serde::Deserialize;
+use std::path::PathBuf;
+use std::time::Duration;
+use toml::Spanned;
+use toml::de::DeValue;
+
+/// Names an adapter may not take: the doors opsbot has built in.
+pub const RESERVED_ADAPTER_NAMES: &[&str] = &["web", "cli", "terminal", "api"];
+
+/// One chat connection (`[adapters.NAME]`).
+#[derive(Clone, Debug)]
+pub struct AdapterConfig {
+    /// The table's name: the platform part of its accounts and places.
+    pub name: String,
+    /// Messages per second the runtime sends at most (`send_rate`, default 1; IRC also paces
+    /// the lines of one message with `line_rate`).
+    pub send_rate: f64,
+    /// Messages that may go at once before `send_rate` applies (`send_burst`, default 5).
+    pub send_burst: u32,
+    /// Which platform, with its settings.
+    pub kind: AdapterKind,
+}
+
+/// The platform of an adapter and its settings.
+#[derive(Clone, Debug)]
+pub enum AdapterKind {
+    /// `type = "irc"`
+    Irc(IrcConfig),
+    /// `type = "matrix"`
+    Matrix(MatrixConfig),
+    /// `type = "xmpp"`
+    Xmpp(XmppConfig),
+}
+
+impl AdapterKind {
+    /// The `type` word.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            AdapterKind::Irc(_) => "irc",
+            AdapterKind::Matrix(_) => "matrix",
+            AdapterKind::Xmpp(_) => "xmpp",
+        }
+    }
+}
+
+/// An IRC network (`type = "irc"`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IrcConfig {
+    /// Server host name.
+    pub server: String,
+    /// Port; default 6697 with TLS, 6667 without.
+    pub port: Option<u16>,
+    /// TLS (default true). Plain connections only for a server on this machine or in tests.
+    #[serde(default = "yes")]
+    pub tls: bool,
+    /// A PEM file of extra CA certificates to trust (a private network's CA); the system's
+    /// roots are always trusted.
+    pub tls_ca: Option<PathBuf>,
+    /// The nick to ask for; on a collision `_` is appended (then digits).
+    pub nick: String,
+    /// The user name (ident), default the nick.
+    pub username: Option<String>,
+    /// The real name (gecos), default "opsbot".
+    pub realname: Option<String>,
+    /// Server password (`PASS`), by reference: `"${env:IRC_SERVER_PASSWORD}"`.
+    pub server_password: Option<String>,
+    /// SASL PLAIN account name (needs `sasl_password`).
+    pub sasl_user: Option<String>,
+    /// SASL PLAIN password, by reference.
+    pub sasl_password: Option<String>,
+    /// Sent to NickServ as `IDENTIFY` after connecting, by reference.
+    pub nickserv_password: Option<String>,
+    /// Channels to join: `"#ops"`, or `"#ops KEY"` for a keyed channel.
+    #[serde(default)]
+    pub channels: Vec<String>,
+    /// Lines per second sent at most (default 2): networks disconnect clients that flood.
+    #[serde(default = "irc_line_rate")]
+    pub line_rate: f64,
+    /// Lines that may go at once before `line_rate` applies (default 4).
+    #[serde(default = "irc_line_burst")]
+    pub line_burst: u32,
+    /// Lines one reply may take before the rest is cut with a note (default 12); an IRC job
+    /// card is a few short lines whatever this says.
+    #[serde(default = "irc_max_lines")]
+    pub max_lines: u32,
+}
+
+fn yes() -> bool {
+    true
+}
+fn irc_line_rate() -> f64 {
+    2.0
+}
+fn irc_line_burst() -> u32 {
+    4
+}
+fn irc_max_lines() -> u32 {
+    12
+}
+
+/// How a Matrix adapter answers invitations to rooms.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InvitePolicy {
+    /// Never join a room it was invited to (only `rooms` are joined). The default.
+    #[default]
+    Ignore,
+    /// Join when invited by an account listed in `[people.*]`.
+    People,
+    /// Join any room it is invited to.
+    Anyone,
+}
+
+/// A Matrix account on a homeserver (`type = "matrix"`), over the Client-Server API.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MatrixConfig {
+    /// The homeserver's client URL, e.g. `https://matrix.example.org`.
+    pub homeserver: String,
+    /// The bot's user id, `@opsbot:example.org`.
+    pub user_id: String,
+    /// An access token, by reference (preferred).
+    pub access_token: Option<String>,
+    /// Or a password to log in with, by reference.
+    pub password: Option<String>,
+    /// Device id to log in as (keeps one device across restarts), default `OPSBOT`.
+    pub device_id: Option<String>,
+    /// Rooms to join at start: ids (`!abc:example.org`) or aliases (`#ops:example.org`).
+    #[serde(default)]
+    pub rooms: Vec<String>,
+    /// `ignore` (default), `people` or `anyone`.
+    #[serde(default)]
+    pub invites: InvitePolicy,
+    /// Answer in a thread under the command (`m.thread`) instead of in the room (default false).
+    #[serde(default)]
+    pub threads: bool,
+    /// How long one `/sync` long-poll waits (default "30s").
+    pub sync_timeout: Option<String>,
+    /// A PEM file of extra CA certificates to trust.
+    pub tls_ca: Option<PathBuf>,
+}
+
+/// An XMPP account (`type = "xmpp"`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct XmppConfig {
+    /// The bot's JID, `opsbot@example.org`.
+    pub jid: String,
+    /// Its password, by reference.
+    pub password: String,
+    /// `host:port` to connect to, when not found from the JID's domain.
+    pub server: Option<String>,
+    /// Multi-user chat rooms to join, `ops@conference.example.org`.
+    #[serde(default)]
+    pub rooms: Vec<String>,
+    /// The nickname in rooms (default the JID's local part).
+    pub nick: Option<String>,
+    /// Allow a connection without TLS when the server offers no STARTTLS (default false; for
+    /// a server on this machine or tests only — the password then travels in clear).
+    #[serde(default)]
+    pub allow_plain: bool,
+    /// A PEM file of extra CA certificates to trust.
+    pub tls_ca: Option<PathBuf>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCommon {
+    #[serde(rename = "type")]
+    kind: Spanned<String>,
+    send_rate: Option<Spanned<f64>>,
+    send_burst: Option<Spanned<u32>>,
+    #[serde(default)]
+    enabled: Option<bool>,
+}
+
+/// Keys every adapter table has besides its platform's own.
+const COMMON_KEYS: &[&str] = &["type", "send_rate", "send_burst", "enabled"];
+
+/// The adapter types this build knows.
+pub const ADAPTER_TYPES: &[&str] = &["irc", "matrix", "xmpp"];
+
+impl<'a> Cx<'a> {
+    /// Reads `[adapters.*]`; disabled ones (`enabled = false`) are checked and left out.
+    pub(super) fn adapters(&mut self, value: Option<&Spanned<DeValue<'a>>>) -> Vec<AdapterConfig> {
+        let mut out = Vec::new();
+        let Some(v) = value else { return out };
+        let DeValue::Table(t) = v.get_ref() else {
+            self.err(
+                v.span(),
+                "`adapters` must be tables: [adapters.NAME]",
+                Some("e.g. [adapters.irc] with type = \"irc\"".into()),
+            );
+            return out;
+        };
+        for (name, body) in t.iter() {
+            let n = name.get_ref().to_string();
+            if !valid_name(&n, true) || n.len() > 32 {
+                self.err(
+                    name.span(),
+                    format!("`{n}` is not a valid adapter name"),
+                    Some("use lowercase letters, digits, `-` and `_`, starting with a letter (at most 32)".into()),
+                );
+                continue;
+            }
+            if RESERVED_ADAPTER_NAMES.contains(&n.as_str()) {
+                self.err(
+                    name.span(),
+                    format!("`{n}` is opsbot's own door and cannot name an adapter"),
+                    Some("pick another name, e.g. the network's: [adapters.libera]".into()),
+                );
+                continue;
+            }
+            let DeValue::Table(fields) = body.get_ref() else {
+                self.err(body.span(), format!("`adapters.{n}` must be a table"), None);
+                continue;
+            };
+            // Split the table: the common keys here, the rest for the platform's own struct.
+            let mut common = toml::de::DeTable::new();
+            let mut own = toml::de::DeTable::new();
+            for (k, val) in fields.iter() {
+                if COMMON_KEYS.contains(&k.get_ref().as_ref()) {
+                    common.insert(k.clone(), val.clone());
+                } else {
+                    own.insert(k.clone(), val.clone());
+                }
+            }
+            let common_v = Spanned::new(body.span(), DeValue::Table(common));
+            let own_v = Spanned::new(body.span(), DeValue::Table(own));
+            let Some(c) = self.typed::<RawCommon>(&common_v) else {
+                continue;
+            };
+            let send_rate = match c.send_rate {
+                Some(r) if r.get_ref().is_finite() && *r.get_ref() > 0.0 && *r.get_ref() <= 1000.0 => *r.get_ref(),
+                Some(r) => {
+                    self.err(r.span(), "send_rate must be between 0 and 1000 messages per second", None);
+                    1.0
+                }
+                None => 1.0,
+            };
+            let send_burst = match c.send_burst {
+                Some(b) if (1..=1000).contains(b.get_ref()) => *b.get_ref(),
+                Some(b) => {
+                    self.err(b.span(), "send_burst must be between 1 and 1000", None);
+                    5
+                }
+                None => 5,
+            };
+            let kind = match c.kind.get_ref().as_str() {
+                "irc" => self
+                    .typed::<IrcConfig>(&own_v)
+                    .and_then(|cfg| self.check_irc(&n, cfg, fields))
+                    .map(AdapterKind::Irc),
+                "matrix" => self
+                    .typed::<MatrixConfig>(&own_v)
+                    .and_then(|cfg| self.check_matrix(&n, cfg, fields))
+                    .map(AdapterKind::Matrix),
+                "xmpp" => self
+                    .typed::<XmppConfig>(&own_v)
+                    .and_then(|cfg| self.check_xmpp(&n, cfg, fields))
+                    .map(AdapterKind::Xmpp),
+                other => {
+                    let hint = crate::job::closest(other, ADAPTER_TYPES.iter().copied())
+                        .map(|s| format!("did you mean \"{s}\"?"))
+                        .unwrap_or_else(|| format!("known types: {}", ADAPTER_TYPES.join(", ")));
+                    self.err(c.kind.span(), format!("unknown adapter type `{other}`"), Some(hint));
+                    None
+                }
+            };
+            if let Some(kind) = kind
+                && c.enabled != Some(false)
+            {
+                out.push(AdapterConfig {
+                    name: n,
+                    send_rate,
+                    send_burst,
+                    kind,
+                });
+            }
+        }
+        out
+    }
+
+    fn typed<T: for<'de> Deserialize<'de>>(&mut self, v: &Spanned<DeValue<'a>>) -> Option<T> {
+        match T::deserialize(toml::de::ValueDeserializer::from(v.clone())) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                self.toml_err(e, v.span());
+                None
+            }
+        }
+    }
+
+    /// The span of a key's value in an adapter table (for positioned errors), else the table's.
+    fn span_of(fields: &toml::de::DeTable<'a>, key: &str) -> Option<std::ops::Range<usize>> {
+        fields.iter().find(|(k, _)| k.get_ref() == key).map(|(_, v)| v.span())
+    }
+
+    /// A secret setting: must be a `${env:…}`/`${file:…}` reference; resolved when secrets are.
+    fn secret_field(&mut self, adapter: &str, key: &str, value: &mut Option<String>, fields: &toml::de::DeTable<'a>) -> bool {
+        let Some(v) = value.as_mut() else { return true };
+        let span = Self::span_of(fields, key).unwrap_or(0..0);
+        if !secret::has_named_reference(v) {
+            self.err(
+                span,
+                format!("`{key}` of adapter `{adapter}` is a secret written into the config"),
+                Some(format!(
+                    "secrets only by reference: {key} = \"${{env:{}_{}}}\" or \"${{file:/run/secrets/{adapter}-{key}}}\"",
+                    adapter.to_uppercase().replace('-', "_"),
+                    key.to_uppercase()
+                )),
+            );
+            return false;
+        }
+        if self.opts.resolve_secrets {
+            match secret::resolve(v, &self.dir) {
+                Ok(s) => *v = s.trim_end_matches(['\n', '\r']).to_string(),
+                Err(msg) => {
+                    self.err(
+                        span,
+                        msg,
+                        Some("set it before starting opsbot, or run `opsbot check --no-secrets` where secrets are absent".into()),
+                    );
+                    return false;
+                }
+            }
+        } else if let Err(msg) = secret::check_syntax(v) {
+            self.err(span, msg, None);
+            return false;
+        }
+        true
+    }
+
+    fn ca_file(&mut self, adapter: &str, ca: &mut Option<PathBuf>, fields: &toml::de::DeTable<'a>) -> bool {
+        if let Some(p) = ca.as_mut() {
+            *p = self.dir.join(&*p);
+            if self.opts.resolve_secrets && !p.is_file() {
+                self.err(
+                    Self::span_of(fields, "tls_ca").unwrap_or(0..0),
+                    format!("tls_ca of adapter `{adapter}`: {} is not a readable file", p.display()),
+                    Some("give a PEM file of CA certificates, relative to the config file's folder".into()),
+                );
+                return false;
+            }
+        }
+        true
+    }
+
+    fn check_irc(&mut self, n: &str, mut c: IrcConfig, fields: &toml::de::DeTable<'a>) -> Option<IrcConfig> {
+        let mut ok = true;
+        let bad = |s: &str| s.is_empty() || s.chars().any(|ch| ch.is_whitespace() || ch.is_control());
+        if bad(&c.server) {
+            self.err(
+                Self::span_of(fields, "server").unwrap_or(0..0),
+                "`server` must be a host name",
+                None,
+            );
+            ok = false;
+        }
+        let nick_ok = |s: &str| {
+            !s.is_empty()
+                && s.len() <= 30
+                && !s.starts_with(|ch: char| ch.is_ascii_digit() || ch == '-')
+                && s.chars().all(|ch| ch.is_ascii_alphanumeric() || "-_[]\\`^{}|".contains(ch))
+        };
+        if !nick_ok(&c.nick) {
+            self.err(
+                Self::span_of(fields, "nick").unwrap_or(0..0),
+                format!("`{}` is not a valid IRC nick", c.nick),
+                Some("letters, digits and -_[]\\`^{}|, not starting with a digit or `-`, at most 30".into()),
+            );
+            ok = false;
+        }
+        for (key, v) in [("username", &c.username), ("realname", &c.realname)] {
+            if let Some(v) = v
+                && (v.is_empty() || v.chars().any(|ch| ch.is_control() || (key == "username" && ch == ' ')))
+            {
+                self.err(
+                    Self::span_of(fields, key).unwrap_or(0..0),
+                    format!("`{key}` has characters IRC cannot carry"),
+                    None,
+                );
+                ok = false;
+            }
+        }
+        for ch in &c.channels {
+            let name = ch.split(' ').next().unwrap_or("");
+            if !name.starts_with(['#', '&', '+', '!'])
+                || name.len() < 2
+                || ch.chars().any(|x| x.is_control() || x == ',')
+                || ch.split(' ').count() > 2
+            {
+                self.err(
+                    Self::span_of(fields, "channels").unwrap_or(0..0),
+                    format!("`{ch}` is not an IRC channel"),
+                    Some("write \"#ops\", or \"#ops KEY\" for a channel with a key".into()),
+                );
+                ok = false;
+            }
+        }
+        if c.sasl_user.is_some() != c.sasl_password.is_some() {
+            self.err(
+                Self::span_of(fields, "sasl_user")
+                    .or(Self::span_of(fields, "sasl_password"))
+                    .unwrap_or(0..0),
+                "SASL needs both `sasl_user` and `sasl_password`",
+                None,
+            );
+            ok = false;
+        }
+        if !(c.line_rate.is_finite() && c.line_rate > 0.0 && c.line_rate <= 1000.0) {
+            self.err(
+                Self::span_of(fields, "line_rate").unwrap_or(0..0),
+                "line_rate must be between 0 and 1000 lines per second",
+                None,
+            );
+            ok = false;
+        }
+        if !(1..=1000).contains(&c.line_burst) {
+            self.err(
+                Self::span_of(fields, "line_burst").unwrap_or(0..0),
+                "line_burst must be between 1 and 1000",
+                None,
+            );
+            ok = false;
+        }
+        if !(2..=500).contains(&c.max_lines) {
+            self.err(
+                Self::span_of(fields, "max_lines").unwrap_or(0..0),
+                "max_lines must be between 2 and 500",
+                None,
+            );
+            ok = false;
+        }
+        for key in ["server_password", "sasl_password", "nickserv_password"] {
+            let slot = match key {
+                "server_password" => &mut c.server_password,
+                "sasl_password" => &mut c.sasl_password,
+                _ => &mut c.nickserv_password,
+            };
+            let mut v = slot.take();
+            ok &= self.secret_field(n, key, &mut v, fields);
+            match key {
+                "server_password" => c.server_password = v,
+                "sasl_password" => c.sasl_password = v,
+                _ => c.nickserv_password = v,
+            }
+        }
+        ok &= self.ca_file(n, &mut c.tls_ca, fields);
+        ok.then_some(c)
+    }
+
+    fn check_matrix(&mut self, n: &str, mut c: MatrixConfig, fields: &toml::de::DeTable<'a>) -> Option<MatrixConfig> {
+        let mut ok = true;
+        if !(c.homeserver.starts_with("https://") || c.homeserver.starts_with("http://")) || c.homeserver.chars().any(char::is_whitespace) {
+            self.err(
+                Self::span_of(fields, "homeserver").unwrap_or(0..0),
+                format!("`{}` is not a homeserver URL", c.homeserver),
+                Some("write the client URL, e.g. \"https://matrix.example.org\"".into()),
+            );
+            ok = false;
+        }
+        c.homeserver = c.homeserver.trim_end_matches('/').to_string();
+        let uid_ok = c.user_id.starts_with('@') && c.user_id.contains(':') && !c.user_id.chars().any(char::is_whitespace);
+        if !uid_ok {
+            self.err(
+                Self::span_of(fields, "user_id").unwrap_or(0..0),
+                format!("`{}` is not a Matrix user id", c.user_id),
+                Some("write it in full: \"@opsbot:example.org\"".into()),
+            );
+            ok = false;
+        }
+        if c.access_token.is_none() == c.password.is_none() {
+            self.err(
+                Self::span_of(fields, "access_token")
+                    .or(Self::span_of(fields, "password"))
+                    .unwrap_or(0..0),
+                format!("adapter `{n}` needs exactly one of `access_token` and `password`"),
+                Some("an access token is preferred: access_token = \"${env:MATRIX_TOKEN}\"".into()),
+            );
+            ok = false;
+        }
+        for r in &c.rooms {
+            if !(r.starts_with('!') || r.starts_with('#')) || !r.contains(':') || r.chars().any(char::is_whitespace) {
+                self.err(
+                    Self::span_of(fields, "rooms").unwrap_or(0..0),
+                    format!("`{r}` is not a Matrix room id or alias"),
+                    Some("write \"!roomid:example.org\" or \"#ops:example.org\"".into()),
+                );
+                ok = false;
+            }
+        }
+        if let Some(t) = &c.sync_timeout
+            && humantime::parse_duration(t)
+                .map(|d| d.is_zero() || d > Duration::from_secs(300))
+                .unwrap_or(true)
+        {
+            self.err(
+                Self::span_of(fields, "sync_timeout").unwrap_or(0..0),
+                "sync_timeout must be a duration between 1s and 5m",
+                None,
+            );
+            ok = false;
+        }
+        let mut tok = c.access_token.take();
+        ok &= self.secret_field(n, "access_token", &mut tok, fields);
+        c.access_token = tok;
+        let mut pw = c.password.take();
+        ok &= self.secret_field(n, "password", &mut pw, fields);
+        c.password = pw;
+        ok &= self.ca_file(n, &mut c.tls_ca, fields);
+        ok.then_some(c)
+    }
+
+    fn check_xmpp(&mut self, n: &str, mut c: XmppConfig, fields: &toml::de::DeTable<'a>) -> Option<XmppConfig> {
+        let mut ok = true;
+        let jid_ok = |j: &str| {
+            let (local, domain) = j.split_once('@').unwrap_or(("", j));
+            !local.is_empty() && !domain.is_empty() && !domain.contains('/') && !j.chars().any(|ch| ch.is_whitespace() || ch.is_control())
+        };
+        if !jid_ok(&c.jid) {
+            self.err(
+                Self::span_of(fields, "jid").unwrap_or(0..0),
+                format!("`{}` is not a bare JID", c.jid),
+                Some("write \"opsbot@example.org\" (no resource)".into()),
+            );
+            ok = false;
+        }
+        for r in &c.rooms {
+            if !jid_ok(r) {
+                self.err(
+                    Self::span_of(fields, "rooms").unwrap_or(0..0),
+                    format!("`{r}` is not a room JID"),
+                    Some("write \"ops@conference.example.org\"".into()),
+                );
+                ok = false;
+            }
+        }
+        if let Some(s) = &c.server
+            && s.rsplit_once(':').is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err())
+        {
+            self.err(
+                Self::span_of(fields, "server").unwrap_or(0..0),
+                format!("`{s}` is not host:port"),
+                None,
+            );
+            ok = false;
+        }
+        let mut pw = Some(std::mem::take(&mut c.password));
+        ok &= self.secret_field(n, "password", &mut pw, fields);
+        c.password = pw.unwrap_or_default();
+        ok &= self.ca_file(n, &mut c.tls_ca, fields);
+        ok.then_some(c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Config, LoadError, LoadOptions};
+    use std::path::Path;
+
+    fn load(text: &str) -> Result<Config, Vec<String>> {
+        // SAFETY: tests set variables only they read, before any thread reads them.
+        unsafe { std::env::set_var("OPSBOT_TEST_ADAPTER_SECRET", "s3cret\n") };
+        let text = format!("{text}\n[jobs.hello]\nrunner = {{ type = \"exec\", argv = [\"true\"] }}\n");
+        match Config::parse(&text, Path::new("/tmp/opsbot-adapters.toml"), LoadOptions::default()) {
+            Ok(c) => Ok(c),
+            Err(LoadError::Invalid(d)) => Err(d.iter().map(|d| format!("{}:{}: {}", d.line, d.col, d.message)).collect()),
+            Err(e) => Err(vec![e.to_string()]),
+        }
+    }
+
+    #[test]
+    fn every_platform_reads_with_defaults_and_secrets_by_reference() {
+        let c = load(
+            r##"
+[adapters.libera]
+type = "irc"
+server = "irc.libera.chat"
+nick = "opsbot"
+sasl_user = "opsbot"
+sasl_password = "${env:OPSBOT_TEST_ADAPTER_SECRET}"
+channels = ["#ops", "#secret key"]
+
+[adapters.matrix]
+type = "matrix"
+homeserver = "https://matrix.example.org/"
+user_id = "@opsbot:example.org"
+access_token = "${env:OPSBOT_TEST_ADAPTER_SECRET}"
+rooms = ["#ops:example.org", "!abc:example.org"]
+invites = "people"
+send_rate = 0.5
+
+[adapters.jabber]
+type = "xmpp"
+jid = "opsbot@example.org"
+password = "${env:OPSBOT_TEST_ADAPTER_SECRET}"
+rooms = ["ops@conference.example.org"]
+
+[adapters.off]
+type = "irc"
+enabled = false
+server = "x"
+nick = "y"
+"##,
+        )
+        .unwrap();
+        assert_eq!(c.adapters.len(), 3, "the disabled one is left out");
+        let AdapterKind::Irc(irc) = &c.adapters[0].kind else { panic!() };
+        assert_eq!((irc.tls, irc.port, irc.line_rate, irc.max_lines), (true, None, 2.0, 12));
+        assert_eq!(irc.sasl_password.as_deref(), Some("s3cret"), "resolved, newline trimmed");
+        let AdapterKind::Matrix(m) = &c.adapters[1].kind else { panic!() };
+        assert_eq!(m.homeserver, "https://matrix.example.org", "the trailing slash is dropped");
+        assert_eq!(m.invites, InvitePolicy::People);
+        assert_eq!(c.adapters[1].send_rate, 0.5);
+        assert_eq!((c.adapters[0].send_rate, c.adapters[0].send_burst), (1.0, 5));
+        assert!(matches!(c.adapters[2].kind, AdapterKind::Xmpp(_)));
+    }
+
+    #[test]
+    fn mistakes_are_named_with_their_position() {
+        let errs = load(
+            r##"
+[adapters.web]
+type = "irc"
+server = "a"
+nick = "b"
+
+[adapters.slack]
+type = "slak"
+
+[adapters.irc]
+type = "irc"
+server = "irc.example.org"
+nick = "9bot"
+channels = ["ops"]
+sasl_password = "hunter2"
+colour = true
+
+[adapters.mx]
+type = "matrix"
+homeserver = "matrix.example.org"
+user_id = "opsbot"
+rooms = ["ops"]
+
+[adapters.x]
+type = "xmpp"
+jid = "opsbot"
+password = "${env:OPSBOT_TEST_ADAPTER_SECRET}"
+server = "nohost"
+send_rate = 0
+"##,
+        )
+        .unwrap_err();
+        let all = errs.join("\n");
+        for want in [
+            "2:11: `web` is opsbot's own door",
+            "8:8: unknown adapter type `slak`",
+            "unknown field `colour`",
+        ] {
+            assert!(all.contains(want), "missing {want:?} in:\n{all}");
+        }
+        // The IRC table has an unknown field, so its other checks wait for the next run;
+        // the Matrix and XMPP tables report each mistake.
+        for want in [
+            "`matrix.example.org` is not a homeserver URL",
+            "`opsbot` is not a Matrix user id",
+            "needs exactly one of `access_token` and `password`",
+            "`ops` is not a Matrix room id or alias",
+            "`opsbot` is not a bare JID",
+            "`nohost` is not host:port",
+            "send_rate must be between 0 and 1000",
+        ] {
+            assert!(all.contains(want), "missing {want:?} in:\n{all}");
+        }
+        let errs = load(
+            r##"
+[adapters.irc]
+type = "irc"
+server = "irc.example.org"
+nick = "9bot"
+channels = ["ops"]
+sasl_password = "hunter2"
+"##,
+        )
+        .unwrap_err()
+        .join("\n");
+        for want in [
+            "`9bot` is not a valid IRC nick",
+            "`ops` is not an IRC channel",
+            "SASL needs both",
+            "`sasl_password` of adapter `irc` is a secret written into the config",
+        ] {
+            assert!(errs.contains(want), "missing {want:?} in:\n{errs}");
+        }
+        assert!(!errs.contains("hunter2"), "the secret is not repeated: {errs}");
+    }
+}

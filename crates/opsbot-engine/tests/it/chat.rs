@@ -1,0 +1,409 @@
+//! The adapter runtime with an in-process adapter whose "server" the test takes down and brings
+//! back: delivery through the outbox, job cards edited or followed up, order, the platform's
+//! rate limits and refusals, reconnection and health.
+
+use opsbot_core::config::{Config, LoadOptions};
+use opsbot_core::{Adapter, AdapterContext, Capabilities, Envelope, Place, Posted, Reply, SendError, UserId};
+use opsbot_engine::Engine;
+use opsbot_engine::chat::{AdapterSpec, ChatRuntime};
+use opsbot_store::{Finish, SqliteStore, Store};
+use std::path::Path;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+
+const CONFIG: &str = r#"
+[access]
+default_role = "admin"
+
+[jobs.deploy]
+aliases = ["deploy {app} to {env}"]
+runner = { type = "exec", argv = ["true"] }
+[[jobs.deploy.params]]
+name = "app"
+type = "enum"
+values = ["api", "web"]
+required = true
+[[jobs.deploy.params]]
+name = "env"
+type = "enum"
+values = ["dev", "prod"]
+required = true
+"#;
+
+/// What the fake platform received.
+#[derive(Clone, Debug, PartialEq)]
+enum Got {
+    Post { channel: String, id: String, text: String },
+    Edit { channel: String, id: String, text: String },
+}
+
+struct Fake {
+    name: String,
+    edit: bool,
+    up: watch::Sender<bool>,
+    incoming: tokio::sync::Mutex<mpsc::Receiver<Envelope>>,
+    got: Mutex<Vec<Got>>,
+    posts: AtomicU32,
+    /// Answer this many sends with "rate limited".
+    limited: AtomicU32,
+}
+
+impl Fake {
+    fn new(name: &str, edit: bool) -> (Arc<Fake>, mpsc::Sender<Envelope>) {
+        let (tx, rx) = mpsc::channel(1024);
+        let (up, _) = watch::channel(true);
+        (
+            Arc::new(Fake {
+                name: name.into(),
+                edit,
+                up,
+                incoming: tokio::sync::Mutex::new(rx),
+                got: Mutex::new(Vec::new()),
+                posts: AtomicU32::new(0),
+                limited: AtomicU32::new(0),
+            }),
+            tx,
+        )
+    }
+    fn set_up(&self, up: bool) {
+        self.up.send_replace(up);
+    }
+    fn got(&self) -> Vec<Got> {
+        self.got.lock().unwrap().clone()
+    }
+    fn check(&self) -> Result<(), SendError> {
+        if !*self.up.borrow() {
+            return Err(SendError::Unavailable("the fake server is down".into()));
+        }
+        if self.limited.load(Ordering::SeqCst) > 0 {
+            self.limited.fetch_sub(1, Ordering::SeqCst);
+            return Err(SendError::RateLimited(Duration::from_millis(50)));
+        }
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl Adapter for Fake {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            edit: self.edit,
+            direct: true,
+            ..Default::default()
+        }
+    }
+    async fn run(&self, ctx: &AdapterContext) -> Result<(), String> {
+        let mut up = self.up.subscribe();
+        if !*up.borrow() {
+            return Err("connection refused".into());
+        }
+        ctx.connected();
+        let mut incoming = self.incoming.lock().await;
+        loop {
+            tokio::select! {
+                env = incoming.recv() => match env {
+                    Some(env) => { let _ = ctx.inbox.send(env).await; }
+                    None => return Ok(()),
+                },
+                _ = async { let _ = up.wait_for(|u| !*u).await; } => return Err("connection reset by peer".into()),
+                _ = ctx.stopped() => return Ok(()),
+            }
+        }
+    }
+    async fn post(&self, place: &Place, reply: &Reply) -> Result<Posted, SendError> {
+        self.check()?;
+        if place.channel == "#gone" {
+            return Err(SendError::Rejected("no such channel".into()));
+        }
+        let id = format!("m{}", self.posts.fetch_add(1, Ordering::SeqCst) + 1);
+        self.got.lock().unwrap().push(Got::Post {
+            channel: place.channel.clone(),
+            id: id.clone(),
+            text: reply.plain_text(),
+        });
+        Ok(Posted { id: Some(id) })
+    }
+    async fn edit(&self, place: &Place, id: &str, reply: &Reply) -> Result<(), SendError> {
+        self.check()?;
+        self.got.lock().unwrap().push(Got::Edit {
+            channel: place.channel.clone(),
+            id: id.into(),
+            text: reply.plain_text(),
+        });
+        Ok(())
+    }
+}
+
+async fn setup(edit: bool) -> (Arc<ChatRuntime>, Arc<Fake>, mpsc::Sender<Envelope>, Arc<Engine>, Arc<dyn Store>) {
+    let cfg = Config::parse(CONFIG, Path::new("/tmp/opsbot-chat.toml"), LoadOptions::default()).expect("config");
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::memory().await.expect("store"));
+    let engine = Arc::new(Engine::new(Arc::new(cfg.catalog), cfg.bot, store.clone()).with_access(cfg.access));
+    let (fake, tx) = Fake::new("fake", edit);
+    let rt = ChatRuntime::start(
+        engine.clone(),
+        vec![AdapterSpec {
+            adapter: fake.clone(),
+            kind: "fake".into(),
+            send_rate: 1000.0,
+            send_burst: 1000,
+        }],
+        None,
+    )
+    .await;
+    (rt, fake, tx, engine, store)
+}
+
+fn said(channel: &str, text: &str) -> Envelope {
+    let mut e = Envelope::direct(UserId::new("fake", "ana"), Place::new("fake", channel), text);
+    e.direct = channel.starts_with('@');
+    e
+}
+
+/// Waits until `f` holds for what the fake received (at most 10 s).
+async fn until(fake: &Fake, what: &str, f: impl Fn(&[Got]) -> bool) -> Vec<Got> {
+    for _ in 0..1000 {
+        let got = fake.got();
+        if f(&got) {
+            return got;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("{what}: never happened; got {:#?}", fake.got());
+}
+
+async fn pending(store: &Arc<dyn Store>) -> u64 {
+    store.outbox_backlog().await.unwrap().iter().map(|(_, n)| *n).sum()
+}
+
+/// Moves a run to running, then to its end, delivering each notice as `opsbot serve` does.
+async fn run_to_end(rt: &Arc<ChatRuntime>, engine: &Engine, store: &Arc<dyn Store>, id: i64, between: impl AsyncFnOnce()) {
+    store
+        .claim("test:1", Duration::from_secs(60), Some(id))
+        .await
+        .unwrap()
+        .expect("claimed");
+    rt.deliver_notice(&engine.notice_for(id).await.unwrap().unwrap()).await;
+    between().await;
+    store
+        .finish(
+            id,
+            &Finish {
+                state: Some(opsbot_core::ExecState::Succeeded),
+                exit_code: Some(0),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    rt.deliver_notice(&engine.notice_for(id).await.unwrap().unwrap()).await;
+}
+
+#[tokio::test]
+async fn a_card_is_edited_in_place_and_updates_made_while_down_arrive_once_back() {
+    let (rt, fake, tx, engine, store) = setup(true).await;
+    tx.send(said("#ops", "!deploy api to dev")).await.unwrap();
+    let got = until(&fake, "the card", |g| g.len() == 1).await;
+    let Got::Post { id: card, text, .. } = &got[0] else {
+        panic!("{got:?}")
+    };
+    assert!(text.contains("queued"), "{text}");
+    let run = store
+        .executions(&opsbot_store::ExecutionFilter {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap()[0]
+        .id;
+
+    // The platform goes away while the run goes on: its updates wait in the outbox.
+    fake.set_up(false);
+    run_to_end(&rt, &engine, &store, run, async || {}).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(fake.got().len(), 1, "nothing can be sent while down");
+    assert!(pending(&store).await > 0);
+    assert!(!rt.health()[0].connected);
+
+    // Back: the card is edited once, to its final state (the running state was superseded).
+    fake.set_up(true);
+    let got = until(&fake, "the final edit", |g| g.len() == 2).await;
+    match &got[1] {
+        Got::Edit { id, text, channel } => {
+            assert_eq!((id, channel.as_str()), (card, "#ops"));
+            assert!(text.contains("succeeded"), "{text}");
+        }
+        other => panic!("expected an edit of the card, got {other:?}"),
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(fake.got().len(), 2, "nothing is sent twice: {:#?}", fake.got());
+    assert_eq!(pending(&store).await, 0);
+    let h = &rt.health()[0];
+    assert!(h.connected && h.reconnects >= 1, "{h:?}");
+    // It lost the connection, then was refused until the server was back.
+    assert!(h.last_error.is_some(), "{h:?}");
+    rt.stop().await;
+}
+
+#[tokio::test]
+async fn without_edits_each_state_change_is_a_follow_up_and_a_card_never_goes_back() {
+    let (rt, fake, tx, engine, store) = setup(false).await;
+    tx.send(said("#ops", "!deploy web to prod")).await.unwrap();
+    until(&fake, "the card", |g| g.len() == 1).await;
+    let run = store
+        .executions(&opsbot_store::ExecutionFilter {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap()[0]
+        .id;
+    run_to_end(&rt, &engine, &store, run, async || {
+        until(&fake, "the running line", |g| g.len() == 2).await;
+    })
+    .await;
+    let got = until(&fake, "the end line", |g| g.len() == 3).await;
+    let texts: Vec<&str> = got
+        .iter()
+        .map(|g| match g {
+            Got::Post { text, .. } => text.as_str(),
+            Got::Edit { .. } => panic!("no edits on a platform that cannot edit: {got:?}"),
+        })
+        .collect();
+    assert!(
+        texts[0].contains("queued") && texts[1].contains("running") && texts[2].contains("succeeded"),
+        "{texts:#?}"
+    );
+    // A stale notice (running, after the end) changes nothing.
+    let mut stale = engine.notice_for(run).await.unwrap().unwrap();
+    stale.state = opsbot_core::ExecState::Running;
+    rt.deliver_notice(&stale).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(fake.got().len(), 3);
+    rt.stop().await;
+}
+
+#[tokio::test]
+async fn a_burst_of_200_gets_200_replies_in_order() {
+    let (rt, fake, tx, _engine, _store) = setup(true).await;
+    for i in 1..=200 {
+        tx.send(said("@ana", &format!("status {i}"))).await.unwrap();
+    }
+    let got = until(&fake, "200 replies", |g| g.len() == 200).await;
+    for (i, g) in got.iter().enumerate() {
+        let Got::Post { text, channel, .. } = g else { panic!("{g:?}") };
+        assert_eq!(channel, "@ana");
+        assert!(
+            text.contains(&format!("#{} ", i + 1)) || text.contains(&format!("#{}.", i + 1)),
+            "reply {i}: {text}"
+        );
+    }
+    rt.stop().await;
+}
+
+#[tokio::test]
+async fn rate_limits_are_waited_out_and_refusals_do_not_block_the_queue() {
+    let (rt, fake, tx, _engine, store) = setup(true).await;
+    fake.limited.store(3, Ordering::SeqCst);
+    tx.send(said("#gone", "!status 7")).await.unwrap();
+    tx.send(said("#ops", "!status 8")).await.unwrap();
+    let got = until(&fake, "the reply after the refused one", |g| !g.is_empty()).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(fake.got().len(), 1, "{got:?}");
+    let Got::Post { channel, text, .. } = &got[0] else { panic!() };
+    assert_eq!(channel, "#ops");
+    assert!(text.contains("#8"), "{text}");
+    assert_eq!(fake.limited.load(Ordering::SeqCst), 0, "every rate-limited attempt was retried");
+    assert_eq!(pending(&store).await, 0, "the refused message is not retried forever");
+    rt.stop().await;
+}
+
+#[tokio::test]
+async fn a_platform_that_is_down_at_start_is_retried_until_it_is_back() {
+    let (fake, tx) = Fake::new("late", true);
+    fake.set_up(false);
+    let cfg = Config::parse(CONFIG, Path::new("/tmp/opsbot-chat.toml"), LoadOptions::default()).unwrap();
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::memory().await.unwrap());
+    let engine = Arc::new(Engine::new(Arc::new(cfg.catalog), cfg.bot, store.clone()).with_access(cfg.access));
+    let rt = ChatRuntime::start(
+        engine,
+        vec![AdapterSpec {
+            adapter: fake.clone(),
+            kind: "fake".into(),
+            send_rate: 1000.0,
+            send_burst: 10,
+        }],
+        None,
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let h = rt.health()[0].clone();
+    assert!(!h.connected && h.reconnects >= 2, "several attempts with backoff: {h:?}");
+    assert_eq!(h.last_error.as_deref(), Some("connection refused"));
+    fake.set_up(true);
+    for _ in 0..600 {
+        if rt.health()[0].connected {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(rt.health()[0].connected, "back within the backoff cap: {:?}", rt.health());
+    let mut env = said("@ana", "status 1");
+    env.user.platform = "late".into();
+    env.place.platform = "late".into();
+    tx.send(env).await.unwrap();
+    until(&fake, "a reply", |g| g.len() == 1).await;
+    rt.stop().await;
+}
+
+#[tokio::test]
+async fn stopping_delivers_what_is_queued_first() {
+    let (rt, fake, _tx, _engine, store) = setup(true).await;
+    fake.set_up(false);
+    rt.deliver_elsewhere(vec![opsbot_engine::Elsewhere {
+        place: Place::new("fake", "#ops"),
+        reply: Reply::text(opsbot_core::Tone::Info, "approval needed"),
+    }])
+    .await;
+    assert_eq!(pending(&store).await, 1);
+    // Down at stop: kept for the next start, not lost.
+    rt.stop().await;
+    assert_eq!(pending(&store).await, 1);
+    assert!(fake.got().is_empty());
+}
+
+#[tokio::test]
+async fn messages_for_other_doors_are_forwarded_and_ours_are_posted() {
+    let cfg = Config::parse(CONFIG, Path::new("/tmp/opsbot-chat.toml"), LoadOptions::default()).unwrap();
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::memory().await.unwrap());
+    let engine = Arc::new(Engine::new(Arc::new(cfg.catalog), cfg.bot, store.clone()).with_access(cfg.access));
+    let (fake, _tx) = Fake::new("fake", true);
+    let (fwd, mut forwarded) = mpsc::unbounded_channel();
+    let rt = ChatRuntime::start(
+        engine,
+        vec![AdapterSpec {
+            adapter: fake.clone(),
+            kind: "fake".into(),
+            send_rate: 1000.0,
+            send_burst: 10,
+        }],
+        Some(fwd),
+    )
+    .await;
+    let say = |platform: &str, channel: &str, text: &str| opsbot_engine::Elsewhere {
+        place: Place::new(platform, channel),
+        reply: Reply::text(opsbot_core::Tone::Info, text),
+    };
+    rt.deliver_elsewhere(vec![say("web", "ops", "for the web chat"), say("fake", "#ops", "for us")])
+        .await;
+    let got = until(&fake, "ours posted", |g| g.len() == 1).await;
+    assert!(matches!(&got[0], Got::Post { text, .. } if text.contains("for us")), "{got:?}");
+    let e = forwarded.try_recv().expect("the web one is forwarded");
+    assert_eq!(e.place, Place::new("web", "ops"));
+    assert!(forwarded.try_recv().is_err(), "only that one");
+    rt.stop().await;
+}

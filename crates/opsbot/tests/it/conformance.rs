@@ -1,0 +1,465 @@
+//! The chat conformance suite: one set of behaviours every chat adapter must show, run against
+//! each real server (ngIRCd, Synapse, Prosody, started fresh by `opsbot-testkit`) with the real
+//! `opsbot serve` binary in between and test users speaking the protocol themselves:
+//!
+//! - a command in a room gets its reply in that room; a direct message gets a direct reply;
+//! - mentions and prefixes both address the bot;
+//! - two people in one room are told apart by their stable ids (one is a configured admin, the
+//!   other an unknown account refused as a guest);
+//! - a long reply arrives whole;
+//! - the job card shows every state (edited in place, or as follow-ups where the platform cannot
+//!   edit);
+//! - the server restarts in the middle of a job and the final result still arrives;
+//! - a burst of 200 commands gets 200 replies, in order.
+//!
+//! It also drives the bot from each platform's well-known Python client library (a client no
+//! one here wrote), and measures reply latency and throughput (printed and written to
+//! `target/test-artefacts/chat-figures-PLATFORM.txt`; never asserted).
+
+use crate::harness::{Sandbox, Session};
+use opsbot_testkit::{ChatServer, ChatUser, Heard};
+use std::time::{Duration, Instant};
+
+/// Jobs the suite runs. `manual` has a long description (the long reply: `help manual`).
+fn config(server: &dyn ChatServer, ana: &str, extra: &str) -> String {
+    let (body, _) = server.adapter_toml();
+    let platform = server.platform();
+    let long: String = (1..=40)
+        .map(|i| format!("Step {i}: check the runbook section {i} before going on, 第{i}步。"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    format!(
+        r#"
+[bot]
+name = "opsbot"
+
+[access]
+default_role = "guest"
+
+[people.ana]
+name = "Ana"
+accounts = ["{platform}:{ana}"]
+roles = ["admin"]
+
+[jobs.hello]
+description = "Says hello"
+runner = {{ type = "exec", argv = ["echo", "hello"] }}
+
+[jobs.slow]
+description = "Takes a second and a half"
+runner = {{ type = "exec", argv = ["sleep", "1.5"] }}
+
+[jobs.wait]
+description = "Waits"
+runner = {{ type = "exec", argv = ["sleep", "{{{{ secs }}}}"] }}
+[[jobs.wait.params]]
+name = "secs"
+type = "int"
+min = 1
+max = 60
+required = true
+
+[jobs.manual]
+description = "{long} END-OF-MANUAL"
+runner = {{ type = "exec", argv = ["true"] }}
+
+[adapters.{platform}]
+{body}
+{extra}
+"#
+    )
+}
+
+/// The bot, served with the suite's config for one server.
+struct Bot {
+    _sandbox: Sandbox,
+    serve: Session,
+    addr: String,
+}
+
+async fn start_bot(server: &dyn ChatServer, ana: &str, extra: &str) -> Bot {
+    let sb = Sandbox::new();
+    let cfg = sb.config(&config(server, ana, extra));
+    let (_, env) = server.adapter_toml();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let (serve, addr) = sb.serve_with(&cfg, &env);
+    let bot = Bot { _sandbox: sb, serve, addr };
+    // Ready when /readyz says the adapter is connected.
+    let start = Instant::now();
+    loop {
+        let (status, body) = crate::harness::http(&bot.addr, "GET", "/readyz", None, None);
+        if status == 200 && body.contains("\"connected\":true") {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the adapter did not connect: {body}\n{}",
+            bot.serve.stderr()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    bot
+}
+
+/// The next message from the bot whose text contains `needle`, skipping others.
+async fn heard(user: &mut Box<dyn ChatUser>, needle: &str, what: &str, bot: &Bot) -> Heard {
+    if !what.ends_with(" reply") {
+        eprintln!("conformance: waiting for {what}");
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut seen = Vec::new();
+    while Instant::now() < deadline {
+        // The user's own timeout is not trusted to hold: a stuck client must fail the test.
+        if let Ok(Some(h)) = tokio::time::timeout(Duration::from_secs(2), user.next(Duration::from_millis(500))).await {
+            if h.text.contains(needle) {
+                return h;
+            }
+            seen.push(h);
+        }
+    }
+    panic!(
+        "{what}: no message containing {needle:?}; heard {seen:#?}\n--- opsbot's log:\n{}",
+        bot.serve.stderr()
+    );
+}
+
+/// The run id in a job card's text (`#12 queued`).
+fn run_id(text: &str) -> i64 {
+    let at = text.find('#').unwrap_or_else(|| panic!("no run id in {text:?}"));
+    text[at + 1..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect::<String>()
+        .parse()
+        .unwrap()
+}
+
+/// How a platform's Python client is run: the script and its arguments, for a person `carol`
+/// the server already knows (registered and in the room) who says `!whoami` in the room.
+type Python = fn(&dyn ChatServer) -> (&'static str, Vec<String>);
+
+/// The whole suite against one server.
+async fn suite(mut server: Box<dyn ChatServer>, extra: &str, python: Python) {
+    // The default pacing (1 message/s) suits a real network; the burst would take minutes.
+    let extra = format!("send_rate = 1000\nsend_burst = 1000\n{extra}");
+    let extra = extra.as_str();
+    let room = server.room();
+    let mut ana = server.user("ana").await.expect("user ana");
+    let mut bob = server.user("bob").await.expect("user bob");
+    let bot = start_bot(server.as_ref(), &ana.account(), extra).await;
+    let platform = server.platform();
+    let mut figures = Vec::new();
+
+    // A command in a room: the reply comes in that room. A prefix addresses the bot.
+    ana.say(&room, "!whoami").await.unwrap();
+    let h = heard(&mut ana, "person `ana`", "!whoami in the room", &bot).await;
+    assert_eq!(h.room.as_deref(), Some(room.as_str()), "{h:?}");
+    assert!(h.text.contains(&format!("{platform}:{}", ana.account())), "stable id: {h:?}");
+
+    // A mention addresses it too.
+    ana.say(&room, "opsbot: whoami").await.unwrap();
+    let h = heard(&mut ana, "person `ana`", "a mention in the room", &bot).await;
+    assert_eq!(h.room.as_deref(), Some(room.as_str()));
+
+    // Two people in one room are told apart by stable id: Bob is nobody the config knows.
+    bob.say(&room, "!whoami").await.unwrap();
+    let h = heard(&mut bob, "an account I don't know", "Bob's whoami", &bot).await;
+    assert!(h.text.contains(&format!("{platform}:{}", bob.account())), "{h:?}");
+    bob.say(&room, "!hello").await.unwrap();
+    let h = heard(&mut bob, "hello", "Bob refused", &bot).await;
+    assert!(!h.text.contains("queued"), "a guest must not run: {h:?}");
+
+    // A direct message gets a direct reply.
+    ana.dm("whoami").await.unwrap();
+    let h = heard(&mut ana, "(direct)", "a direct message", &bot).await;
+    assert_eq!(h.room, None, "{h:?}");
+
+    // A client library no one here wrote gets its answer too (Carol is nobody the config knows).
+    drop(server.user("carol").await.expect("user carol"));
+    let (script, args) = python(server.as_ref());
+    python_client(script, &args);
+
+    // A long reply arrives whole (its last words included).
+    // Where the platform splits it into several messages (IRC lines), all of them arrive in order.
+    ana.say(&room, "!help manual").await.unwrap();
+    let first = heard(&mut ana, "Step 1:", "the long reply's start", &bot).await;
+    let mut whole = first.text.clone();
+    while !whole.contains("END-OF-MANUAL") {
+        let h = ana
+            .next(Duration::from_secs(10))
+            .await
+            .unwrap_or_else(|| panic!("the long reply stopped after {whole:?}"));
+        assert_eq!(h.room, first.room, "{h:?}");
+        whole.push(' ');
+        whole.push_str(&h.text);
+    }
+    let flat: String = whole.split_whitespace().collect::<Vec<_>>().join(" ");
+    for i in 1..=40 {
+        assert!(
+            flat.contains(&format!("Step {i}: check the runbook section {i} before going on, 第{i}步。"))
+                || flat.contains(&format!("section {i} before")),
+            "step {i} missing from the long reply: {flat}"
+        );
+    }
+
+    // The job card shows every state.
+    ana.say(&room, "!slow").await.unwrap();
+    let card = heard(&mut ana, "queued", "the card, queued", &bot).await;
+    let id = run_id(&card.text);
+    let running = heard(&mut ana, &format!("#{id} running"), "the card, running", &bot).await;
+    let done = heard(&mut ana, &format!("#{id} slow succeeded"), "the card, succeeded", &bot).await;
+    if card.id.is_some() && running.replaces.is_some() {
+        assert_eq!(running.replaces, card.id, "the running state edits the card");
+        assert_eq!(done.replaces, card.id, "the end edits the card");
+    }
+
+    // One at a time: reply latency.
+    let mut one = Vec::new();
+    for i in 0..20 {
+        let t = Instant::now();
+        ana.say(&room, &format!("!status {}", 9000 + i)).await.unwrap();
+        heard(&mut ana, &format!("#{}", 9000 + i), "a status reply", &bot).await;
+        one.push(t.elapsed());
+    }
+    figures.push(("one at a time (20)", stats(&mut one, 20)));
+
+    // A burst of 200 commands gets 200 replies, in order.
+    let t = Instant::now();
+    for i in 1..=200 {
+        ana.say(&room, &format!("!status {}", 10_000 + i)).await.unwrap();
+    }
+    let mut lat = Vec::new();
+    for i in 1..=200 {
+        let h = heard(&mut ana, "There is no execution", "a burst reply", &bot).await;
+        assert!(h.text.contains(&format!("#{}", 10_000 + i)), "reply {i} out of order: {h:?}");
+        lat.push(t.elapsed());
+    }
+    let burst = t.elapsed();
+    figures.push(("burst of 200 (from the first send)", stats(&mut lat, 200)));
+    let burst_rate = 200.0 / burst.as_secs_f64();
+
+    // The server restarts in the middle of a job; the final result still arrives.
+    ana.say(&room, "!wait secs=3").await.unwrap();
+    let card = heard(&mut ana, "queued", "the waiting card", &bot).await;
+    let id = run_id(&card.text);
+    heard(&mut ana, &format!("#{id} running"), "the waiting card, running", &bot).await;
+    drop(ana);
+    server.stop().await;
+    tokio::time::sleep(Duration::from_secs(4)).await; // the run ends while the server is down
+    server.start().await.expect("server back");
+    let mut ana = server.user("ana").await.expect("ana again");
+    let h = heard(&mut ana, &format!("#{id} wait succeeded"), "the result after the restart", &bot).await;
+    if card.id.is_some() && h.replaces.is_some() {
+        assert_eq!(h.replaces, card.id, "the result edits the card posted before the restart");
+    }
+    // And the bot answers again.
+    ana.say(&room, "!whoami").await.unwrap();
+    heard(&mut ana, "person `ana`", "whoami after the restart", &bot).await;
+    let (_, body) = crate::harness::http(&bot.addr, "GET", "/readyz", None, None);
+    assert!(body.contains("\"reconnects\":") && !body.contains("\"reconnects\":0"), "{body}");
+
+    let mut text = format!("chat figures, {platform} (debug build unless OPSBOT_BIN says otherwise)\n");
+    for (what, s) in &figures {
+        text.push_str(&format!("{what:38} {s}\n"));
+    }
+    text.push_str(&format!("burst of 200: {:.0} replies/s, all in {:.2?}\n", burst_rate, burst));
+    eprintln!("{text}");
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/test-artefacts");
+    let _ = std::fs::create_dir_all(&dir);
+    let _ = std::fs::write(dir.join(format!("chat-figures-{platform}.txt")), text);
+}
+
+fn stats(v: &mut [Duration], n: usize) -> String {
+    v.sort();
+    let p = |q: f64| v[((v.len() as f64 - 1.0) * q).round() as usize];
+    format!("n={n} p50 {:.1?} p99 {:.1?} max {:.1?}", p(0.5), p(0.99), v[v.len() - 1])
+}
+
+/// The value of `key = "…"` in an adapter table body.
+fn toml_value(body: &str, key: &str) -> String {
+    body.lines()
+        .find_map(|l| {
+            l.strip_prefix(key)?
+                .trim_start()
+                .strip_prefix('=')
+                .map(|v| v.trim().trim_matches('"').to_string())
+        })
+        .unwrap_or_else(|| panic!("no `{key}` in {body}"))
+}
+
+/// Runs the platform's Python client script against the bot: it must see the reply.
+fn python_client(script: &str, args: &[String]) {
+    let venv = opsbot_testkit::chat_venv();
+    let python = venv.join("bin/python");
+    if !python.is_file() {
+        let note = format!("no Python venv at {} (scripts/test.sh makes it)", venv.display());
+        assert!(!opsbot_testkit::servers_required(), "{note}; OPSBOT_REQUIRE_SERVERS=1 needs it");
+        eprintln!("SKIPPED: {note}");
+        return;
+    }
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/blackbox").join(script);
+    let out = std::process::Command::new(python).arg(&path).args(args).output().expect("python");
+    assert!(
+        out.status.success(),
+        "{script} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn irc_conformance() {
+    let Some(server) = opsbot_testkit::irc::Ngircd::start().await else {
+        return;
+    };
+    suite(Box::new(server), "max_lines = 200", |s| {
+        let (body, _) = s.adapter_toml();
+        let args = [
+            "--server",
+            "127.0.0.1",
+            "--port",
+            &toml_value(&body, "port"),
+            "--nick",
+            "dave",
+            "--room",
+            &s.room(),
+            "--text",
+            "!whoami",
+            "--regex",
+            r"irc:dave!~?dave@127\.0\.0\.1",
+        ];
+        ("irc_client.py", args.iter().map(|a| a.to_string()).collect())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn matrix_conformance() {
+    let Some(server) = opsbot_testkit::matrix::Synapse::launch().await.expect("synapse") else {
+        return;
+    };
+    suite(Box::new(server), "", |s| {
+        let (body, _) = s.adapter_toml();
+        let args = [
+            "--homeserver",
+            &toml_value(&body, "homeserver"),
+            "--user",
+            "@carol:test.local",
+            "--password",
+            "carol-pass",
+            "--room",
+            &s.room(),
+            "--text",
+            "!whoami",
+            "--regex",
+            r"matrix:@carol:test\.local",
+            "--bot",
+            &toml_value(&body, "user_id"),
+        ];
+        ("matrix_client.py", args.iter().map(|a| a.to_string()).collect())
+    })
+    .await;
+}
+
+#[cfg(feature = "xmpp")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn xmpp_conformance() {
+    let Some(server) = opsbot_testkit::xmpp::Prosody::start_new().await.expect("prosody") else {
+        return;
+    };
+    suite(Box::new(server), "", |s| {
+        let (body, _) = s.adapter_toml();
+        let port = toml_value(&body, "server").rsplit(':').next().unwrap().to_string();
+        let args = [
+            "--jid",
+            "carol@test.local",
+            "--password",
+            opsbot_testkit::xmpp::USER_PASSWORD,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port,
+            "--room",
+            &s.room(),
+            "--nick",
+            "carolpy",
+            "--text",
+            "!whoami",
+            "--regex",
+            r"xmpp:carol@test\.local",
+        ];
+        ("xmpp_client.py", args.iter().map(|a| a.to_string()).collect())
+    })
+    .await;
+}
+
+/// All three platforms at once from one `opsbot serve`: a person on each gets answers, and the
+/// process's memory with all three connected is recorded (a figure for docs/benchmarks.md).
+#[cfg(feature = "xmpp")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_platforms_in_one_process() {
+    let Some(irc) = opsbot_testkit::irc::Ngircd::start().await else {
+        return;
+    };
+    let Some(matrix) = opsbot_testkit::matrix::Synapse::launch().await.expect("synapse") else {
+        return;
+    };
+    let Some(xmpp) = opsbot_testkit::xmpp::Prosody::start_new().await.expect("prosody") else {
+        return;
+    };
+    let servers: Vec<Box<dyn ChatServer>> = vec![Box::new(irc), Box::new(matrix), Box::new(xmpp)];
+    let mut users = Vec::new();
+    for s in &servers {
+        users.push(s.user("ana").await.expect("user"));
+    }
+    let mut text = String::from("[bot]\nname = \"opsbot\"\n[access]\ndefault_role = \"guest\"\n[people.ana]\naccounts = [");
+    text.push_str(
+        &servers
+            .iter()
+            .zip(&users)
+            .map(|(s, u)| format!("\"{}:{}\"", s.platform(), u.account()))
+            .collect::<Vec<_>>()
+            .join(", "),
+    );
+    text.push_str("]\nroles = [\"admin\"]\n[jobs.hello]\nrunner = { type = \"exec\", argv = [\"echo\", \"hello\"] }\n");
+    let mut env = Vec::new();
+    for s in &servers {
+        let (body, e) = s.adapter_toml();
+        text.push_str(&format!(
+            "[adapters.{}]\n{body}\nsend_rate = 1000\nsend_burst = 1000\n",
+            s.platform()
+        ));
+        env.extend(e);
+    }
+    let sb = Sandbox::new();
+    let cfg = sb.config(&text);
+    let env_ref: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let (serve, addr) = sb.serve_with(&cfg, &env_ref);
+    let bot = Bot { _sandbox: sb, serve, addr };
+    let start = Instant::now();
+    loop {
+        let (_, body) = crate::harness::http(&bot.addr, "GET", "/readyz", None, None);
+        if body.matches("\"connected\":true").count() == 3 {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "not all connected: {body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for (s, u) in servers.iter().zip(users.iter_mut()) {
+        u.say(&s.room(), "!hello").await.unwrap();
+        let card = heard(u, "queued", &format!("{} card", s.platform()), &bot).await;
+        heard(
+            u,
+            &format!("#{} hello succeeded", run_id(&card.text)),
+            &format!("{} result", s.platform()),
+            &bot,
+        )
+        .await;
+    }
+    let status = std::fs::read_to_string(format!("/proc/{}/status", bot.serve.child.id())).unwrap_or_default();
+    let rss = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap_or("VmRSS: ?").to_string();
+    eprintln!("opsbot serve with IRC, Matrix and XMPP connected (and the web server): {rss}");
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/test-artefacts");
+    let _ = std::fs::create_dir_all(&dir);
+    let _ = std::fs::write(dir.join("chat-rss.txt"), format!("{rss}\n"));
+}
