@@ -8,11 +8,15 @@
 //!
 //! What it does: `PASS`, IRCv3 capability negotiation (`CAP LS 302`, requesting `sasl`,
 //! `account-tag`, `extended-join`, `account-notify` and `message-tags` where offered), SASL
-//! PLAIN, `NICK`/`USER` with `_`/digits appended on a collision, NickServ `IDENTIFY`, joining
-//! the configured channels (rejoining after a kick), `PING`/`PONG`, and `QUIT` on shutdown.
+//! PLAIN, `NICK`/`USER` with `_`/digits appended on a collision, NickServ `IDENTIFY` (without
+//! SASL, and only once `WHOIS NickServ` shows a network service), joining the configured
+//! channels (rejoining after a kick), `PING`/`PONG`, and `QUIT` on shutdown.
 //! Incoming `PRIVMSG`s become envelopes: `nick: text` / `nick, text` in a channel is a
 //! mention (stripped), a private message is direct. A user is `account:NAME` when the server
 //! tags messages with the sender's services account (`account-tag`), else `nick!user@host`.
+//! A direct place is the sender's `nick!user@host`; a reply to it is sent only after
+//! `USERHOST` shows the nick still held by that `user@host`. A reply to a channel waits
+//! (briefly, then `Unavailable`) until the bot is in the channel.
 //! Replies go out as plain lines (see [`render`]), paced by a token bucket (`line_rate`,
 //! `line_burst`), each short enough that the line recipients get fits IRC's 512 bytes.
 
@@ -47,6 +51,9 @@ const IDLE_PING: Duration = Duration::from_secs(120);
 const IDLE_DEAD: Duration = Duration::from_secs(240);
 /// Nicks tried after a collision before giving up.
 const NICK_ATTEMPTS: u32 = 10;
+/// How long a check with the server may take: `USERHOST` before a direct reply, `WHOIS
+/// NickServ` before identifying, and the wait for a channel the bot is (re)joining.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(5);
 /// Capabilities requested when the server offers them (`sasl` only when configured).
 const WANTED_CAPS: &[&str] = &["account-tag", "extended-join", "account-notify", "message-tags"];
 
@@ -57,6 +64,20 @@ impl<T: AsyncRead + AsyncWrite + Send + Unpin> Stream for T {}
 struct Outgoing {
     line: String,
     ack: oneshot::Sender<Result<(), String>>,
+    /// For a `USERHOST` line: where the answer (`(nick, user@host)` pairs) goes.
+    userhost: Option<oneshot::Sender<Vec<(String, String)>>>,
+}
+
+/// What one connection keeps between the lines it handles.
+#[derive(Default)]
+struct Conn {
+    /// Channels to rejoin after a kick, and when.
+    rejoins: Vec<(Instant, String)>,
+    /// Those waiting for answers to the `USERHOST`s sent, in order (the server answers in order).
+    userhost: std::collections::VecDeque<oneshot::Sender<Vec<(String, String)>>>,
+    /// While `WHOIS NickServ` is being answered: until when, and whether NickServ has shown
+    /// itself to be a network service.
+    nickserv: Option<(Instant, bool)>,
 }
 
 /// What `post` shares with the running connection.
@@ -67,6 +88,9 @@ struct Shared {
     nick: Mutex<String>,
     /// Paces the lines sent (`line_rate`, `line_burst`).
     limiter: DefaultDirectRateLimiter,
+    /// The channels the bot is in now (folded with [`fold`]): joins confirmed by the server,
+    /// less parts and kicks.
+    joined: tokio::sync::watch::Sender<Vec<String>>,
 }
 
 /// An IRC network connection.
@@ -105,6 +129,7 @@ impl IrcAdapter {
                 out: Mutex::new(None),
                 nick: Mutex::new(cfg.nick.clone()),
                 limiter: RateLimiter::direct(quota),
+                joined: tokio::sync::watch::Sender::new(Vec::new()),
             }),
             cfg,
         })
@@ -166,10 +191,18 @@ impl IrcAdapter {
             _ = ctx.stopped() => return Ok(()),
         };
         *lock(&self.shared.nick) = nick.clone();
+        self.shared.joined.send_replace(Vec::new());
         info!(adapter = %self.name, server = %self.cfg.server, %nick, "registered on IRC");
-        if let Some(pw) = &self.cfg.nickserv_password {
-            w.send(&format!("PRIVMSG NickServ :IDENTIFY {} {}", self.cfg.nick, render::sanitize(pw)))
-                .await?;
+        let mut conn = Conn::default();
+        if self.cfg.nickserv_password.is_some() {
+            if self.cfg.sasl_user.is_some() {
+                info!(adapter = %self.name, "logged in with SASL; nickserv_password is not sent to NickServ");
+            } else {
+                // IDENTIFY only once the server has shown NickServ to be a network service:
+                // whoever holds the nick `NickServ` on a network without services would get the password.
+                w.send("WHOIS NickServ").await?;
+                conn.nickserv = Some((Instant::now() + CHECK_TIMEOUT, false));
+            }
         }
         for ch in &self.cfg.channels {
             w.send(&format!("JOIN {}", ch.trim())).await?;
@@ -177,12 +210,12 @@ impl IrcAdapter {
         *lock(&self.shared.out) = Some(tx);
         ctx.connected();
 
-        let mut rejoins: Vec<(Instant, String)> = Vec::new();
         let mut last_read = Instant::now();
         let mut pinged = false;
         let mut tick = tokio::time::interval(Duration::from_secs(15));
         loop {
-            let next_rejoin = rejoins.iter().map(|r| r.0).min();
+            let next_rejoin = conn.rejoins.iter().map(|r| r.0).min();
+            let nickserv_deadline = conn.nickserv.map(|n| n.0);
             tokio::select! {
                 _ = ctx.stopped() => {
                     let _ = w.send("QUIT :bye").await;
@@ -196,17 +229,24 @@ impl IrcAdapter {
                     last_read = Instant::now();
                     pinged = false;
                     let Some(msg) = parse(&line) else { continue };
-                    self.handle(ctx, &mut w, msg, &mut rejoins).await?;
+                    self.handle(ctx, &mut w, msg, &mut conn).await?;
                 }
                 Some(out) = rx.recv() => {
                     let r = w.send(&out.line).await;
+                    if r.is_ok() && let Some(waiter) = out.userhost {
+                        conn.userhost.push_back(waiter);
+                    }
                     let _ = out.ack.send(r.clone());
                     r?;
                 }
+                _ = tokio::time::sleep_until(nickserv_deadline.unwrap_or_else(Instant::now)), if nickserv_deadline.is_some() => {
+                    conn.nickserv = None;
+                    warn!(adapter = %self.name, "NickServ was not confirmed as a network service within {CHECK_TIMEOUT:?}; not identifying (use SASL)");
+                }
                 _ = tokio::time::sleep_until(next_rejoin.unwrap_or_else(Instant::now)), if next_rejoin.is_some() => {
                     let now = Instant::now();
-                    let due: Vec<String> = rejoins.iter().filter(|r| r.0 <= now).map(|r| r.1.clone()).collect();
-                    rejoins.retain(|r| r.0 > now);
+                    let due: Vec<String> = conn.rejoins.iter().filter(|r| r.0 <= now).map(|r| r.1.clone()).collect();
+                    conn.rejoins.retain(|r| r.0 > now);
                     for ch in due {
                         w.send(&format!("JOIN {}", self.channel_with_key(&ch))).await?;
                     }
@@ -395,9 +435,10 @@ impl IrcAdapter {
         ctx: &AdapterContext,
         w: &mut Writer<W>,
         msg: Message,
-        rejoins: &mut Vec<(Instant, String)>,
+        conn: &mut Conn,
     ) -> Result<(), String> {
         let nick = lock(&self.shared.nick).clone();
+        let from_me = source_nick(msg.prefix.as_ref()).is_some_and(|n| irc_eq(n, &nick));
         match msg.command {
             Command::PING(a, _) => w.send(&format!("PONG :{a}")).await?,
             Command::ERROR(m) => return Err(format!("{} closed the link: {m}", self.cfg.server)),
@@ -412,11 +453,69 @@ impl IrcAdapter {
                 info!(adapter = %self.name, %new, "nick changed");
                 *lock(&self.shared.nick) = new;
             }
+            Command::JOIN(chans, _, _) if from_me => {
+                self.shared.joined.send_modify(|j| {
+                    for c in chans.split(',').filter(|c| !c.is_empty()) {
+                        if !j.contains(&fold(c)) {
+                            j.push(fold(c));
+                        }
+                    }
+                });
+            }
+            Command::PART(chans, _) if from_me => {
+                self.shared.joined.send_modify(|j| {
+                    for c in chans.split(',') {
+                        j.retain(|x| *x != fold(c));
+                    }
+                });
+            }
             Command::KICK(chan, who, reason) if irc_eq(&who, &nick) => {
                 warn!(adapter = %self.name, channel = %chan, reason = ?reason, "kicked; rejoining in {REJOIN_DELAY:?}");
-                rejoins.push((Instant::now() + REJOIN_DELAY, chan));
+                self.shared.joined.send_modify(|j| j.retain(|x| *x != fold(&chan)));
+                conn.rejoins.push((Instant::now() + REJOIN_DELAY, chan));
+            }
+            Command::Raw(code, args) if matches!(code.as_str(), "310" | "320") => {
+                // RPL_WHOISSERVICE / RPL_WHOISSPECIAL: `… NickServ :is a Network Service`
+                if let Some(ns) = conn.nickserv.as_mut()
+                    && args.get(1).is_some_and(|n| irc_eq(n, "NickServ"))
+                    && args.last().is_some_and(|t| t.to_ascii_lowercase().contains("network service"))
+                {
+                    ns.1 = true;
+                }
             }
             Command::Response(code, args) => match code {
+                Response::RPL_USERHOST => {
+                    if let Some(waiter) = conn.userhost.pop_front() {
+                        let _ = waiter.send(parse_userhost(args.last().map(String::as_str).unwrap_or("")));
+                    }
+                }
+                Response::RPL_WHOISSERVER | Response::RPL_WHOISOPERATOR
+                    if conn.nickserv.is_some() && args.get(1).is_some_and(|n| irc_eq(n, "NickServ")) =>
+                {
+                    // 312 `NickServ services.example.net :…`, or 313 `NickServ :is a Network Service`
+                    let confirmed = match code {
+                        Response::RPL_WHOISSERVER => args.get(2).is_some_and(|s| s.to_ascii_lowercase().contains("services")),
+                        _ => args.last().is_some_and(|t| t.to_ascii_lowercase().contains("network service")),
+                    };
+                    if confirmed && let Some(ns) = conn.nickserv.as_mut() {
+                        ns.1 = true;
+                    }
+                }
+                Response::RPL_ENDOFWHOIS | Response::ERR_NOSUCHNICK
+                    if conn.nickserv.is_some() && args.get(1).is_some_and(|n| irc_eq(n, "NickServ")) =>
+                {
+                    let confirmed = conn.nickserv.take().is_some_and(|n| n.1);
+                    match &self.cfg.nickserv_password {
+                        Some(pw) if confirmed => {
+                            w.send(&format!("PRIVMSG NickServ :IDENTIFY {} {}", self.cfg.nick, render::sanitize(pw)))
+                                .await?;
+                        }
+                        _ => warn!(
+                            adapter = %self.name,
+                            "NickServ is not a network service here (WHOIS shows no services server); not identifying (use SASL)"
+                        ),
+                    }
+                }
                 Response::ERR_CANNOTSENDTOCHAN
                 | Response::ERR_NOSUCHNICK
                 | Response::ERR_NOSUCHCHANNEL
@@ -476,7 +575,16 @@ impl IrcAdapter {
         Some(Envelope {
             user: UserId::new(&self.name, id),
             display_name: Some(from.clone()),
-            place: Place::new(&self.name, if channel { target } else { from.as_str() }),
+            // A direct place names the person, not just the nick: `post` checks that the nick
+            // is still held by the same user@host before answering.
+            place: Place::new(
+                &self.name,
+                if channel {
+                    target.to_string()
+                } else {
+                    format!("{from}!{user}@{host}")
+                },
+            ),
             direct: !channel,
             mentioned,
             text,
@@ -503,9 +611,11 @@ impl Adapter for IrcAdapter {
         impl Drop for Clear<'_> {
             fn drop(&mut self) {
                 *lock(&self.0.out) = None;
+                self.0.joined.send_replace(Vec::new());
             }
         }
         let _clear = Clear(&self.shared);
+        self.shared.joined.send_replace(Vec::new());
         let (tx, rx) = mpsc::channel(16);
         let r = self.session(ctx, rx, tx).await;
         if let Err(e) = &r {
@@ -515,30 +625,140 @@ impl Adapter for IrcAdapter {
     }
 
     async fn post(&self, place: &Place, reply: &Reply) -> Result<Posted, SendError> {
-        let target = place.channel.as_str();
-        if target.is_empty() || target.len() > 200 || target.chars().any(|c| c.is_whitespace() || c.is_control() || c == ',' || c == ':') {
-            return Err(SendError::Rejected(format!("`{target}` is not an IRC channel or nick")));
-        }
+        let target = match Target::parse(&place.channel) {
+            Some(t) => t,
+            None => {
+                return Err(SendError::Rejected(format!(
+                    "`{}` is not an IRC channel or a person's `nick!user@host`",
+                    place.channel
+                )));
+            }
+        };
         self.sender()?;
+        let to = match target {
+            Target::Channel(ch) => {
+                self.wait_joined(ch).await?;
+                ch
+            }
+            Target::Person { nick, userhost } => {
+                self.check_holder(nick, userhost).await?;
+                nick
+            }
+        };
         let nick = self.current_nick();
-        let budget = render::text_budget(&nick, &self.username, target);
+        let budget = render::text_budget(&nick, &self.username, to);
         let lines = render::render(reply, self.cfg.max_lines as usize, budget);
         for l in lines {
-            self.shared.limiter.until_ready().await;
-            let tx = self.sender()?;
-            let (ack, done) = oneshot::channel();
-            tx.send(Outgoing {
-                line: format!("PRIVMSG {target} :{l}"),
-                ack,
-            })
-            .await
-            .map_err(|_| SendError::Unavailable("the IRC connection closed".into()))?;
-            done.await
-                .map_err(|_| SendError::Unavailable("the IRC connection closed".into()))?
-                .map_err(SendError::Unavailable)?;
+            self.send_line(format!("PRIVMSG {to} :{l}"), None).await?;
         }
         Ok(Posted { id: None })
     }
+}
+
+/// Where a reply goes.
+enum Target<'a> {
+    Channel(&'a str),
+    /// A private conversation: the nick to send to and the `user@host` that must hold it.
+    Person {
+        nick: &'a str,
+        userhost: &'a str,
+    },
+}
+
+impl<'a> Target<'a> {
+    fn parse(s: &'a str) -> Option<Self> {
+        let bad = |c: char| c.is_whitespace() || c.is_control() || c == ',';
+        if s.is_empty() || s.len() > 300 || s.chars().any(bad) {
+            return None;
+        }
+        if s.starts_with(['#', '&', '+', '!']) {
+            return (!s.contains(':')).then_some(Target::Channel(s));
+        }
+        // A bare nick is refused: whoever holds it when the reply leaves would get it.
+        let (nick, userhost) = s.split_once('!')?;
+        let (user, host) = userhost.split_once('@')?;
+        if nick.is_empty() || user.is_empty() || host.is_empty() || nick.contains([':', '@']) || user.contains(['!', ':']) {
+            return None;
+        }
+        Some(Target::Person { nick, userhost })
+    }
+}
+
+impl IrcAdapter {
+    /// Sends one line through the connection (paced), waiting until it is written.
+    async fn send_line(&self, line: String, userhost: Option<oneshot::Sender<Vec<(String, String)>>>) -> Result<(), SendError> {
+        self.shared.limiter.until_ready().await;
+        let tx = self.sender()?;
+        let (ack, done) = oneshot::channel();
+        tx.send(Outgoing { line, ack, userhost })
+            .await
+            .map_err(|_| SendError::Unavailable("the IRC connection closed".into()))?;
+        done.await
+            .map_err(|_| SendError::Unavailable("the IRC connection closed".into()))?
+            .map_err(SendError::Unavailable)
+    }
+
+    /// Waits (up to [`CHECK_TIMEOUT`]) until the bot is in `ch`: a reply written to a channel
+    /// the bot was kicked from, or has not joined yet, would be lost while counting as sent.
+    async fn wait_joined(&self, ch: &str) -> Result<(), SendError> {
+        let want = fold(ch);
+        let mut rx = self.shared.joined.subscribe();
+        if rx.borrow().contains(&want) {
+            return Ok(());
+        }
+        let configured = self.cfg.channels.iter().any(|c| c.split(' ').next().is_some_and(|n| irc_eq(n, ch)));
+        if !configured {
+            return Err(SendError::Rejected(format!(
+                "the bot is not in {ch} and does not join it (not in `channels`)"
+            )));
+        }
+        match tokio::time::timeout(CHECK_TIMEOUT, rx.wait_for(|j| j.contains(&want))).await {
+            Ok(Ok(_)) => Ok(()),
+            _ => Err(SendError::Unavailable(format!(
+                "the bot is not in {ch} now (kicked, or not joined yet)"
+            ))),
+        }
+    }
+
+    /// Checks with `USERHOST` that `nick` is still held by `userhost`, so that a direct reply
+    /// never goes to someone who took the nick after its owner left or changed it.
+    async fn check_holder(&self, nick: &str, userhost: &str) -> Result<(), SendError> {
+        let (tx, rx) = oneshot::channel();
+        self.send_line(format!("USERHOST {nick}"), Some(tx)).await?;
+        let answer = tokio::time::timeout(CHECK_TIMEOUT, rx)
+            .await
+            .map_err(|_| SendError::Unavailable(format!("{} did not answer USERHOST in time", self.cfg.server)))?
+            .map_err(|_| SendError::Unavailable("the IRC connection closed".into()))?;
+        match answer.iter().find(|(n, _)| irc_eq(n, nick)) {
+            Some((_, uh)) if uh.eq_ignore_ascii_case(userhost) => Ok(()),
+            _ => Err(SendError::Rejected(format!(
+                "{nick}!{userhost} left or changed nick; a direct reply for them is dropped"
+            ))),
+        }
+    }
+}
+
+/// The `(nick, user@host)` pairs of an `RPL_USERHOST` answer (`ana*=+~ana@host bob=-b@h`).
+fn parse_userhost(list: &str) -> Vec<(String, String)> {
+    list.split_whitespace()
+        .filter_map(|e| {
+            let (n, v) = e.split_once('=')?;
+            Some((n.trim_end_matches('*').to_string(), v.trim_start_matches(['+', '-']).to_string()))
+        })
+        .collect()
+}
+
+/// A nick or channel name in the case [`irc_eq`] ignores.
+fn fold(s: &str) -> String {
+    s.chars()
+        .map(|c| match c {
+            '[' => '{',
+            ']' => '}',
+            '\\' => '|',
+            '~' => '^',
+            c => c.to_ascii_lowercase(),
+        })
+        .collect()
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -775,6 +995,37 @@ mod tests {
         assert!(irc_eq("Ops[bot]", "ops{BOT}"));
         assert_eq!(alternative_nick("opsbot", 1), "opsbot_");
         assert_eq!(alternative_nick("opsbot", 2), "opsbot_2");
+    }
+
+    #[test]
+    fn userhost_answers_and_places() {
+        assert_eq!(
+            parse_userhost("ana*=+~ana@127.0.0.1 Bob=-b@2001:db8::1"),
+            vec![("ana".into(), "~ana@127.0.0.1".into()), ("Bob".into(), "b@2001:db8::1".into())]
+        );
+        assert!(parse_userhost("").is_empty());
+        assert!(matches!(Target::parse("#ops"), Some(Target::Channel("#ops"))));
+        assert!(matches!(
+            Target::parse("ana!~a@2001:db8::1"),
+            Some(Target::Person {
+                nick: "ana",
+                userhost: "~a@2001:db8::1"
+            })
+        ));
+        for bad in [
+            "ana",
+            "",
+            "#a b",
+            "#a:b",
+            "ana!x",
+            "ana!@h",
+            "a:b!u@h",
+            "ana!u@h,bob",
+            "ana!u@h\r\nQUIT",
+        ] {
+            assert!(Target::parse(bad).is_none(), "{bad:?}");
+        }
+        assert_eq!(fold("Ops[Bot]"), fold("ops{bot}"));
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //! - **Login**: an access token (checked with `whoami`, which also gives the user id), or a
 //!   password (`m.login.password` as `device_id`, default `OPSBOT`); the token is kept in
 //!   memory and, with a password, renewed when the server answers `M_UNKNOWN_TOKEN`.
-//! - **Sync**: a long-poll with an inline filter (messages, membership, encryption, `m.direct`).
+//! - **Sync**: a long-poll with an inline filter (messages, membership, encryption).
 //!   `next_batch` is saved through the adapter state after every processed sync, so a restart
 //!   replays nothing; on the very first start the initial sync's timeline (history) is skipped,
 //!   and any message older than the adapter's start is skipped too. Each run's first sync asks
@@ -15,13 +15,20 @@
 //!   `serde_json::Value`, event by event: a malformed response or event is logged and skipped.
 //! - **Rooms**: `rooms` are joined at start (aliases resolve through the join; places always use
 //!   the room id `!…`). Invitations are joined according to `invites`; others are left alone
-//!   (neither joined nor rejected, so a person can still accept them by hand). A room with
-//!   exactly two joined members, or listed in the bot's `m.direct`, is a direct conversation —
-//!   unless it is one of the configured `rooms`.
+//!   (neither joined nor rejected, so a person can still accept them by hand).
+//! - **Direct conversations**: a message is direct only when, at that message, the room's joined
+//!   and invited members are exactly the bot and the sender (and it is not one of the configured
+//!   `rooms`). Membership is replayed event by event, also through the gaps of limited syncs;
+//!   `is_direct` and `m.direct` are set by other people's clients and are never trusted.
+//! - **Replies**: the quoted fallback (`> ` lines) of a rich reply is removed before the text is
+//!   read, so quoted text never counts as a command; a thread root must look like an event id.
 //! - **Sending**: `m.notice` events (the Matrix convention for bots: other bots do not answer
-//!   notices, so two bots cannot loop) with a plain `body` and HTML `formatted_body`; threads
-//!   via `m.thread` relations; edits via `m.replace`; images uploaded to the media repository
-//!   and sent as `m.image` after the text.
+//!   notices, so two bots cannot loop) with a plain `body` and HTML `formatted_body`, always with
+//!   an empty `m.mentions` (so text repeated from a person — `@room`, names — pings nobody);
+//!   threads via `m.thread` relations; edits via `m.replace`. Images: a `data:` URL is uploaded to
+//!   the media repository and an `mxc://` URL sent as is, as `m.image` after the text; an
+//!   `http(s)` image is never fetched (the bot would fetch whatever address it is given) and
+//!   stays a link in the text.
 //! - **Idempotence**: transaction ids are `START.SEQ.PART`, `START` being this process's start.
 //!   When a send ends without a clear answer (network error, 5xx, 429), the sequence number is
 //!   remembered under a hash of what was sent (place, reply, edit target); the runtime's retry
@@ -47,7 +54,7 @@ pub use html::{escape as escape_html, render as render_html};
 
 /// Largest response body read (a sync of many rooms can be big, but not this big).
 pub const MAX_RESPONSE: usize = 32 * 1024 * 1024;
-/// Largest image fetched for upload.
+/// Largest `data:` image uploaded.
 pub const MAX_IMAGE: usize = 10 * 1024 * 1024;
 /// Bytes of plain text one event carries at most; longer replies go as several events.
 const MAX_EVENT_TEXT: usize = 24_000;
@@ -87,8 +94,6 @@ struct Session {
 #[derive(Default)]
 struct Rooms {
     joined: HashMap<String, RoomInfo>,
-    /// Rooms listed in the bot's `m.direct` account data, or invited to as direct.
-    direct: HashSet<String>,
     /// The configured `rooms`, by id: never direct.
     configured: HashSet<String>,
     /// Encrypted rooms already told that the bot cannot read them.
@@ -97,23 +102,57 @@ struct Rooms {
     invites_seen: HashSet<String>,
 }
 
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct RoomInfo {
-    /// Members by user id → display name, with their membership.
+    /// Members by user id → their membership (`join`, `invite`, `knock`) and display name.
     members: HashMap<String, (String, Option<String>)>,
     /// `m.joined_member_count` from the last summary that had it.
     summary_joined: Option<u64>,
+    /// `m.invited_member_count` from the last summary that had it.
+    summary_invited: Option<u64>,
     encrypted: bool,
 }
 
 impl RoomInfo {
-    fn joined_count(&self) -> u64 {
-        let counted = self.members.values().filter(|(m, _)| m == "join").count() as u64;
-        match self.summary_joined {
-            Some(n) if counted == 0 => n,
-            _ => counted,
+    fn is_joined(&self, user: &str) -> bool {
+        self.members.get(user).is_some_and(|(m, _)| m == "join")
+    }
+
+    /// Joined plus invited members, bot included: the members replayed up to now, or the
+    /// server's summary when that says more (a summary can only make the count larger).
+    fn present_count(&self) -> u64 {
+        let counted = self.members.values().filter(|(m, _)| m == "join" || m == "invite").count() as u64;
+        let summary = self.summary_joined.unwrap_or(0) + self.summary_invited.unwrap_or(0);
+        counted.max(summary)
+    }
+}
+
+/// A Matrix event id as a thread root: `$` and at most 254 printable ASCII characters other
+/// than `/` (room versions 4+ use URL-safe base64). Anything else comes from someone's
+/// `m.relates_to` and must not make up a place of its own.
+fn valid_event_id(id: &str) -> bool {
+    id.len() > 1 && id.len() <= 255 && id.starts_with('$') && id.bytes().skip(1).all(|b| b.is_ascii_graphic() && b != b'/')
+}
+
+/// `body` without the fallback of a rich reply: the leading lines quoted with `> ` (the
+/// replied-to message, someone else's words) and the empty line after them.
+fn strip_reply_fallback(body: &str) -> &str {
+    let mut rest = body;
+    let mut quoted = false;
+    loop {
+        let (line, after) = rest.split_once('\n').unwrap_or((rest, ""));
+        let line = line.strip_suffix('\r').unwrap_or(line);
+        if line.starts_with("> ") || line == ">" {
+            quoted = true;
+            rest = after;
+        } else {
+            break;
         }
     }
+    if quoted {
+        rest = rest.strip_prefix("\r\n").or_else(|| rest.strip_prefix('\n')).unwrap_or(rest);
+    }
+    rest
 }
 
 /// How an API call failed.
@@ -516,7 +555,7 @@ impl MatrixAdapter {
     fn sync_filter() -> String {
         json!({
             "presence": {"not_types": ["*"]},
-            "account_data": {"types": ["m.direct"]},
+            "account_data": {"not_types": ["*"]},
             "room": {
                 "timeline": {"types": ["m.room.message", "m.room.member", "m.room.encrypted", "m.room.encryption"], "limit": TIMELINE_LIMIT},
                 "state": {"types": ["m.room.member", "m.room.encryption"]},
@@ -543,14 +582,15 @@ impl MatrixAdapter {
         self.api(Method::GET, url, Payload::None, None).await
     }
 
-    /// Fills limited (gappy) timelines with the events the sync left out, back to `since`,
-    /// so a burst of more than [`TIMELINE_LIMIT`] messages between two syncs loses none.
-    async fn fill_gaps(&self, v: &mut Value, since: &str) {
-        let Some(join) = v.get_mut("rooms").and_then(|r| r.get_mut("join")).and_then(Value::as_object_mut) else {
-            return;
+    /// The events that limited (gappy) timelines left out, back to `since`, oldest first, by
+    /// room: so a burst of more than [`TIMELINE_LIMIT`] messages between two syncs loses none.
+    async fn fill_gaps(&self, v: &Value, since: &str) -> HashMap<String, Vec<Value>> {
+        let mut gaps = HashMap::new();
+        let Some(join) = v.get("rooms").and_then(|r| r.get("join")).and_then(Value::as_object) else {
+            return gaps;
         };
-        for (room_id, room) in join.iter_mut() {
-            let Some(tl) = room.get_mut("timeline").and_then(Value::as_object_mut) else {
+        for (room_id, room) in join {
+            let Some(tl) = room.get("timeline").and_then(Value::as_object) else {
                 continue;
             };
             if tl.get("limited").and_then(Value::as_bool) != Some(true) {
@@ -597,71 +637,48 @@ impl MatrixAdapter {
                 .filter_map(|e| s(e, "event_id").map(str::to_string))
                 .collect();
             missed.retain(|e| s(e, "event_id").is_none_or(|id| !seen.contains(id)));
-            if let Some(evs) = tl.get_mut("events").and_then(Value::as_array_mut) {
-                missed.append(evs);
-                *evs = missed;
-            }
+            gaps.insert(room_id.clone(), missed);
         }
+        gaps
     }
 
-    /// Reads one sync response; `deliver` is false for the first start's history.
-    fn process_sync(&self, v: &Value, me: &str, names: &[String], deliver: bool) -> SyncActions {
+    /// Reads one sync response, with the events `gaps` fetched for limited timelines;
+    /// `deliver` is false for the first start's history.
+    fn process_sync(&self, v: &Value, gaps: &HashMap<String, Vec<Value>>, me: &str, names: &[String], deliver: bool) -> SyncActions {
         let mut acts = SyncActions::default();
         let mut rooms = self.lock_rooms();
-        for ev in events(v.get("account_data")) {
-            if s(ev, "type") == Some("m.direct")
-                && let Some(c) = ev.get("content").and_then(Value::as_object)
-            {
-                rooms.direct = c
-                    .values()
-                    .filter_map(Value::as_array)
-                    .flatten()
-                    .filter_map(Value::as_str)
-                    .map(str::to_string)
-                    .collect();
-            }
-        }
         let section = v.get("rooms");
         if let Some(join) = section.and_then(|r| r.get("join")).and_then(Value::as_object) {
             for (room_id, room) in join {
                 let info = rooms.joined.entry(room_id.clone()).or_default();
-                if let Some(n) = room
-                    .get("summary")
-                    .and_then(|s| s.get("m.joined_member_count"))
-                    .and_then(Value::as_u64)
-                {
+                let summary = room.get("summary");
+                let count = |key: &str| summary.and_then(|s| s.get(key)).and_then(Value::as_u64);
+                if let Some(n) = count("m.joined_member_count") {
                     info.summary_joined = Some(n);
                 }
+                if let Some(n) = count("m.invited_member_count") {
+                    info.summary_invited = Some(n);
+                }
+                // The state at the start of the returned timeline (after any gap).
                 for ev in events(room.get("state")) {
                     apply_state(info, ev);
                 }
+                if let Some(gap) = gaps.get(room_id).filter(|g| !g.is_empty()) {
+                    // Wind membership back to the start of the gap, then replay the gap event
+                    // by event: each message is judged by the members it was said among.
+                    let after = info.clone();
+                    for ev in gap.iter().rev() {
+                        unapply_state(info, ev);
+                    }
+                    for ev in gap {
+                        self.timeline_event(&mut rooms, &mut acts, room_id, ev, me, names, deliver);
+                    }
+                    if let Some(info) = rooms.joined.get_mut(room_id) {
+                        info.members = after.members;
+                    }
+                }
                 for ev in events(room.get("timeline")) {
-                    if !ev.is_object() {
-                        warn!(adapter = %self.name, room = %room_id, "skipping a malformed event: {}", short(ev));
-                        continue;
-                    }
-                    let kind = s(ev, "type").unwrap_or("");
-                    if ev.get("state_key").is_some() {
-                        if let Some(info) = rooms.joined.get_mut(room_id) {
-                            apply_state(info, ev);
-                        }
-                        continue;
-                    }
-                    if !deliver {
-                        continue;
-                    }
-                    match kind {
-                        "m.room.encrypted" if s(ev, "sender") != Some(me) && rooms.e2e_noted.insert(room_id.clone()) => {
-                            warn!(adapter = %self.name, room = %room_id, "an end-to-end encrypted message: opsbot cannot read encrypted rooms");
-                            acts.e2e_notices.push(room_id.clone());
-                        }
-                        "m.room.message" => {
-                            if let Some(env) = self.envelope(&rooms, room_id, ev, me, names) {
-                                acts.envelopes.push(env);
-                            }
-                        }
-                        _ => {}
-                    }
+                    self.timeline_event(&mut rooms, &mut acts, room_id, ev, me, names, deliver);
                 }
             }
         }
@@ -681,7 +698,6 @@ impl MatrixAdapter {
                 if !rooms.invites_seen.insert(room_id.clone()) {
                     continue;
                 }
-                let direct = ev.get("content").and_then(|c| c.get("is_direct")).and_then(Value::as_bool) == Some(true);
                 let accept = match self.cfg.invites {
                     InvitePolicy::Anyone => true,
                     InvitePolicy::People => self.people.contains(&inviter),
@@ -689,9 +705,6 @@ impl MatrixAdapter {
                 };
                 if accept {
                     info!(adapter = %self.name, room = %room_id, inviter = %inviter, "accepting an invitation");
-                    if direct {
-                        rooms.direct.insert(room_id.clone());
-                    }
                     acts.join_invites.push(room_id.clone());
                 } else {
                     info!(adapter = %self.name, room = %room_id, inviter = %inviter, policy = ?self.cfg.invites, "leaving an invitation alone");
@@ -699,6 +712,58 @@ impl MatrixAdapter {
             }
         }
         acts
+    }
+
+    /// One timeline event of `room_id`: a state change, or a message to deliver.
+    #[allow(clippy::too_many_arguments)]
+    fn timeline_event(
+        &self,
+        rooms: &mut Rooms,
+        acts: &mut SyncActions,
+        room_id: &str,
+        ev: &Value,
+        me: &str,
+        names: &[String],
+        deliver: bool,
+    ) {
+        if !ev.is_object() {
+            warn!(adapter = %self.name, room = %room_id, "skipping a malformed event: {}", short(ev));
+            return;
+        }
+        if ev.get("state_key").is_some() {
+            if let Some(info) = rooms.joined.get_mut(room_id) {
+                apply_state(info, ev);
+            }
+            return;
+        }
+        if !deliver {
+            return;
+        }
+        match s(ev, "type").unwrap_or("") {
+            "m.room.encrypted" if s(ev, "sender") != Some(me) && rooms.e2e_noted.insert(room_id.to_string()) => {
+                warn!(adapter = %self.name, room = %room_id, "an end-to-end encrypted message: opsbot cannot read encrypted rooms");
+                acts.e2e_notices.push(room_id.to_string());
+            }
+            "m.room.message" => {
+                if let Some(env) = self.envelope(rooms, room_id, ev, me, names) {
+                    acts.envelopes.push(env);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Whether a message from `sender` in `room_id` is a direct conversation: the room is not
+    /// one of the configured `rooms`, and its joined and invited members right now are exactly
+    /// the bot and the sender. Nobody's `is_direct` or `m.direct` can make a room direct.
+    fn is_direct(rooms: &Rooms, room_id: &str, sender: &str, me: &str) -> bool {
+        if rooms.configured.contains(room_id) {
+            return false;
+        }
+        rooms
+            .joined
+            .get(room_id)
+            .is_some_and(|i| sender != me && i.is_joined(sender) && i.is_joined(me) && i.present_count() <= 2)
     }
 
     /// The envelope for one `m.room.message`, or `None` when it is not a command.
@@ -722,9 +787,12 @@ impl MatrixAdapter {
         if rel_type == Some("m.replace") {
             return None;
         }
-        let body = s(content, "body")?;
+        let mut body = s(content, "body")?;
+        if rel.and_then(|r| r.get("m.in_reply_to")).is_some() {
+            body = strip_reply_fallback(body);
+        }
         let info = rooms.joined.get(room_id);
-        let direct = !rooms.configured.contains(room_id) && (rooms.direct.contains(room_id) || info.is_some_and(|i| i.joined_count() == 2));
+        let direct = Self::is_direct(rooms, room_id, sender, me);
         let mentions_me = content
             .get("m.mentions")
             .and_then(|m| m.get("user_ids"))
@@ -736,8 +804,14 @@ impl MatrixAdapter {
         };
         let mut place = Place::new(&self.name, room_id);
         if rel_type == Some("m.thread") {
-            place.thread = rel.and_then(|r| s(r, "event_id")).map(str::to_string);
-        } else if self.cfg.threads && !direct {
+            place.thread = rel
+                .and_then(|r| s(r, "event_id"))
+                .filter(|id| valid_event_id(id))
+                .map(str::to_string);
+            if place.thread.is_none() {
+                debug!(adapter = %self.name, room = %room_id, "a thread root that is not an event id: not in a thread");
+            }
+        } else if self.cfg.threads && !direct && valid_event_id(event_id) {
             place.thread = Some(event_id.to_string());
         }
         let display_name = info.and_then(|i| i.members.get(sender)).and_then(|(_, d)| d.clone());
@@ -776,6 +850,7 @@ impl MatrixAdapter {
     }
 
     async fn send_event(&self, room: &str, kind: &str, txn: &str, content: Value) -> Result<String, SendError> {
+        let content = quiet(content);
         let url = self.client_url(&["rooms", room, "send", kind, txn]);
         let v = self
             .api(Method::PUT, url, Payload::Json(content), Some(REQUEST_TIMEOUT))
@@ -811,67 +886,24 @@ impl MatrixAdapter {
             .collect()
     }
 
-    /// Fetches an image (http(s) or `data:`), at most [`MAX_IMAGE`] bytes: bytes and type.
-    async fn fetch_image(&self, url: &str) -> Result<(Vec<u8>, String), String> {
-        if let Some(rest) = url.strip_prefix("data:") {
-            let (meta, data) = rest.split_once(',').ok_or("a data: URL without a comma")?;
-            let b64 = meta.ends_with(";base64");
-            let mime = meta.trim_end_matches(";base64");
-            let mime = if mime.is_empty() { "text/plain" } else { mime };
-            let bytes = if b64 {
-                use base64::Engine;
-                base64::engine::general_purpose::STANDARD
-                    .decode(data.trim())
-                    .map_err(|e| format!("bad base64: {e}"))?
-            } else {
-                data.as_bytes().to_vec()
-            };
-            if bytes.len() > MAX_IMAGE {
-                return Err("image larger than 10 MiB".into());
-            }
-            return Ok((bytes, mime.to_string()));
-        }
-        let lower = url.to_ascii_lowercase();
-        if !(lower.starts_with("http://") || lower.starts_with("https://")) {
-            return Err("only http(s) and data: image URLs are fetched".into());
-        }
-        let mut resp = self
-            .http
-            .get(url)
-            .timeout(REQUEST_TIMEOUT)
-            .send()
-            .await
-            .map_err(|e| e.to_string())?;
-        if !resp.status().is_success() {
-            return Err(format!("HTTP {}", resp.status()));
-        }
-        if resp.content_length().is_some_and(|n| n > MAX_IMAGE as u64) {
-            return Err("image larger than 10 MiB".into());
-        }
-        let mime = resp
-            .headers()
-            .get(reqwest::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .map(|v| v.split(';').next().unwrap_or("").trim().to_string())
-            .filter(|m| !m.is_empty())
-            .unwrap_or_else(|| "application/octet-stream".into());
-        let mut buf = Vec::new();
-        while let Some(c) = resp.chunk().await.map_err(|e| e.to_string())? {
-            if buf.len() + c.len() > MAX_IMAGE {
-                return Err("image larger than 10 MiB".into());
-            }
-            buf.extend_from_slice(&c);
-        }
-        Ok((buf, mime))
-    }
-
-    /// Uploads an image and gives the `m.image` content, or `None` (logged) when it fails
-    /// for good; an upload the server could not take now is an error to retry.
+    /// The `m.image` content of an image: an `mxc://` URL as it is, a `data:` URL uploaded;
+    /// `None` (logged) for anything else or when it fails for good — an `http(s)` image is
+    /// never fetched, it is a link in the text. An upload the server could not take now is an
+    /// error to retry.
     async fn image_content(&self, url: &str, alt: &str) -> Result<Option<Value>, SendError> {
-        let (bytes, mime) = match self.fetch_image(url).await {
+        let body = if alt.trim().is_empty() { "image" } else { alt };
+        if valid_mxc(url) {
+            return Ok(Some(json!({"msgtype": "m.image", "body": body, "url": url})));
+        }
+        let shown: String = url.chars().take(80).collect();
+        if !url.get(..5).is_some_and(|p| p.eq_ignore_ascii_case("data:")) {
+            debug!(adapter = %self.name, "not fetching the image {shown}: it stays a link in the text");
+            return Ok(None);
+        }
+        let (bytes, mime) = match decode_data_url(url) {
             Ok(x) => x,
             Err(e) => {
-                warn!(adapter = %self.name, "cannot fetch the image {}: {e}", url.chars().take(80).collect::<String>());
+                warn!(adapter = %self.name, "cannot read the image {shown}: {e}");
                 return Ok(None);
             }
         };
@@ -897,7 +929,6 @@ impl MatrixAdapter {
         let Some(mxc) = s(&v, "content_uri") else {
             return Err(SendError::Unavailable("upload answered without content_uri".into()));
         };
-        let body = if alt.trim().is_empty() { "image" } else { alt };
         Ok(Some(
             json!({"msgtype": "m.image", "body": body, "url": mxc, "info": {"mimetype": mime, "size": size}}),
         ))
@@ -1006,7 +1037,7 @@ impl MatrixAdapter {
                     Err(e) => return Err(format!("Matrix initial sync failed: {e}")),
                 }
             };
-            let acts = self.process_sync(&v, &me, &names, false);
+            let acts = self.process_sync(&v, &HashMap::new(), &me, &names, false);
             if self.act(ctx, acts).await.is_err() {
                 return Ok(());
             }
@@ -1053,11 +1084,11 @@ impl MatrixAdapter {
                 }
             };
             full_state = false;
-            let mut v = v;
-            if let Some(since) = since.as_deref() {
-                self.fill_gaps(&mut v, since).await;
-            }
-            let acts = self.process_sync(&v, &me, &names, true);
+            let gaps = match since.as_deref() {
+                Some(since) => self.fill_gaps(&v, since).await,
+                None => HashMap::new(),
+            };
+            let acts = self.process_sync(&v, &gaps, &me, &names, true);
             if self.act(ctx, acts).await.is_err() {
                 return Ok(());
             }
@@ -1090,12 +1121,83 @@ fn apply_state(info: &mut RoomInfo, ev: &Value) {
             } else {
                 info.members.insert(user.to_string(), (membership, name));
             }
-            // A membership change makes the last summary stale; counted members are current.
-            info.summary_joined = None;
         }
         Some("m.room.encryption") => info.encrypted = true,
         _ => {}
     }
+}
+
+/// Undoes one membership event of a gap (replayed backwards): the member gets the membership
+/// the event replaced (`unsigned.prev_content`). Without it, the member is taken as present
+/// before too — counting someone too many can only make a room not direct, never direct.
+fn unapply_state(info: &mut RoomInfo, ev: &Value) {
+    if s(ev, "type") != Some("m.room.member") {
+        return;
+    }
+    let Some(user) = s(ev, "state_key") else { return };
+    let prev = ev.get("unsigned").and_then(|u| u.get("prev_content")).filter(|p| p.is_object());
+    match prev {
+        Some(p) => {
+            let membership = s(p, "membership").unwrap_or("leave");
+            if membership == "leave" || membership == "ban" {
+                info.members.remove(user);
+            } else {
+                info.members
+                    .insert(user.to_string(), (membership.to_string(), s(p, "displayname").map(str::to_string)));
+            }
+        }
+        None => {
+            let name = info.members.get(user).and_then(|(_, n)| n.clone());
+            info.members.insert(user.to_string(), ("join".to_string(), name));
+        }
+    }
+}
+
+/// `content` with an empty `m.mentions`: the event mentions nobody, so a text that repeats
+/// someone's words (`@room`, a name, a user id) does not notify anyone (intentional mentions,
+/// Matrix 1.7: with `m.mentions` present, body-based push rules do not apply).
+fn quiet(mut content: Value) -> Value {
+    if let Some(o) = content.as_object_mut() {
+        o.insert("m.mentions".into(), json!({}));
+    }
+    content
+}
+
+/// An `mxc://server/media-id` URL (sent as it is: clients fetch it from their own homeserver).
+fn valid_mxc(url: &str) -> bool {
+    let Some(rest) = url.strip_prefix("mxc://") else { return false };
+    let Some((server, media)) = rest.split_once('/') else {
+        return false;
+    };
+    let ok = |p: &str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_graphic() && b != b'/' && b != b'?' && b != b'#');
+    ok(server) && ok(media) && url.len() <= 255
+}
+
+/// The bytes and media type of a `data:` URL, at most [`MAX_IMAGE`] bytes.
+fn decode_data_url(url: &str) -> Result<(Vec<u8>, String), String> {
+    let rest = url
+        .get(5..)
+        .filter(|_| url[..5].eq_ignore_ascii_case("data:"))
+        .ok_or("not a data: URL")?;
+    let (meta, data) = rest.split_once(',').ok_or("a data: URL without a comma")?;
+    let b64 = meta.ends_with(";base64");
+    let mime = meta.trim_end_matches(";base64");
+    let mime = if mime.is_empty() { "text/plain" } else { mime };
+    if data.len() > MAX_IMAGE * 2 {
+        return Err("image larger than 10 MiB".into());
+    }
+    let bytes = if b64 {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD
+            .decode(data.trim())
+            .map_err(|e| format!("bad base64: {e}"))?
+    } else {
+        data.as_bytes().to_vec()
+    };
+    if bytes.len() > MAX_IMAGE {
+        return Err("image larger than 10 MiB".into());
+    }
+    Ok((bytes, mime.to_string()))
 }
 
 fn short(v: &Value) -> String {
@@ -1183,13 +1285,14 @@ impl Adapter for MatrixAdapter {
         let body = html::plain(reply);
         let formatted = html::render(reply);
         let rich = json!({"msgtype": "m.notice", "body": body, "format": "org.matrix.custom.html", "formatted_body": formatted});
-        // An edit carries its content twice (fallback and m.new_content).
-        let new_content = if 2 * json_len(&rich) <= MAX_CONTENT {
+        // An edit carries its content twice (fallback and m.new_content); what counts for
+        // mentions is m.new_content's own m.mentions.
+        let new_content = quiet(if 2 * json_len(&rich) <= MAX_CONTENT {
             rich
         } else {
             let cut = chunks(&body, MAX_EVENT_TEXT / 2).into_iter().next().unwrap_or_default();
             json!({"msgtype": "m.notice", "body": format!("{cut}\n… (cut)")})
-        };
+        });
         let mut content = new_content.clone();
         if let Some(o) = content.as_object_mut() {
             let fallback = format!("* {}", s(&new_content, "body").unwrap_or(""));
@@ -1241,6 +1344,268 @@ mod tests {
             assert!(!parts.is_empty());
             assert!(parts.iter().all(|p| json_len(p) < 64 * 1024));
         }
+    }
+
+    const ME: &str = "@opsbot:t";
+
+    fn adapter() -> MatrixAdapter {
+        let cfg = MatrixConfig {
+            homeserver: "http://127.0.0.1:9".into(),
+            user_id: ME.into(),
+            access_token: Some("t".into()),
+            password: None,
+            device_id: None,
+            rooms: vec![],
+            invites: InvitePolicy::Anyone,
+            threads: false,
+            sync_timeout: None,
+            tls_ca: None,
+        };
+        MatrixAdapter::new("mx", cfg, vec![]).unwrap()
+    }
+
+    fn member(user: &str, membership: &str) -> Value {
+        json!({"type": "m.room.member", "state_key": user, "sender": user, "content": {"membership": membership}})
+    }
+
+    fn say(id: &str, sender: &str, content: Value) -> Value {
+        json!({"type": "m.room.message", "event_id": id, "sender": sender, "origin_server_ts": now_ms() + 60_000, "content": content})
+    }
+
+    fn text(id: &str, body: &str) -> Value {
+        say(id, "@ana:t", json!({"msgtype": "m.text", "body": body}))
+    }
+
+    /// Runs one sync of one joined room through the adapter; the envelopes' (text, direct).
+    fn sync_room(
+        a: &MatrixAdapter,
+        room: &str,
+        state: Vec<Value>,
+        timeline: Vec<Value>,
+        summary: Value,
+        gap: Vec<Value>,
+    ) -> Vec<(String, bool)> {
+        let v = json!({"next_batch": "b", "rooms": {"join": {room: {"summary": summary, "state": {"events": state}, "timeline": {"events": timeline}}}}});
+        let gaps = HashMap::from([(room.to_string(), gap)]);
+        let names = vec![ME.to_string(), "opsbot".to_string()];
+        a.process_sync(&v, &gaps, ME, &names, true)
+            .envelopes
+            .into_iter()
+            .map(|e| (e.text, e.direct))
+            .collect()
+    }
+
+    #[test]
+    fn direct_means_only_the_bot_and_the_sender_at_that_message() {
+        let a = adapter();
+        let dm = |t: &str| (t.to_string(), true);
+        let room = |t: &str| (t.to_string(), false);
+        // Two joined members: direct.
+        let got = sync_room(
+            &a,
+            "!dm:t",
+            vec![member(ME, "join"), member("@ana:t", "join")],
+            vec![text("$1", "hi")],
+            json!({}),
+            vec![],
+        );
+        assert_eq!(got, vec![dm("hi")]);
+
+        // Made as a direct chat by Ana (is_direct on the bot's invitation), but
+        // Bob is invited too: not direct; nor once he joined; direct again once he left.
+        let mut bot = member(ME, "join");
+        bot["content"]["is_direct"] = json!(true);
+        let got = sync_room(
+            &a,
+            "!grp:t",
+            vec![bot, member("@ana:t", "join"), member("@bob:t", "invite")],
+            vec![
+                text("$2", "invited"),
+                member("@bob:t", "join"),
+                text("$3", "joined"),
+                member("@bob:t", "leave"),
+                text("$4", "left"),
+            ],
+            json!({}),
+            vec![],
+        );
+        assert_eq!(got, vec![room("invited"), room("joined"), dm("left")]);
+        // An invitation that arrives later counts from that event on.
+        let got = sync_room(
+            &a,
+            "!grp:t",
+            vec![],
+            vec![text("$5", "two"), member("@cy:t", "invite"), text("$6", "three")],
+            json!({}),
+            vec![],
+        );
+        assert_eq!(got, vec![dm("two"), room("three")]);
+
+        // The server's summary can say there are more people than the bot knows of.
+        let got = sync_room(
+            &a,
+            "!sum:t",
+            vec![member(ME, "join"), member("@ana:t", "join")],
+            vec![text("$7", "x")],
+            json!({"m.joined_member_count": 2, "m.invited_member_count": 1}),
+            vec![],
+        );
+        assert_eq!(got, vec![room("x")]);
+
+        // A sender the bot does not know as a member, or a room without the bot: not direct.
+        let got = sync_room(&a, "!odd:t", vec![], vec![text("$8", "who")], json!({}), vec![]);
+        assert_eq!(got, vec![room("who")]);
+
+        // A configured room is never direct.
+        a.lock_rooms().configured.insert("!cfg:t".into());
+        let got = sync_room(
+            &a,
+            "!cfg:t",
+            vec![member(ME, "join"), member("@ana:t", "join")],
+            vec![text("$9", "c")],
+            json!({}),
+            vec![],
+        );
+        assert_eq!(got, vec![room("c")]);
+    }
+
+    #[test]
+    fn messages_in_a_gap_are_judged_by_the_members_of_their_moment() {
+        let a = adapter();
+        sync_room(
+            &a,
+            "!gap:t",
+            vec![member(ME, "join"), member("@ana:t", "join"), member("@bob:t", "join")],
+            vec![],
+            json!({}),
+            vec![],
+        );
+        // Bob left during the gap: the state (after the gap) has him gone, but the first message
+        // was said while he was there. The second leave (Cy's) has no prev_content: she counts
+        // as present before it.
+        let mut bob_leaves = member("@bob:t", "leave");
+        bob_leaves["unsigned"] = json!({"prev_content": {"membership": "join"}});
+        let cy_leaves = member("@cy:t", "leave");
+        let got = sync_room(
+            &a,
+            "!gap:t",
+            vec![bob_leaves.clone(), cy_leaves.clone()],
+            vec![text("$13", "after")],
+            json!({}),
+            vec![
+                text("$10", "with bob"),
+                bob_leaves,
+                text("$11", "with cy?"),
+                cy_leaves,
+                text("$12", "alone"),
+            ],
+        );
+        let direct: Vec<(String, bool)> = ["with bob", "with cy?", "alone", "after"]
+            .iter()
+            .zip([false, false, true, true])
+            .map(|(t, d)| (t.to_string(), d))
+            .collect();
+        assert_eq!(got, direct);
+        // The members after the sync are the server's.
+        let rooms = a.lock_rooms();
+        let info = rooms.joined.get("!gap:t").unwrap();
+        assert_eq!(info.present_count(), 2);
+        assert!(!info.members.contains_key("@cy:t"));
+    }
+
+    #[test]
+    fn thread_roots_must_be_event_ids() {
+        assert!(valid_event_id("$abc-_DEF123"));
+        assert!(valid_event_id("$abc:example.org"));
+        assert!(valid_event_id(&format!("${}", "a".repeat(254))));
+        for bad in ["", "$", "abc", "!room:t", "$a/b", "$a b", "$a\nb", "$é", "$../../x"] {
+            assert!(!valid_event_id(bad), "{bad:?}");
+        }
+        assert!(!valid_event_id(&format!("${}", "a".repeat(255))));
+
+        let a = adapter();
+        let room = vec![member(ME, "join"), member("@ana:t", "join"), member("@bob:t", "join")];
+        let in_thread = |root: &str| {
+            say(
+                "$m",
+                "@ana:t",
+                json!({"msgtype": "m.text", "body": "!status", "m.relates_to": {"rel_type": "m.thread", "event_id": root}}),
+            )
+        };
+        let names = vec![ME.to_string()];
+        sync_room(&a, "!r:t", room, vec![], json!({}), vec![]);
+        let rooms = a.lock_rooms();
+        let thread = |root: &str| a.envelope(&rooms, "!r:t", &in_thread(root), ME, &names).unwrap().place.thread;
+        assert_eq!(thread("$root_ID-1").as_deref(), Some("$root_ID-1"));
+        assert_eq!(thread("$x/../!other:t"), None);
+        assert_eq!(thread("root"), None);
+        assert_eq!(thread(&format!("${}", "a".repeat(300))), None);
+    }
+
+    #[test]
+    fn reply_fallbacks_are_not_read_as_commands() {
+        assert_eq!(strip_reply_fallback("> <@bob:t> !deploy prod\n\n!status"), "!status");
+        assert_eq!(
+            strip_reply_fallback("> <@bob:t> line one\n> line two\n>\n> four\n\nopsbot: ok\nmore"),
+            "opsbot: ok\nmore"
+        );
+        assert_eq!(strip_reply_fallback("> <@bob:t> a\r\n\r\nyes"), "yes");
+        assert_eq!(strip_reply_fallback("> only a quote"), "");
+        assert_eq!(strip_reply_fallback("no quote\n> later"), "no quote\n> later");
+        assert_eq!(strip_reply_fallback(">not a quote"), ">not a quote");
+
+        let a = adapter();
+        sync_room(
+            &a,
+            "!r:t",
+            vec![member(ME, "join"), member("@ana:t", "join"), member("@bob:t", "join")],
+            vec![],
+            json!({}),
+            vec![],
+        );
+        let names = vec![ME.to_string(), "opsbot".to_string()];
+        let rooms = a.lock_rooms();
+        let reply = |body: &str, in_reply: bool| {
+            let mut c = json!({"msgtype": "m.text", "body": body});
+            if in_reply {
+                c["m.relates_to"] = json!({"m.in_reply_to": {"event_id": "$orig"}});
+            }
+            a.envelope(&rooms, "!r:t", &say("$r", "@ana:t", c), ME, &names).unwrap()
+        };
+        let e = reply("> <@bob:t> opsbot: deploy prod\n\nopsbot: status", true);
+        assert_eq!((e.text.as_str(), e.mentioned), ("status", true));
+        let e = reply("> <@bob:t> opsbot: deploy prod\n\nthanks", true);
+        assert_eq!((e.text.as_str(), e.mentioned), ("thanks", false));
+        // Not a reply: the text is the sender's own, as typed.
+        let e = reply("> quoting\n\n!x", false);
+        assert_eq!(e.text, "> quoting\n\n!x");
+    }
+
+    #[test]
+    fn sent_contents_mention_nobody() {
+        let c = quiet(json!({"msgtype": "m.notice", "body": "@room hi", "m.mentions": {"room": true}}));
+        assert_eq!(c["m.mentions"], json!({}));
+        for part in MatrixAdapter::text_contents(&Reply::text(opsbot_core::Tone::Info, "@room")) {
+            assert_eq!(quiet(part)["m.mentions"], json!({}));
+        }
+    }
+
+    #[test]
+    fn images_are_data_or_mxc_urls_only() {
+        assert!(valid_mxc("mxc://example.org/AbC123"));
+        for bad in [
+            "mxc://example.org",
+            "mxc:///x",
+            "mxc://a/b/c",
+            "http://example.org/x.png",
+            "mxc://a b/c",
+        ] {
+            assert!(!valid_mxc(bad), "{bad}");
+        }
+        let (bytes, mime) = decode_data_url("data:image/png;base64,iVBORw==").unwrap();
+        assert_eq!((bytes.as_slice(), mime.as_str()), (&[0x89, b'P', b'N', b'G'][..], "image/png"));
+        assert!(decode_data_url("http://127.0.0.1/x.png").is_err());
+        assert!(decode_data_url("data:image/png;base64").is_err());
     }
 
     #[test]

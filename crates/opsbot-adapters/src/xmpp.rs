@@ -13,15 +13,21 @@
 //! - Incoming: `chat` (or `normal`) messages from an account are direct, user id = the sender's
 //!   bare JID; `groupchat` messages in a joined room: user id = the occupant's real bare JID
 //!   when the room shows it (non-anonymous rooms), else the occupant JID `room@service/nick`
-//!   (spoofable by nick reuse: configure rooms non-anonymous). Delayed (XEP-0203) messages are
-//!   history and skipped, so are the bot's own reflected messages and bodies over 64 KiB.
+//!   (spoofable by nick reuse: configure rooms non-anonymous). A nick's real JID is only what the
+//!   room said in the bot's current stay (`Room::occupants`). Delayed (XEP-0203) messages
+//!   are history and skipped, so are the bot's own reflected messages and bodies over 64 KiB.
+//!   Private messages through a room, messages from the bot's own account and messages wrapping
+//!   others (carbons, forwards, archive results) are never commands and are skipped whole.
 //!   Stanzas the XML parser cannot survive are dropped before it by [`guard`].
 //! - Outgoing: plain text bodies (XHTML-IM, XEP-0071, is deprecated), split at 48 KiB; edits are
 //!   XEP-0308 corrections naming the original message id. Clients without XEP-0308 show a
 //!   correction as a new message, and XEP-0308 strictly covers only the *last* message (a job
 //!   card often is not); most clients accept older ones, some ignore them.
 //! - Rooms the bot is not in (refused, kicked, destroyed) are tried again every minute; posts to
-//!   them are `Unavailable` meanwhile. Presence subscription requests are not answered.
+//!   them are `Unavailable` meanwhile, or `Rejected` once the room refused the bot for good
+//!   (banned, members-only, ...) until a join succeeds. Each send attempt has a new message id,
+//!   so a post retried after a lost connection may appear twice. Presence subscription requests
+//!   are not answered.
 
 mod connect;
 mod guard;
@@ -82,6 +88,11 @@ pub struct XmppAdapter {
     link: Arc<Mutex<Option<mpsc::Sender<Outgoing>>>>,
     /// The configured rooms the bot is in now.
     joined: Arc<Mutex<HashSet<BareJid>>>,
+    /// Configured rooms whose last join was refused for good (banned, members only, ...), and
+    /// why: posts to them are `Rejected` until a rejoin succeeds.
+    refused: Arc<Mutex<HashMap<BareJid, String>>>,
+    /// How often rooms the bot is not in are tried again.
+    rejoin_every: Duration,
     ids: IdGen,
 }
 
@@ -144,11 +155,20 @@ impl XmppAdapter {
             },
             link: Arc::new(Mutex::new(None)),
             joined: Arc::new(Mutex::new(HashSet::new())),
+            refused: Arc::new(Mutex::new(HashMap::new())),
+            rejoin_every: REJOIN_EVERY,
             ids: IdGen {
                 seed: std::collections::hash_map::RandomState::new(),
                 next: AtomicU64::new(1),
             },
         })
+    }
+
+    /// Tries rooms the bot is not in again every `every` instead of every minute (for tests).
+    #[doc(hidden)]
+    pub fn with_rejoin_every(mut self, every: Duration) -> Self {
+        self.rejoin_every = every;
+        self
     }
 
     fn sender(&self) -> Option<mpsc::Sender<Outgoing>> {
@@ -161,6 +181,10 @@ impl XmppAdapter {
         let to = BareJid::new(&place.channel).map_err(|e| SendError::Rejected(format!("`{}` is not a JID: {e}", place.channel)))?;
         let kind = if self.rooms.contains(&to) {
             if !self.joined.lock().is_ok_and(|j| j.contains(&to)) {
+                if let Some(why) = self.refused.lock().ok().and_then(|r| r.get(&to).cloned()) {
+                    tracing::warn!("not posting to the XMPP room {to}: {why}");
+                    return Err(SendError::Rejected(format!("the bot cannot be in the room {to}: {why}")));
+                }
                 return Err(SendError::Unavailable(format!("not in the room {to} (yet)")));
             }
             MessageType::Groupchat
@@ -213,6 +237,9 @@ impl Drop for LinkGuard<'_> {
         if let Ok(mut j) = self.0.joined.lock() {
             j.clear();
         }
+        if let Ok(mut r) = self.0.refused.lock() {
+            r.clear();
+        }
     }
 }
 
@@ -226,7 +253,9 @@ struct Room {
     tries: u32,
     /// Join attempts failed in a row (only the first is a warning).
     failures: u32,
-    /// Occupant nick → real bare JID, where the room shows it.
+    /// Occupant nick → real bare JID, where the room shows it. Only ever what the room said
+    /// in the current stay: an entry goes with the occupant's leaving or a presence without a
+    /// JID, the whole map when the bot leaves, is removed, or (re)joins.
     occupants: HashMap<String, BareJid>,
 }
 
@@ -276,6 +305,24 @@ impl Session<'_> {
                 j.remove(&room.jid);
             }
         }
+        if state == JoinState::Joined
+            && let Ok(mut r) = adapter.refused.lock()
+        {
+            r.remove(&room.jid);
+        }
+    }
+
+    /// Records that the room refused the bot for good (until someone there changes it): posts
+    /// to it are rejected from now on; joins are still tried again now and then.
+    fn set_refused(adapter: &XmppAdapter, room: &Room, why: String) {
+        if let Ok(mut r) = adapter.refused.lock()
+            && r.insert(room.jid.clone(), why.clone()).is_none()
+        {
+            tracing::warn!(
+                "the XMPP room {} refuses the bot ({why}); posts to it are rejected until a later join succeeds",
+                room.jid
+            );
+        }
     }
 
     /// Join presences for the rooms the bot is not in (refused, removed, or no answer for a
@@ -284,6 +331,7 @@ impl Session<'_> {
         for room in self.rooms.values_mut().filter(|r| r.state != JoinState::Joined) {
             room.nick = self.adapter.nick.clone();
             room.tries = 0;
+            room.occupants.clear();
             if let Ok(p) = room.join_presence() {
                 tracing::debug!("trying the XMPP room {} again", room.jid);
                 room.state = JoinState::Pending;
@@ -381,11 +429,15 @@ impl Session<'_> {
                     }
                 } else {
                     let text = err.as_ref().and_then(|e| e.texts.values().next().cloned()).unwrap_or_default();
+                    if let Some(why) = cond.as_ref().and_then(permanent) {
+                        Self::set_refused(adapter, room, why.to_string());
+                    }
                     let cond = cond.map(|c| format!("{c:?}")).unwrap_or_else(|| "an error".into());
                     if room.failures == 0 {
                         tracing::warn!(
-                            "cannot join the XMPP room {}: {cond} {text}; trying again every {REJOIN_EVERY:?}",
-                            room.jid
+                            "cannot join the XMPP room {}: {cond} {text}; trying again every {:?}",
+                            room.jid,
+                            adapter.rejoin_every
                         );
                     }
                     Self::set_state(adapter, room, JoinState::Failed);
@@ -400,18 +452,32 @@ impl Session<'_> {
                     if status.contains(&Status::NewNick) {
                         tracing::info!("the bot's nick in {} is changing", room.jid);
                     } else {
+                        // Out of the room, the bot no longer sees who leaves and who takes a
+                        // nick: nothing it knew of the occupants holds any more.
+                        room.occupants.clear();
                         tracing::warn!(
-                            "the bot was removed from the XMPP room {} ({status:?}); trying again every {REJOIN_EVERY:?}",
-                            room.jid
+                            "the bot was removed from the XMPP room {} ({status:?}); trying again every {:?}",
+                            room.jid,
+                            adapter.rejoin_every
                         );
                         Self::set_state(adapter, room, JoinState::Failed);
+                        if status.contains(&Status::Banned) {
+                            Self::set_refused(adapter, room, "banned from the room".into());
+                        }
                     }
                 }
             }
             PresenceType::None => {
                 let Some(n) = nick else { return };
-                if let Some(real) = muc_user.as_ref().and_then(|u| u.items.iter().find_map(|i| i.jid.clone())) {
-                    room.occupants.insert(n.clone(), real.to_bare());
+                // Each presence says all there is about the occupant's real JID now: one
+                // without it (no longer shown to the bot) must not leave an older one standing.
+                match muc_user.as_ref().and_then(|u| u.items.iter().find_map(|i| i.jid.clone())) {
+                    Some(real) => {
+                        room.occupants.insert(n.clone(), real.to_bare());
+                    }
+                    None => {
+                        room.occupants.remove(&n);
+                    }
                 }
                 if is_self {
                     if room.state != JoinState::Joined {
@@ -470,7 +536,15 @@ impl Session<'_> {
             .iter()
             .any(|e| e.is("x", ns::MUC_USER) || e.is("x", "jabber:x:conference"))
         {
-            tracing::debug!("ignoring a room invitation from {from}");
+            // Invitations, and private messages through a room (XEP-0045 §7.5 marks them so).
+            tracing::debug!("ignoring a room invitation or private message from {from}");
+            return None;
+        }
+        if m.payloads.iter().any(is_forwarded) {
+            // Carbons (XEP-0280; the bot never enables them), archive results (XEP-0313) and
+            // forwards (XEP-0297) carry someone else's message: never a command, and the
+            // wrapped message is never unwrapped.
+            tracing::debug!("ignoring a carbon, archived or forwarded message from {from}");
             return None;
         }
         let bare = from.to_bare();
@@ -490,10 +564,13 @@ impl Session<'_> {
             }
             MessageType::Chat | MessageType::Normal => {
                 if self.rooms.contains_key(&bare) {
+                    // `room@service/nick` is an occupant, not the account `room@service`.
                     tracing::debug!("ignoring a private message through the room {bare}");
                     return None;
                 }
                 if bare == a.jid {
+                    // The bot's own account (another resource): not someone else's command.
+                    tracing::debug!("ignoring a message from the bot's own account ({from})");
                     return None;
                 }
                 let display = bare.node().map(|n| n.as_str().to_string()).unwrap_or_else(|| bare.to_string());
@@ -519,6 +596,28 @@ impl Session<'_> {
 
 fn is_delay(e: &Element) -> bool {
     e.is("delay", ns::DELAY) || e.is("x", "jabber:x:delay")
+}
+
+/// A payload wrapping another message: a carbon copy, an archive result, a forward.
+fn is_forwarded(e: &Element) -> bool {
+    // Not carbons' `<private/>`: a hint on an ordinary message not to copy it.
+    e.is("received", ns::CARBONS)
+        || e.is("sent", ns::CARBONS)
+        || e.is("forwarded", ns::FORWARD)
+        || e.is("result", ns::MAM)
+        || e.is("result", "urn:xmpp:mam:1")
+}
+
+/// Why a join refused with this error cannot succeed until someone in the room changes
+/// something; `None` for errors worth trying again (nick taken, room busy, server trouble).
+fn permanent(cond: &DefinedCondition) -> Option<&'static str> {
+    match cond {
+        DefinedCondition::Forbidden => Some("banned from the room (forbidden)"),
+        DefinedCondition::RegistrationRequired => Some("the room is members-only and the bot is not a member"),
+        DefinedCondition::NotAllowed => Some("the room does not exist and may not be created by the bot"),
+        DefinedCondition::NotAuthorized => Some("the room needs a password (opsbot has none to give)"),
+        _ => None,
+    }
 }
 
 /// `nick: rest` or `nick, rest` (case-insensitive nick) → `rest`.
@@ -648,7 +747,7 @@ impl Adapter for XmppAdapter {
 
         let (tx, mut rx) = mpsc::channel::<Outgoing>(8);
         let _guard = LinkGuard(self);
-        let mut rejoin = tokio::time::interval(REJOIN_EVERY);
+        let mut rejoin = tokio::time::interval(self.rejoin_every);
         rejoin.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         rejoin.tick().await;
         let mut connected = false;
@@ -799,6 +898,149 @@ mod tests {
         assert_eq!(split("", 10), vec![String::new()]);
         let long = "é".repeat(100);
         assert_eq!(split(&long, 51).concat(), long);
+    }
+
+    fn adapter() -> XmppAdapter {
+        let cfg = XmppConfig {
+            jid: "opsbot@test.local".into(),
+            password: "x".into(),
+            server: None,
+            rooms: vec!["ops@conference.test.local".into()],
+            nick: None,
+            allow_plain: false,
+            tls_ca: None,
+        };
+        XmppAdapter::new("xmpp", cfg).expect("adapter")
+    }
+
+    fn session(a: &XmppAdapter) -> Session<'_> {
+        let jid = BareJid::new("ops@conference.test.local").unwrap();
+        let room = Room {
+            jid: jid.clone(),
+            nick: "opsbot".into(),
+            state: JoinState::Joined,
+            tries: 0,
+            failures: 0,
+            occupants: HashMap::new(),
+        };
+        Session {
+            adapter: a,
+            rooms: HashMap::from([(jid, room)]),
+            pings: 0,
+        }
+    }
+
+    fn stanza(xml: &str) -> Stanza {
+        let el: Element = xml.parse().expect("xml");
+        match el.name() {
+            "message" => Stanza::Message(Message::try_from(el).expect("message")),
+            "presence" => Stanza::Presence(Presence::try_from(el).expect("presence")),
+            _ => Stanza::Iq(Iq::try_from(el).expect("iq")),
+        }
+    }
+
+    fn feed(s: &mut Session<'_>, xml: &str) -> Option<Envelope> {
+        s.on_stanza(stanza(xml), &mut Vec::new())
+    }
+
+    fn occupant(nick: &str, jid: Option<&str>) -> String {
+        let item = match jid {
+            Some(j) => format!("<item affiliation='none' role='participant' jid='{j}'/>"),
+            None => "<item affiliation='none' role='participant'/>".into(),
+        };
+        format!(
+            "<presence xmlns='jabber:client' from='ops@conference.test.local/{nick}'><x xmlns='http://jabber.org/protocol/muc#user'>{item}</x></presence>"
+        )
+    }
+
+    fn said(nick: &str, text: &str) -> String {
+        format!("<message xmlns='jabber:client' type='groupchat' from='ops@conference.test.local/{nick}'><body>{text}</body></message>")
+    }
+
+    #[test]
+    fn a_presence_without_a_real_jid_forgets_the_old_one() {
+        let a = adapter();
+        let mut s = session(&a);
+        feed(&mut s, &occupant("ana", Some("ana@corp/phone")));
+        assert_eq!(feed(&mut s, &said("ana", "x")).unwrap().user.id, "ana@corp");
+        // The same nick, now without a JID the bot may see: no longer ana@corp.
+        feed(&mut s, &occupant("ana", None));
+        assert_eq!(feed(&mut s, &said("ana", "x")).unwrap().user.id, "ops@conference.test.local/ana");
+    }
+
+    #[test]
+    fn the_bot_leaving_the_room_forgets_all_occupants() {
+        let a = adapter();
+        let mut s = session(&a);
+        feed(&mut s, &occupant("ana", Some("ana@corp/phone")));
+        feed(
+            &mut s,
+            "<presence xmlns='jabber:client' type='unavailable' from='ops@conference.test.local/opsbot'><x xmlns='http://jabber.org/protocol/muc#user'><item affiliation='none' role='none'/><status code='307'/><status code='110'/></x></presence>",
+        );
+        assert!(s.rooms.values().all(|r| r.occupants.is_empty()));
+        // Rejoining starts from nothing too.
+        feed(&mut s, &occupant("bob", Some("bob@corp")));
+        let mut out = Vec::new();
+        s.rejoin(&mut out);
+        assert_eq!(out.len(), 1);
+        assert!(s.rooms.values().all(|r| r.occupants.is_empty()));
+    }
+
+    #[test]
+    fn wrapped_and_own_messages_are_no_commands() {
+        let a = adapter();
+        let mut s = session(&a);
+        for xml in [
+            // A carbon of a message someone else sent (the bot never enables carbons).
+            "<message xmlns='jabber:client' type='chat' from='mallory@evil/x'><body>cover</body><received xmlns='urn:xmpp:carbons:2'><forwarded xmlns='urn:xmpp:forward:0'><message xmlns='jabber:client' type='chat' from='boss@corp/x' to='opsbot@test.local'><body>opsbot: deploy</body></message></forwarded></received></message>",
+            "<message xmlns='jabber:client' type='chat' from='opsbot@test.local'><sent xmlns='urn:xmpp:carbons:2'><forwarded xmlns='urn:xmpp:forward:0'><message xmlns='jabber:client' type='chat' from='opsbot@test.local/other' to='boss@corp'><body>deploy</body></message></forwarded></sent></message>",
+            "<message xmlns='jabber:client' type='chat' from='mallory@evil/x'><body>fwd</body><forwarded xmlns='urn:xmpp:forward:0'><message xmlns='jabber:client' from='boss@corp/x'><body>deploy</body></message></forwarded></message>",
+            "<message xmlns='jabber:client' from='mallory@evil/x'><body>mam</body><result xmlns='urn:xmpp:mam:2' id='1'><forwarded xmlns='urn:xmpp:forward:0'><message xmlns='jabber:client' from='boss@corp/x'><body>deploy</body></message></forwarded></result></message>",
+            // Another resource of the bot's own account.
+            "<message xmlns='jabber:client' type='chat' from='opsbot@test.local/phone'><body>deploy</body></message>",
+            // A private message through the room (with and without the muc#user mark).
+            "<message xmlns='jabber:client' type='chat' from='ops@conference.test.local/ana'><body>deploy</body></message>",
+            "<message xmlns='jabber:client' type='chat' from='ops@conference.test.local/ana'><body>deploy</body><x xmlns='http://jabber.org/protocol/muc#user'/></message>",
+        ] {
+            let env = feed(&mut s, xml);
+            assert!(env.is_none(), "{xml}: {env:?}");
+        }
+        // A carbons `<private/>` hint is no wrapper: the message counts.
+        let env = feed(
+            &mut s,
+            "<message xmlns='jabber:client' type='chat' from='ana@corp/x'><body>status</body><private xmlns='urn:xmpp:carbons:2'/></message>",
+        )
+        .expect("an envelope");
+        assert_eq!((env.user.id.as_str(), env.direct), ("ana@corp", true));
+    }
+
+    #[test]
+    fn a_permanent_join_error_rejects_posts() {
+        let a = adapter();
+        let mut s = session(&a);
+        let place = Place::new("xmpp", "ops@conference.test.local");
+        s.rooms.values_mut().for_each(|r| r.state = JoinState::Pending);
+        feed(
+            &mut s,
+            "<presence xmlns='jabber:client' type='error' from='ops@conference.test.local/opsbot'><error type='wait'><resource-constraint xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></presence>",
+        );
+        assert!(matches!(a.messages(&place, "x", None), Err(SendError::Unavailable(_))));
+        s.rooms.values_mut().for_each(|r| r.state = JoinState::Pending);
+        feed(
+            &mut s,
+            "<presence xmlns='jabber:client' type='error' from='ops@conference.test.local/opsbot'><error type='auth'><registration-required xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></presence>",
+        );
+        match a.messages(&place, "x", None) {
+            Err(SendError::Rejected(why)) => assert!(why.contains("members-only"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+        // A later successful join lifts it.
+        s.rooms.values_mut().for_each(|r| r.state = JoinState::Pending);
+        feed(
+            &mut s,
+            "<presence xmlns='jabber:client' from='ops@conference.test.local/opsbot'><x xmlns='http://jabber.org/protocol/muc#user'><item affiliation='member' role='participant'/><status code='110'/></x></presence>",
+        );
+        assert!(a.messages(&place, "x", None).is_ok());
     }
 
     #[test]

@@ -34,8 +34,18 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const STABLE_AFTER: Duration = Duration::from_secs(30);
 /// A conversation's task ends after this long without messages.
 const CONVERSATION_IDLE: Duration = Duration::from_secs(120);
-/// Messages queued per conversation before the adapter's reader waits.
+/// Messages waiting in one conversation; more are answered with "send it again" instead of
+/// holding up every other conversation of the adapter.
 const CONVERSATION_QUEUE: usize = 1024;
+/// Messages from all adapters waiting for the dispatcher.
+const INBOX: usize = 1024;
+/// A place the platform refuses for now is retried after this, doubling up to
+/// [`PLACE_BACKOFF_MAX`]; other places go on meanwhile.
+const PLACE_BACKOFF: Duration = Duration::from_secs(1);
+/// Longest wait before a place that refused is tried again.
+const PLACE_BACKOFF_MAX: Duration = Duration::from_secs(60);
+/// A message that could not be delivered for this long is dropped (logged, outcome `expired`).
+pub const MAX_UNDELIVERED: Duration = Duration::from_secs(24 * 3600);
 /// How long a final state waits for its card to be registered before it is posted on its own.
 const CARD_GRACE: Duration = Duration::from_secs(3);
 /// How long the senders get at shutdown to deliver what is queued while connected.
@@ -78,6 +88,16 @@ pub struct Health {
 /// whoever serves them.
 pub type Forward = mpsc::UnboundedSender<Elsewhere>;
 
+/// One conversation's queue: its task's sender, how many of its messages are sent but not yet
+/// handled (the task may only be retired at zero, so order holds across a retirement), when it
+/// was last used and when it last said it was behind.
+struct Conversation {
+    tx: mpsc::Sender<Envelope>,
+    pending: Arc<std::sync::atomic::AtomicUsize>,
+    last: Instant,
+    told_full: Option<Instant>,
+}
+
 struct Slot {
     adapter: Arc<dyn Adapter>,
     caps: Capabilities,
@@ -117,7 +137,7 @@ pub struct ChatRuntime {
     slots: HashMap<String, Arc<Slot>>,
     /// Orders card posts against their updates (see [`ChatRuntime::deliver_notice`]).
     cards: tokio::sync::Mutex<()>,
-    conversations: Mutex<HashMap<String, mpsc::Sender<Envelope>>>,
+    conversations: Mutex<HashMap<String, Conversation>>,
     forward: Option<Forward>,
     /// Set first at stop: senders deliver what is queued (while connected), then end.
     draining: watch::Sender<bool>,
@@ -192,7 +212,7 @@ impl ChatRuntime {
             senders: Mutex::new(Vec::new()),
             tasks: Mutex::new(Vec::new()),
         });
-        let (inbox_tx, inbox_rx) = mpsc::channel::<Envelope>(CONVERSATION_QUEUE);
+        let (inbox_tx, inbox_rx) = mpsc::channel::<Envelope>(INBOX);
         let mut tasks = Vec::new();
         let mut senders = Vec::new();
         tasks.push(tokio::spawn(rt.clone().dispatch(inbox_rx)));
@@ -335,46 +355,76 @@ impl ChatRuntime {
 
     // ---------------------------------------------------------------- incoming
 
+    /// Hands each incoming message to its conversation's task without ever waiting on one
+    /// conversation, and retires the tasks of conversations idle for [`CONVERSATION_IDLE`].
     async fn dispatch(self: Arc<Self>, mut inbox: mpsc::Receiver<Envelope>) {
+        use std::sync::atomic::Ordering;
         let mut stop = self.shutdown.subscribe();
+        let mut sweep = tokio::time::interval(CONVERSATION_IDLE / 4);
+        sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let env = tokio::select! {
                 e = inbox.recv() => match e { Some(e) => e, None => return },
+                _ = sweep.tick() => {
+                    // Only this task sends to conversations, so a conversation with nothing
+                    // pending that is removed here gets no message after its last one.
+                    let mut map = self.conversations.lock().unwrap_or_else(|p| p.into_inner());
+                    map.retain(|_, c| c.pending.load(Ordering::SeqCst) > 0 || c.last.elapsed() < CONVERSATION_IDLE);
+                    continue;
+                }
                 _ = until(&mut stop) => return,
             };
             let key = env.place.key();
-            let mut env = Some(env);
-            // A conversation's task may have just ended (idle); then start a new one.
-            for _ in 0..2 {
-                let tx = {
-                    let mut map = self.conversations.lock().unwrap_or_else(|p| p.into_inner());
-                    map.retain(|_, tx| !tx.is_closed());
-                    map.entry(key.clone())
-                        .or_insert_with(|| {
-                            let (tx, rx) = mpsc::channel(CONVERSATION_QUEUE);
-                            tokio::spawn(self.clone().conversation(rx));
-                            tx
-                        })
-                        .clone()
-                };
-                match tx.send(env.take().expect("set above")).await {
-                    Ok(()) => break,
-                    Err(mpsc::error::SendError(back)) => env = Some(back),
+            let place = env.place.clone();
+            let full = {
+                let mut map = self.conversations.lock().unwrap_or_else(|p| p.into_inner());
+                let c = map.entry(key.clone()).or_insert_with(|| {
+                    let (tx, rx) = mpsc::channel(CONVERSATION_QUEUE);
+                    let pending = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+                    tokio::spawn(self.clone().conversation(rx, pending.clone()));
+                    Conversation {
+                        tx,
+                        pending,
+                        last: Instant::now(),
+                        told_full: None,
+                    }
+                });
+                c.last = Instant::now();
+                c.pending.fetch_add(1, Ordering::SeqCst);
+                match c.tx.try_send(env) {
+                    Ok(()) => None,
+                    Err(e) => {
+                        c.pending.fetch_sub(1, Ordering::SeqCst);
+                        let env = match e {
+                            mpsc::error::TrySendError::Full(env) | mpsc::error::TrySendError::Closed(env) => env,
+                        };
+                        // Say so at most once a minute per conversation.
+                        let tell = c.told_full.is_none_or(|t| t.elapsed() > Duration::from_secs(60));
+                        if tell {
+                            c.told_full = Some(Instant::now());
+                        }
+                        Some((env, tell))
+                    }
                 }
-            }
-            if env.is_some() {
-                tracing::error!(place = %key, "a chat message could not be handed to its conversation; dropped");
+            };
+            if let Some((env, tell)) = full {
+                tracing::warn!(place = %key, user = %env.user, "a conversation has {CONVERSATION_QUEUE} messages waiting; this one is not read");
+                if tell {
+                    let r = Reply::text(
+                        opsbot_core::Tone::Warning,
+                        format!(
+                            "I'm still working through {CONVERSATION_QUEUE} earlier messages here, so I did not read the latest ones. Send them again in a minute."
+                        ),
+                    );
+                    self.push(&place, OutKind::Message, None, &r).await;
+                }
             }
         }
     }
 
-    /// Handles one conversation's messages in order; ends when idle.
-    async fn conversation(self: Arc<Self>, mut rx: mpsc::Receiver<Envelope>) {
-        loop {
-            let env = match tokio::time::timeout(CONVERSATION_IDLE, rx.recv()).await {
-                Ok(Some(env)) => env,
-                Ok(None) | Err(_) => return,
-            };
+    /// Handles one conversation's messages in order; ends when the dispatcher retires it.
+    async fn conversation(self: Arc<Self>, mut rx: mpsc::Receiver<Envelope>, pending: Arc<std::sync::atomic::AtomicUsize>) {
+        while let Some(env) = rx.recv().await {
             let out = self.engine.handle(&env).await;
             for reply in out.replies {
                 let card = reply.card_for.filter(|id| out.queued == Some(*id));
@@ -384,6 +434,7 @@ impl ChatRuntime {
                 }
             }
             self.deliver_elsewhere(out.elsewhere).await;
+            pending.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
         }
     }
 
@@ -434,6 +485,13 @@ impl ChatRuntime {
     /// missed and none is shown twice.
     async fn post_card(&self, place: &Place, id: i64, queued: Reply) {
         let _order = self.cards.lock().await;
+        // A run so quick (or a process so busy) that its end was posted on its own before the
+        // card came: the person has the result already.
+        if let Ok(cards) = self.engine.store().chat_cards_of(id).await
+            && cards.iter().any(|c| &c.place == place && c.state.is_final())
+        {
+            return;
+        }
         let card = ChatCard {
             place: place.clone(),
             execution: id,
@@ -489,6 +547,17 @@ impl ChatRuntime {
             match rt.engine.store().chat_cards_of(notice.execution).await {
                 Ok(c) if c.iter().any(|c| rt.serves(&c.place.platform)) => {}
                 Ok(_) => {
+                    // Recorded as a card in its final state, so a card posted even later is not
+                    // posted at all (see post_card) and the result is not shown twice.
+                    let card = ChatCard {
+                        place: notice.place.clone(),
+                        execution: notice.execution,
+                        message_id: None,
+                        state: notice.state,
+                    };
+                    if let Err(e) = rt.engine.store().put_chat_card(&card).await {
+                        tracing::error!(execution = notice.execution, error = %e, "cannot record a run's end report");
+                    }
                     rt.push(&notice.place, OutKind::Message, Some(notice.execution), &notice.reply)
                         .await
                 }
@@ -512,12 +581,18 @@ impl ChatRuntime {
         }
     }
 
-    /// Delivers one adapter's outbox, in order, while it is connected.
+    /// Delivers one adapter's outbox while it is connected: in order within each place; a place
+    /// the platform refuses for now (a room the bot was kicked from) waits with its own backoff
+    /// while the other places go on.
     async fn send_loop(self: Arc<Self>, slot: Arc<Slot>) {
         let name = slot.adapter.name().to_string();
         let mut connected = slot.connected.subscribe();
         let mut stop = self.draining.subscribe();
         let mut stop_deadline: Option<tokio::time::Instant> = None;
+        // Places refused for now (until when), and the last wait of each place that keeps
+        // refusing (doubled at each refusal, forgotten once a message gets through).
+        let mut blocked: HashMap<String, Instant> = HashMap::new();
+        let mut waits: HashMap<String, Duration> = HashMap::new();
         loop {
             if self.draining() {
                 let d = *stop_deadline.get_or_insert_with(|| tokio::time::Instant::now() + FLUSH_AT_STOP);
@@ -526,12 +601,16 @@ impl ChatRuntime {
                 }
             }
             if !*connected.borrow() {
+                blocked.clear();
+                waits.clear();
                 tokio::select! {
                     _ = until(&mut connected) => {}
                     _ = until(&mut stop) => continue,
                 }
             }
-            let batch = match self.engine.store().outbox_pending(&name, 64).await {
+            blocked.retain(|_, t| *t > Instant::now());
+            let skip: Vec<String> = blocked.keys().cloned().collect();
+            let batch = match self.engine.store().outbox_pending(&name, &skip, 64).await {
                 Ok(b) => b,
                 Err(e) => {
                     tracing::error!(adapter = %name, error = %e, "cannot read the chat outbox");
@@ -543,14 +622,20 @@ impl ChatRuntime {
                 if self.draining() {
                     return;
                 }
+                // Wake for new messages, or when the first refused place may be tried again.
+                let next = blocked.values().map(|t| t.saturating_duration_since(Instant::now())).min();
                 tokio::select! {
                     _ = slot.wake.notified() => {}
-                    _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+                    _ = tokio::time::sleep(next.unwrap_or(Duration::from_secs(5)).min(Duration::from_secs(5))) => {}
                     _ = until(&mut stop) => {}
                 }
                 continue;
             }
             for (i, msg) in batch.iter().enumerate() {
+                let key = msg.place.key();
+                if blocked.contains_key(&key) {
+                    continue; // an earlier message of this place was refused: keep the order
+                }
                 // A card update followed by a later one for the same card is not worth sending.
                 if msg.kind == OutKind::CardUpdate
                     && batch[i + 1..]
@@ -562,6 +647,7 @@ impl ChatRuntime {
                 }
                 match self.deliver(&slot, msg).await {
                     Ok(()) => {
+                        waits.remove(&key);
                         self.done(msg.id, "sent", None).await;
                         slot.health.lock().unwrap_or_else(|p| p.into_inner()).sent += 1;
                     }
@@ -576,16 +662,23 @@ impl ChatRuntime {
                         break;
                     }
                     Err(SendError::Unavailable(why)) => {
-                        self.failed(msg.id, &why).await;
-                        tracing::info!(adapter = %name, error = %why, "cannot send now; kept for when the platform is back");
-                        // Wait for a new connection, or retry shortly if the adapter still
-                        // believes it is connected.
-                        tokio::select! {
-                            _ = until_not(&mut connected) => {}
-                            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                            _ = until(&mut stop) => {}
+                        let age = (chrono::Utc::now() - msg.created_at).to_std().unwrap_or_default();
+                        if age > MAX_UNDELIVERED {
+                            tracing::warn!(adapter = %name, place = %msg.place, error = %why, "a message could not be delivered for a day; dropped");
+                            self.done(msg.id, "expired", Some(&why)).await;
+                            continue;
                         }
-                        break;
+                        self.failed(msg.id, &why).await;
+                        if !*connected.borrow() {
+                            // The connection is gone: everything waits for the next one.
+                            tracing::info!(adapter = %name, error = %why, "cannot send now; kept for when the platform is back");
+                            break;
+                        }
+                        // Connected, but this place is not reachable now: it waits, others go on.
+                        let wait = waits.get(&key).map(|w| (*w * 2).min(PLACE_BACKOFF_MAX)).unwrap_or(PLACE_BACKOFF);
+                        tracing::info!(adapter = %name, place = %msg.place, error = %why, retry_in_ms = wait.as_millis() as u64, "cannot send to this place now; kept");
+                        waits.insert(key.clone(), wait);
+                        blocked.insert(key, Instant::now() + wait);
                     }
                 }
             }
@@ -682,11 +775,6 @@ pub fn backoff(attempt: u32) -> Duration {
 /// Resolves once the flag is true (or its sender is gone).
 async fn until(rx: &mut watch::Receiver<bool>) {
     let _ = rx.wait_for(|v| *v).await;
-}
-
-/// Resolves once the flag is false (or its sender is gone).
-async fn until_not(rx: &mut watch::Receiver<bool>) {
-    let _ = rx.wait_for(|v| !*v).await;
 }
 
 async fn futures_join(tasks: Vec<JoinHandle<()>>) {

@@ -811,8 +811,9 @@ pub trait Store: Send + Sync {
     async fn account_links(&self, person: Option<&str>) -> Result<Vec<AccountLink>, StoreError>;
     /// Queues a message for a chat adapter; returns its id.
     async fn outbox_push(&self, msg: &NewOutgoing) -> Result<i64, StoreError>;
-    /// Undelivered messages of an adapter, oldest first.
-    async fn outbox_pending(&self, adapter: &str, limit: u32) -> Result<Vec<Outgoing>, StoreError>;
+    /// Undelivered messages of an adapter, oldest first, leaving out those for the places
+    /// in `skip` (by [`Place::key`]: places the adapter cannot reach now).
+    async fn outbox_pending(&self, adapter: &str, skip: &[String], limit: u32) -> Result<Vec<Outgoing>, StoreError>;
     /// Marks a message delivered (`sent`), `superseded` or `rejected` (with the reason).
     async fn outbox_done(&self, id: i64, outcome: &str, error: Option<&str>) -> Result<(), StoreError>;
     /// Counts a failed attempt that will be retried.

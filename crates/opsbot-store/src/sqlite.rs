@@ -1578,12 +1578,18 @@ impl Store for SqliteStore {
         col(&row, "id")
     }
 
-    async fn outbox_pending(&self, adapter: &str, limit: u32) -> Result<Vec<Outgoing>, StoreError> {
-        let rows = sqlx::query("SELECT * FROM outbox WHERE adapter = $1 AND done_at IS NULL ORDER BY id LIMIT $2")
-            .bind(adapter)
-            .bind(limit as i64)
-            .fetch_all(&self.pool)
-            .await?;
+    async fn outbox_pending(&self, adapter: &str, skip: &[String], limit: u32) -> Result<Vec<Outgoing>, StoreError> {
+        // The place key as Place::key builds it: adapter/channel[/thread].
+        let rows = sqlx::query(
+            "SELECT * FROM outbox WHERE adapter = $1 AND done_at IS NULL \
+             AND (adapter || '/' || channel || COALESCE('/' || thread, '')) NOT IN (SELECT value FROM json_each($2)) \
+             ORDER BY id LIMIT $3",
+        )
+        .bind(adapter)
+        .bind(serde_json::to_string(skip).unwrap_or_else(|_| "[]".into()))
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter()
             .map(|row| {
                 let id: i64 = col(row, "id")?;

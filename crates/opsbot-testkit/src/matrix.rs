@@ -451,29 +451,58 @@ impl MatrixUser {
         if let Some(r) = &self.dm_room {
             return Ok(r.clone());
         }
-        let v = self
-            .call(
-                reqwest::Method::POST,
-                "createRoom",
-                Some(json!({"is_direct": true, "invite": [BOT_USER], "preset": "trusted_private_chat"})),
-            )
+        let room = self
+            .create_room(json!({"is_direct": true, "invite": [BOT_USER], "preset": "trusted_private_chat"}))
             .await?;
+        self.dm_room = Some(room.clone());
+        Ok(room)
+    }
+
+    /// Makes a room with `createRoom` and this body; when the body invites the bot, returns
+    /// once the bot has joined it.
+    pub async fn create_room(&self, body: Value) -> Result<String, String> {
+        let invites_bot = body["invite"].as_array().is_some_and(|i| i.iter().any(|u| u == BOT_USER));
+        let v = self.call(reqwest::Method::POST, "createRoom", Some(body)).await?;
         let room = v["room_id"].as_str().ok_or("createRoom without room_id")?.to_string();
+        if invites_bot {
+            self.wait_for_bot(&room).await?;
+        }
+        Ok(room)
+    }
+
+    /// Invites someone to a room.
+    pub async fn invite(&self, room: &str, user: &str) -> Result<(), String> {
+        self.call(
+            reqwest::Method::POST,
+            &format!("rooms/{}/invite", seg(room)),
+            Some(json!({"user_id": user})),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// Leaves a room (or declines an invitation to it).
+    pub async fn leave(&self, room: &str) -> Result<(), String> {
+        self.call(reqwest::Method::POST, &format!("rooms/{}/leave", seg(room)), Some(json!({})))
+            .await
+            .map(|_| ())
+    }
+
+    async fn wait_for_bot(&self, room: &str) -> Result<(), String> {
         let start = Instant::now();
         loop {
             let m = self
-                .call(reqwest::Method::GET, &format!("rooms/{}/joined_members", seg(&room)), None)
+                .call(reqwest::Method::GET, &format!("rooms/{}/joined_members", seg(room)), None)
                 .await?;
             if m["joined"].get(BOT_USER).is_some() {
                 break;
             }
             if start.elapsed() > Duration::from_secs(60) {
-                return Err("the bot did not join the direct room".into());
+                return Err(format!("the bot did not join {room}"));
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        self.dm_room = Some(room.clone());
-        Ok(room)
+        Ok(())
     }
 
     /// The next event from the bot in a room (its id and the whole event), or `None` after

@@ -134,15 +134,23 @@ pub fn render(reply: &Reply) -> String {
     out
 }
 
-/// The plain `body`: [`crate::plain`] of the reply, with `data:` image URLs (which can be
-/// megabytes) replaced by a note, and control characters other than newline and tab removed.
+/// The plain `body`: [`crate::plain`] of the reply, with `data:` and `mxc://` image URLs
+/// (sent as an `m.image` after the text; a `data:` URL can be megabytes) replaced by a note,
+/// other non-web image URLs left out, and control characters other than newline and tab
+/// removed. `http(s)` images stay links: they are never fetched.
 pub fn plain(reply: &Reply) -> String {
     let mut r = reply.clone();
     for b in &mut r.blocks {
         if let Block::Image { url, .. } = b
             && !safe_url(url)
         {
-            *url = "image below".to_string();
+            let l = url.trim().to_ascii_lowercase();
+            *url = if l.starts_with("data:") || l.starts_with("mxc://") {
+                "image below"
+            } else {
+                "not shown"
+            }
+            .to_string();
         }
     }
     crate::plain(&r)

@@ -128,7 +128,11 @@ async fn room_and_direct_messages_become_envelopes() {
     ana.dm("hello there").await.unwrap();
     let e = bot.next().await;
     assert!(e.direct);
-    assert_eq!(e.place, Place::new("irc", "ana"));
+    assert_eq!(
+        e.place,
+        Place::new("irc", ana.account()),
+        "a direct place names the person, not just the nick"
+    );
     assert_eq!(e.text, "hello there");
     assert_eq!(e.user.id, ana.account());
 
@@ -449,6 +453,19 @@ impl Fake {
         self.expect("USER ").await;
         self.line(":fake 001 opsbot :Welcome").await;
     }
+
+    /// Waits for the bot's `JOIN #ops` and confirms it.
+    async fn join_ops(&mut self) {
+        assert_eq!(self.expect("JOIN").await, "JOIN #ops");
+        self.line(":opsbot!u@h JOIN #ops").await;
+    }
+
+    /// Asserts the adapter sends nothing for `d`.
+    async fn silent_for(&mut self, d: Duration) {
+        if let Ok(l) = tokio::time::timeout(d, self.lines.next_line()).await {
+            panic!("expected silence, got {l:?}");
+        }
+    }
 }
 
 #[tokio::test]
@@ -479,7 +496,7 @@ async fn sasl_plain_nickserv_and_account_tags() {
     f.line(":fake 903 opsbot :SASL authentication successful").await;
     assert_eq!(f.recv().await, "CAP END");
     f.line(":fake 001 opsbot :Welcome").await;
-    assert_eq!(f.recv().await, "PRIVMSG NickServ :IDENTIFY opsbot ns-pass");
+    // logged in with SASL: the NickServ password is not sent anywhere
     assert_eq!(f.recv().await, "JOIN #ops");
     assert_eq!(f.recv().await, "JOIN #keyed sesame");
     bot.connected().await;
@@ -539,6 +556,7 @@ async fn malformed_lines_are_skipped_and_the_connection_kept() {
     let mut bot = Running::spawn(Arc::new(IrcAdapter::new("irc", config(port)).unwrap()));
     let mut f = Fake::accept(&l).await;
     f.welcome().await;
+    f.join_ops().await;
     bot.connected().await;
     f.send(b"\r\n:\r\n@\r\n:only-a-prefix\r\n\xff\xfe\x00 garbage \x01\r\nPRIVMSG\r\n:x!y@z PRIVMSG\r\n")
         .await;
@@ -618,4 +636,148 @@ async fn the_chat_server_trait_and_its_adapter_toml_work_together() {
     assert_eq!(bob.next(WAIT).await.expect("after restart").text, "back");
     let _ = stop.send(true);
     assert_eq!(tokio::time::timeout(WAIT, task).await.unwrap().unwrap(), Ok(()));
+}
+
+#[tokio::test]
+async fn a_direct_reply_never_goes_to_whoever_took_the_nick() {
+    let Some(srv) = Ngircd::start().await else { return };
+    let mut bot = Running::start(config(srv.port())).await;
+    let mut ana = user(&srv, "ana").await;
+    ana.dm("status").await.unwrap();
+    let place = bot.next().await.place;
+    assert_eq!(place.channel, "ana!~ana@127.0.0.1");
+    // while Ana holds her nick, the answer arrives
+    bot.adapter.post(&place, &Reply::text(Tone::Info, "for ana")).await.unwrap();
+    assert_eq!(ana.next(WAIT).await.expect("Ana's answer").text, "for ana");
+
+    // Ana leaves; Mallory takes the nick `ana` with another user name
+    ana.send_raw(b"QUIT :bye").await.unwrap();
+    let t = tokio::time::Instant::now();
+    let mut mallory = loop {
+        match IrcUser::connect(srv.port(), "ana", "mallory", None).await {
+            Ok(m) => break m,
+            Err(e) => {
+                assert!(t.elapsed() < WAIT, "{e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    let r = bot.adapter.post(&place, &Reply::text(Tone::Info, "job card for ana")).await;
+    assert!(
+        matches!(&r, Err(SendError::Rejected(m)) if m.contains("left or changed nick")),
+        "{r:?}"
+    );
+    assert!(
+        mallory.next_line(Duration::from_secs(1)).await.is_none(),
+        "Mallory receives nothing"
+    );
+
+    // nobody holds the nick: dropped as well
+    mallory.send_raw(b"NICK notana").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let r = bot.adapter.post(&place, &Reply::text(Tone::Info, "x")).await;
+    assert!(matches!(r, Err(SendError::Rejected(_))), "{r:?}");
+    // a bare nick is no direct place
+    let r = bot.adapter.post(&Place::new("irc", "ana"), &Reply::text(Tone::Info, "x")).await;
+    assert!(matches!(r, Err(SendError::Rejected(_))), "{r:?}");
+    assert!(mallory.next_line(Duration::from_millis(500)).await.is_none());
+    bot.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn nickserv_gets_the_password_only_when_it_is_a_network_service() {
+    let (l, port) = Fake::listen().await;
+    let mut cfg = config(port);
+    cfg.nickserv_password = Some("ns-pass".into());
+
+    // an impostor holding the nick NickServ on an ordinary server: no IDENTIFY
+    let bot = Running::spawn(Arc::new(IrcAdapter::new("irc", cfg.clone()).unwrap()));
+    let mut f = Fake::accept(&l).await;
+    f.welcome().await;
+    assert_eq!(f.recv().await, "WHOIS NickServ");
+    assert_eq!(f.recv().await, "JOIN #ops");
+    f.line(":fake 311 opsbot NickServ mallory evil.host * :NickServ").await;
+    f.line(":fake 312 opsbot NickServ irc.example.net :A server").await;
+    f.line(":fake 318 opsbot NickServ :End of /WHOIS list.").await;
+    f.line("PING :after-whois").await;
+    assert_eq!(f.recv().await, "PONG :after-whois", "nothing (no IDENTIFY) before the PONG");
+    let _ = bot.stop.send(true);
+    assert_eq!(f.recv().await, "QUIT :bye");
+    drop(f);
+
+    // no NickServ at all: no IDENTIFY
+    let bot = Running::spawn(Arc::new(IrcAdapter::new("irc", cfg.clone()).unwrap()));
+    let mut f = Fake::accept(&l).await;
+    f.welcome().await;
+    assert_eq!(f.recv().await, "WHOIS NickServ");
+    f.line(":fake 401 opsbot NickServ :No such nick/channel").await;
+    f.line("PING :x").await;
+    assert_eq!(f.expect("P").await, "PONG :x");
+    let _ = bot.stop.send(true);
+    assert_eq!(f.recv().await, "QUIT :bye");
+    drop(f);
+
+    // NickServ on the services server: identified
+    for confirm in [
+        ":fake 312 opsbot NickServ services.example.net :Services",
+        ":fake 320 opsbot NickServ :is a Network Service",
+        ":fake 313 opsbot NickServ :is a Network Service",
+    ] {
+        let bot = Running::spawn(Arc::new(IrcAdapter::new("irc", cfg.clone()).unwrap()));
+        let mut f = Fake::accept(&l).await;
+        f.welcome().await;
+        assert_eq!(f.recv().await, "WHOIS NickServ");
+        f.line(":fake 311 opsbot NickServ NickServ services. * :Nickname Services").await;
+        f.line(confirm).await;
+        f.line(":fake 318 opsbot NickServ :End of /WHOIS list.").await;
+        assert_eq!(f.expect("PRIVMSG").await, "PRIVMSG NickServ :IDENTIFY opsbot ns-pass", "{confirm}");
+        let _ = bot.stop.send(true);
+        f.expect("QUIT").await;
+    }
+}
+
+#[tokio::test]
+async fn replies_to_a_channel_wait_until_the_bot_is_in_it() {
+    let (l, port) = Fake::listen().await;
+    let bot = Running::spawn(Arc::new(IrcAdapter::new("irc", config(port)).unwrap()));
+    let mut f = Fake::accept(&l).await;
+    f.welcome().await;
+    assert_eq!(f.recv().await, "JOIN #ops");
+    bot.connected().await;
+    // the join is not confirmed yet: the reply waits for it
+    let a = bot.adapter.clone();
+    let post = tokio::spawn(async move { a.post(&room(), &Reply::text(Tone::Info, "one")).await });
+    f.silent_for(Duration::from_millis(500)).await;
+    f.line(":opsbot!u@h JOIN #ops").await;
+    assert_eq!(f.recv().await, "PRIVMSG #ops :one");
+    post.await.unwrap().unwrap();
+
+    // kicked: nothing is written into the channel until the bot is back in it
+    f.line(":op!o@h KICK #ops opsbot :out").await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let a = bot.adapter.clone();
+    let post = tokio::spawn(async move { a.post(&room(), &Reply::text(Tone::Info, "two")).await });
+    assert_eq!(f.recv().await, "JOIN #ops", "the rejoin comes before the reply");
+    f.line(":opsbot!u@h JOIN #ops").await;
+    assert_eq!(f.recv().await, "PRIVMSG #ops :two");
+    post.await.unwrap().unwrap();
+
+    // kicked and banned: the reply is Unavailable (it stays in the outbox) and nothing is sent
+    f.line(":op!o@h KICK #ops opsbot :out").await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let a = bot.adapter.clone();
+    let post = tokio::spawn(async move { a.post(&room(), &Reply::text(Tone::Info, "three")).await });
+    assert_eq!(f.recv().await, "JOIN #ops");
+    f.line(":fake 474 opsbot #ops :Cannot join channel (+b)").await;
+    let r = post.await.unwrap();
+    assert!(matches!(&r, Err(SendError::Unavailable(m)) if m.contains("not in #ops")), "{r:?}");
+    // a channel the bot does not join is refused at once
+    let r = bot
+        .adapter
+        .post(&Place::new("irc", "#elsewhere"), &Reply::text(Tone::Info, "x"))
+        .await;
+    assert!(matches!(r, Err(SendError::Rejected(_))), "{r:?}");
+    f.line("PING :end").await;
+    assert_eq!(f.recv().await, "PONG :end", "no PRIVMSG was written while out of the channel");
+    bot.stop().await.unwrap();
 }

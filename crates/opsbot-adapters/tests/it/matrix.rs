@@ -176,6 +176,7 @@ async fn replies_render_edit_split_and_carry_images() {
     let reply = Reply::new(Tone::Warning)
         .heading("Deploy <web>")
         .para("run `<script>alert(1)</script>` & see")
+        .para("bo: @room asked by @bo:test.local")
         .fields(vec![("env".into(), "prod".into())])
         .status(Tone::Warning, "waiting for approval")
         .buttons(vec![Button {
@@ -193,6 +194,10 @@ async fn replies_render_edit_split_and_carry_images() {
     let c = &ev["content"];
     assert_eq!(c["msgtype"], "m.notice");
     assert_eq!(c["format"], "org.matrix.custom.html");
+    // Text repeated from people (`@room`, names, user ids) mentions nobody: an empty m.mentions
+    // turns off the body-based push rules.
+    assert!(c["body"].as_str().unwrap().contains("@room"), "{c}");
+    assert_eq!(c["m.mentions"], json!({}), "{c}");
     let html = c["formatted_body"].as_str().unwrap();
     assert!(!html.contains("<script>"), "{html}");
     assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"), "{html}");
@@ -206,11 +211,18 @@ async fn replies_render_edit_split_and_carry_images() {
         "{body}"
     );
 
-    // An edit replaces it (m.replace), seen by the person.
-    adapter.edit(&place, &id, &Reply::text(Tone::Success, "deployed")).await.unwrap();
-    let h = ChatUser::next(&mut bo, WAIT).await.unwrap();
-    assert_eq!(h.replaces.as_deref(), Some(id.as_str()));
-    assert!(h.text.contains("deployed"), "{h:?}");
+    // An edit replaces it (m.replace), seen by the person; it mentions nobody either.
+    adapter
+        .edit(&place, &id, &Reply::text(Tone::Success, "deployed, @room"))
+        .await
+        .unwrap();
+    let (_, ev) = heard(&mut bo).await;
+    let c = &ev["content"];
+    assert_eq!(c["m.relates_to"]["rel_type"], "m.replace");
+    assert_eq!(c["m.relates_to"]["event_id"], id.as_str());
+    assert!(c["m.new_content"]["body"].as_str().unwrap().contains("deployed"), "{c}");
+    assert_eq!(c["m.mentions"], json!({}), "{c}");
+    assert_eq!(c["m.new_content"]["m.mentions"], json!({}), "{c}");
 
     // A long reply arrives whole, split at line ends into several events.
     let lines: Vec<String> = (0..6000).map(|i| format!("output line {i:05}")).collect();
@@ -229,36 +241,33 @@ async fn replies_render_edit_split_and_carry_images() {
     let want: Vec<String> = (0..6000).map(|i| format!("{i:05}")).collect();
     assert_eq!(seen, want);
 
-    // Images: fetched (from a local HTTP server, and from a data: URL), uploaded, sent as m.image.
-    let img_url = serve_once(PNG, "image/png").await;
+    // An http(s) image is never fetched (the bot would fetch any address it is given): it
+    // stays a link in the text, and no m.image follows.
+    let (img_url, hits) = serve_counting(PNG, "image/png").await;
     let mut with_image = Reply::text(Tone::Info, "graph:");
     with_image.blocks.push(opsbot_core::Block::Image {
-        url: img_url,
+        url: img_url.clone(),
         alt: "cpu graph".into(),
     });
     adapter.post(&place, &with_image).await.unwrap();
+    adapter.post(&place, &Reply::text(Tone::Info, "after the graph")).await.unwrap();
     let (_, text_ev) = heard(&mut bo).await;
-    assert!(text_ev["content"]["body"].as_str().unwrap().contains("graph:"));
-    let (_, img_ev) = heard(&mut bo).await;
-    let c = &img_ev["content"];
-    assert_eq!(c["msgtype"], "m.image");
-    assert_eq!(c["body"], "cpu graph");
-    assert!(c["url"].as_str().unwrap().starts_with("mxc://"), "{c}");
-    assert_eq!(c["info"]["mimetype"], "image/png");
-    assert_eq!(c["info"]["size"], PNG.len());
-    // The uploaded bytes are the image's.
-    let mxc = c["url"].as_str().unwrap().trim_start_matches("mxc://").to_string();
-    let got = opsbot_testkit::matrix::http_client()
-        .get(format!("{}/_matrix/client/v1/media/download/{mxc}", hs.url()))
-        .bearer_auth(&hs.bot_token)
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
-    assert_eq!(&got[..], PNG);
+    let c = &text_ev["content"];
+    assert!(c["body"].as_str().unwrap().contains("graph:"), "{c}");
+    assert!(c["body"].as_str().unwrap().contains(&img_url), "{c}");
+    assert!(
+        c["formatted_body"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("<a href=\"{img_url}\">cpu graph</a>")),
+        "{c}"
+    );
+    let (_, next) = heard(&mut bo).await;
+    assert_eq!(next["content"]["msgtype"], "m.notice", "{next}");
+    assert!(next["content"]["body"].as_str().unwrap().contains("after the graph"), "{next}");
+    assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 0, "the image server was asked");
 
+    // A data: URL is uploaded and sent as m.image after the text.
     use base64::Engine;
     let data_url = format!("data:image/png;base64,{}", base64::engine::general_purpose::STANDARD.encode(PNG));
     let mut inline = Reply::default();
@@ -270,9 +279,90 @@ async fn replies_render_edit_split_and_carry_images() {
     let (_, text_ev) = heard(&mut bo).await;
     assert!(!text_ev["content"]["body"].as_str().unwrap().contains("base64"), "{text_ev}");
     let (_, img_ev) = heard(&mut bo).await;
-    assert_eq!(img_ev["content"]["msgtype"], "m.image");
-    assert_eq!(img_ev["content"]["info"]["size"], PNG.len());
+    let c = &img_ev["content"];
+    assert_eq!(c["msgtype"], "m.image");
+    assert_eq!(c["body"], "inline");
+    assert_eq!(c["m.mentions"], json!({}), "{c}");
+    assert!(c["url"].as_str().unwrap().starts_with("mxc://"), "{c}");
+    assert_eq!(c["info"]["mimetype"], "image/png");
+    assert_eq!(c["info"]["size"], PNG.len());
+    // The uploaded bytes are the image's.
+    let mxc_url = c["url"].as_str().unwrap().to_string();
+    let mxc = mxc_url.trim_start_matches("mxc://").to_string();
+    let got = opsbot_testkit::matrix::http_client()
+        .get(format!("{}/_matrix/client/v1/media/download/{mxc}", hs.url()))
+        .bearer_auth(&hs.bot_token)
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(&got[..], PNG);
 
+    // An mxc:// URL (already on a homeserver) is sent as it is.
+    let mut again = Reply::default();
+    again.blocks.push(opsbot_core::Block::Image {
+        url: mxc_url.clone(),
+        alt: "again".into(),
+    });
+    adapter.post(&place, &again).await.unwrap();
+    let (_, text_ev) = heard(&mut bo).await;
+    assert_eq!(text_ev["content"]["msgtype"], "m.notice", "{text_ev}");
+    let (_, img_ev) = heard(&mut bo).await;
+    assert_eq!(img_ev["content"]["msgtype"], "m.image");
+    assert_eq!(img_ev["content"]["url"], mxc_url.as_str());
+
+    run.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_room_with_a_third_member_is_never_direct() {
+    let Some(hs) = synapse().await else { return };
+    let ana = hs.matrix_user("ana").await.unwrap();
+    let bob = hs.matrix_user("bob").await.unwrap();
+    let adapter = Arc::new(MatrixAdapter::new("mx", config(&hs.url(), &hs.bot_token, false), vec![]).unwrap());
+    let mut run = Running::start(&adapter, Arc::new(MemState::default())).await;
+
+    // Ana makes a "direct" chat (is_direct on the bot's invitation) and invites Bob as well.
+    let room = ana
+        .create_room(json!({"is_direct": true, "invite": [BOT_USER, "@bob:test.local"], "preset": "trusted_private_chat"}))
+        .await
+        .unwrap();
+    ana.say_id(&room, "!while bob is invited").await.unwrap();
+    let e = run.next().await;
+    assert_eq!(
+        (e.place.channel.as_str(), e.text.as_str()),
+        (room.as_str(), "!while bob is invited")
+    );
+    assert!(!e.direct, "an invited third member makes the room not direct");
+
+    bob.join(&room).await.unwrap();
+    ana.say_id(&room, "!while bob is in").await.unwrap();
+    let e = run.next().await;
+    assert_eq!(e.text, "!while bob is in");
+    assert!(!e.direct);
+
+    // Once Bob has left, only Ana and the bot remain: direct.
+    bob.leave(&room).await.unwrap();
+    ana.say_id(&room, "!bob left").await.unwrap();
+    let e = run.next().await;
+    assert_eq!(e.text, "!bob left");
+    assert!(e.direct);
+
+    // A room made as direct with Bob joining later is not direct from then on.
+    let room2 = ana
+        .create_room(json!({"is_direct": true, "invite": [BOT_USER], "preset": "trusted_private_chat"}))
+        .await
+        .unwrap();
+    ana.say_id(&room2, "!just us").await.unwrap();
+    assert!(run.next().await.direct);
+    ana.invite(&room2, "@bob:test.local").await.unwrap();
+    bob.join(&room2).await.unwrap();
+    ana.say_id(&room2, "!bob came").await.unwrap();
+    let e = run.next().await;
+    assert_eq!(e.text, "!bob came");
+    assert!(!e.direct);
     run.stop().await.unwrap();
 }
 
@@ -466,12 +556,16 @@ async fn read_request(sock: &mut tokio::net::TcpStream) -> Option<Req> {
     Some(Req { method, path, body })
 }
 
-/// Serves `bytes` with a content type to every GET; returns the URL.
-async fn serve_once(bytes: &'static [u8], content_type: &'static str) -> String {
+/// Serves `bytes` with a content type to every GET; returns the URL and a count of the
+/// connections it got.
+async fn serve_counting(bytes: &'static [u8], content_type: &'static str) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/graph.png", listener.local_addr().unwrap());
+    let hits = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let h = hits.clone();
     tokio::spawn(async move {
         while let Ok((mut sock, _)) = listener.accept().await {
+            h.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             tokio::spawn(async move {
                 if read_request(&mut sock).await.is_none() {
                     return;
@@ -486,7 +580,7 @@ async fn serve_once(bytes: &'static [u8], content_type: &'static str) -> String 
             });
         }
     });
-    url
+    (url, hits)
 }
 
 fn now_ms() -> u128 {

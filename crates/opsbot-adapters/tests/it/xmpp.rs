@@ -5,7 +5,7 @@
 use opsbot_adapters::xmpp::XmppAdapter;
 use opsbot_core::config::XmppConfig;
 use opsbot_core::{Adapter, AdapterContext, Envelope, Place, Reply, SendError, Tone};
-use opsbot_testkit::xmpp::{BOT_JID, BOT_PASSWORD, Prosody, ROOM, XmppUser};
+use opsbot_testkit::xmpp::{BOT_JID, BOT_PASSWORD, Prosody, ROOM, USER_PASSWORD, XmppUser};
 use opsbot_testkit::{ChatServer, ChatUser, Heard};
 use std::sync::Arc;
 use std::time::Duration;
@@ -569,5 +569,164 @@ async fn hostile_stanzas_do_not_cost_the_connection() {
     assert!(!bot.task.is_finished());
     bot.adapter.post(&room(), &Reply::text(Tone::Info, "alive")).await.expect("posted");
     assert!(heard(&mut alice).await.text.contains("alive"));
+    assert_eq!(bot.finish().await, Ok(()));
+}
+
+/// Makes the room semi-anonymous: only moderators see real JIDs.
+async fn semi_anonymous(owner: &mut XmppUser) {
+    let answer = owner
+        .iq(
+            &format!(
+                "<iq type='set' to='{ROOM}' id='cfg-whois'><query xmlns='http://jabber.org/protocol/muc#owner'><x xmlns='jabber:x:data' type='submit'>\
+                 <field var='FORM_TYPE'><value>http://jabber.org/protocol/muc#roomconfig</value></field>\
+                 <field var='muc#roomconfig_whois'><value>moderators</value></field></x></query></iq>"
+            ),
+            "cfg-whois",
+        )
+        .await
+        .expect("an answer");
+    assert_eq!(answer.attr("type"), Some("result"), "{answer:?}");
+}
+
+/// A muc#admin change by the room's owner, answered with a result.
+async fn admin(owner: &mut XmppUser, id: &str, item: &str) {
+    let answer = owner
+        .iq(
+            &format!("<iq type='set' to='{ROOM}' id='{id}'><query xmlns='http://jabber.org/protocol/muc#admin'>{item}</query></iq>"),
+            id,
+        )
+        .await
+        .expect("an answer");
+    assert_eq!(answer.attr("type"), Some("result"), "{id}: {answer:?}");
+}
+
+/// The review's sequence: the bot, a moderator in a semi-anonymous room, learns that the nick
+/// `ana` is ana@test.local; it is kicked; ana leaves and mallory takes the nick while the bot is
+/// out; the bot rejoins as a plain participant. Mallory must not count as ana@test.local.
+#[tokio::test]
+async fn a_rejoined_bot_does_not_take_a_reused_nick_for_its_old_owner() {
+    let Some(server) = server().await else { return };
+    let mut alice = server.user_with_nick("alice", "alice").await.expect("alice");
+    semi_anonymous(&mut alice).await;
+    let adapter = XmppAdapter::new("xmpp", config(server.port()))
+        .expect("adapter")
+        .with_rejoin_every(Duration::from_secs(2));
+    let mut bot = Running::spawn(Arc::new(adapter));
+    bot.connected().await;
+    admin(&mut alice, "mod1", "<item nick='opsbot' role='moderator'/>").await;
+    let mut ana = server.user_with_nick("ana", "ana").await.expect("ana");
+    ana.say(ROOM, "opsbot: hello").await.unwrap();
+    let env = bot.next().await;
+    assert_eq!(env.user.id, "ana@test.local", "as a moderator the bot sees real JIDs");
+
+    admin(&mut alice, "kick1", "<item nick='opsbot' role='none'/>").await;
+    ana.quit().await;
+    server.register("mallory", USER_PASSWORD).expect("mallory");
+    let mut mallory = XmppUser::connect(server.port(), "mallory", USER_PASSWORD).await.expect("mallory");
+    let t = tokio::time::Instant::now();
+    while let Err(e) = mallory.join(ROOM, "ana").await {
+        assert!(t.elapsed() < WAIT, "mallory cannot take the nick: {e}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Messages said while the bot is out never reach it; the first one heard is after the rejoin.
+    let env = loop {
+        assert!(t.elapsed() < WAIT * 2, "the bot never came back");
+        mallory.say(ROOM, "opsbot: deploy web").await.unwrap();
+        if let Ok(Some(env)) = tokio::time::timeout(Duration::from_millis(500), bot.inbox.recv()).await {
+            break env;
+        }
+    };
+    assert_eq!(env.text, "deploy web");
+    assert_eq!(env.user.id, format!("{ROOM}/ana"), "the occupant JID, not ana's account");
+    assert_eq!(bot.finish().await, Ok(()));
+}
+
+/// Private messages through a room, carbon-wrapped messages and messages from the bot's own
+/// account are no commands.
+#[tokio::test]
+async fn room_private_carbon_and_own_messages_are_ignored() {
+    let Some(server) = server().await else { return };
+    let mut alice = server.user_with_nick("alice", "alice").await.expect("alice");
+    let mut bot = Running::start(config(server.port())).await;
+    let full = format!("{BOT_JID}/opsbot");
+    // A private message to the bot's occupant JID (the room relays it from ops@.../alice).
+    alice
+        .message(&format!("{ROOM}/opsbot"), "chat", "opsbot: private deploy")
+        .await
+        .unwrap();
+    // A carbon of somebody else's message, with a cover body of its own.
+    alice
+        .send_raw(&format!(
+            "<message to='{full}' type='chat' id='c1'><body>cover</body><received xmlns='urn:xmpp:carbons:2'><forwarded xmlns='urn:xmpp:forward:0'>\
+             <message xmlns='jabber:client' type='chat' from='boss@test.local/x' to='{BOT_JID}'><body>deploy web</body></message></forwarded></received></message>"
+        ))
+        .await
+        .unwrap();
+    // Another resource of the bot's own account.
+    let mut twin = XmppUser::connect(server.port(), "opsbot", BOT_PASSWORD)
+        .await
+        .expect("the bot's account");
+    twin.message(&full, "chat", "deploy from myself").await.unwrap();
+    alice.dm("after").await.unwrap();
+    assert_eq!(bot.next().await.text, "after", "nothing before it became an envelope");
+    assert_eq!(bot.finish().await, Ok(()));
+}
+
+/// Banned while in the room: room posts are rejected at once and stay so across rejoins
+/// (each refused with <forbidden/>), until the ban is lifted.
+#[tokio::test]
+async fn a_banned_bot_gets_room_posts_rejected() {
+    let Some(server) = server().await else { return };
+    let mut alice = server.user_with_nick("alice", "alice").await.expect("alice");
+    let adapter = XmppAdapter::new("xmpp", config(server.port()))
+        .expect("adapter")
+        .with_rejoin_every(Duration::from_secs(1));
+    let bot = Running::spawn(Arc::new(adapter));
+    bot.connected().await;
+    bot.adapter.post(&room(), &Reply::text(Tone::Info, "hi")).await.expect("posted");
+    admin(&mut alice, "ban1", &format!("<item jid='{BOT_JID}' affiliation='outcast'/>")).await;
+    let t = tokio::time::Instant::now();
+    loop {
+        match bot.adapter.post(&room(), &Reply::text(Tone::Info, "still here?")).await {
+            Err(SendError::Rejected(why)) => {
+                assert!(why.contains("banned"), "{why}");
+                break;
+            }
+            Ok(_) => {}
+            Err(e) => panic!("{e}"),
+        }
+        assert!(t.elapsed() < WAIT, "the ban never reached the bot");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Rejoins (every second here) are refused: still rejected.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let res = bot.adapter.post(&room(), &Reply::text(Tone::Info, "now?")).await;
+    assert!(matches!(res, Err(SendError::Rejected(_))), "{res:?}");
+    // Direct messages are not affected.
+    let dm = Place::new("xmpp", "alice@test.local");
+    bot.adapter.post(&dm, &Reply::text(Tone::Info, "dm")).await.expect("posted");
+    // Lifted: the next rejoin succeeds and posts go again.
+    admin(&mut alice, "unban1", &format!("<item jid='{BOT_JID}' affiliation='none'/>")).await;
+    let t = tokio::time::Instant::now();
+    while bot.adapter.post(&room(), &Reply::text(Tone::Info, "back")).await.is_err() {
+        assert!(t.elapsed() < WAIT, "the bot never rejoined");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(!bot.task.is_finished());
+    assert_eq!(bot.finish().await, Ok(()));
+}
+
+/// Banned before it starts: the join is refused with <forbidden/>, the adapter connects without
+/// the room, and room posts are rejected (not left waiting forever).
+#[tokio::test]
+async fn a_room_that_refuses_the_join_rejects_posts() {
+    let Some(server) = server().await else { return };
+    let mut alice = server.user_with_nick("alice", "alice").await.expect("alice");
+    admin(&mut alice, "ban0", &format!("<item jid='{BOT_JID}' affiliation='outcast'/>")).await;
+    let bot = Running::start(config(server.port())).await;
+    match bot.adapter.post(&room(), &Reply::text(Tone::Info, "hi")).await {
+        Err(SendError::Rejected(why)) => assert!(why.contains("banned") && why.contains(ROOM), "{why}"),
+        other => panic!("{other:?}"),
+    }
     assert_eq!(bot.finish().await, Ok(()));
 }

@@ -52,7 +52,7 @@ impl AdapterKind {
 }
 
 /// An IRC network (`type = "irc"`).
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IrcConfig {
     /// Server host name.
@@ -121,7 +121,7 @@ pub enum InvitePolicy {
 }
 
 /// A Matrix account on a homeserver (`type = "matrix"`), over the Client-Server API.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MatrixConfig {
     /// The homeserver's client URL, e.g. `https://matrix.example.org`.
@@ -150,7 +150,7 @@ pub struct MatrixConfig {
 }
 
 /// An XMPP account (`type = "xmpp"`).
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct XmppConfig {
     /// The bot's JID, `opsbot@example.org`.
@@ -170,6 +170,67 @@ pub struct XmppConfig {
     pub allow_plain: bool,
     /// A PEM file of extra CA certificates to trust.
     pub tls_ca: Option<PathBuf>,
+}
+
+/// What a secret setting shows in debug output: whether it is set, never its value.
+fn hidden(v: &Option<String>) -> &'static str {
+    if v.is_some() { "••••" } else { "none" }
+}
+
+impl std::fmt::Debug for IrcConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IrcConfig")
+            .field("server", &self.server)
+            .field("port", &self.port)
+            .field("tls", &self.tls)
+            .field("tls_ca", &self.tls_ca)
+            .field("nick", &self.nick)
+            .field("username", &self.username)
+            .field("realname", &self.realname)
+            .field("server_password", &hidden(&self.server_password))
+            .field("sasl_user", &self.sasl_user)
+            .field("sasl_password", &hidden(&self.sasl_password))
+            .field("nickserv_password", &hidden(&self.nickserv_password))
+            .field(
+                "channels",
+                &self.channels.iter().map(|c| c.split(' ').next().unwrap_or("")).collect::<Vec<_>>(),
+            )
+            .field("line_rate", &self.line_rate)
+            .field("line_burst", &self.line_burst)
+            .field("max_lines", &self.max_lines)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for MatrixConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MatrixConfig")
+            .field("homeserver", &self.homeserver)
+            .field("user_id", &self.user_id)
+            .field("access_token", &hidden(&self.access_token))
+            .field("password", &hidden(&self.password))
+            .field("device_id", &self.device_id)
+            .field("rooms", &self.rooms)
+            .field("invites", &self.invites)
+            .field("threads", &self.threads)
+            .field("sync_timeout", &self.sync_timeout)
+            .field("tls_ca", &self.tls_ca)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for XmppConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("XmppConfig")
+            .field("jid", &self.jid)
+            .field("password", &"••••")
+            .field("server", &self.server)
+            .field("rooms", &self.rooms)
+            .field("nick", &self.nick)
+            .field("allow_plain", &self.allow_plain)
+            .field("tls_ca", &self.tls_ca)
+            .finish()
+    }
 }
 
 #[derive(Deserialize)]
@@ -625,6 +686,10 @@ nick = "y"
         assert_eq!(c.adapters[1].send_rate, 0.5);
         assert_eq!((c.adapters[0].send_rate, c.adapters[0].send_burst), (1.0, 5));
         assert!(matches!(c.adapters[2].kind, AdapterKind::Xmpp(_)));
+        // Debug output (logs, panics) never shows a secret, nor a channel key.
+        let dbg = format!("{:?}", c.adapters);
+        assert!(!dbg.contains("s3cret") && !dbg.contains("key"), "{dbg}");
+        assert!(dbg.contains("••••"), "{dbg}");
     }
 
     #[test]

@@ -48,6 +48,8 @@ struct Fake {
     posts: AtomicU32,
     /// Answer this many sends with "rate limited".
     limited: AtomicU32,
+    /// While true, #kicked cannot be reached (the rest can).
+    kicked: watch::Sender<bool>,
 }
 
 impl Fake {
@@ -63,6 +65,7 @@ impl Fake {
                 got: Mutex::new(Vec::new()),
                 posts: AtomicU32::new(0),
                 limited: AtomicU32::new(0),
+                kicked: watch::channel(false).0,
             }),
             tx,
         )
@@ -119,6 +122,9 @@ impl Adapter for Fake {
         self.check()?;
         if place.channel == "#gone" {
             return Err(SendError::Rejected("no such channel".into()));
+        }
+        if *self.kicked.borrow() && place.channel == "#kicked" {
+            return Err(SendError::Unavailable("not in #kicked".into()));
         }
         let id = format!("m{}", self.posts.fetch_add(1, Ordering::SeqCst) + 1);
         self.got.lock().unwrap().push(Got::Post {
@@ -405,5 +411,75 @@ async fn messages_for_other_doors_are_forwarded_and_ours_are_posted() {
     let e = forwarded.try_recv().expect("the web one is forwarded");
     assert_eq!(e.place, Place::new("web", "ops"));
     assert!(forwarded.try_recv().is_err(), "only that one");
+    rt.stop().await;
+}
+
+#[tokio::test]
+async fn a_place_that_cannot_be_reached_waits_without_holding_up_the_others() {
+    let (rt, fake, _tx, _engine, store) = setup(true).await;
+    fake.kicked.send_replace(true);
+    let say = |channel: &str, text: &str| opsbot_engine::Elsewhere {
+        place: Place::new("fake", channel),
+        reply: Reply::text(opsbot_core::Tone::Info, text),
+    };
+    rt.deliver_elsewhere(vec![
+        say("#kicked", "k1"),
+        say("#kicked", "k2"),
+        say("#ops", "o1"),
+        say("#ops", "o2"),
+    ])
+    .await;
+    let got = until(&fake, "the reachable place's messages", |g| g.len() == 2).await;
+    let texts: Vec<String> = got
+        .iter()
+        .map(|g| match g {
+            Got::Post { text, .. } | Got::Edit { text, .. } => text.trim().to_string(),
+        })
+        .collect();
+    assert_eq!(texts, ["o1", "o2"]);
+    assert_eq!(pending(&store).await, 2, "the other place's messages are kept");
+    // Back in the room: its messages follow, in their order.
+    fake.kicked.send_replace(false);
+    let got = until(&fake, "the waiting place's messages", |g| g.len() == 4).await;
+    let texts: Vec<String> = got[2..]
+        .iter()
+        .map(|g| match g {
+            Got::Post { text, .. } | Got::Edit { text, .. } => text.trim().to_string(),
+        })
+        .collect();
+    assert_eq!(texts, ["k1", "k2"]);
+    rt.stop().await;
+}
+
+#[tokio::test]
+async fn an_end_posted_on_its_own_is_not_followed_by_a_late_card() {
+    let (rt, fake, _tx, engine, store) = setup(true).await;
+    // A run asked elsewhere with its place here, that ends before any card of it is known.
+    let env = said("#ops", "!deploy api to dev");
+    let id = engine.handle(&env).await.queued.expect("queued");
+    store.claim("test:1", Duration::from_secs(60), Some(id)).await.unwrap();
+    store
+        .finish(
+            id,
+            &Finish {
+                state: Some(opsbot_core::ExecState::Succeeded),
+                exit_code: Some(0),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    rt.deliver_notice(&engine.notice_for(id).await.unwrap().unwrap()).await;
+    let got = until(&fake, "the end on its own, after the grace", |g| g.len() == 1).await;
+    assert!(matches!(&got[0], Got::Post { text, .. } if text.contains("succeeded")), "{got:?}");
+    // The card turns up late: the person has the result already, so nothing more is posted.
+    let card = opsbot_engine::present::queued(&store.execution(id).await.unwrap().unwrap(), None);
+    rt.deliver_elsewhere(vec![opsbot_engine::Elsewhere {
+        place: Place::new("fake", "#ops"),
+        reply: card,
+    }])
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(fake.got().len(), 1, "{:#?}", fake.got());
     rt.stop().await;
 }

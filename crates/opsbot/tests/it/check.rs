@@ -196,3 +196,51 @@ fn a_file_that_is_not_a_database_is_named_once_and_clearly() {
     );
     assert_eq!(err.matches("file is not a database").count(), 1, "{err}");
 }
+
+#[test]
+fn adapters_are_listed_with_what_they_can_do_and_secrets_stay_references() {
+    let sb = Sandbox::new();
+    let cfg = sb.config(
+        r##"
+[jobs.hello]
+runner = { type = "exec", argv = ["true"] }
+
+[adapters.libera]
+type = "irc"
+server = "irc.libera.chat"
+nick = "opsbot"
+sasl_user = "opsbot"
+sasl_password = "${env:LIBERA_PASSWORD}"
+channels = ["#ops"]
+
+[adapters.matrix]
+type = "matrix"
+homeserver = "https://matrix.example.org"
+user_id = "@opsbot:example.org"
+access_token = "${env:MATRIX_TOKEN}"
+"##,
+    );
+    // Without the secrets set: `--no-secrets` checks everything else (CI without secrets).
+    let out = sb.cmd(&cfg).args(["check", "--no-secrets"]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        stdout.contains("chat: adapter `libera` (irc), sends at most 1/s (burst 5); can direct"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("chat: adapter `matrix` (matrix)") && stdout.contains("edit, threads"),
+        "{stdout}"
+    );
+    // With secret resolution a missing variable is named at its line.
+    let out = sb
+        .cmd(&cfg)
+        .arg("check")
+        .env_remove("LIBERA_PASSWORD")
+        .env_remove("MATRIX_TOKEN")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains(":10:") && err.contains("LIBERA_PASSWORD"), "{err}");
+}
