@@ -378,6 +378,10 @@ impl ChatRuntime {
             let place = env.place.clone();
             let full = {
                 let mut map = self.conversations.lock().unwrap_or_else(|p| p.into_inner());
+                // A conversation whose task is gone (it panicked) starts afresh.
+                if map.get(&key).is_some_and(|c| c.tx.is_closed()) {
+                    map.remove(&key);
+                }
                 let c = map.entry(key.clone()).or_insert_with(|| {
                     let (tx, rx) = mpsc::channel(CONVERSATION_QUEUE);
                     let pending = Arc::new(std::sync::atomic::AtomicUsize::new(0));

@@ -213,6 +213,7 @@ impl IrcUser {
         let s = TcpStream::connect(("127.0.0.1", port))
             .await
             .map_err(|e| format!("connect to IRC: {e}"))?;
+        let _ = s.set_nodelay(true);
         let (r, mut w) = s.into_split();
         let mut lines = LossyLines(BufReader::new(r));
         w.write_all(format!("NICK {nick}\r\nUSER {user} 0 * :{nick}\r\n").as_bytes())

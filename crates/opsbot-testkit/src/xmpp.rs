@@ -97,6 +97,8 @@ https_ports = {{ }}
 authentication = "internal_hashed"
 storage = "internal"
 limits = {{ c2s = {{ rate = "10mb/s" }} }}
+-- Without it Prosody lets the kernel hold small stanzas (~40 ms each, Nagle + delayed ACK).
+network_settings = {{ nagle = false }}
 VirtualHost "{DOMAIN}"
 Component "{MUC_DOMAIN}" "muc"
     muc_room_locking = false
@@ -224,6 +226,8 @@ impl XmppUser {
     /// Signs in as `name@test.local` (SASL PLAIN, resource `test`) and sends initial presence.
     pub async fn connect(port: u16, name: &str, password: &str) -> Result<Self, String> {
         let tcp = TcpStream::connect(("127.0.0.1", port)).await.map_err(|e| format!("connect: {e}"))?;
+        // A person's client sends at once; Nagle would hold each small stanza ~40 ms.
+        let _ = tcp.set_nodelay(true);
         let (reader, writer) = tcp.into_split();
         let mut u = Self {
             jid: format!("{name}@{DOMAIN}"),

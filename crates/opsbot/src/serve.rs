@@ -46,6 +46,12 @@ pub async fn serve(config: &Path, db: Option<PathBuf>, listen: Option<SocketAddr
         let (settings, generated) = opsbot_web::session::prepare(&rt.config.web, rt.engine.store().as_ref())
             .await
             .context("cannot prepare the web users")?;
+        // Hashing the web passwords (Argon2, 19 MiB each) leaves that much heap behind, which the
+        // allocator would keep for the life of the process; give it back now.
+        // SAFETY: malloc_trim only releases free memory at the top of the heap.
+        unsafe {
+            libc::malloc_trim(0);
+        }
         let url = rt.config.web.public_url.clone().unwrap_or_else(|| format!("http://{bound}"));
         let users = settings.users.iter().map(|u| u.name.clone()).collect::<Vec<_>>();
         let state = opsbot_web::AppState::with_web(rt.engine.clone(), settings);

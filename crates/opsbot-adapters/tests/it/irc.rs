@@ -3,17 +3,15 @@
 
 use opsbot_adapters::irc::IrcAdapter;
 use opsbot_core::config::IrcConfig;
-use opsbot_core::{Adapter, AdapterContext, Button, Envelope, Place, Reply, SendError, Tone};
+use opsbot_core::{Adapter, AdapterContext, Button, Place, Reply, SendError, Tone};
 use opsbot_testkit::irc::{IrcUser, Ngircd};
 use opsbot_testkit::{ChatServer, ChatUser};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, watch};
-use tokio::task::JoinHandle;
 
-const WAIT: Duration = Duration::from_secs(15);
+use crate::running::WAIT;
 
 fn config(port: u16) -> IrcConfig {
     IrcConfig {
@@ -35,58 +33,11 @@ fn config(port: u16) -> IrcConfig {
     }
 }
 
-/// A running adapter: its task, inbox and stop switch.
-struct Running {
-    adapter: Arc<IrcAdapter>,
-    ctx: AdapterContext,
-    inbox: mpsc::Receiver<Envelope>,
-    stop: watch::Sender<bool>,
-    task: JoinHandle<Result<(), String>>,
-}
+type Running = crate::running::Running<IrcAdapter>;
 
-impl Running {
-    fn spawn(adapter: Arc<IrcAdapter>) -> Self {
-        let (ctx, inbox, stop) = AdapterContext::standalone();
-        let (a, c) = (adapter.clone(), ctx.clone());
-        let task = tokio::spawn(async move { a.run(&c).await });
-        Self {
-            adapter,
-            ctx,
-            inbox,
-            stop,
-            task,
-        }
-    }
-
-    async fn start(cfg: IrcConfig) -> Self {
-        let r = Self::spawn(Arc::new(IrcAdapter::new("irc", cfg).expect("adapter")));
-        r.connected().await;
-        r
-    }
-
-    async fn connected(&self) {
-        let t = tokio::time::Instant::now();
-        while !self.ctx.is_connected() {
-            assert!(!self.task.is_finished(), "run() ended before connecting");
-            assert!(t.elapsed() < WAIT, "not connected after {WAIT:?}");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    async fn next(&mut self) -> Envelope {
-        tokio::time::timeout(WAIT, self.inbox.recv())
-            .await
-            .expect("an envelope in time")
-            .expect("inbox open")
-    }
-
-    async fn stop(self) -> Result<(), String> {
-        let _ = self.stop.send(true);
-        tokio::time::timeout(WAIT, self.task)
-            .await
-            .expect("run() returns on stop")
-            .expect("run() did not panic")
-    }
+/// Starts the adapter on `cfg` and waits until it is connected.
+async fn start(cfg: IrcConfig) -> Running {
+    Running::spawn_connected(Arc::new(IrcAdapter::new("irc", cfg).expect("adapter"))).await
 }
 
 fn room() -> Place {
@@ -100,7 +51,7 @@ async fn user(srv: &Ngircd, nick: &str) -> IrcUser {
 #[tokio::test]
 async fn room_and_direct_messages_become_envelopes() {
     let Some(srv) = Ngircd::start().await else { return };
-    let mut bot = Running::start(config(srv.port())).await;
+    let mut bot = start(config(srv.port())).await;
     let mut ana = user(&srv, "ana").await;
     assert_eq!(ana.account(), "ana!~ana@127.0.0.1");
 
@@ -148,7 +99,7 @@ async fn room_and_direct_messages_become_envelopes() {
 #[tokio::test]
 async fn replies_are_compact_lines_and_cards_are_short() {
     let Some(srv) = Ngircd::start().await else { return };
-    let bot = Running::start(config(srv.port())).await;
+    let bot = start(config(srv.port())).await;
     let mut ana = user(&srv, "ana").await;
     let r = Reply::new(Tone::Success)
         .heading("Deploy")
@@ -224,7 +175,7 @@ async fn replies_are_compact_lines_and_cards_are_short() {
 #[tokio::test]
 async fn line_breaks_in_replies_cannot_inject_commands() {
     let Some(srv) = Ngircd::start().await else { return };
-    let bot = Running::start(config(srv.port())).await;
+    let bot = start(config(srv.port())).await;
     let mut ana = user(&srv, "ana").await;
     let evil = Reply::new(Tone::Info)
         .heading("ok\r\nQUIT :x")
@@ -256,7 +207,7 @@ async fn line_breaks_in_replies_cannot_inject_commands() {
 #[tokio::test]
 async fn long_multibyte_reply_is_split_into_lines_that_fit() {
     let Some(srv) = Ngircd::start().await else { return };
-    let bot = Running::start(config(srv.port())).await;
+    let bot = start(config(srv.port())).await;
     let mut ana = user(&srv, "ana").await;
     let mut text = String::new();
     while text.len() < 3000 {
@@ -285,7 +236,7 @@ async fn long_multibyte_reply_is_split_into_lines_that_fit() {
 #[tokio::test]
 async fn a_burst_of_200_posts_arrives_in_order() {
     let Some(srv) = Ngircd::start().await else { return };
-    let bot = Running::start(config(srv.port())).await;
+    let bot = start(config(srv.port())).await;
     let mut ana = user(&srv, "ana").await;
     for i in 0..200 {
         bot.adapter
@@ -336,7 +287,7 @@ async fn reconnects_after_the_server_comes_back() {
 async fn nick_collision_takes_an_underscore_and_answers_to_it() {
     let Some(srv) = Ngircd::start().await else { return };
     let _squatter = IrcUser::connect(srv.port(), "opsbot", "squat", None).await.expect("squatter");
-    let mut bot = Running::start(config(srv.port())).await;
+    let mut bot = start(config(srv.port())).await;
     assert_eq!(bot.adapter.current_nick(), "opsbot_");
     let mut ana = user(&srv, "ana").await;
     ana.set_bot_nick("opsbot_");
@@ -359,7 +310,7 @@ async fn nick_collision_takes_an_underscore_and_answers_to_it() {
 #[tokio::test]
 async fn invalid_utf8_from_a_user_is_decoded_lossily() {
     let Some(srv) = Ngircd::start().await else { return };
-    let mut bot = Running::start(config(srv.port())).await;
+    let mut bot = start(config(srv.port())).await;
     let mut ana = user(&srv, "ana").await;
     ana.send_raw(b"PRIVMSG #ops :opsbot: caf\xe9 \xff\xfe ok").await.unwrap();
     let e = bot.next().await;
@@ -380,7 +331,7 @@ async fn tls_with_a_private_ca() {
     let mut cfg = config(srv.tls_port().expect("a TLS port"));
     cfg.tls = true;
     cfg.tls_ca = srv.ca_path();
-    let mut bot = Running::start(cfg.clone()).await;
+    let mut bot = start(cfg.clone()).await;
     let mut ana = user(&srv, "ana").await;
     ana.say("#ops", "opsbot: over tls").await.unwrap();
     assert_eq!(bot.next().await.text, "over tls");
@@ -641,7 +592,7 @@ async fn the_chat_server_trait_and_its_adapter_toml_work_together() {
 #[tokio::test]
 async fn a_direct_reply_never_goes_to_whoever_took_the_nick() {
     let Some(srv) = Ngircd::start().await else { return };
-    let mut bot = Running::start(config(srv.port())).await;
+    let mut bot = start(config(srv.port())).await;
     let mut ana = user(&srv, "ana").await;
     ana.dm("status").await.unwrap();
     let place = bot.next().await.place;

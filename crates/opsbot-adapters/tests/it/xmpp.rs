@@ -4,15 +4,13 @@
 
 use opsbot_adapters::xmpp::XmppAdapter;
 use opsbot_core::config::XmppConfig;
-use opsbot_core::{Adapter, AdapterContext, Envelope, Place, Reply, SendError, Tone};
+use opsbot_core::{Adapter, Place, Reply, SendError, Tone};
 use opsbot_testkit::xmpp::{BOT_JID, BOT_PASSWORD, Prosody, ROOM, USER_PASSWORD, XmppUser};
 use opsbot_testkit::{ChatServer, ChatUser, Heard};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, watch};
-use tokio::task::JoinHandle;
 
-const WAIT: Duration = Duration::from_secs(20);
+use crate::running::WAIT;
 
 fn config(port: u16) -> XmppConfig {
     XmppConfig {
@@ -30,55 +28,11 @@ async fn server() -> Option<Prosody> {
     Prosody::start_new().await.expect("Prosody starts")
 }
 
-/// A running adapter: its task, inbox and stop switch.
-struct Running {
-    adapter: Arc<XmppAdapter>,
-    ctx: AdapterContext,
-    inbox: mpsc::Receiver<Envelope>,
-    stop: watch::Sender<bool>,
-    task: JoinHandle<Result<(), String>>,
-}
+type Running = crate::running::Running<XmppAdapter>;
 
-impl Running {
-    fn spawn(adapter: Arc<XmppAdapter>) -> Self {
-        let (ctx, inbox, stop) = AdapterContext::standalone();
-        let (a, c) = (adapter.clone(), ctx.clone());
-        let task = tokio::spawn(async move { a.run(&c).await });
-        Self {
-            adapter,
-            ctx,
-            inbox,
-            stop,
-            task,
-        }
-    }
-
-    async fn start(cfg: XmppConfig) -> Self {
-        let r = Self::spawn(Arc::new(XmppAdapter::new("xmpp", cfg).expect("adapter")));
-        r.connected().await;
-        r
-    }
-
-    async fn connected(&self) {
-        let t = tokio::time::Instant::now();
-        while !self.ctx.is_connected() {
-            assert!(!self.task.is_finished(), "run() ended before connecting");
-            assert!(t.elapsed() < WAIT, "not connected after {WAIT:?}");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    async fn next(&mut self) -> Envelope {
-        tokio::time::timeout(WAIT, self.inbox.recv())
-            .await
-            .expect("an envelope in time")
-            .expect("inbox open")
-    }
-
-    async fn finish(self) -> Result<(), String> {
-        let _ = self.stop.send(true);
-        tokio::time::timeout(WAIT, self.task).await.expect("run() ends").expect("no panic")
-    }
+/// Starts the adapter on `cfg` and waits until it is connected.
+async fn start(cfg: XmppConfig) -> Running {
+    Running::spawn_connected(Arc::new(XmppAdapter::new("xmpp", cfg).expect("adapter"))).await
 }
 
 async fn heard(user: &mut XmppUser) -> Heard {
@@ -93,7 +47,7 @@ fn room() -> Place {
 async fn room_and_direct_messages_become_envelopes() {
     let Some(server) = server().await else { return };
     let mut alice = server.user_with_nick("alice", "Alice").await.expect("alice");
-    let mut bot = Running::start(config(server.port())).await;
+    let mut bot = start(config(server.port())).await;
 
     alice.say(ROOM, "opsbot: deploy web").await.unwrap();
     let env = bot.next().await;
@@ -121,14 +75,14 @@ async fn room_and_direct_messages_become_envelopes() {
     assert_eq!(env.display_name.as_deref(), Some("alice"));
     assert_eq!(env.text, "status please");
 
-    assert_eq!(bot.finish().await, Ok(()));
+    assert_eq!(bot.stop().await, Ok(()));
 }
 
 #[tokio::test]
 async fn posts_and_corrections_reach_the_user() {
     let Some(server) = server().await else { return };
     let mut alice = server.user_with_nick("alice", "alice").await.expect("alice");
-    let mut bot = Running::start(config(server.port())).await;
+    let mut bot = start(config(server.port())).await;
     let caps = bot.adapter.capabilities();
     assert!(caps.edit && caps.direct && !caps.buttons && !caps.threads);
 
@@ -167,14 +121,14 @@ async fn posts_and_corrections_reach_the_user() {
     // The bot's own messages reflected by the room never come back as envelopes.
     alice.say(ROOM, "marker").await.unwrap();
     assert_eq!(bot.next().await.text, "marker");
-    assert_eq!(bot.finish().await, Ok(()));
+    assert_eq!(bot.stop().await, Ok(()));
 }
 
 #[tokio::test]
 async fn a_long_reply_arrives_whole() {
     let Some(server) = server().await else { return };
     let mut alice = server.user_with_nick("alice", "alice").await.expect("alice");
-    let bot = Running::start(config(server.port())).await;
+    let bot = start(config(server.port())).await;
 
     let lines: Vec<String> = (0..3000).map(|i| format!("line {i:04} {}", "x".repeat(40))).collect();
     let reply = Reply::new(Tone::Info).code(lines.join("\n"));
@@ -192,7 +146,7 @@ async fn a_long_reply_arrives_whole() {
     assert!(parts > 1, "150 KB is split");
     let expect = opsbot_adapters::plain(&reply);
     assert_eq!(got.trim_end(), expect.trim_end());
-    assert_eq!(bot.finish().await, Ok(()));
+    assert_eq!(bot.stop().await, Ok(()));
 }
 
 #[tokio::test]
@@ -202,18 +156,18 @@ async fn joining_replays_no_history() {
     for i in 0..5 {
         alice.say(ROOM, &format!("old message {i}")).await.unwrap();
     }
-    let mut bot = Running::start(config(server.port())).await;
+    let mut bot = start(config(server.port())).await;
     alice.say(ROOM, "new message").await.unwrap();
     let env = bot.next().await;
     assert_eq!(env.text, "new message", "no history replayed to the bot");
-    assert_eq!(bot.finish().await, Ok(()));
+    assert_eq!(bot.stop().await, Ok(()));
 }
 
 #[tokio::test]
 async fn a_taken_nick_gets_an_underscore() {
     let Some(server) = server().await else { return };
     let mut squatter = server.user_with_nick("mallory", "opsbot").await.expect("mallory");
-    let mut bot = Running::start(config(server.port())).await;
+    let mut bot = start(config(server.port())).await;
     squatter.say(ROOM, "opsbot_: hello").await.unwrap();
     let env = bot.next().await;
     assert!(env.mentioned);
@@ -225,7 +179,7 @@ async fn a_taken_nick_gets_an_underscore() {
     assert!(!env.mentioned);
     bot.adapter.post(&room(), &Reply::text(Tone::Info, "hi")).await.expect("posted");
     assert!(heard(&mut squatter).await.text.contains("hi"));
-    assert_eq!(bot.finish().await, Ok(()));
+    assert_eq!(bot.stop().await, Ok(()));
 }
 
 #[tokio::test]
@@ -275,14 +229,14 @@ async fn reconnects_after_the_server_comes_back() {
     assert_eq!(bot.next().await.text, "back?");
     adapter.post(&room(), &Reply::text(Tone::Info, "back")).await.expect("posted");
     assert!(heard(&mut alice).await.text.contains("back"));
-    assert_eq!(bot.finish().await, Ok(()));
+    assert_eq!(bot.stop().await, Ok(()));
 }
 
 #[tokio::test]
 async fn malformed_and_unknown_stanzas_are_skipped() {
     let Some(server) = server().await else { return };
     let mut alice = server.user_with_nick("alice", "alice").await.expect("alice");
-    let mut bot = Running::start(config(server.port())).await;
+    let mut bot = start(config(server.port())).await;
     let full = format!("{BOT_JID}/opsbot");
     // A message type xmpp-parsers refuses, an unknown request, unknown payloads, a delayed
     // (offline/history) message: none may cost the connection, none becomes an envelope.
@@ -319,14 +273,14 @@ async fn malformed_and_unknown_stanzas_are_skipped() {
     assert!(!bot.task.is_finished());
     bot.adapter.post(&room(), &Reply::text(Tone::Info, "yes")).await.expect("posted");
     assert!(heard(&mut alice).await.text.contains("yes"));
-    assert_eq!(bot.finish().await, Ok(()));
+    assert_eq!(bot.stop().await, Ok(()));
 }
 
 #[tokio::test]
 async fn a_200_kb_message_does_not_disconnect() {
     let Some(server) = server().await else { return };
     let mut alice = server.user_with_nick("alice", "alice").await.expect("alice");
-    let mut bot = Running::start(config(server.port())).await;
+    let mut bot = start(config(server.port())).await;
     let big = "y".repeat(200 * 1024);
     alice.dm(&big).await.unwrap();
     alice.say(ROOM, &format!("opsbot: {big}")).await.unwrap();
@@ -335,14 +289,14 @@ async fn a_200_kb_message_does_not_disconnect() {
     assert!(!bot.task.is_finished());
     bot.adapter.post(&room(), &Reply::text(Tone::Info, "alive")).await.expect("posted");
     assert!(heard(&mut alice).await.text.contains("alive"));
-    assert_eq!(bot.finish().await, Ok(()));
+    assert_eq!(bot.stop().await, Ok(()));
 }
 
 #[tokio::test]
 async fn a_burst_of_200_posts_arrives_in_order() {
     let Some(server) = server().await else { return };
     let mut alice = server.user_with_nick("alice", "alice").await.expect("alice");
-    let bot = Running::start(config(server.port())).await;
+    let bot = start(config(server.port())).await;
     for i in 0..200 {
         bot.adapter
             .post(&room(), &Reply::text(Tone::Info, format!("n{i}")))
@@ -353,15 +307,15 @@ async fn a_burst_of_200_posts_arrives_in_order() {
         let h = heard(&mut alice).await;
         assert_eq!(h.text.trim(), format!("n{i}"));
     }
-    assert_eq!(bot.finish().await, Ok(()));
+    assert_eq!(bot.stop().await, Ok(()));
 }
 
 #[tokio::test]
 async fn stopping_leaves_and_later_posts_wait() {
     let Some(server) = server().await else { return };
-    let bot = Running::start(config(server.port())).await;
+    let bot = start(config(server.port())).await;
     let adapter = bot.adapter.clone();
-    assert_eq!(bot.finish().await, Ok(()));
+    assert_eq!(bot.stop().await, Ok(()));
     let after = adapter.post(&room(), &Reply::text(Tone::Info, "late")).await;
     assert!(matches!(after, Err(SendError::Unavailable(_))), "{after:?}");
 }
@@ -388,12 +342,12 @@ async fn starttls_with_a_private_ca() {
     // allow_plain = false: connecting at all proves STARTTLS, with our CA trusted.
     // (The testkit's user speaks plain TCP only, so nobody listens here; the room join and a
     // post going through are what can be seen.)
-    let bot = Running::start(cfg).await;
+    let bot = start(cfg).await;
     bot.adapter
         .post(&room(), &Reply::text(Tone::Info, "over TLS"))
         .await
         .expect("posted");
-    assert_eq!(bot.finish().await, Ok(()));
+    assert_eq!(bot.stop().await, Ok(()));
 }
 
 #[tokio::test]
@@ -419,7 +373,7 @@ async fn the_blackbox_slixmpp_client_talks_to_the_adapter() {
         return;
     };
     server.register("pyuser", "pypass").expect("pyuser");
-    let mut bot = Running::start(config(server.port())).await;
+    let mut bot = start(config(server.port())).await;
     let adapter = bot.adapter.clone();
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../opsbot/tests/blackbox/xmpp_client.py");
     let run = |dm: bool| {
@@ -474,7 +428,7 @@ async fn the_blackbox_slixmpp_client_talks_to_the_adapter() {
         );
         assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "done: ping");
     }
-    assert_eq!(bot.finish().await, Ok(()));
+    assert_eq!(bot.stop().await, Ok(()));
 }
 
 #[tokio::test]
@@ -482,7 +436,7 @@ async fn a_kicked_bot_stays_connected_and_room_posts_wait() {
     let Some(server) = server().await else { return };
     // Alice creates the room, so she owns it and may kick.
     let mut alice = server.user_with_nick("alice", "alice").await.expect("alice");
-    let mut bot = Running::start(config(server.port())).await;
+    let mut bot = start(config(server.port())).await;
     alice
         .send_raw(&format!(
             "<iq type='set' to='{ROOM}' id='kick1'><query xmlns='http://jabber.org/protocol/muc#admin'><item nick='opsbot' role='none'/></query></iq>"
@@ -518,7 +472,7 @@ async fn a_kicked_bot_stays_connected_and_room_posts_wait() {
     }
     assert!(got.text.contains("outside the room"));
     assert!(!bot.task.is_finished());
-    assert_eq!(bot.finish().await, Ok(()));
+    assert_eq!(bot.stop().await, Ok(()));
 }
 
 #[tokio::test]
@@ -538,12 +492,12 @@ async fn a_semi_anonymous_room_gives_occupant_jids() {
         .await
         .expect("an answer");
     assert_eq!(answer.attr("type"), Some("result"), "{answer:?}");
-    let mut bot = Running::start(config(server.port())).await;
+    let mut bot = start(config(server.port())).await;
     alice.say(ROOM, "opsbot: who am I").await.unwrap();
     let env = bot.next().await;
     assert_eq!(env.user.id, format!("{ROOM}/alice"), "without a real JID: the occupant JID");
     assert_eq!(env.text, "who am I");
-    assert_eq!(bot.finish().await, Ok(()));
+    assert_eq!(bot.stop().await, Ok(()));
 }
 
 /// Stanzas tokio-xmpp's parser cannot take (names or attribute values over 8 KiB are fatal to
@@ -552,7 +506,7 @@ async fn a_semi_anonymous_room_gives_occupant_jids() {
 async fn hostile_stanzas_do_not_cost_the_connection() {
     let Some(server) = server().await else { return };
     let mut alice = server.user_with_nick("alice", "alice").await.expect("alice");
-    let mut bot = Running::start(config(server.port())).await;
+    let mut bot = start(config(server.port())).await;
     let long = "i".repeat(20_000);
     let deep = "<a>".repeat(200) + &"</a>".repeat(200);
     for hostile in [
@@ -569,7 +523,7 @@ async fn hostile_stanzas_do_not_cost_the_connection() {
     assert!(!bot.task.is_finished());
     bot.adapter.post(&room(), &Reply::text(Tone::Info, "alive")).await.expect("posted");
     assert!(heard(&mut alice).await.text.contains("alive"));
-    assert_eq!(bot.finish().await, Ok(()));
+    assert_eq!(bot.stop().await, Ok(()));
 }
 
 /// Makes the room semi-anonymous: only moderators see real JIDs.
@@ -638,7 +592,7 @@ async fn a_rejoined_bot_does_not_take_a_reused_nick_for_its_old_owner() {
     };
     assert_eq!(env.text, "deploy web");
     assert_eq!(env.user.id, format!("{ROOM}/ana"), "the occupant JID, not ana's account");
-    assert_eq!(bot.finish().await, Ok(()));
+    assert_eq!(bot.stop().await, Ok(()));
 }
 
 /// Private messages through a room, carbon-wrapped messages and messages from the bot's own
@@ -647,7 +601,7 @@ async fn a_rejoined_bot_does_not_take_a_reused_nick_for_its_old_owner() {
 async fn room_private_carbon_and_own_messages_are_ignored() {
     let Some(server) = server().await else { return };
     let mut alice = server.user_with_nick("alice", "alice").await.expect("alice");
-    let mut bot = Running::start(config(server.port())).await;
+    let mut bot = start(config(server.port())).await;
     let full = format!("{BOT_JID}/opsbot");
     // A private message to the bot's occupant JID (the room relays it from ops@.../alice).
     alice
@@ -669,7 +623,7 @@ async fn room_private_carbon_and_own_messages_are_ignored() {
     twin.message(&full, "chat", "deploy from myself").await.unwrap();
     alice.dm("after").await.unwrap();
     assert_eq!(bot.next().await.text, "after", "nothing before it became an envelope");
-    assert_eq!(bot.finish().await, Ok(()));
+    assert_eq!(bot.stop().await, Ok(()));
 }
 
 /// Banned while in the room: room posts are rejected at once and stay so across rejoins
@@ -713,7 +667,7 @@ async fn a_banned_bot_gets_room_posts_rejected() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(!bot.task.is_finished());
-    assert_eq!(bot.finish().await, Ok(()));
+    assert_eq!(bot.stop().await, Ok(()));
 }
 
 /// Banned before it starts: the join is refused with <forbidden/>, the adapter connects without
@@ -723,10 +677,10 @@ async fn a_room_that_refuses_the_join_rejects_posts() {
     let Some(server) = server().await else { return };
     let mut alice = server.user_with_nick("alice", "alice").await.expect("alice");
     admin(&mut alice, "ban0", &format!("<item jid='{BOT_JID}' affiliation='outcast'/>")).await;
-    let bot = Running::start(config(server.port())).await;
+    let bot = start(config(server.port())).await;
     match bot.adapter.post(&room(), &Reply::text(Tone::Info, "hi")).await {
         Err(SendError::Rejected(why)) => assert!(why.contains("banned") && why.contains(ROOM), "{why}"),
         other => panic!("{other:?}"),
     }
-    assert_eq!(bot.finish().await, Ok(()));
+    assert_eq!(bot.stop().await, Ok(()));
 }

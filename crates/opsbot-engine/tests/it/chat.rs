@@ -146,22 +146,23 @@ impl Adapter for Fake {
 }
 
 async fn setup(edit: bool) -> (Arc<ChatRuntime>, Arc<Fake>, mpsc::Sender<Envelope>, Arc<Engine>, Arc<dyn Store>) {
+    let (fake, tx) = Fake::new("fake", edit);
+    let (rt, engine, store) = start(fake.clone(), None).await;
+    (rt, fake, tx, engine, store)
+}
+
+/// The runtime with one fake adapter on a fresh engine and store.
+async fn start(fake: Arc<Fake>, forward: Option<opsbot_engine::chat::Forward>) -> (Arc<ChatRuntime>, Arc<Engine>, Arc<dyn Store>) {
     let cfg = Config::parse(CONFIG, Path::new("/tmp/opsbot-chat.toml"), LoadOptions::default()).expect("config");
     let store: Arc<dyn Store> = Arc::new(SqliteStore::memory().await.expect("store"));
     let engine = Arc::new(Engine::new(Arc::new(cfg.catalog), cfg.bot, store.clone()).with_access(cfg.access));
-    let (fake, tx) = Fake::new("fake", edit);
-    let rt = ChatRuntime::start(
-        engine.clone(),
-        vec![AdapterSpec {
-            adapter: fake.clone(),
-            kind: "fake".into(),
-            send_rate: 1000.0,
-            send_burst: 1000,
-        }],
-        None,
-    )
-    .await;
-    (rt, fake, tx, engine, store)
+    let spec = AdapterSpec {
+        adapter: fake,
+        kind: "fake".into(),
+        send_rate: 1000.0,
+        send_burst: 1000,
+    };
+    (ChatRuntime::start(engine.clone(), vec![spec], forward).await, engine, store)
 }
 
 fn said(channel: &str, text: &str) -> Envelope {
@@ -332,20 +333,7 @@ async fn rate_limits_are_waited_out_and_refusals_do_not_block_the_queue() {
 async fn a_platform_that_is_down_at_start_is_retried_until_it_is_back() {
     let (fake, tx) = Fake::new("late", true);
     fake.set_up(false);
-    let cfg = Config::parse(CONFIG, Path::new("/tmp/opsbot-chat.toml"), LoadOptions::default()).unwrap();
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::memory().await.unwrap());
-    let engine = Arc::new(Engine::new(Arc::new(cfg.catalog), cfg.bot, store.clone()).with_access(cfg.access));
-    let rt = ChatRuntime::start(
-        engine,
-        vec![AdapterSpec {
-            adapter: fake.clone(),
-            kind: "fake".into(),
-            send_rate: 1000.0,
-            send_burst: 10,
-        }],
-        None,
-    )
-    .await;
+    let (rt, _engine, _store) = start(fake.clone(), None).await;
     tokio::time::sleep(Duration::from_millis(800)).await;
     let h = rt.health()[0].clone();
     assert!(!h.connected && h.reconnects >= 2, "several attempts with backoff: {h:?}");
@@ -384,22 +372,9 @@ async fn stopping_delivers_what_is_queued_first() {
 
 #[tokio::test]
 async fn messages_for_other_doors_are_forwarded_and_ours_are_posted() {
-    let cfg = Config::parse(CONFIG, Path::new("/tmp/opsbot-chat.toml"), LoadOptions::default()).unwrap();
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::memory().await.unwrap());
-    let engine = Arc::new(Engine::new(Arc::new(cfg.catalog), cfg.bot, store.clone()).with_access(cfg.access));
     let (fake, _tx) = Fake::new("fake", true);
     let (fwd, mut forwarded) = mpsc::unbounded_channel();
-    let rt = ChatRuntime::start(
-        engine,
-        vec![AdapterSpec {
-            adapter: fake.clone(),
-            kind: "fake".into(),
-            send_rate: 1000.0,
-            send_burst: 10,
-        }],
-        Some(fwd),
-    )
-    .await;
+    let (rt, _engine, _store) = start(fake.clone(), Some(fwd)).await;
     let say = |platform: &str, channel: &str, text: &str| opsbot_engine::Elsewhere {
         place: Place::new(platform, channel),
         reply: Reply::text(opsbot_core::Tone::Info, text),

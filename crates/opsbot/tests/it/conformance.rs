@@ -249,15 +249,32 @@ async fn suite(mut server: Box<dyn ChatServer>, extra: &str, python: Python) {
     ));
 
     // The server restarts in the middle of a job; the final result still arrives.
-    ana.say(&room, "!wait secs=3").await.unwrap();
+    ana.say(&room, "!wait secs=7").await.unwrap();
     let card = heard(&mut ana, "queued", "the waiting card", &bot).await;
     let id = run_id(&card.text);
     heard(&mut ana, &format!("#{id} running"), "the waiting card, running", &bot).await;
     drop(ana);
     server.stop().await;
-    tokio::time::sleep(Duration::from_secs(4)).await; // the run ends while the server is down
+    // Down for 3 s; the run ends about when the bot is back (before or after: its end waits in
+    // the outbox if the bot is not back yet). Ana is back first: on IRC nothing said before she
+    // is in the room again reaches her.
+    tokio::time::sleep(Duration::from_secs(3)).await;
     server.start().await.expect("server back");
+    let back = Instant::now();
     let mut ana = server.user("ana").await.expect("ana again");
+    // How long the bot takes to be back once the server is (a figure, not asserted).
+    loop {
+        let (_, body) = crate::harness::http(&bot.addr, "GET", "/readyz", None, None);
+        if body.contains("\"connected\":true") {
+            break;
+        }
+        assert!(back.elapsed() < Duration::from_secs(30), "the adapter did not reconnect: {body}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    figures.push((
+        "reconnected".to_string(),
+        format!("{:.2?} after the server was back (down 3 s)", back.elapsed()),
+    ));
     let h = heard(&mut ana, &format!("#{id} wait succeeded"), "the result after the restart", &bot).await;
     if card.id.is_some() && h.replaces.is_some() {
         assert_eq!(h.replaces, card.id, "the result edits the card posted before the restart");
