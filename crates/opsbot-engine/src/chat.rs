@@ -84,8 +84,7 @@ pub struct Health {
     pub sent: u64,
 }
 
-/// Messages for doors other than the chat adapters (the web chat): the runtime hands them to
-/// whoever serves them.
+/// Messages for the web chat: the runtime hands them to whoever serves it.
 pub type Forward = mpsc::UnboundedSender<Elsewhere>;
 
 /// One conversation's queue: its task's sender, how many of its messages are sent but not yet
@@ -478,8 +477,13 @@ impl ChatRuntime {
                     Some(id) => self.post_card(&e.place, id, e.reply).await,
                     None => self.push(&e.place, OutKind::Message, None, &e.reply).await,
                 }
-            } else if let Some(f) = &self.forward {
-                let _ = f.send(e);
+            } else if e.place.platform == "web" {
+                if let Some(f) = &self.forward {
+                    let _ = f.send(e);
+                }
+            } else if !["api", "cli", "terminal"].contains(&e.place.platform.as_str()) {
+                // (The API and the command line have no conversation to post into.)
+                tracing::warn!(place = %e.place, "no adapter of that name is configured; a message for it is dropped");
             }
         }
     }

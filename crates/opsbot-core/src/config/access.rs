@@ -617,7 +617,10 @@ impl<'a> Cx<'a> {
         for n in &raw.notify {
             match n.get_ref().split_once('/') {
                 Some((p, c)) if !p.is_empty() && !c.is_empty() && !n.get_ref().contains(char::is_whitespace) => {
-                    cfg.notify.push(crate::Place::new(p, c.trim_start_matches('#')))
+                    // The web chat names its channels without `#` ("web/#ops" is "web/ops");
+                    // elsewhere the `#` is part of the name (an IRC channel).
+                    let c = if p == "web" { c.trim_start_matches('#') } else { c };
+                    cfg.notify.push(crate::Place::new(p, c))
                 }
                 _ => self.err(
                     n.span(),

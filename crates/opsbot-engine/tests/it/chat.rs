@@ -379,8 +379,14 @@ async fn messages_for_other_doors_are_forwarded_and_ours_are_posted() {
         place: Place::new(platform, channel),
         reply: Reply::text(opsbot_core::Tone::Info, text),
     };
-    rt.deliver_elsewhere(vec![say("web", "ops", "for the web chat"), say("fake", "#ops", "for us")])
-        .await;
+    // A place of no configured adapter is neither posted nor forwarded (the web door would hand
+    // it straight back).
+    rt.deliver_elsewhere(vec![
+        say("web", "ops", "for the web chat"),
+        say("fake", "#ops", "for us"),
+        say("slack", "C024BE91L", "for nobody here"),
+    ])
+    .await;
     let got = until(&fake, "ours posted", |g| g.len() == 1).await;
     assert!(matches!(&got[0], Got::Post { text, .. } if text.contains("for us")), "{got:?}");
     let e = forwarded.try_recv().expect("the web one is forwarded");

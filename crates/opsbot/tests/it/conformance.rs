@@ -490,3 +490,133 @@ async fn three_platforms_in_one_process() {
     let _ = std::fs::create_dir_all(&dir);
     let _ = std::fs::write(dir.join("chat-rss.txt"), format!("{rss}\n"));
 }
+
+/// The doors hand each other what is meant for the other: an approval request asked on IRC is
+/// posted in the web chat's channel (runtime → web), one asked through the REST API is posted in
+/// the IRC channel (web → runtime), and an IRC approver's vote starts the API requester's run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn approvals_cross_between_irc_and_the_web() {
+    let Some(server) = opsbot_testkit::irc::Ngircd::start().await else {
+        return;
+    };
+    let room = server.room();
+    let mut ana = server.user("ana").await.expect("ana");
+    let mut lead = server.user("lead").await.expect("lead");
+    let (body, _) = server.adapter_toml();
+    let text = format!(
+        r#"
+[access]
+default_role = "guest"
+notify = ["irc/{room}", "web/ops"]
+
+[people.ana]
+accounts = ["irc:{ana}", "web:ana"]
+roles = ["runner"]
+
+[people.lead]
+accounts = ["irc:{lead}"]
+roles = ["lead"]
+
+[roles.runner]
+allow = [{{ verbs = ["run", "view"], jobs = "*" }}]
+
+[roles.lead]
+allow = [{{ verbs = ["approve", "view"], jobs = "*" }}]
+
+[[policy.approval]]
+name = "four-eyes"
+jobs = ["hello"]
+approvers = ["lead"]
+
+[jobs.hello]
+runner = {{ type = "exec", argv = ["echo", "hello"] }}
+
+[adapters.irc]
+{body}
+"#,
+        ana = ana.account(),
+        lead = lead.account(),
+    );
+    let sb = Sandbox::new();
+    let cfg = sb.config(&text);
+    let token = sb.token(&cfg, "ana");
+    let (serve, addr) = sb.serve(&cfg);
+    let bot = Bot { _sandbox: sb, serve, addr };
+    loop {
+        let (_, body) = crate::harness::http(&bot.addr, "GET", "/readyz", None, None);
+        if body.contains("\"connected\":true") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // Asked on IRC: the request is answered there and also reaches the web chat's #ops.
+    ana.say(&room, "!hello").await.unwrap();
+    let asked = heard(&mut ana, "approve", "the approval request on IRC", &bot).await;
+    let db = bot._sandbox.db();
+    let start = Instant::now();
+    loop {
+        let found = web_chat(&db, "ops").await;
+        if found.contains("hello") && found.contains("approve") {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "the web chat's #ops never got the IRC request ({asked:?}); it has: {found}\n{}",
+            bot.serve.stderr()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Asked through the REST API: the request is posted in the IRC channel, and the IRC lead's
+    // vote starts the run.
+    let (status, body) = crate::harness::http(
+        &bot.addr,
+        "POST",
+        "/api/v1/executions",
+        Some(&token),
+        Some(r#"{"job":"hello","params":{}}"#),
+    );
+    assert_eq!(status, 202, "{body}");
+    let id: i64 = body
+        .split("\"approval_id\":")
+        .nth(1)
+        .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no approval id in {body}"));
+    heard(&mut lead, &format!("approve {id}"), "the API request on IRC", &bot).await;
+    lead.say(&room, &format!("!approve {id}")).await.unwrap();
+    heard(&mut lead, "approved", "the vote's answer", &bot).await;
+    let start = Instant::now();
+    loop {
+        let (_, body) = crate::harness::http(&bot.addr, "GET", &format!("/api/v1/approvals/{id}"), Some(&token), None);
+        if body.contains("\"execution_id\":") && !body.contains("\"execution_id\":null") {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "the approved request started no run: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The stored replies of a web chat channel, read from the database file (read-only).
+async fn web_chat(db: &std::path::Path, channel: &str) -> String {
+    use sqlx::Row;
+    let options = sqlx::sqlite::SqliteConnectOptions::new().filename(db).read_only(true);
+    let Ok(pool) = sqlx::sqlite::SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(options)
+        .await
+    else {
+        return String::new();
+    };
+    let rows = sqlx::query("SELECT COALESCE(reply, '') AS reply FROM chat_messages WHERE channel = $1")
+        .bind(channel)
+        .fetch_all(&pool)
+        .await
+        .unwrap_or_default();
+    pool.close().await;
+    rows.iter().map(|r| r.get::<String, _>("reply")).collect::<Vec<_>>().join("\n")
+}
