@@ -521,28 +521,19 @@ impl ChatRuntime {
     /// known here (yet) gets its end report as a message of its own in its place, after a
     /// grace period in which its card may still be posted.
     pub async fn deliver_notice(self: &Arc<Self>, notice: &Notice) {
-        let cards = {
+        {
             let _order = self.cards.lock().await;
-            match self.engine.store().chat_cards_of(notice.execution).await {
+            let cards = match self.engine.store().chat_cards_of(notice.execution).await {
                 Ok(c) => c.into_iter().filter(|c| self.serves(&c.place.platform)).collect::<Vec<_>>(),
                 Err(e) => {
                     tracing::error!(execution = notice.execution, error = %e, "cannot read a run's job cards");
                     return;
                 }
+            };
+            if !cards.is_empty() {
+                self.update_cards(notice, cards).await;
+                return;
             }
-        };
-        if !cards.is_empty() {
-            let _order = self.cards.lock().await;
-            // Read again under the lock held to the end: a card posted meanwhile is included.
-            let cards = self
-                .engine
-                .store()
-                .chat_cards_of(notice.execution)
-                .await
-                .map(|c| c.into_iter().filter(|c| self.serves(&c.place.platform)).collect::<Vec<_>>())
-                .unwrap_or(cards);
-            self.update_cards(notice, cards).await;
-            return;
         }
         if !notice.state.is_final() || !self.serves(&notice.place.platform) {
             return;
