@@ -14,7 +14,9 @@ pub mod tls;
 pub mod xmpp;
 
 use opsbot_core::Adapter;
-use opsbot_core::config::{AdapterConfig, AdapterKind};
+use opsbot_core::config::AdapterConfig;
+#[cfg(any(feature = "irc", feature = "matrix", feature = "xmpp"))]
+use opsbot_core::config::AdapterKind;
 use std::sync::Arc;
 
 /// Builds the adapter a config table describes; `people` are the accounts (without the
