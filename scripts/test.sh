@@ -74,6 +74,11 @@ done
 say "cargo clippy"
 cargo clippy --all-targets --all-features --locked -- -D warnings
 
+say "the adapters build with each platform alone and with none (features are opt-in/opt-out)"
+for f in "" irc matrix xmpp; do
+  cargo check -q -p opsbot-adapters --locked --no-default-features ${f:+--features "$f"}
+done
+
 say "tests"
 # --all-features: the opt-in adapters (XMPP) are tested too.
 cargo nextest run --workspace --all-features --locked --no-fail-fast "$@"
