@@ -366,6 +366,13 @@ impl<'a> Cx<'a> {
         fields.iter().find(|(k, _)| k.get_ref() == key).map(|(_, v)| v.span())
     }
 
+    /// Reports a mistake in a key of an adapter table, positioned at its value (or the table's
+    /// start when the key is missing); always false, for `ok &= …`.
+    fn wrong(&mut self, fields: &toml::de::DeTable<'a>, key: &str, message: impl Into<String>, hint: Option<String>) -> bool {
+        self.err(Self::span_of(fields, key).unwrap_or(0..0), message, hint);
+        false
+    }
+
     /// A secret setting: must be a `${env:…}`/`${file:…}` reference; resolved when secrets are.
     fn secret_field(&mut self, adapter: &str, key: &str, value: &mut Option<String>, fields: &toml::de::DeTable<'a>) -> bool {
         let Some(v) = value.as_mut() else { return true };
@@ -405,12 +412,12 @@ impl<'a> Cx<'a> {
         if let Some(p) = ca.as_mut() {
             *p = self.dir.join(&*p);
             if self.opts.resolve_secrets && !p.is_file() {
-                self.err(
-                    Self::span_of(fields, "tls_ca").unwrap_or(0..0),
+                return self.wrong(
+                    fields,
+                    "tls_ca",
                     format!("tls_ca of adapter `{adapter}`: {} is not a readable file", p.display()),
                     Some("give a PEM file of CA certificates, relative to the config file's folder".into()),
                 );
-                return false;
             }
         }
         true
@@ -420,12 +427,7 @@ impl<'a> Cx<'a> {
         let mut ok = true;
         let bad = |s: &str| s.is_empty() || s.chars().any(|ch| ch.is_whitespace() || ch.is_control());
         if bad(&c.server) {
-            self.err(
-                Self::span_of(fields, "server").unwrap_or(0..0),
-                "`server` must be a host name",
-                None,
-            );
-            ok = false;
+            ok &= self.wrong(fields, "server", "`server` must be a host name", None);
         }
         let nick_ok = |s: &str| {
             !s.is_empty()
@@ -434,23 +436,18 @@ impl<'a> Cx<'a> {
                 && s.chars().all(|ch| ch.is_ascii_alphanumeric() || "-_[]\\`^{}|".contains(ch))
         };
         if !nick_ok(&c.nick) {
-            self.err(
-                Self::span_of(fields, "nick").unwrap_or(0..0),
+            ok &= self.wrong(
+                fields,
+                "nick",
                 format!("`{}` is not a valid IRC nick", c.nick),
                 Some("letters, digits and -_[]\\`^{}|, not starting with a digit or `-`, at most 30".into()),
             );
-            ok = false;
         }
         for (key, v) in [("username", &c.username), ("realname", &c.realname)] {
             if let Some(v) = v
                 && (v.is_empty() || v.chars().any(|ch| ch.is_control() || (key == "username" && ch == ' ')))
             {
-                self.err(
-                    Self::span_of(fields, key).unwrap_or(0..0),
-                    format!("`{key}` has characters IRC cannot carry"),
-                    None,
-                );
-                ok = false;
+                ok &= self.wrong(fields, key, format!("`{key}` has characters IRC cannot carry"), None);
             }
         }
         for ch in &c.channels {
@@ -460,12 +457,12 @@ impl<'a> Cx<'a> {
                 || ch.chars().any(|x| x.is_control() || x == ',')
                 || ch.split(' ').count() > 2
             {
-                self.err(
-                    Self::span_of(fields, "channels").unwrap_or(0..0),
+                ok &= self.wrong(
+                    fields,
+                    "channels",
                     format!("`{ch}` is not an IRC channel"),
                     Some("write \"#ops\", or \"#ops KEY\" for a channel with a key".into()),
                 );
-                ok = false;
             }
         }
         if c.sasl_user.is_some() != c.sasl_password.is_some() {
@@ -479,43 +476,17 @@ impl<'a> Cx<'a> {
             ok = false;
         }
         if !(c.line_rate.is_finite() && c.line_rate > 0.0 && c.line_rate <= 1000.0) {
-            self.err(
-                Self::span_of(fields, "line_rate").unwrap_or(0..0),
-                "line_rate must be between 0 and 1000 lines per second",
-                None,
-            );
-            ok = false;
+            ok &= self.wrong(fields, "line_rate", "line_rate must be between 0 and 1000 lines per second", None);
         }
         if !(1..=1000).contains(&c.line_burst) {
-            self.err(
-                Self::span_of(fields, "line_burst").unwrap_or(0..0),
-                "line_burst must be between 1 and 1000",
-                None,
-            );
-            ok = false;
+            ok &= self.wrong(fields, "line_burst", "line_burst must be between 1 and 1000", None);
         }
         if !(2..=500).contains(&c.max_lines) {
-            self.err(
-                Self::span_of(fields, "max_lines").unwrap_or(0..0),
-                "max_lines must be between 2 and 500",
-                None,
-            );
-            ok = false;
+            ok &= self.wrong(fields, "max_lines", "max_lines must be between 2 and 500", None);
         }
-        for key in ["server_password", "sasl_password", "nickserv_password"] {
-            let slot = match key {
-                "server_password" => &mut c.server_password,
-                "sasl_password" => &mut c.sasl_password,
-                _ => &mut c.nickserv_password,
-            };
-            let mut v = slot.take();
-            ok &= self.secret_field(n, key, &mut v, fields);
-            match key {
-                "server_password" => c.server_password = v,
-                "sasl_password" => c.sasl_password = v,
-                _ => c.nickserv_password = v,
-            }
-        }
+        ok &= self.secret_field(n, "server_password", &mut c.server_password, fields);
+        ok &= self.secret_field(n, "sasl_password", &mut c.sasl_password, fields);
+        ok &= self.secret_field(n, "nickserv_password", &mut c.nickserv_password, fields);
         ok &= self.ca_file(n, &mut c.tls_ca, fields);
         ok.then_some(c)
     }
@@ -523,22 +494,22 @@ impl<'a> Cx<'a> {
     fn check_matrix(&mut self, n: &str, mut c: MatrixConfig, fields: &toml::de::DeTable<'a>) -> Option<MatrixConfig> {
         let mut ok = true;
         if !(c.homeserver.starts_with("https://") || c.homeserver.starts_with("http://")) || c.homeserver.chars().any(char::is_whitespace) {
-            self.err(
-                Self::span_of(fields, "homeserver").unwrap_or(0..0),
+            ok &= self.wrong(
+                fields,
+                "homeserver",
                 format!("`{}` is not a homeserver URL", c.homeserver),
                 Some("write the client URL, e.g. \"https://matrix.example.org\"".into()),
             );
-            ok = false;
         }
         c.homeserver = c.homeserver.trim_end_matches('/').to_string();
         let uid_ok = c.user_id.starts_with('@') && c.user_id.contains(':') && !c.user_id.chars().any(char::is_whitespace);
         if !uid_ok {
-            self.err(
-                Self::span_of(fields, "user_id").unwrap_or(0..0),
+            ok &= self.wrong(
+                fields,
+                "user_id",
                 format!("`{}` is not a Matrix user id", c.user_id),
                 Some("write it in full: \"@opsbot:example.org\"".into()),
             );
-            ok = false;
         }
         if c.access_token.is_none() == c.password.is_none() {
             self.err(
@@ -552,12 +523,12 @@ impl<'a> Cx<'a> {
         }
         for r in &c.rooms {
             if !(r.starts_with('!') || r.starts_with('#')) || !r.contains(':') || r.chars().any(char::is_whitespace) {
-                self.err(
-                    Self::span_of(fields, "rooms").unwrap_or(0..0),
+                ok &= self.wrong(
+                    fields,
+                    "rooms",
                     format!("`{r}` is not a Matrix room id or alias"),
                     Some("write \"!roomid:example.org\" or \"#ops:example.org\"".into()),
                 );
-                ok = false;
             }
         }
         if let Some(t) = &c.sync_timeout
@@ -565,19 +536,10 @@ impl<'a> Cx<'a> {
                 .map(|d| d.is_zero() || d > Duration::from_secs(300))
                 .unwrap_or(true)
         {
-            self.err(
-                Self::span_of(fields, "sync_timeout").unwrap_or(0..0),
-                "sync_timeout must be a duration between 1s and 5m",
-                None,
-            );
-            ok = false;
+            ok &= self.wrong(fields, "sync_timeout", "sync_timeout must be a duration between 1s and 5m", None);
         }
-        let mut tok = c.access_token.take();
-        ok &= self.secret_field(n, "access_token", &mut tok, fields);
-        c.access_token = tok;
-        let mut pw = c.password.take();
-        ok &= self.secret_field(n, "password", &mut pw, fields);
-        c.password = pw;
+        ok &= self.secret_field(n, "access_token", &mut c.access_token, fields);
+        ok &= self.secret_field(n, "password", &mut c.password, fields);
         ok &= self.ca_file(n, &mut c.tls_ca, fields);
         ok.then_some(c)
     }
@@ -589,32 +551,27 @@ impl<'a> Cx<'a> {
             !local.is_empty() && !domain.is_empty() && !domain.contains('/') && !j.chars().any(|ch| ch.is_whitespace() || ch.is_control())
         };
         if !jid_ok(&c.jid) {
-            self.err(
-                Self::span_of(fields, "jid").unwrap_or(0..0),
+            ok &= self.wrong(
+                fields,
+                "jid",
                 format!("`{}` is not a bare JID", c.jid),
                 Some("write \"opsbot@example.org\" (no resource)".into()),
             );
-            ok = false;
         }
         for r in &c.rooms {
             if !jid_ok(r) {
-                self.err(
-                    Self::span_of(fields, "rooms").unwrap_or(0..0),
+                ok &= self.wrong(
+                    fields,
+                    "rooms",
                     format!("`{r}` is not a room JID"),
                     Some("write \"ops@conference.example.org\"".into()),
                 );
-                ok = false;
             }
         }
         if let Some(s) = &c.server
             && s.rsplit_once(':').is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err())
         {
-            self.err(
-                Self::span_of(fields, "server").unwrap_or(0..0),
-                format!("`{s}` is not host:port"),
-                None,
-            );
-            ok = false;
+            ok &= self.wrong(fields, "server", format!("`{s}` is not host:port"), None);
         }
         let mut pw = Some(std::mem::take(&mut c.password));
         ok &= self.secret_field(n, "password", &mut pw, fields);
