@@ -1261,6 +1261,7 @@ impl Adapter for MatrixAdapter {
             files: true,
             reactions: false,
             direct: true,
+            forms: false,
         }
     }
 

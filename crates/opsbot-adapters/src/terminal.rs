@@ -136,6 +136,8 @@ pub fn render(reply: &Reply, color: bool) -> String {
             }
             Block::Image { url, alt } => out.push(format!("  {alt}: {url}")),
             Block::Link { url, text } => out.push(format!("  {text}: {url}")),
+            // The reply's text asks for the values already.
+            Block::Form(_) => {}
         }
     }
     out.join("\n")

@@ -30,6 +30,9 @@ pub struct Capabilities {
     pub reactions: bool,
     /// Direct messages.
     pub direct: bool,
+    /// Forms ([`crate::reply::Block::Form`]): a job's parameters asked in a dialog (Slack
+    /// modals).
+    pub forms: bool,
 }
 
 impl Capabilities {
@@ -43,6 +46,7 @@ impl Capabilities {
             (self.files, "files"),
             (self.reactions, "reactions"),
             (self.direct, "direct"),
+            (self.forms, "forms"),
         ];
         all.into_iter().filter(|(on, _)| *on).map(|(_, n)| n).collect()
     }
@@ -152,6 +156,79 @@ impl AdapterContext {
     }
 }
 
+/// A request a platform made to opsbot's web server under `/hooks/NAME/…` (Slack's Events API,
+/// slash commands and button presses; Mattermost's slash commands and message buttons). The
+/// web server hands it over unparsed (body as bytes, size already limited) so the adapter can
+/// check a signature over the exact bytes before reading anything.
+#[derive(Clone)]
+pub struct WebhookRequest {
+    /// `POST`, `GET` …
+    pub method: String,
+    /// The path after `/hooks/NAME`, e.g. `/events` (always starts with `/`).
+    pub path: String,
+    /// The raw query string, without `?`.
+    pub query: Option<String>,
+    /// Headers with lower-case names, in the order received.
+    pub headers: Vec<(String, String)>,
+    /// The body, exactly as received.
+    pub body: Vec<u8>,
+}
+
+/// Header names and the body's size only: header values and bodies carry the platforms' tokens
+/// (Mattermost's `Authorization: Token …`, a slash command's `token=…`).
+impl std::fmt::Debug for WebhookRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookRequest")
+            .field("method", &self.method)
+            .field("path", &self.path)
+            .field("query", &self.query.as_ref().map(|_| "…"))
+            .field("headers", &self.headers.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>())
+            .field("body_bytes", &self.body.len())
+            .finish()
+    }
+}
+
+impl WebhookRequest {
+    /// The first header of that (lower-case) name.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
+}
+
+/// What opsbot answers a [`WebhookRequest`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WebhookResponse {
+    /// HTTP status.
+    pub status: u16,
+    /// `Content-Type` of the body.
+    pub content_type: &'static str,
+    /// The body.
+    pub body: Vec<u8>,
+}
+
+impl WebhookResponse {
+    /// A JSON body with status 200.
+    pub fn json(value: &serde_json::Value) -> Self {
+        Self {
+            status: 200,
+            content_type: "application/json",
+            body: value.to_string().into_bytes(),
+        }
+    }
+    /// A plain-text body with this status (errors say what was wrong, never a secret).
+    pub fn text(status: u16, text: impl Into<String>) -> Self {
+        Self {
+            status,
+            content_type: "text/plain; charset=utf-8",
+            body: text.into().into_bytes(),
+        }
+    }
+    /// An empty 200 (an acknowledgement).
+    pub fn ok() -> Self {
+        Self::text(200, "")
+    }
+}
+
 /// A chat platform connection. Adapters speak `Envelope` in and `Reply` out, nothing more.
 #[async_trait::async_trait]
 pub trait Adapter: Send + Sync {
@@ -173,5 +250,12 @@ pub trait Adapter: Send + Sync {
     /// [`Capabilities::edit`] is set.
     async fn edit(&self, _place: &Place, _id: &str, _reply: &Reply) -> Result<(), SendError> {
         Err(SendError::Rejected(format!("{} cannot edit messages", self.name())))
+    }
+    /// A request the platform made to `/hooks/NAME/…` on opsbot's web server. Adapters that
+    /// receive nothing over HTTP keep the default (404). The adapter puts what it accepts into
+    /// the inbox of the context its current [`Adapter::run`] got, and answers quickly (Slack
+    /// wants its answer within 3 seconds): the engine's replies go through the outbox later.
+    async fn webhook(&self, _req: WebhookRequest) -> WebhookResponse {
+        WebhookResponse::text(404, format!("adapter `{}` takes no requests over HTTP", self.name()))
     }
 }

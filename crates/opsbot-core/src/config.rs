@@ -658,7 +658,15 @@ impl<'a> Cx<'a> {
             &catalog,
             bot.timezone,
         );
-        let adapters = self.adapters(get("adapters").as_ref());
+        let mut adapters = self.adapters(get("adapters").as_ref());
+        // Mattermost buttons call back to the console's public address unless told otherwise.
+        for a in &mut adapters {
+            if let adapters::AdapterKind::Mattermost(m) = &mut a.kind
+                && m.callback_url.is_none()
+            {
+                m.callback_url = web.public_url.clone();
+            }
+        }
         Config {
             path: self.file.clone(),
             dir: self.dir.clone(),

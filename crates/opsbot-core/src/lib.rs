@@ -18,11 +18,11 @@ pub mod understand;
 pub mod verify;
 pub mod when;
 
-pub use adapter::{Adapter, AdapterContext, AdapterState, Capabilities, NoState, Posted, SendError};
+pub use adapter::{Adapter, AdapterContext, AdapterState, Capabilities, NoState, Posted, SendError, WebhookRequest, WebhookResponse};
 pub use config::{Config, Diagnostic, LoadError};
 pub use envelope::{Envelope, Place, UserId};
 pub use execution::{ExecEvent, ExecState, Execution, ExecutionId, NewExecution, OutputLine, Stream};
 pub use job::{Catalog, JobSpec, ParamKind, ParamSpec, Params, RunnerSpec};
-pub use reply::{Block, Button, Reply, Tone};
+pub use reply::{Block, Button, Form, FormField, FormInput, Reply, Tone};
 pub use runner::{CancelToken, RunOutcome, RunRequest, Runner};
 pub use understand::{Command, Intent, Understand};

@@ -51,6 +51,93 @@ pub enum Block {
     Image { url: String, alt: String },
     /// A link.
     Link { url: String, text: String },
+    /// The parameters of a job as a form, for platforms that can show one (a Slack modal);
+    /// others show nothing for it (the reply's text already asks). Submitting it sends
+    /// [`Form::command_line`] as the person's own typed text, so it is checked like typing.
+    Form(Form),
+}
+
+/// A job's parameters as a form (see [`Block::Form`]).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Form {
+    /// The title, e.g. `Run deploy`.
+    pub title: String,
+    /// The command the values are appended to, e.g. `deploy`.
+    pub command: String,
+    /// The fields, in the job's order.
+    pub fields: Vec<FormField>,
+}
+
+/// One field of a [`Form`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FormField {
+    /// The parameter's name (what goes before `=`).
+    pub name: String,
+    /// What kind of value, with its choices or bounds.
+    pub input: FormInput,
+    /// Whether a value must be given.
+    pub required: bool,
+    /// A value already known (given in the command, or the default).
+    pub value: Option<String>,
+    /// One line of help.
+    pub help: Option<String>,
+}
+
+/// A value as the command grammar reads it back unchanged: bare when it is one plain word,
+/// else in double quotes with `\\`, and every character that could close the quote escaped.
+pub fn quote(v: &str) -> String {
+    const CLOSERS: &[char] = &['"', '\u{201C}', '\u{201D}', '\u{201E}', '\u{FF02}', '\'', '\u{2018}', '\u{2019}'];
+    let plain = !v.is_empty() && !v.starts_with('-') && !v.chars().any(|c| c.is_whitespace() || c == '\\' || CLOSERS.contains(&c));
+    if plain {
+        return v.to_string();
+    }
+    let mut out = String::from("\"");
+    for c in v.chars() {
+        if c == '\\' || CLOSERS.contains(&c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
+    out
+}
+
+/// The kind of value a [`FormField`] takes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum FormInput {
+    /// Free text (`secret`: never shown back).
+    Text { secret: bool },
+    /// An integer within optional bounds.
+    Number { min: Option<i64>, max: Option<i64> },
+    /// One of these values.
+    Choice { options: Vec<String> },
+    /// true or false.
+    Bool,
+}
+
+impl Form {
+    /// The command a submission stands for: `command name=value …` for every field with a
+    /// non-empty value, each value quoted as the grammar reads it. Names not in the form are
+    /// ignored (a submission cannot add parameters the form did not offer); values with line
+    /// breaks are refused.
+    pub fn command_line(&self, values: &[(String, String)]) -> Result<String, String> {
+        let mut line = self.command.clone();
+        for f in &self.fields {
+            let Some((_, v)) = values.iter().find(|(n, _)| n == &f.name) else {
+                continue;
+            };
+            let v = v.trim();
+            if v.is_empty() {
+                continue;
+            }
+            if v.contains(['\n', '\r', '\0']) {
+                return Err(format!("`{}` must be one line", f.name));
+            }
+            line.push_str(&format!(" {}={}", f.name, quote(v)));
+        }
+        Ok(line)
+    }
 }
 
 /// A reply: a small document, plus an optional execution it describes (its live card).
@@ -145,6 +232,7 @@ impl Reply {
                 }
                 Block::Image { url, alt } => out.push_str(&format!("{alt} <{url}>")),
                 Block::Link { url, text } => out.push_str(&format!("{text} <{url}>")),
+                Block::Form(_) => continue,
             }
             out.push('\n');
         }

@@ -224,6 +224,12 @@ impl ChatRuntime {
         rt
     }
 
+    /// Hands a request made to `/hooks/NAME/…` to adapter NAME; `None` when there is none.
+    pub async fn webhook(&self, name: &str, req: opsbot_core::WebhookRequest) -> Option<opsbot_core::WebhookResponse> {
+        let slot = self.slots.get(name)?;
+        Some(slot.adapter.webhook(req).await)
+    }
+
     /// Whether `platform` is one of the running adapters.
     pub fn serves(&self, platform: &str) -> bool {
         self.slots.contains_key(platform)

@@ -50,7 +50,8 @@ pub fn address<'a>(env: &'a Envelope, bot_name: &str, prefixes: &[String]) -> Op
             return Some(rest.trim());
         }
     }
-    (env.direct || env.mentioned).then_some(text)
+    // A button press or a submitted form is meant for us wherever it happens.
+    (env.direct || env.mentioned || env.button.is_some()).then_some(text)
 }
 
 fn strip_mention<'a>(text: &'a str, name: &str) -> Option<&'a str> {
@@ -332,6 +333,9 @@ fn parse_with(text: &str, catalog: &Catalog, grammar: &Grammar) -> Result<Option
         }
         w if args.is_empty() && YES.contains(&w) => return Ok(Some(Command::Yes)),
         w if args.is_empty() && NO.contains(&w) => return Ok(Some(Command::No)),
+        // A confirmation button's `yes NONCE` with no question open.
+        "yes" if args.len() == 1 && is_nonce(&args[0].text) => return Ok(Some(Command::Yes)),
+        "no" if args.len() == 1 && is_nonce(&args[0].text) => return Ok(Some(Command::No)),
         _ => {}
     }
     if let Some(cmd) = grammar.match_alias(&toks, catalog) {
@@ -586,6 +590,23 @@ fn match_one(parts: &[AliasPart], toks: &[Token], lower: &[String], job: &JobSpe
         params,
         positional: Vec::new(),
     })
+}
+
+/// A confirmation's nonce: 8 lower-case hex digits, carried by its Yes/No buttons.
+pub fn new_nonce() -> String {
+    let mut b = [0u8; 4];
+    getrandom::fill(&mut b).expect("the operating system's random number generator is unavailable");
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn is_nonce(s: &str) -> bool {
+    s.len() == 8 && s.bytes().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c))
+}
+
+/// `yes NONCE` / `no NONCE` (a confirmation button's command): the word and the nonce.
+pub fn nonce_answer(lower: &str) -> Option<(String, String)> {
+    let (word, nonce) = lower.split_once(' ')?;
+    ((word == "yes" || word == "no") && is_nonce(nonce.trim())).then(|| (word.to_string(), nonce.trim().to_string()))
 }
 
 #[cfg(test)]

@@ -255,10 +255,30 @@ impl Engine {
             );
         }
         match self.grammar.suggest(&first) {
-            Some(s) => Reply::text(
-                Tone::Warning,
-                format!("I don't know `{shown}`. Did you mean `{s}`? `help` lists what I can do."),
-            ),
+            Some(s) => {
+                // The same words with the suggestion first, as a button to press instead of retyping.
+                let rest = text
+                    .trim_start()
+                    .split_once(char::is_whitespace)
+                    .map(|(_, r)| r.trim())
+                    .unwrap_or("");
+                let command = if rest.is_empty() { s.clone() } else { format!("{s} {rest}") };
+                let r = Reply::text(
+                    Tone::Warning,
+                    format!("I don't know `{shown}`. Did you mean `{s}`? `help` lists what I can do."),
+                );
+                // Only when its label can show the whole command and it is one line: a button
+                // must never run more than it says (someone else may press it).
+                if command.chars().count() <= 60 && !command.contains(['\n', '\r']) {
+                    r.buttons(vec![opsbot_core::Button {
+                        label: command.clone(),
+                        command,
+                        tone: Tone::Info,
+                    }])
+                } else {
+                    r
+                }
+            }
             None => Reply::text(
                 Tone::Warning,
                 format!("I don't know `{shown}`. `help` lists what I can do, `list` the jobs."),
@@ -557,8 +577,10 @@ impl Engine {
             if let Some(h) = &spec.help {
                 q.push_str(&format!(" — {h}"));
             }
+            let mut ask = Reply::new(Tone::Warning).para(q).para("Reply with the value, or `cancel`.");
+            ask.blocks.push(opsbot_core::Block::Form(present::form(job, &params, env.direct)));
             return Ok(Outcome {
-                replies: vec![Reply::new(Tone::Warning).para(q).para("Reply with the value, or `cancel`.")],
+                replies: vec![ask],
                 awaiting: Some(Awaiting::Param(next.clone())),
                 ..Default::default()
             });
@@ -568,10 +590,13 @@ impl Engine {
             Err(refused) => return Ok(refused),
         };
         if job.sensitive {
+            // The Yes/No buttons carry this question's nonce, so a button of an earlier question
+            // never answers this one.
+            let nonce = grammar::new_nonce();
             self.open_dialog(
                 env,
                 DIALOG_CONFIRM,
-                json!({ "job": job.name, "params": params, "override": override_reason }),
+                json!({ "job": job.name, "params": params, "override": override_reason, "nonce": nonce }),
                 self.bot.confirm_timeout,
             )
             .await?;
@@ -596,12 +621,12 @@ impl Engine {
                 .buttons(vec![
                     opsbot_core::Button {
                         label: "Yes, run it".into(),
-                        command: "yes".into(),
+                        command: format!("yes {nonce}"),
                         tone: Tone::Warning,
                     },
                     opsbot_core::Button {
                         label: "No".into(),
-                        command: "no".into(),
+                        command: format!("no {nonce}"),
                         tone: Tone::Info,
                     },
                 ]);
@@ -666,7 +691,18 @@ impl Engine {
         text: &str,
         addressed: bool,
     ) -> Result<DialogStep, EngineError> {
-        let lower = text.trim().to_lowercase();
+        let mut lower = text.trim().to_lowercase();
+        // A Yes/No button says which question it answers (`yes NONCE`): one of an earlier
+        // question answers nothing, whatever is open now.
+        if let Some((word, nonce)) = grammar::nonce_answer(&lower) {
+            if d.kind != DIALOG_CONFIRM || d.state.get("nonce").and_then(|v| v.as_str()) != Some(nonce.as_str()) {
+                return Ok(DialogStep::Answered(reply(Reply::text(
+                    Tone::Warning,
+                    "That button belongs to an earlier question; nothing was done. Answer the open question, or send the command again.",
+                ))));
+            }
+            lower = word;
+        }
         let is_yes = grammar::YES.contains(&lower.as_str());
         let is_no = grammar::NO.contains(&lower.as_str());
         let job_name = d.state.get("job").and_then(|v| v.as_str()).unwrap_or_default().to_string();
@@ -764,6 +800,22 @@ impl Engine {
             return Ok(DialogStep::Pass(None));
         }
         let asking = d.state.get("asking").and_then(|v| v.as_str()).unwrap_or_default().to_string();
+        // A button or a submitted form is a command of its own (`deploy env=prod …` from the
+        // question's form), never the answer to the open question: it replaces the question.
+        if env.button.is_some() {
+            if self.store.delete_dialog(&env.place, &env.user).await? {
+                self.run_decision(
+                    env,
+                    person,
+                    &job.name,
+                    Some(&params),
+                    "abandoned",
+                    Some(format!("replaced by a button or form while asked for `{asking}`")),
+                )
+                .await?;
+            }
+            return Ok(DialogStep::Pass(None));
+        }
         let Some(spec) = job.param(&asking) else {
             self.store.delete_dialog(&env.place, &env.user).await?;
             return Ok(DialogStep::Answered(reply(Reply::text(

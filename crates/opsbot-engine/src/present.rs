@@ -301,6 +301,20 @@ pub fn finished(e: &Execution, job: Option<&JobSpec>, tail: &[OutputLine], total
     } else if total == 0 {
         r = r.para("(no output)");
     }
+    // Run it again with the same values, when they can be shown: not with a secret one.
+    if let Some(job) = job
+        && !job.params.iter().any(|p| p.secret && e.params.contains_key(&p.name))
+    {
+        let mut command = format!("run {}", e.job);
+        for (k, v) in &e.params {
+            command.push_str(&format!(" {k}={}", opsbot_core::reply::quote(v)));
+        }
+        r = r.buttons(vec![Button {
+            label: "Run again".into(),
+            command,
+            tone: Tone::Info,
+        }]);
+    }
     r.card(e.id)
 }
 
@@ -394,4 +408,38 @@ pub fn history(list: &[Execution], catalog: &Catalog, title: String) -> Reply {
         ],
         rows,
     )
+}
+
+/// A job's parameters as a form (a Slack modal): the values known so far filled in (secret
+/// ones only in a direct conversation, and never shown back), defaults otherwise.
+pub fn form(job: &JobSpec, known: &opsbot_core::Params, direct: bool) -> opsbot_core::Form {
+    use opsbot_core::{FormField, FormInput, ParamKind};
+    let fields = job
+        .params
+        .iter()
+        .filter(|p| direct || !p.secret)
+        .map(|p| FormField {
+            name: p.name.clone(),
+            input: match &p.kind {
+                ParamKind::String { .. } => FormInput::Text { secret: p.secret },
+                ParamKind::Int { min, max } => FormInput::Number { min: *min, max: *max },
+                ParamKind::Enum { values } => FormInput::Choice {
+                    options: values.iter().map(|v| v.value.clone()).collect(),
+                },
+                ParamKind::Bool => FormInput::Bool,
+            },
+            required: p.required,
+            value: if p.secret {
+                None
+            } else {
+                known.get(&p.name).cloned().or_else(|| p.default.clone())
+            },
+            help: p.help.clone(),
+        })
+        .collect();
+    opsbot_core::Form {
+        title: format!("Run {}", job.name),
+        command: format!("run {}", job.name),
+        fields,
+    }
 }

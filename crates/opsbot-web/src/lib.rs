@@ -16,6 +16,7 @@ mod chat;
 mod console;
 mod error;
 mod executions;
+mod hooks;
 mod jobs;
 mod metrics;
 mod openapi;
@@ -26,7 +27,7 @@ mod stream;
 mod views;
 
 use axum::Router;
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use opsbot_engine::Engine;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -186,6 +187,12 @@ pub fn app(state: AppState) -> Router {
         .nest("/api/v1", api)
         .fallback(error::not_found)
         .layer(tower_http::limit::RequestBodyLimitLayer::new(MAX_BODY))
+        // Chat platforms' requests, with a larger body limit of their own.
+        .merge(
+            Router::new()
+                .route("/hooks/{name}/{*rest}", any(hooks::hook))
+                .layer(tower_http::limit::RequestBodyLimitLayer::new(hooks::MAX_HOOK_BODY)),
+        )
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(error::panicked))
         .layer(axum::middleware::from_fn(error::envelope_net))
         .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track))

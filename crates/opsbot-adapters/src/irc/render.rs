@@ -227,6 +227,8 @@ fn logical_lines(reply: &Reply) -> Vec<String> {
             } else {
                 format!("{}: {}", sanitize(text), sanitize(url))
             }),
+            // The reply's text asks for the values already.
+            Block::Form(_) => {}
         }
     }
     out.retain(|l| !l.trim().is_empty());

@@ -129,6 +129,8 @@ pub fn render(reply: &Reply) -> String {
                     out.push_str(&format!("<p>{} ({})</p>", escape(text), escape(url)));
                 }
             }
+            // The reply's text asks for the values already.
+            Block::Form(_) => {}
         }
     }
     out

@@ -38,6 +38,10 @@ pub enum AdapterKind {
     Matrix(MatrixConfig),
     /// `type = "xmpp"`
     Xmpp(XmppConfig),
+    /// `type = "slack"`
+    Slack(SlackConfig),
+    /// `type = "mattermost"`
+    Mattermost(MattermostConfig),
 }
 
 impl AdapterKind {
@@ -47,6 +51,8 @@ impl AdapterKind {
             AdapterKind::Irc(_) => "irc",
             AdapterKind::Matrix(_) => "matrix",
             AdapterKind::Xmpp(_) => "xmpp",
+            AdapterKind::Slack(_) => "slack",
+            AdapterKind::Mattermost(_) => "mattermost",
         }
     }
 }
@@ -172,6 +178,80 @@ pub struct XmppConfig {
     pub tls_ca: Option<PathBuf>,
 }
 
+/// How a Slack app receives events.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SlackMode {
+    /// Socket Mode: opsbot opens a WebSocket to Slack (needs `app_token`; no public URL). The
+    /// default.
+    #[default]
+    Socket,
+    /// The HTTP Events API: Slack calls `/hooks/NAME/events`, `/hooks/NAME/commands` and
+    /// `/hooks/NAME/interactive` on opsbot's web server (needs `signing_secret` and a public
+    /// HTTPS address).
+    Events,
+}
+
+/// A Slack app in one workspace (`type = "slack"`).
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlackConfig {
+    /// `socket` (default) or `events`.
+    #[serde(default)]
+    pub mode: SlackMode,
+    /// The bot token (`xoxb-…`), by reference.
+    pub bot_token: String,
+    /// The app-level token (`xapp-…`, scope `connections:write`) for Socket Mode, by reference.
+    pub app_token: Option<String>,
+    /// The app's signing secret, by reference: required with `mode = "events"`.
+    pub signing_secret: Option<String>,
+    /// The Web API's base URL (default `https://slack.com/api`; GovSlack:
+    /// `https://slack-gov.com/api`; tests point it at a local fake).
+    #[serde(default = "slack_api_url")]
+    pub api_url: String,
+    /// Channel ids (`C0123…`) the bot answers in; empty (the default) means every channel it
+    /// is a member of. Direct messages are always answered.
+    #[serde(default)]
+    pub channels: Vec<String>,
+    /// Answer a command said at the top of a channel in a thread under it (default false:
+    /// in the channel). A command said in a thread is always answered in that thread.
+    #[serde(default)]
+    pub threads: bool,
+    /// A PEM file of extra CA certificates to trust (a TLS-inspecting proxy's CA).
+    pub tls_ca: Option<PathBuf>,
+}
+
+fn slack_api_url() -> String {
+    "https://slack.com/api".into()
+}
+
+/// A Mattermost account (`type = "mattermost"`): a bot account's or a person's access token.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MattermostConfig {
+    /// The server's URL, e.g. `https://chat.example.com`.
+    pub url: String,
+    /// The bot account's token or a personal access token, by reference.
+    pub token: String,
+    /// The token(s) Mattermost shows for opsbot's slash command(s), by reference; a slash
+    /// command request whose token is not one of them is refused. Without it, slash commands
+    /// are refused.
+    pub command_token: Option<String>,
+    /// The address Mattermost reaches opsbot's web server at, for message buttons
+    /// (`CALLBACK_URL/hooks/NAME/actions`); default `[web] public_url`. Without either,
+    /// messages carry no buttons.
+    pub callback_url: Option<String>,
+    /// Channel ids the bot answers in; empty (the default) means every channel it is a member
+    /// of. Direct messages are always answered.
+    #[serde(default)]
+    pub channels: Vec<String>,
+    /// Answer a command said at the top of a channel in a thread under it (default false).
+    #[serde(default)]
+    pub threads: bool,
+    /// A PEM file of extra CA certificates to trust.
+    pub tls_ca: Option<PathBuf>,
+}
+
 /// What a secret setting shows in debug output: whether it is set, never its value.
 fn hidden(v: &Option<String>) -> &'static str {
     if v.is_some() { "••••" } else { "none" }
@@ -233,6 +313,35 @@ impl std::fmt::Debug for XmppConfig {
     }
 }
 
+impl std::fmt::Debug for SlackConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SlackConfig")
+            .field("mode", &self.mode)
+            .field("bot_token", &"••••")
+            .field("app_token", &hidden(&self.app_token))
+            .field("signing_secret", &hidden(&self.signing_secret))
+            .field("api_url", &self.api_url)
+            .field("channels", &self.channels)
+            .field("threads", &self.threads)
+            .field("tls_ca", &self.tls_ca)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for MattermostConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MattermostConfig")
+            .field("url", &self.url)
+            .field("token", &"••••")
+            .field("command_token", &hidden(&self.command_token))
+            .field("callback_url", &self.callback_url)
+            .field("channels", &self.channels)
+            .field("threads", &self.threads)
+            .field("tls_ca", &self.tls_ca)
+            .finish()
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawCommon {
@@ -248,7 +357,7 @@ struct RawCommon {
 const COMMON_KEYS: &[&str] = &["type", "send_rate", "send_burst", "enabled"];
 
 /// The adapter types this build knows.
-pub const ADAPTER_TYPES: &[&str] = &["irc", "matrix", "xmpp"];
+pub const ADAPTER_TYPES: &[&str] = &["irc", "matrix", "xmpp", "slack", "mattermost"];
 
 impl<'a> Cx<'a> {
     /// Reads `[adapters.*]`; disabled ones (`enabled = false`) are checked and left out.
@@ -329,6 +438,14 @@ impl<'a> Cx<'a> {
                     .typed::<XmppConfig>(&own_v)
                     .and_then(|cfg| self.check_xmpp(&n, cfg, fields))
                     .map(AdapterKind::Xmpp),
+                "slack" => self
+                    .typed::<SlackConfig>(&own_v)
+                    .and_then(|cfg| self.check_slack(&n, cfg, fields))
+                    .map(AdapterKind::Slack),
+                "mattermost" => self
+                    .typed::<MattermostConfig>(&own_v)
+                    .and_then(|cfg| self.check_mattermost(&n, cfg, fields))
+                    .map(AdapterKind::Mattermost),
                 other => {
                     let hint = crate::job::closest(other, ADAPTER_TYPES.iter().copied())
                         .map(|s| format!("did you mean \"{s}\"?"))
@@ -573,9 +690,92 @@ impl<'a> Cx<'a> {
         {
             ok &= self.wrong(fields, "server", format!("`{s}` is not host:port"), None);
         }
-        let mut pw = Some(std::mem::take(&mut c.password));
-        ok &= self.secret_field(n, "password", &mut pw, fields);
-        c.password = pw.unwrap_or_default();
+        ok &= self.required_secret(n, "password", &mut c.password, fields);
+        ok &= self.ca_file(n, &mut c.tls_ca, fields);
+        ok.then_some(c)
+    }
+
+    /// An `http(s)://` URL without spaces; the trailing `/` dropped.
+    fn url_field(&mut self, fields: &toml::de::DeTable<'a>, key: &str, url: &mut String, example: &str) -> bool {
+        if !(url.starts_with("https://") || url.starts_with("http://")) || url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return self.wrong(
+                fields,
+                key,
+                format!("`{url}` is not an http(s) URL"),
+                Some(format!("e.g. {key} = \"{example}\"")),
+            );
+        }
+        *url = url.trim_end_matches('/').to_string();
+        true
+    }
+
+    /// A required secret setting.
+    fn required_secret(&mut self, adapter: &str, key: &str, value: &mut String, fields: &toml::de::DeTable<'a>) -> bool {
+        let mut v = Some(std::mem::take(value));
+        let ok = self.secret_field(adapter, key, &mut v, fields);
+        *value = v.unwrap_or_default();
+        ok
+    }
+
+    /// Channel ids: letters and digits only (platform ids, not names).
+    fn channel_ids(&mut self, fields: &toml::de::DeTable<'a>, channels: &[String], example: &str) -> bool {
+        let mut ok = true;
+        for ch in channels {
+            if ch.is_empty() || ch.len() > 64 || !ch.chars().all(|c| c.is_ascii_alphanumeric()) {
+                ok &= self.wrong(
+                    fields,
+                    "channels",
+                    format!("`{ch}` is not a channel id"),
+                    Some(format!("write the channel's id (e.g. \"{example}\"), not its name")),
+                );
+            }
+        }
+        ok
+    }
+
+    fn check_slack(&mut self, n: &str, mut c: SlackConfig, fields: &toml::de::DeTable<'a>) -> Option<SlackConfig> {
+        let mut ok = self.url_field(fields, "api_url", &mut c.api_url, "https://slack.com/api");
+        match c.mode {
+            SlackMode::Socket if c.app_token.is_none() => {
+                ok &= self.wrong(
+                    fields,
+                    "mode",
+                    format!("adapter `{n}` uses Socket Mode, which needs `app_token` (an `xapp-…` token with connections:write)"),
+                    Some(format!(
+                        "app_token = \"${{env:{}_APP_TOKEN}}\", or mode = \"events\" with a signing_secret",
+                        n.to_uppercase().replace('-', "_")
+                    )),
+                );
+            }
+            SlackMode::Events if c.signing_secret.is_none() => {
+                ok &= self.wrong(
+                    fields,
+                    "mode",
+                    format!("adapter `{n}` uses the Events API, which needs `signing_secret` to check that requests come from Slack"),
+                    Some(format!(
+                        "signing_secret = \"${{env:{}_SIGNING_SECRET}}\" (Basic Information → App Credentials)",
+                        n.to_uppercase().replace('-', "_")
+                    )),
+                );
+            }
+            _ => {}
+        }
+        ok &= self.channel_ids(fields, &c.channels, "C0123ABCD");
+        ok &= self.required_secret(n, "bot_token", &mut c.bot_token, fields);
+        ok &= self.secret_field(n, "app_token", &mut c.app_token, fields);
+        ok &= self.secret_field(n, "signing_secret", &mut c.signing_secret, fields);
+        ok &= self.ca_file(n, &mut c.tls_ca, fields);
+        ok.then_some(c)
+    }
+
+    fn check_mattermost(&mut self, n: &str, mut c: MattermostConfig, fields: &toml::de::DeTable<'a>) -> Option<MattermostConfig> {
+        let mut ok = self.url_field(fields, "url", &mut c.url, "https://chat.example.com");
+        if let Some(cb) = c.callback_url.as_mut() {
+            ok &= self.url_field(fields, "callback_url", cb, "https://opsbot.example.com");
+        }
+        ok &= self.channel_ids(fields, &c.channels, "4xp9fdt2pbbcpfk3jbw5y3w9yc");
+        ok &= self.required_secret(n, "token", &mut c.token, fields);
+        ok &= self.secret_field(n, "command_token", &mut c.command_token, fields);
         ok &= self.ca_file(n, &mut c.tls_ca, fields);
         ok.then_some(c)
     }
@@ -726,5 +926,90 @@ sasl_password = "hunter2"
             assert!(errs.contains(want), "missing {want:?} in:\n{errs}");
         }
         assert!(!errs.contains("hunter2"), "the secret is not repeated: {errs}");
+    }
+
+    #[test]
+    fn slack_and_mattermost_read_with_defaults_and_their_mistakes_are_named() {
+        let c = load(
+            r##"
+[web]
+public_url = "https://ops.example.com/"
+
+[adapters.slack]
+type = "slack"
+bot_token = "${env:OPSBOT_TEST_ADAPTER_SECRET}"
+app_token = "${env:OPSBOT_TEST_ADAPTER_SECRET}"
+channels = ["C0123ABCD"]
+
+[adapters.hooks]
+type = "slack"
+mode = "events"
+bot_token = "${env:OPSBOT_TEST_ADAPTER_SECRET}"
+signing_secret = "${env:OPSBOT_TEST_ADAPTER_SECRET}"
+api_url = "http://127.0.0.1:9/api/"
+
+[adapters.mm]
+type = "mattermost"
+url = "https://chat.example.com/"
+token = "${env:OPSBOT_TEST_ADAPTER_SECRET}"
+command_token = "${env:OPSBOT_TEST_ADAPTER_SECRET}"
+threads = true
+"##,
+        )
+        .unwrap();
+        let AdapterKind::Slack(s) = &c.adapters[0].kind else { panic!() };
+        assert_eq!(
+            (s.mode, s.api_url.as_str(), s.threads),
+            (SlackMode::Socket, "https://slack.com/api", false)
+        );
+        assert_eq!((s.bot_token.as_str(), s.app_token.as_deref()), ("s3cret", Some("s3cret")));
+        let AdapterKind::Slack(h) = &c.adapters[1].kind else { panic!() };
+        assert_eq!((h.mode, h.api_url.as_str()), (SlackMode::Events, "http://127.0.0.1:9/api"));
+        let AdapterKind::Mattermost(m) = &c.adapters[2].kind else {
+            panic!()
+        };
+        assert_eq!(m.url, "https://chat.example.com");
+        assert_eq!(m.callback_url.as_deref(), Some("https://ops.example.com"), "from [web] public_url");
+        let dbg = format!("{:?}", c.adapters);
+        assert!(!dbg.contains("s3cret"), "{dbg}");
+
+        let errs = load(
+            r##"
+[adapters.a]
+type = "slack"
+bot_token = "xoxb-1234"
+
+[adapters.b]
+type = "slack"
+mode = "events"
+bot_token = "${env:OPSBOT_TEST_ADAPTER_SECRET}"
+channels = ["#ops"]
+
+[adapters.c]
+type = "mattermost"
+url = "chat.example.com"
+token = "${env:OPSBOT_TEST_ADAPTER_SECRET}"
+callback_url = "ftp://x"
+
+[adapters.d]
+type = "slack"
+mode = "webhook"
+bot_token = "${env:OPSBOT_TEST_ADAPTER_SECRET}"
+"##,
+        )
+        .unwrap_err()
+        .join("\n");
+        for want in [
+            "uses Socket Mode, which needs `app_token`",
+            "`bot_token` of adapter `a` is a secret written into the config",
+            "uses the Events API, which needs `signing_secret`",
+            "`#ops` is not a channel id",
+            "`chat.example.com` is not an http(s) URL",
+            "`ftp://x` is not an http(s) URL",
+            "unknown variant `webhook`",
+        ] {
+            assert!(errs.contains(want), "missing {want:?} in:\n{errs}");
+        }
+        assert!(!errs.contains("xoxb-1234"), "the secret is not repeated: {errs}");
     }
 }

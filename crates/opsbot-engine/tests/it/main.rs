@@ -306,3 +306,153 @@ async fn secret_values_are_taken_only_in_private() {
         }
     }
 }
+
+/// The form a question carries (Slack shows it as a modal).
+fn form_of(o: &opsbot_engine::Outcome) -> opsbot_core::Form {
+    o.replies
+        .iter()
+        .flat_map(|r| r.blocks.iter())
+        .find_map(|b| match b {
+            opsbot_core::Block::Form(f) => Some(f.clone()),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no form in {}", text_of(o)))
+}
+
+#[tokio::test]
+async fn a_question_carries_the_jobs_form_and_a_submission_replaces_the_question() {
+    use opsbot_core::FormInput;
+    let (engine, _) = engine().await;
+    let o = engine.handle(&in_channel("U1", "!deploy app=web")).await;
+    assert_eq!(o.awaiting, Some(Awaiting::Param("env".into())));
+    let form = form_of(&o);
+    assert_eq!(form.command, "run deploy");
+    // In a channel the secret parameter is left out; what is known is filled in.
+    let names: Vec<_> = form.fields.iter().map(|f| f.name.as_str()).collect();
+    assert_eq!(names, ["app", "env"], "{form:?}");
+    assert_eq!(form.fields[0].value.as_deref(), Some("web"));
+    assert_eq!(
+        form.fields[1].input,
+        FormInput::Choice {
+            options: vec!["dev".into(), "prod".into()]
+        }
+    );
+    assert!(form.fields.iter().all(|f| f.required));
+    // Directly, the secret one is offered, never prefilled (not even with its default).
+    let d = Envelope::direct(UserId::new("chat", "U1"), Place::new("chat", "D1"), "deploy app=api");
+    let direct = form_of(&engine.handle(&d).await);
+    let token = direct.fields.iter().find(|f| f.name == "token").expect("token field");
+    assert_eq!((token.input.clone(), token.value.clone()), (FormInput::Text { secret: true }, None));
+
+    // The submission is a command of its own: `run deploy app=web env=prod`, from the person,
+    // marked as a button press. It is not taken as the answer to the open question (which
+    // would read the whole line as `env`), it replaces it.
+    let line = form
+        .command_line(&[
+            ("app".into(), "web".into()),
+            ("env".into(), "prod".into()),
+            ("evil".into(), "x".into()),
+        ])
+        .unwrap();
+    assert_eq!(line, "run deploy app=web env=prod", "names not in the form are dropped");
+    let mut submit = in_channel("U1", &line);
+    submit.button = Some("form".into());
+    let o = engine.handle(&submit).await;
+    assert!(o.queued.is_some(), "{}", text_of(&o));
+    assert!(text_of(&o).contains("deploy app=web env=prod"), "{}", text_of(&o));
+    // The question is gone: a later `dev` from U1 is chatter, not an answer.
+    assert!(engine.handle(&in_channel("U1", "dev")).await.replies.is_empty());
+}
+
+#[test]
+fn form_values_are_quoted_so_the_grammar_reads_them_back_unchanged() {
+    use opsbot_core::reply::quote;
+    for v in [
+        "plain",
+        "two words",
+        "it's",
+        "say \"hi\"",
+        "back\\slash",
+        "“curly” ‘quotes’ ＂wide＂",
+        "--all",
+        "key=value",
+        "tab\there",
+        "中文 值",
+    ] {
+        let line = format!("run note text={}", quote(v));
+        let tokens = opsbot_engine::grammar::tokenize(&line).unwrap_or_else(|e| panic!("{line}: {e}"));
+        assert_eq!(tokens.len(), 3, "{line} → {tokens:?}");
+        assert_eq!(tokens[2].key.as_deref(), Some("text"), "{line}");
+        assert_eq!(tokens[2].text, v, "{line}");
+    }
+    let form = opsbot_core::Form {
+        title: "Run note".into(),
+        command: "run note".into(),
+        fields: vec![opsbot_core::FormField {
+            name: "text".into(),
+            input: opsbot_core::FormInput::Text { secret: false },
+            required: true,
+            value: None,
+            help: None,
+        }],
+    };
+    assert!(
+        form.command_line(&[("text".into(), "a\nb".into())])
+            .unwrap_err()
+            .contains("one line")
+    );
+    assert_eq!(form.command_line(&[("text".into(), "  ".into())]).unwrap(), "run note");
+}
+
+/// The commands of a reply's buttons.
+fn buttons_of(o: &opsbot_engine::Outcome) -> Vec<String> {
+    o.replies
+        .iter()
+        .flat_map(|r| r.blocks.iter())
+        .flat_map(|b| match b {
+            opsbot_core::Block::Buttons { buttons } => buttons.iter().map(|b| b.command.clone()).collect(),
+            _ => Vec::new(),
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_confirmation_button_answers_only_its_own_question() {
+    let (engine, _) = engine().await;
+    let d = |t: &str| {
+        let mut e = Envelope::direct(UserId::new("chat", "U1"), Place::new("chat", "D1"), t);
+        e.button = Some("b".into());
+        e
+    };
+    let first = engine.handle(&d("restart")).await;
+    assert_eq!(first.awaiting, Some(Awaiting::Confirmation));
+    let old_yes = buttons_of(&first)
+        .into_iter()
+        .find(|c| c.starts_with("yes "))
+        .expect("a Yes button");
+    engine.handle(&d(&buttons_of(&first)[1])).await; // No: dropped
+    // A new question: the first one's Yes button must not answer it.
+    let second = engine.handle(&d("restart")).await;
+    let o = engine.handle(&d(&old_yes)).await;
+    assert!(o.queued.is_none(), "{}", text_of(&o));
+    assert!(text_of(&o).contains("earlier question"), "{}", text_of(&o));
+    // Its own Yes does.
+    let yes = buttons_of(&second).into_iter().find(|c| c.starts_with("yes ")).unwrap();
+    assert_ne!(yes, old_yes);
+    assert!(engine.handle(&d(&yes)).await.queued.is_some());
+    // With nothing open, a stale button says so.
+    let o = engine.handle(&d(&yes)).await;
+    assert!(text_of(&o).contains("Nothing is waiting"), "{}", text_of(&o));
+}
+
+#[tokio::test]
+async fn a_suggestion_button_shows_all_it_would_run() {
+    let (engine, _) = engine().await;
+    let o = engine.handle(&in_channel("U1", "!deplyo app=web env=dev")).await;
+    assert_eq!(buttons_of(&o), ["deploy app=web env=dev"], "{}", text_of(&o));
+    // Too long to show whole in a label: no button (it could hide what it runs).
+    let long = format!("!deplyo app=web {} env=prod", "x".repeat(80));
+    let o = engine.handle(&in_channel("U1", &long)).await;
+    assert!(text_of(&o).contains("Did you mean `deploy`"), "{}", text_of(&o));
+    assert!(buttons_of(&o).is_empty(), "{:?}", buttons_of(&o));
+}
