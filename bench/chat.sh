@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Chat figures per platform with a release build of opsbot between real servers (ngIRCd,
-# Synapse, Prosody): reply latency one at a time (20 `!status N`) and in a burst of 200
+# Synapse, Prosody) and the local fakes of Slack and Mattermost (Slack's also gives Socket Mode
+# event → ack latency): reply latency one at a time (20 `!status N`) and in a burst of 200
 # (p50/p99 from the first send, replies/s), and the RSS of one `opsbot serve` with all three
 # adapters connected (plus its web server). The measurement is the conformance suite itself
 # (crates/opsbot/tests/it/conformance.rs), run with OPSBOT_TEST_BIN pointing at the release
@@ -17,7 +18,7 @@ export OPSBOT_TEST_BIN="$PWD/target/release/opsbot"
 export OPSBOT_CHAT_VENV="${OPSBOT_CHAT_VENV:-$PWD/target/chat-venv}"
 rm -f target/test-artefacts/chat-*.txt
 # One platform at a time, so they do not share the two cores.
-for t in irc_conformance matrix_conformance xmpp_conformance three_platforms_in_one_process; do
+for t in irc_conformance matrix_conformance xmpp_conformance slack_conformance mattermost_conformance three_platforms_in_one_process; do
   cargo nextest run -p opsbot --features xmpp --no-fail-fast -E "test(conformance::$t)" >/dev/null 2>&1 || echo "($t failed; see cargo nextest run -p opsbot --features xmpp $t)"
 done
 echo "binary: $OPSBOT_TEST_BIN ($(du -h "$OPSBOT_TEST_BIN" | cut -f1)); $(nproc) cores; $(date -u +%F)"

@@ -39,7 +39,7 @@ if ! "$venv/bin/st" --version 2>/dev/null | grep -qF "$st_version"; then
 fi
 # The chat side: Synapse (a Matrix homeserver) and the client libraries the black-box tests
 # drive the bot with (irc, matrix-nio, slixmpp), pinned, in a venv of their own.
-chat_pins="matrix-synapse==1.163.2 matrix-nio==0.26.0 slixmpp==1.17.0 irc==20.5.0"
+chat_pins="matrix-synapse==1.163.2 matrix-nio==0.26.0 slixmpp==1.17.0 irc==20.5.0 slack_sdk==3.39.0 mattermostdriver==7.3.2"
 chat_venv="${CARGO_TARGET_DIR:-target}/chat-venv"
 if [ "$(cat "$chat_venv/.pins" 2>/dev/null)" != "$chat_pins" ]; then
   say "installing $chat_pins into $chat_venv"
@@ -75,7 +75,7 @@ say "cargo clippy"
 cargo clippy --all-targets --all-features --locked -- -D warnings
 
 say "the adapters build with each platform alone and with none (features are opt-in/opt-out)"
-for f in "" irc matrix xmpp; do
+for f in "" irc matrix xmpp slack mattermost; do
   cargo check -q -p opsbot-adapters --locked --no-default-features ${f:+--features "$f"}
 done
 

@@ -55,7 +55,7 @@ pub use html::{escape as escape_html, render as render_html};
 /// Largest response body read (a sync of many rooms can be big, but not this big).
 pub const MAX_RESPONSE: usize = 32 * 1024 * 1024;
 /// Largest `data:` image uploaded.
-pub const MAX_IMAGE: usize = 10 * 1024 * 1024;
+pub const MAX_IMAGE: usize = crate::MAX_IMAGE;
 /// Bytes of plain text one event carries at most; longer replies go as several events.
 const MAX_EVENT_TEXT: usize = 24_000;
 /// Bytes of JSON one event's content takes at most (Matrix caps whole events at 64 KiB).
@@ -900,7 +900,7 @@ impl MatrixAdapter {
             debug!(adapter = %self.name, "not fetching the image {shown}: it stays a link in the text");
             return Ok(None);
         }
-        let (bytes, mime) = match decode_data_url(url) {
+        let (bytes, mime) = match crate::decode_data_url(url) {
             Ok(x) => x,
             Err(e) => {
                 warn!(adapter = %self.name, "cannot read the image {shown}: {e}");
@@ -1171,33 +1171,6 @@ fn valid_mxc(url: &str) -> bool {
     };
     let ok = |p: &str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_graphic() && b != b'/' && b != b'?' && b != b'#');
     ok(server) && ok(media) && url.len() <= 255
-}
-
-/// The bytes and media type of a `data:` URL, at most [`MAX_IMAGE`] bytes.
-fn decode_data_url(url: &str) -> Result<(Vec<u8>, String), String> {
-    let rest = url
-        .get(5..)
-        .filter(|_| url[..5].eq_ignore_ascii_case("data:"))
-        .ok_or("not a data: URL")?;
-    let (meta, data) = rest.split_once(',').ok_or("a data: URL without a comma")?;
-    let b64 = meta.ends_with(";base64");
-    let mime = meta.trim_end_matches(";base64");
-    let mime = if mime.is_empty() { "text/plain" } else { mime };
-    if data.len() > MAX_IMAGE * 2 {
-        return Err("image larger than 10 MiB".into());
-    }
-    let bytes = if b64 {
-        use base64::Engine;
-        base64::engine::general_purpose::STANDARD
-            .decode(data.trim())
-            .map_err(|e| format!("bad base64: {e}"))?
-    } else {
-        data.as_bytes().to_vec()
-    };
-    if bytes.len() > MAX_IMAGE {
-        return Err("image larger than 10 MiB".into());
-    }
-    Ok((bytes, mime.to_string()))
 }
 
 fn short(v: &Value) -> String {
@@ -1603,10 +1576,10 @@ mod tests {
         ] {
             assert!(!valid_mxc(bad), "{bad}");
         }
-        let (bytes, mime) = decode_data_url("data:image/png;base64,iVBORw==").unwrap();
+        let (bytes, mime) = crate::decode_data_url("data:image/png;base64,iVBORw==").unwrap();
         assert_eq!((bytes.as_slice(), mime.as_str()), (&[0x89, b'P', b'N', b'G'][..], "image/png"));
-        assert!(decode_data_url("http://127.0.0.1/x.png").is_err());
-        assert!(decode_data_url("data:image/png;base64").is_err());
+        assert!(crate::decode_data_url("http://127.0.0.1/x.png").is_err());
+        assert!(crate::decode_data_url("data:image/png;base64").is_err());
     }
 
     #[test]

@@ -12,6 +12,8 @@ use std::time::Duration;
 
 pub mod irc;
 pub mod matrix;
+pub mod mattermost;
+pub mod slack;
 pub mod xmpp;
 
 /// What a test user heard from the bot.
@@ -62,6 +64,11 @@ pub trait ChatServer: Send + Sync {
     async fn stop(&mut self);
     /// Starts it again on the same port with the same state; returns once it takes clients.
     async fn start(&mut self) -> Result<(), String>;
+    /// Figures the server measured itself, for the suite's report (a fake's event → ack
+    /// latency); none by default.
+    fn figures(&self) -> Vec<(String, String)> {
+        Vec::new()
+    }
 }
 
 /// Whether a missing server fails the test (CI) instead of skipping it.

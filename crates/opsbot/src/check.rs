@@ -62,6 +62,24 @@ pub fn check(path: &Path, no_secrets: bool) -> Result<ExitCode> {
                     ad.send_rate,
                     ad.send_burst
                 );
+                // The addresses to paste into the platform's settings, where it calls opsbot back.
+                let base = c.web.public_url.as_deref().unwrap_or("https://YOUR-OPSBOT");
+                let hooks = format!("{base}/hooks/{}", ad.name);
+                match &ad.kind {
+                    opsbot_core::config::AdapterKind::Slack(s) if s.mode == opsbot_core::config::SlackMode::Events => {
+                        println!(
+                            "      Slack calls {hooks}/events (Event Subscriptions), {hooks}/commands (slash command) and {hooks}/interactive (Interactivity)"
+                        );
+                    }
+                    opsbot_core::config::AdapterKind::Mattermost(m) => {
+                        println!("      Mattermost's slash command calls {hooks}/command");
+                        match &m.callback_url {
+                            Some(cb) => println!("      message buttons call {cb}/hooks/{}/actions", ad.name),
+                            None => println!("      note: no callback_url and no [web] public_url, so messages carry no buttons"),
+                        }
+                    }
+                    _ => {}
+                }
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -1,5 +1,5 @@
 //! Adapter tests against real chat servers started by `opsbot-testkit` (ngIRCd, Synapse,
-//! Prosody). One test binary for the crate.
+//! Prosody) and the faithful local fakes of Slack and Mattermost. One test binary for the crate.
 
 mod running;
 
@@ -7,5 +7,9 @@ mod running;
 mod irc;
 #[cfg(feature = "matrix")]
 mod matrix;
+#[cfg(feature = "mattermost")]
+mod mattermost;
+#[cfg(feature = "slack")]
+mod slack;
 #[cfg(feature = "xmpp")]
 mod xmpp;

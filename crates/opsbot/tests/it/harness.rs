@@ -62,8 +62,13 @@ impl Sandbox {
     }
     /// [`Sandbox::serve`] with extra environment variables (e.g. `OPSBOT_PASSWORD_DEMO`).
     pub fn serve_with(&self, config: &Path, env: &[(&str, &str)]) -> (Session, String) {
+        self.serve_at(config, env, "127.0.0.1:0")
+    }
+    /// [`Sandbox::serve_with`] on a given address (when the config must name it, e.g. a
+    /// callback URL a chat platform calls).
+    pub fn serve_at(&self, config: &Path, env: &[(&str, &str)], listen: &str) -> (Session, String) {
         let mut c = self.cmd(config);
-        c.args(["serve", "--listen", "127.0.0.1:0"]);
+        c.args(["serve", "--listen", listen]);
         c.envs(env.iter().copied());
         let serve = Session::start(c);
         let start = Instant::now();
@@ -420,4 +425,22 @@ runner = {{ type = "exec", argv = ["echo", "danger done"] }}
         timeout = "30s"
     );
     sb.config(&text)
+}
+
+/// Waits until `/readyz` of the `opsbot serve` at `addr` lists `n` connected chat adapters (at
+/// most 30 s; the failure shows the server's log).
+pub async fn adapters_connected(addr: &str, serve: &Session, n: usize) {
+    let start = Instant::now();
+    loop {
+        let (status, body) = http(addr, "GET", "/readyz", None, None);
+        if status == 200 && body.matches("\"connected\":true").count() >= n {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "not all {n} adapters connected: {body}\n{}",
+            serve.stderr()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
