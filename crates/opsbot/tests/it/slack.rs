@@ -66,13 +66,17 @@ struct Bot {
 }
 
 async fn start(fake: &FakeSlack, events: bool, ana: &str, bob: &str) -> Bot {
+    start_with(fake, events, ana, bob, "").await
+}
+
+async fn start_with(fake: &FakeSlack, events: bool, ana: &str, bob: &str, extra: &str) -> Bot {
     let sb = Sandbox::new();
     let (body, env) = if events {
         fake.adapter_toml_events("")
     } else {
         opsbot_testkit::ChatServer::adapter_toml(fake)
     };
-    let cfg = sb.config(&config(&body, ana, bob, ""));
+    let cfg = sb.config(&config(&body, ana, bob, extra));
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let (serve, addr) = sb.serve_with(&cfg, &env);
     let bot = Bot { _sandbox: sb, serve, addr };
@@ -453,4 +457,60 @@ async fn the_events_api_takes_signed_requests_and_refuses_forged_and_replayed_on
 
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn approval_buttons_need_another_person_allowed_to_approve() {
+    let fake = FakeSlack::start().await.expect("fake Slack");
+    let ana = fake.add_user("ana");
+    let bob = fake.add_user("bob");
+    let carol = fake.add_user("carol");
+    let extra = format!(
+        r#"
+[people.carol]
+name = "Carol"
+accounts = ["slack:{carol}"]
+roles = ["lead"]
+
+[roles.lead]
+allow = [{{ verbs = ["approve", "view"], jobs = "*" }}]
+
+[[policy.approval]]
+name = "four-eyes"
+jobs = ["hello"]
+approvers = ["lead"]
+"#
+    );
+    let bot = start_with(&fake, false, &ana, &bob, &extra).await;
+    let ch = fake.channel();
+
+    let from = fake.messages().len();
+    fake.say(&ana, &ch, "!hello", None).await.unwrap();
+    let request = wait_message(&fake, from, "approval request", &bot).await;
+    let approve = button(&request.blocks, "Approve");
+    // Ana may not approve her own request, Bob may not approve at all: nothing runs.
+    for who in [&ana, &bob] {
+        let from = fake.messages().len();
+        fake.click(who, &ch, &request.ts, &approve).await.unwrap();
+        let m = wait_message(&fake, from, "request", &bot).await;
+        assert!(!m.text.contains("queued"), "{who}: {m:?}");
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !fake.messages().iter().any(|m| m.text.contains("hello succeeded")),
+        "no run before a lead approved"
+    );
+    // Carol, a lead, approves with the same button: the run starts and ends.
+    let from = fake.messages().len();
+    fake.click(&carol, &ch, &request.ts, &approve).await.unwrap();
+    let t = Instant::now();
+    while !fake.messages().iter().skip(from).any(|m| m.text.contains("hello succeeded")) {
+        assert!(
+            t.elapsed() < WAIT,
+            "no run after Carol's approval: {:#?}\n{}",
+            fake.messages().iter().skip(from).map(|m| &m.text).collect::<Vec<_>>(),
+            bot.serve.stderr()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
