@@ -117,6 +117,9 @@ struct Inner {
 #[derive(Clone, Debug)]
 struct Me {
     user_id: String,
+    /// The bot token's workspace (`None` for an org-wide Enterprise Grid install, whose events
+    /// come from several workspaces).
+    team_id: Option<String>,
 }
 
 #[derive(Clone)]
@@ -475,7 +478,9 @@ impl Inner {
             format!("Slack auth.test failed: {e}")
         })?;
         let user_id = s(&v, "user_id").ok_or("Slack auth.test gave no user_id")?.to_string();
-        let me = Me { user_id };
+        let org_wide = v.get("is_enterprise_install").and_then(Value::as_bool) == Some(true);
+        let team_id = s(&v, "team_id").filter(|_| !org_wide).map(str::to_string);
+        let me = Me { user_id, team_id };
         info!(adapter = %self.name, user = %me.user_id, team = s(&v, "team").unwrap_or(""), "signed in to Slack");
         *lock(&self.me) = Some(me.clone());
         Ok(me)
@@ -611,8 +616,28 @@ impl Inner {
         }))
     }
 
+    /// Whether a payload comes from another workspace than the bot token's (an app installed in
+    /// a second workspace shares the signing secret and the app token): its `team_id`
+    /// (events, slash commands) or `team.id` (interactions). Payloads that name none pass.
+    fn foreign(&self, p: &Value) -> bool {
+        let Some(ours) = lock(&self.me).as_ref().and_then(|m| m.team_id.clone()) else {
+            return false;
+        };
+        let theirs = s(p, "team_id").or_else(|| p.get("team").and_then(|t| s(t, "id")));
+        match theirs {
+            Some(t) if t != ours => {
+                warn!(adapter = %self.name, "skipping a payload from workspace {t}, not the bot's {ours}");
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// An Events API `event_callback` (same in Socket Mode's `events_api` payload).
     fn on_event_callback(&self, p: &Value) -> Vec<Envelope> {
+        if self.foreign(p) {
+            return vec![];
+        }
         if let Some(id) = s(p, "event_id")
             && !self.first_time(format!("ev:{id}"))
         {
@@ -642,6 +667,9 @@ impl Inner {
 
     /// A slash command (<https://docs.slack.dev/interactivity/implementing-slash-commands>).
     fn on_slash(&self, p: &Value) -> Option<Envelope> {
+        if self.foreign(p) {
+            return None;
+        }
         let (Some(user), Some(channel)) = (s(p, "user_id"), s(p, "channel_id")) else {
             warn!(adapter = %self.name, "skipping a slash command without user_id or channel_id");
             return None;
@@ -716,6 +744,9 @@ impl Inner {
     /// An interactivity payload (<https://docs.slack.dev/reference/interaction-payloads>):
     /// the envelopes it stands for, or the errors answer of a wrong form.
     fn on_interactive(self: &Arc<Self>, p: &Value) -> Result<Vec<Envelope>, Value> {
+        if self.foreign(p) {
+            return Ok(vec![]);
+        }
         match s(p, "type") {
             Some("block_actions") => Ok(self.on_block_actions(p)),
             Some("view_submission") => Ok(self.check_submission(p)?.into_iter().collect()),
@@ -1576,12 +1607,31 @@ mod tests {
         }))
         .unwrap();
         let a = SlackAdapter::new("slack", cfg).unwrap();
-        *lock(&a.inner.me) = Some(Me { user_id: "UBOT".into() });
+        *lock(&a.inner.me) = Some(Me {
+            user_id: "UBOT".into(),
+            team_id: Some("T1".into()),
+        });
         a
     }
 
     fn ev(v: Value) -> Value {
         json!({"type": "event_callback", "event_id": format!("Ev{}", v["ts"].as_str().unwrap_or("")), "event": v})
+    }
+
+    #[test]
+    fn payloads_of_another_workspace_are_skipped() {
+        let a = adapter(SlackMode::Socket);
+        let i = &a.inner;
+        let mention = json!({"type": "app_mention", "user": "U1", "text": "<@UBOT> whoami", "ts": "9.1", "channel": "C1"});
+        let mut other = ev(mention.clone());
+        other["team_id"] = json!("T2");
+        assert!(i.on_event_callback(&other).is_empty(), "another workspace's event");
+        let mut ours = ev(json!({"type": "app_mention", "user": "U1", "text": "<@UBOT> whoami", "ts": "9.2", "channel": "C1"}));
+        ours["team_id"] = json!("T1");
+        assert_eq!(i.on_event_callback(&ours).len(), 1);
+        let slash = |team: &str| json!({"team_id": team, "user_id": "U1", "channel_id": "C1", "text": "whoami", "command": "/opsbot"});
+        assert!(i.on_slash(&slash("T2")).is_none());
+        assert!(i.on_slash(&slash("T1")).is_some());
     }
 
     #[test]
