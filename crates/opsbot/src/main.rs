@@ -142,11 +142,12 @@ enum Cmd {
     },
     /// Run the engine, the worker, the chat adapters and the HTTP server until stopped (SIGINT/SIGTERM).
     ///
-    /// Chat adapters are the config's `[adapters.NAME]` tables (IRC, Matrix, XMPP; see
-    /// docs/adapters/), all connected at once and reconnected by themselves. The HTTP server (`[web] listen`, default 127.0.0.1:8080) has the web console and web chat
+    /// Chat adapters are the config's `[adapters.NAME]` tables (Slack, Mattermost, IRC, Matrix,
+    /// XMPP; see docs/adapters/), all connected at once and reconnected by themselves. The HTTP server (`[web] listen`, default 127.0.0.1:8080) has the web console and web chat
     /// (sign in as a `[web.users.NAME]`; a user with `generated_password = true` gets a password
-    /// printed at the first start), the REST API under /api/v1, and /healthz, /readyz, /metrics.
-    /// The address to open is printed at start.
+    /// printed at the first start), the REST API under /api/v1, /healthz, /readyz, /metrics, and
+    /// /hooks/NAME/… where Slack (Events API mode) and Mattermost call their adapters back
+    /// (`opsbot check` prints the exact URLs). The address to open is printed at start.
     Serve {
         /// Listen here instead of the config's `[web] listen` (e.g. 127.0.0.1:0 for any free port).
         #[arg(long, value_name = "ADDR")]

@@ -244,3 +244,50 @@ access_token = "${env:MATRIX_TOKEN}"
     assert!(!out.status.success());
     assert!(err.contains(":10:") && err.contains("LIBERA_PASSWORD"), "{err}");
 }
+
+#[test]
+fn check_prints_the_urls_slack_and_mattermost_call() {
+    let sb = Sandbox::new();
+    let cfg = sb.config(
+        r##"
+[web]
+public_url = "https://ops.example.com"
+
+[jobs.hello]
+runner = { type = "exec", argv = ["true"] }
+
+[adapters.corp]
+type = "slack"
+mode = "events"
+bot_token = "${env:SLACK_BOT_TOKEN}"
+signing_secret = "${env:SLACK_SIGNING_SECRET}"
+
+[adapters.sock]
+type = "slack"
+bot_token = "${env:SLACK_BOT_TOKEN}"
+app_token = "${env:SLACK_APP_TOKEN}"
+
+[adapters.mm]
+type = "mattermost"
+url = "https://chat.example.com"
+token = "${env:MM_TOKEN}"
+"##,
+    );
+    let out = sb.cmd(&cfg).args(["check", "--no-secrets"]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    for want in [
+        "chat: adapter `corp` (slack)",
+        "buttons",
+        "forms",
+        "https://ops.example.com/hooks/corp/events (Event Subscriptions)",
+        "https://ops.example.com/hooks/corp/commands (slash command)",
+        "https://ops.example.com/hooks/corp/interactive (Interactivity)",
+        "Mattermost's slash command calls https://ops.example.com/hooks/mm/command",
+        "message buttons call https://ops.example.com/hooks/mm/actions",
+    ] {
+        assert!(stdout.contains(want), "missing {want:?} in:\n{stdout}");
+    }
+    // Socket Mode needs no URL.
+    assert!(!stdout.contains("/hooks/sock/"), "{stdout}");
+}
