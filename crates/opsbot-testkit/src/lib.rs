@@ -4,6 +4,11 @@
 //! written from the protocol, independent of opsbot's adapters — to talk to the bot as people
 //! would.
 //!
+//! Slack and Mattermost cannot run here: [`slack`] and [`mattermost`] are local fakes that
+//! implement exactly the subset of their APIs opsbot uses, written from the published API
+//! documents and checked with the platforms' own client libraries (`tests/slack_fake.rs`,
+//! `tests/mattermost_fake.rs`: slack_sdk and mattermostdriver).
+//!
 //! A server that is not installed makes [`require`] skip the test with a note, or fail it when
 //! `OPSBOT_REQUIRE_SERVERS=1` (CI). `scripts/test.sh` installs them all.
 
