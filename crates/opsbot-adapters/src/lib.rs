@@ -86,3 +86,31 @@ pub(crate) fn decode_data_url(url: &str) -> Result<(Vec<u8>, String), String> {
     }
     Ok((bytes, mime.to_string()))
 }
+
+/// Why a response body could not be read whole.
+#[cfg(any(feature = "matrix", feature = "slack", feature = "mattermost"))]
+pub(crate) enum BodyError {
+    /// Larger than the limit given: the rest was not read.
+    TooLarge(usize),
+    /// The connection failed while reading (the URL left out of the message).
+    Network(String),
+}
+
+/// Reads a response body, but never more than `max` bytes (a hostile or broken server cannot
+/// make opsbot buffer without bound).
+#[cfg(any(feature = "matrix", feature = "slack", feature = "mattermost"))]
+pub(crate) async fn read_capped(mut resp: reqwest::Response, max: usize) -> Result<Vec<u8>, BodyError> {
+    let mut buf = Vec::new();
+    loop {
+        match resp.chunk().await {
+            Ok(Some(c)) => {
+                if buf.len() + c.len() > max {
+                    return Err(BodyError::TooLarge(max));
+                }
+                buf.extend_from_slice(&c);
+            }
+            Ok(None) => return Ok(buf),
+            Err(e) => return Err(BodyError::Network(e.without_url().to_string())),
+        }
+    }
+}

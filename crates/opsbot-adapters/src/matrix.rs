@@ -376,7 +376,7 @@ impl MatrixAdapter {
             Payload::Json(v) => req.json(v),
             Payload::Bytes(b, ct) => req.header(reqwest::header::CONTENT_TYPE, ct.as_str()).body(b.clone()),
         };
-        let mut resp = req.send().await.map_err(|e| ApiError::Network(e.to_string()))?;
+        let resp = req.send().await.map_err(|e| ApiError::Network(e.to_string()))?;
         let status = resp.status().as_u16();
         let retry_header = resp
             .headers()
@@ -384,19 +384,10 @@ impl MatrixAdapter {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
-        let mut buf = Vec::new();
-        loop {
-            match resp.chunk().await {
-                Ok(Some(c)) => {
-                    if buf.len() + c.len() > MAX_RESPONSE {
-                        return Err(ApiError::Body(format!("response larger than {MAX_RESPONSE} bytes")));
-                    }
-                    buf.extend_from_slice(&c);
-                }
-                Ok(None) => break,
-                Err(e) => return Err(ApiError::Network(e.to_string())),
-            }
-        }
+        let buf = crate::read_capped(resp, MAX_RESPONSE).await.map_err(|e| match e {
+            crate::BodyError::TooLarge(n) => ApiError::Body(format!("response larger than {n} bytes")),
+            crate::BodyError::Network(e) => ApiError::Network(e),
+        })?;
         let parsed: Option<Value> = serde_json::from_slice(&buf).ok();
         if (200..300).contains(&status) {
             return match parsed {

@@ -1214,7 +1214,7 @@ impl MattermostAdapter {
 
 /// Reads an answer: JSON (size-capped) on 2xx, else the status with Mattermost's error body
 /// (`{"id", "message", "status_code"}`) and the rate limit's reset time.
-async fn read_answer(mut resp: reqwest::Response) -> Result<Value, ApiError> {
+async fn read_answer(resp: reqwest::Response) -> Result<Value, ApiError> {
     let status = resp.status().as_u16();
     let header_secs = |name: &str| {
         resp.headers()
@@ -1229,19 +1229,10 @@ async fn read_answer(mut resp: reqwest::Response) -> Result<Value, ApiError> {
     let retry_after = header_secs("retry-after")
         .or_else(|| header_secs("x-ratelimit-reset"))
         .map(|d| d.max(Duration::from_millis(100)));
-    let mut buf = Vec::new();
-    loop {
-        match resp.chunk().await {
-            Ok(Some(c)) => {
-                if buf.len() + c.len() > MAX_RESPONSE {
-                    return Err(ApiError::Body(format!("response larger than {MAX_RESPONSE} bytes")));
-                }
-                buf.extend_from_slice(&c);
-            }
-            Ok(None) => break,
-            Err(e) => return Err(ApiError::Network(e.without_url().to_string())),
-        }
-    }
+    let buf = crate::read_capped(resp, MAX_RESPONSE).await.map_err(|e| match e {
+        crate::BodyError::TooLarge(n) => ApiError::Body(format!("response larger than {n} bytes")),
+        crate::BodyError::Network(e) => ApiError::Network(e),
+    })?;
     let parsed: Option<Value> = serde_json::from_slice(&buf).ok();
     if (200..300).contains(&status) {
         return match parsed {

@@ -421,7 +421,7 @@ impl Inner {
         self.read_api(method, resp).await
     }
 
-    async fn read_api(&self, method: &str, mut resp: reqwest::Response) -> Result<Value, ApiError> {
+    async fn read_api(&self, method: &str, resp: reqwest::Response) -> Result<Value, ApiError> {
         let status = resp.status().as_u16();
         if status == 429 {
             let wait = resp
@@ -439,19 +439,10 @@ impl Inner {
         if !(200..300).contains(&status) {
             return Err(ApiError::Http(status));
         }
-        let mut buf = Vec::new();
-        loop {
-            match resp.chunk().await {
-                Ok(Some(c)) => {
-                    if buf.len() + c.len() > MAX_RESPONSE {
-                        return Err(ApiError::Body(format!("response larger than {MAX_RESPONSE} bytes")));
-                    }
-                    buf.extend_from_slice(&c);
-                }
-                Ok(None) => break,
-                Err(e) => return Err(ApiError::Network(e.without_url().to_string())),
-            }
-        }
+        let buf = crate::read_capped(resp, MAX_RESPONSE).await.map_err(|e| match e {
+            crate::BodyError::TooLarge(n) => ApiError::Body(format!("response larger than {n} bytes")),
+            crate::BodyError::Network(e) => ApiError::Network(e),
+        })?;
         let v: Value = serde_json::from_slice(&buf).map_err(|_| ApiError::Body(short(&String::from_utf8_lossy(&buf))))?;
         if v.get("ok").and_then(Value::as_bool) == Some(true) {
             if let Some(w) = s(&v, "warning") {

@@ -9,8 +9,7 @@ use opsbot_testkit::mattermost::{BOT_USER_ID, FakeMattermost, How, TOKEN};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 
 const COMMAND_TOKEN: &str = "slashtokenxyz";
 
@@ -40,89 +39,6 @@ async fn quiet(run: &mut Running<MattermostAdapter>) {
     if let Ok(Some(e)) = tokio::time::timeout(Duration::from_millis(700), run.inbox.recv()).await {
         panic!("unexpected envelope: {e:?}");
     }
-}
-
-/// A minimal HTTP/1.1 server on 127.0.0.1 that hands every request to `adapter.webhook` (what
-/// opsbot's web server does under `/hooks/NAME/…`); returns its base URL.
-async fn hooks_server(adapter: Arc<MattermostAdapter>) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let url = format!("http://{}", listener.local_addr().expect("addr"));
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            let adapter = adapter.clone();
-            tokio::spawn(async move {
-                let Some((method, path, headers, body)) = read_request(&mut stream).await else {
-                    return;
-                };
-                let (path, query) = match path.split_once('?') {
-                    Some((p, q)) => (p.to_string(), Some(q.to_string())),
-                    None => (path, None),
-                };
-                let rest = path.strip_prefix("/hooks/mm").unwrap_or("/").to_string();
-                let resp = adapter
-                    .webhook(WebhookRequest {
-                        method,
-                        path: rest,
-                        query,
-                        headers,
-                        body,
-                    })
-                    .await;
-                write_response(&mut stream, &resp).await;
-            });
-        }
-    });
-    url
-}
-
-async fn read_request(stream: &mut TcpStream) -> Option<(String, String, Vec<(String, String)>, Vec<u8>)> {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    let head_end = loop {
-        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i;
-        }
-        let n = stream.read(&mut chunk).await.ok()?;
-        if n == 0 {
-            return None;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    };
-    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
-    let mut lines = head.split("\r\n");
-    let mut first = lines.next()?.split(' ');
-    let method = first.next()?.to_string();
-    let path = first.next()?.to_string();
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect();
-    let len: usize = headers
-        .iter()
-        .find(|(k, _)| k == "content-length")
-        .and_then(|(_, v)| v.parse().ok())
-        .unwrap_or(0);
-    let mut body = buf[head_end + 4..].to_vec();
-    while body.len() < len {
-        let n = stream.read(&mut chunk).await.ok()?;
-        if n == 0 {
-            break;
-        }
-        body.extend_from_slice(&chunk[..n]);
-    }
-    Some((method, path, headers, body))
-}
-
-async fn write_response(stream: &mut TcpStream, resp: &WebhookResponse) {
-    let head = format!(
-        "HTTP/1.1 {} X\r\ncontent-type: {}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
-        resp.status,
-        resp.content_type,
-        resp.body.len()
-    );
-    let _ = stream.write_all(head.as_bytes()).await;
-    let _ = stream.write_all(&resp.body).await;
-    let _ = stream.shutdown().await;
 }
 
 #[tokio::test]
@@ -341,28 +257,7 @@ async fn buttons_are_signed_and_clicks_become_envelopes() {
     assert!(adapter.capabilities().buttons);
     // Serve the hooks on that port.
     let listener = TcpListener::bind(("127.0.0.1", port)).await.expect("bind the callback port");
-    let a2 = adapter.clone();
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            let a = a2.clone();
-            tokio::spawn(async move {
-                let Some((method, path, headers, body)) = read_request(&mut stream).await else {
-                    return;
-                };
-                let rest = path.strip_prefix("/hooks/mm").unwrap_or("/").to_string();
-                let resp = a
-                    .webhook(WebhookRequest {
-                        method,
-                        path: rest,
-                        query: None,
-                        headers,
-                        body,
-                    })
-                    .await;
-                write_response(&mut stream, &resp).await;
-            });
-        }
-    });
+    crate::running::serve_hooks(adapter.clone(), "mm", listener);
     let mut run = Running::spawn_connected(adapter.clone()).await;
     let ana = fake.add_user("ana");
     let ops = fake.channel();
@@ -424,7 +319,7 @@ async fn without_a_callback_buttons_are_text() {
 #[tokio::test]
 async fn slash_commands_need_the_token() {
     let (fake, mut run, ana) = setup(None).await;
-    let hooks = hooks_server(run.adapter.clone()).await;
+    let hooks = crate::running::hooks_server(run.adapter.clone(), "mm").await;
     let ops = fake.channel();
     fake.set_command(&format!("{hooks}/hooks/mm/command"), COMMAND_TOKEN);
     let (status, body) = fake.slash(&ana, &ops, "/opsbot", "whoami").await.expect("slash");
@@ -461,7 +356,7 @@ async fn slash_commands_need_the_token() {
 #[tokio::test]
 async fn slash_answers_go_through_response_url_where_the_bot_is_not_a_member() {
     let (fake, mut run, ana) = setup(None).await;
-    let hooks = hooks_server(run.adapter.clone()).await;
+    let hooks = crate::running::hooks_server(run.adapter.clone(), "mm").await;
     let other = fake.other_channel();
     fake.set_command(&format!("{hooks}/hooks/mm/command"), COMMAND_TOKEN);
     let (status, _) = fake.slash(&ana, &other, "/opsbot", "whoami").await.expect("slash");
@@ -561,14 +456,14 @@ async fn scripted(frames: Vec<String>) -> String {
                     }
                     while let Some(Ok(_)) = ws.next().await {}
                 } else {
-                    let _ = read_request(&mut stream).await;
+                    let _ = crate::running::read_request(&mut stream).await;
                     let body = json!({"id": "botid", "username": "opsbot"}).to_string();
                     let resp = WebhookResponse {
                         status: 200,
                         content_type: "application/json",
                         body: body.into_bytes(),
                     };
-                    write_response(&mut stream, &resp).await;
+                    crate::running::write_response(&mut stream, &resp).await;
                 }
             });
         }

@@ -526,77 +526,9 @@ async fn data_images_use_the_three_step_upload() {
 
 // ------------------------------------------------------------------------------------- Events API
 
-/// A tiny HTTP/1.1 server handing every request to `adapter.webhook` (as opsbot's web server
-/// does under `/hooks/slack/…`).
+/// The adapter's webhook served as opsbot's web server would; returns `…/hooks/slack`.
 async fn hooks_server(adapter: Arc<SlackAdapter>) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut s, _)) = listener.accept().await else { continue };
-            let a = adapter.clone();
-            tokio::spawn(async move {
-                let mut buf = Vec::new();
-                let mut tmp = [0u8; 8192];
-                let head_end = loop {
-                    let n = match s.read(&mut tmp).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => n,
-                    };
-                    buf.extend_from_slice(&tmp[..n]);
-                    if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                        break i;
-                    }
-                };
-                let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
-                let mut lines = head.split("\r\n");
-                let first = lines.next().unwrap_or("");
-                let mut parts = first.split(' ');
-                let method = parts.next().unwrap_or("").to_string();
-                let target = parts.next().unwrap_or("").to_string();
-                let headers: Vec<(String, String)> = lines
-                    .filter_map(|l| l.split_once(':'))
-                    .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-                    .collect();
-                let len: usize = headers
-                    .iter()
-                    .find(|(k, _)| k == "content-length")
-                    .and_then(|(_, v)| v.parse().ok())
-                    .unwrap_or(0);
-                let mut body = buf[head_end + 4..].to_vec();
-                while body.len() < len {
-                    let n = match s.read(&mut tmp).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => n,
-                    };
-                    body.extend_from_slice(&tmp[..n]);
-                }
-                let (path, query) = match target.split_once('?') {
-                    Some((p, q)) => (p.to_string(), Some(q.to_string())),
-                    None => (target.clone(), None),
-                };
-                let rest = path.strip_prefix("/hooks/slack").unwrap_or(&path).to_string();
-                let resp = a
-                    .webhook(WebhookRequest {
-                        method,
-                        path: rest,
-                        query,
-                        headers,
-                        body,
-                    })
-                    .await;
-                let head = format!(
-                    "HTTP/1.1 {} X\r\ncontent-type: {}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
-                    resp.status,
-                    resp.content_type,
-                    resp.body.len()
-                );
-                let _ = s.write_all(head.as_bytes()).await;
-                let _ = s.write_all(&resp.body).await;
-            });
-        }
-    });
-    format!("http://127.0.0.1:{port}/hooks/slack")
+    format!("{}/hooks/slack", crate::running::hooks_server(adapter, "slack").await)
 }
 
 async fn post_signed(url: &str, body: &str, ts: &str, sig: &str, retry: Option<&str>) -> (u16, String) {
@@ -733,21 +665,21 @@ async fn events_api_mode_checks_signatures_and_dedupes() {
 
 // --------------------------------------------------------------- frames no Slack would send
 
-/// A Socket Mode "Slack" of our own that sends `frames` after hello, then a valid message.
-async fn hostile_slack(frames: Vec<tokio_tungstenite::tungstenite::Message>) -> (String, tokio::sync::mpsc::UnboundedReceiver<String>) {
-    use futures_util::{SinkExt, StreamExt};
-    let ws_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let ws_port = ws_listener.local_addr().unwrap().port();
+/// The Web API side of a Slack of our own: `apps.connections.open` (counted in `opens`) points at
+/// the WebSocket on `ws_port`, anything else answers as `auth.test`. Returns its port.
+async fn web_api_stub(ws_port: u16, opens: Arc<std::sync::atomic::AtomicUsize>) -> u16 {
     let api = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let api_port = api.local_addr().unwrap().port();
     tokio::spawn(async move {
         loop {
             let Ok((mut s, _)) = api.accept().await else { continue };
+            let opens = opens.clone();
             tokio::spawn(async move {
                 let mut buf = vec![0u8; 65536];
                 let n = s.read(&mut buf).await.unwrap_or(0);
                 let head = String::from_utf8_lossy(&buf[..n]).to_string();
                 let body = if head.contains("apps.connections.open") {
+                    opens.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                     json!({"ok": true, "url": format!("ws://127.0.0.1:{ws_port}/link")})
                 } else {
                     json!({"ok": true, "user_id": fake::BOT_USER_ID, "bot_id": fake::BOT_ID, "team": "t"})
@@ -761,6 +693,15 @@ async fn hostile_slack(frames: Vec<tokio_tungstenite::tungstenite::Message>) -> 
             });
         }
     });
+    api_port
+}
+
+/// A Socket Mode "Slack" of our own that sends `frames` after hello, then a valid message.
+async fn hostile_slack(frames: Vec<tokio_tungstenite::tungstenite::Message>) -> (String, tokio::sync::mpsc::UnboundedReceiver<String>) {
+    use futures_util::{SinkExt, StreamExt};
+    let ws_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let ws_port = ws_listener.local_addr().unwrap().port();
+    let api_port = web_api_stub(ws_port, Arc::new(std::sync::atomic::AtomicUsize::new(0))).await;
     let (ack_tx, ack_rx) = tokio::sync::mpsc::unbounded_channel();
     tokio::spawn(async move {
         let (s, _) = ws_listener.accept().await.unwrap();
@@ -952,33 +893,8 @@ async fn a_second_disconnect_on_a_replaced_connection_opens_nothing() {
     use std::sync::atomic::{AtomicUsize, Ordering};
     let ws_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let ws_port = ws_listener.local_addr().unwrap().port();
-    let api = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let api_port = api.local_addr().unwrap().port();
     let opens = Arc::new(AtomicUsize::new(0));
-    let o = opens.clone();
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut s, _)) = api.accept().await else { continue };
-            let o = o.clone();
-            tokio::spawn(async move {
-                let mut buf = vec![0u8; 65536];
-                let n = s.read(&mut buf).await.unwrap_or(0);
-                let head = String::from_utf8_lossy(&buf[..n]).to_string();
-                let body = if head.contains("apps.connections.open") {
-                    o.fetch_add(1, Ordering::SeqCst);
-                    json!({"ok": true, "url": format!("ws://127.0.0.1:{ws_port}/link")})
-                } else {
-                    json!({"ok": true, "user_id": fake::BOT_USER_ID, "bot_id": fake::BOT_ID, "team": "t"})
-                }
-                .to_string();
-                let resp = format!(
-                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                let _ = s.write_all(resp.as_bytes()).await;
-            });
-        }
-    });
+    let api_port = web_api_stub(ws_port, opens.clone()).await;
     tokio::spawn(async move {
         let mut k = 0;
         loop {

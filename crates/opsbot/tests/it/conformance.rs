@@ -20,7 +20,7 @@
 //! one here wrote), and measures reply latency and throughput (printed and written to
 //! `target/test-artefacts/chat-figures-PLATFORM.txt`; never asserted).
 
-use crate::harness::{Sandbox, Session};
+use crate::harness::{Bot, Sandbox, run_id};
 use opsbot_testkit::{ChatServer, ChatUser, Heard};
 use std::time::{Duration, Instant};
 
@@ -74,13 +74,6 @@ runner = {{ type = "exec", argv = ["true"] }}
     )
 }
 
-/// The bot, served with the suite's config for one server.
-struct Bot {
-    _sandbox: Sandbox,
-    serve: Session,
-    addr: String,
-}
-
 async fn start_bot(server: &dyn ChatServer, ana: &str, extra: &str) -> Bot {
     let sb = Sandbox::new();
     let cfg = sb.config(&config(server, ana, extra));
@@ -112,17 +105,6 @@ async fn heard(user: &mut Box<dyn ChatUser>, needle: &str, what: &str, bot: &Bot
         "{what}: no message containing {needle:?}; heard {seen:#?}\n--- opsbot's log:\n{}",
         bot.serve.stderr()
     );
-}
-
-/// The run id in a job card's text (`#12 queued`).
-fn run_id(text: &str) -> i64 {
-    let at = text.find('#').unwrap_or_else(|| panic!("no run id in {text:?}"));
-    text[at + 1..]
-        .chars()
-        .take_while(char::is_ascii_digit)
-        .collect::<String>()
-        .parse()
-        .unwrap()
 }
 
 /// How a platform's Python client is run: the script and its arguments, for a person `carol`

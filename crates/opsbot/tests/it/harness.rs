@@ -444,3 +444,21 @@ pub async fn adapters_connected(addr: &str, serve: &Session, n: usize) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// An `opsbot serve` with its sandbox (kept alive as long as the server), for chat tests.
+pub struct Bot {
+    pub _sandbox: Sandbox,
+    pub serve: Session,
+    pub addr: String,
+}
+
+/// The run id in a job card's text (`#12 queued`).
+pub fn run_id(text: &str) -> i64 {
+    let at = text.find('#').unwrap_or_else(|| panic!("no run id in {text:?}"));
+    text[at + 1..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect::<String>()
+        .parse()
+        .unwrap()
+}

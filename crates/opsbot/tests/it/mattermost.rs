@@ -2,19 +2,13 @@
 //! (`opsbot_testkit::mattermost`): the slash command with its token, and message buttons whose
 //! presses are checked like typed text, with opsbot's signature on each button's context.
 
-use crate::harness::{Sandbox, Session};
+use crate::harness::{Bot, Sandbox, run_id};
 use opsbot_testkit::mattermost::{BotPost, FakeMattermost, TOKEN, TOKEN_ENV};
 use serde_json::Value;
 use std::time::{Duration, Instant};
 
 const WAIT: Duration = Duration::from_secs(30);
 const COMMAND_TOKEN: &str = "xkcdcommandtoken0000000001";
-
-struct Bot {
-    _sandbox: Sandbox,
-    serve: Session,
-    addr: String,
-}
 
 async fn start(fake: &FakeMattermost, ana: &str, bob: &str) -> Bot {
     let sb = Sandbox::new();
@@ -102,16 +96,6 @@ fn action(post: &BotPost, label: &str) -> String {
         .find(|a| a["name"].as_str().is_some_and(|n| n.contains(label)))
         .and_then(|a| a["id"].as_str().map(str::to_string))
         .unwrap_or_else(|| panic!("no button {label:?} in {:#}", post.props))
-}
-
-fn run_id(text: &str) -> i64 {
-    let at = text.find('#').unwrap_or_else(|| panic!("no run id in {text:?}"));
-    text[at + 1..]
-        .chars()
-        .take_while(char::is_ascii_digit)
-        .collect::<String>()
-        .parse()
-        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

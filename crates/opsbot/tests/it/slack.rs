@@ -3,7 +3,7 @@
 //! Mode refresh in the middle of a job card, and the HTTP Events API with signed, forged and
 //! replayed requests (signatures also made by Slack's own Python SDK).
 
-use crate::harness::{Sandbox, Session};
+use crate::harness::{Bot, Sandbox, run_id};
 use opsbot_testkit::slack::{self, BotMessage, FakeSlack, How};
 use serde_json::Value;
 use std::time::{Duration, Instant};
@@ -59,12 +59,6 @@ send_burst = 1000
     )
 }
 
-struct Bot {
-    _sandbox: Sandbox,
-    serve: Session,
-    addr: String,
-}
-
 async fn start(fake: &FakeSlack, events: bool, ana: &str, bob: &str) -> Bot {
     start_with(fake, events, ana, bob, "").await
 }
@@ -116,16 +110,6 @@ fn button(blocks: &Value, label: &str) -> String {
         .find(|e| e["text"]["text"].as_str().is_some_and(|t| t.contains(label)))
         .and_then(|e| e["action_id"].as_str().map(str::to_string))
         .unwrap_or_else(|| panic!("no button {label:?} in {blocks:#}"))
-}
-
-fn run_id(text: &str) -> i64 {
-    let at = text.find('#').unwrap_or_else(|| panic!("no run id in {text:?}"));
-    text[at + 1..]
-        .chars()
-        .take_while(char::is_ascii_digit)
-        .collect::<String>()
-        .parse()
-        .unwrap()
 }
 
 /// The card's latest state: the last post or update of that message.
