@@ -14,6 +14,7 @@ pub use sqlite::SqliteStore;
 
 use chrono::{DateTime, Utc};
 use opsbot_core::{ExecEvent, ExecState, Execution, ExecutionId, NewExecution, OutputLine, Params, Place, UserId};
+use serde::Serialize;
 use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -625,6 +626,132 @@ fn scope_quoted(s: &str) -> String {
     serde_json::Value::from(s).to_string()
 }
 
+/// The detail a schedule gets when opsbot stopped between claiming it and recording its run
+/// (see [`Store::fail_stale_schedules`]).
+pub const STALE_SCHEDULE_DETAIL: &str = "opsbot stopped while starting it; check `history` before running it again";
+
+/// A run to start later, as the engine asks the store to record it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct NewSchedule {
+    /// The job to run.
+    pub job: String,
+    /// Its params, canonical values (secrets are never scheduled: the engine refuses them).
+    pub params: Params,
+    /// The account that scheduled it.
+    pub requested_by: UserId,
+    /// Their display name at the time.
+    pub requester_name: String,
+    /// Where it was asked for; the run's card goes there.
+    pub place: Place,
+    /// When to start it.
+    pub run_at: DateTime<Utc>,
+    /// The language to answer in when it fires (`en`, `zh`).
+    pub lang: String,
+    /// What the person wrote, for listings and the audit (the engine keeps it short; the
+    /// store keeps it as given).
+    pub text: String,
+}
+
+/// Where a scheduled run is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ScheduleState {
+    /// Waiting for its time.
+    Pending,
+    /// Claimed by an opsbot process that is starting the run.
+    Firing,
+    /// The run was started (or refused by the engine and recorded as such, see `detail`).
+    Fired,
+    /// Dropped by someone before its time.
+    Cancelled,
+    /// Could not be started; `detail` says why.
+    Failed,
+}
+
+impl ScheduleState {
+    /// Every state, in life order.
+    pub const ALL: [ScheduleState; 5] = [
+        ScheduleState::Pending,
+        ScheduleState::Firing,
+        ScheduleState::Fired,
+        ScheduleState::Cancelled,
+        ScheduleState::Failed,
+    ];
+
+    /// The stored and displayed name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ScheduleState::Pending => "pending",
+            ScheduleState::Firing => "firing",
+            ScheduleState::Fired => "fired",
+            ScheduleState::Cancelled => "cancelled",
+            ScheduleState::Failed => "failed",
+        }
+    }
+
+    /// Parses a stored name.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+
+    /// Whether the schedule is over (it will never fire again).
+    pub fn is_final(self) -> bool {
+        matches!(self, ScheduleState::Fired | ScheduleState::Cancelled | ScheduleState::Failed)
+    }
+}
+
+impl fmt::Display for ScheduleState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A name that is not a [`ScheduleState`].
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("unknown schedule state `{0}`")]
+pub struct UnknownScheduleState(pub String);
+
+impl FromStr for ScheduleState {
+    type Err = UnknownScheduleState;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::parse(s).ok_or_else(|| UnknownScheduleState(s.to_string()))
+    }
+}
+
+/// A scheduled run as stored.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Schedule {
+    /// Id (assigned by the store), what people use to `unschedule` it.
+    pub id: i64,
+    /// The job to run.
+    pub job: String,
+    /// Its params.
+    pub params: Params,
+    /// The account that scheduled it.
+    pub requested_by: UserId,
+    /// Their display name at the time.
+    pub requester_name: String,
+    /// Where it was asked for; the run's card goes there.
+    pub place: Place,
+    /// When to start it.
+    pub run_at: DateTime<Utc>,
+    /// The language to answer in when it fires.
+    pub lang: String,
+    /// What the person wrote.
+    pub text: String,
+    /// When it was recorded.
+    pub created_at: DateTime<Utc>,
+    /// Where it stands.
+    pub state: ScheduleState,
+    /// The run it started, once fired.
+    pub execution_id: Option<ExecutionId>,
+    /// Why it failed, or the engine's note on how it ended.
+    pub detail: Option<String>,
+    /// Who cancelled it.
+    pub cancelled_by: Option<UserId>,
+}
+
 /// A chat account linked to a person of the config.
 #[derive(Clone, Debug, PartialEq)]
 pub struct AccountLink {
@@ -832,6 +959,45 @@ pub trait Store: Send + Sync {
     async fn put_adapter_value(&self, adapter: &str, key: &str, value: &str) -> Result<(), StoreError>;
     /// Removes an account's link; whether there was one.
     async fn unlink_account(&self, account: &UserId) -> Result<bool, StoreError>;
+    /// Records a new pending scheduled run.
+    async fn create_schedule(&self, new: &NewSchedule) -> Result<Schedule, StoreError>;
+    /// One scheduled run, in any state.
+    async fn schedule(&self, id: i64) -> Result<Option<Schedule>, StoreError>;
+    /// Scheduled runs, at most `limit` (0 means 20; at most 1000): with `pending_only`, the
+    /// pending ones, soonest `run_at` first (then by id); else every state, newest id first.
+    async fn schedules(&self, pending_only: bool, limit: u32) -> Result<Vec<Schedule>, StoreError>;
+    /// Cancels a pending scheduled run on behalf of `by`; returns it as updated. `None` when it
+    /// does not exist or is no longer pending — of two people cancelling at once, exactly one
+    /// gets `Some`.
+    async fn cancel_schedule(&self, id: i64, by: &UserId) -> Result<Option<Schedule>, StoreError>;
+    /// Moves at most `limit` (0 means 20; at most 1000) pending runs due at `now` (`run_at <=
+    /// now`) to firing and returns them, soonest first. Atomic: two processes on the same
+    /// database never claim the same run. `now` is also recorded as the claim time that
+    /// [`Store::fail_stale_schedules`] looks at.
+    async fn claim_due_schedules(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<Schedule>, StoreError>;
+    /// Records how a claimed run ended: `Fired` (with the execution it started, if any) or
+    /// `Failed`, with a note. Applies to a firing run, and to one that
+    /// [`Store::fail_stale_schedules`] gave up on meanwhile (so a late start is still recorded).
+    /// Returns false when nothing was changed: no such run, another state, or `state` is
+    /// neither `Fired` nor `Failed`.
+    async fn finish_schedule(
+        &self,
+        id: i64,
+        state: ScheduleState,
+        execution: Option<ExecutionId>,
+        detail: Option<&str>,
+    ) -> Result<bool, StoreError>;
+    /// Marks failed, with [`STALE_SCHEDULE_DETAIL`], every firing run claimed before
+    /// `older_than` (hence also due before it): opsbot stopped between claiming it and
+    /// recording its run. Returns them.
+    async fn fail_stale_schedules(&self, older_than: DateTime<Utc>) -> Result<Vec<Schedule>, StoreError>;
+    /// The next run time stored for the cron schedule `name` of the config.
+    async fn cron_next(&self, name: &str) -> Result<Option<DateTime<Utc>>, StoreError>;
+    /// Compare-and-set of a cron schedule's next run time (kept at millisecond precision):
+    /// moves it from `expected` to `next` and returns true, or returns false when the stored
+    /// value is not `expected` (another process moved it first). `expected = None` means "no
+    /// row yet": it is inserted, false if one exists already.
+    async fn advance_cron(&self, name: &str, expected: Option<DateTime<Utc>>, next: DateTime<Utc>) -> Result<bool, StoreError>;
     /// How many executions are in each state (states with none are left out).
     async fn count_by_state(&self) -> Result<Vec<(ExecState, u64)>, StoreError>;
     /// Whether the database answers (for readiness checks).

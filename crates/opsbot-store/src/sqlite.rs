@@ -9,8 +9,8 @@
 
 use crate::{
     AccountLink, ApiToken, Approval, ApprovalState, AuditFilter, AuditRecord, CancelResult, ChainedAudit, ChatCard, ChatMessage, Dialog,
-    ExecutionFilter, Finish, GENESIS_HASH, IsDead, Lock, NewApproval, NewChatMessage, NewLock, NewOutgoing, OutKind, Outgoing, Store,
-    StoreError, Vote, WebSession, audit_hash,
+    ExecutionFilter, Finish, GENESIS_HASH, IsDead, Lock, NewApproval, NewChatMessage, NewLock, NewOutgoing, NewSchedule, OutKind, Outgoing,
+    STALE_SCHEDULE_DETAIL, Schedule, ScheduleState, Store, StoreError, Vote, WebSession, audit_hash,
 };
 use chrono::{DateTime, Utc};
 use opsbot_core::{ExecEvent, ExecState, Execution, ExecutionId, NewExecution, OutputLine, Params, Place, Stream, UserId};
@@ -58,6 +58,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         8,
         "chat outbox, cards, adapter state",
         include_str!("../migrations/sqlite/0008_outbox.sql"),
+    ),
+    (
+        9,
+        "scheduled runs, cron next times",
+        include_str!("../migrations/sqlite/0009_schedules.sql"),
     ),
 ];
 
@@ -547,6 +552,50 @@ fn approval_from_row(row: &SqliteRow) -> Result<Approval, StoreError> {
         decision_note: col(row, "decision_note")?,
         execution_id: col(row, "execution_id")?,
     })
+}
+
+/// One `schedules` row.
+fn schedule_from_row(row: &SqliteRow) -> Result<Schedule, StoreError> {
+    let id: i64 = col(row, "id")?;
+    let what = format!("schedule {id}");
+    let params: String = col(row, "params")?;
+    let state: String = col(row, "state")?;
+    let cancelled_platform: Option<String> = col(row, "cancelled_by_platform")?;
+    let cancelled_id: Option<String> = col(row, "cancelled_by_id")?;
+    Ok(Schedule {
+        id,
+        job: col(row, "job")?,
+        params: parse_params(&params, &what)?,
+        requested_by: UserId {
+            platform: col(row, "requested_by_platform")?,
+            id: col(row, "requested_by_id")?,
+        },
+        requester_name: col(row, "requester_name")?,
+        place: place_from_row(row)?,
+        run_at: time(col(row, "run_at")?, &what)?,
+        lang: col(row, "lang")?,
+        text: col(row, "text")?,
+        created_at: time(col(row, "created_at")?, &what)?,
+        state: ScheduleState::parse(&state).ok_or_else(|| StoreError::Corrupt(format!("{what}: unknown state `{state}`")))?,
+        execution_id: col(row, "execution_id")?,
+        detail: col(row, "detail")?,
+        cancelled_by: match (cancelled_platform, cancelled_id) {
+            (Some(platform), Some(id)) => Some(UserId { platform, id }),
+            _ => None,
+        },
+    })
+}
+
+/// Schedule rows sorted soonest first (`RETURNING` gives no order).
+fn schedules_soonest_first(rows: &[SqliteRow]) -> Result<Vec<Schedule>, StoreError> {
+    let mut out = rows.iter().map(schedule_from_row).collect::<Result<Vec<_>, _>>()?;
+    out.sort_by_key(|s| (s.run_at, s.id));
+    Ok(out)
+}
+
+/// A listing or claim limit: 0 means [`DEFAULT_LIST`], at most [`MAX_LIST`].
+fn list_limit(limit: u32) -> i64 {
+    i64::from(if limit == 0 { DEFAULT_LIST } else { limit.min(MAX_LIST) })
 }
 
 /// One `approval_votes` row.
@@ -1713,6 +1762,147 @@ impl Store for SqliteStore {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    async fn create_schedule(&self, new: &NewSchedule) -> Result<Schedule, StoreError> {
+        let row = sqlx::query(
+            "INSERT INTO schedules (job, params, requested_by_platform, requested_by_id, requester_name, \
+             place_platform, place_channel, place_thread, run_at, lang, text, state, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'pending', $12) RETURNING *",
+        )
+        .bind(&new.job)
+        .bind(params_json(&new.params)?)
+        .bind(&new.requested_by.platform)
+        .bind(&new.requested_by.id)
+        .bind(&new.requester_name)
+        .bind(&new.place.platform)
+        .bind(&new.place.channel)
+        .bind(&new.place.thread)
+        .bind(new.run_at.timestamp_millis())
+        .bind(&new.lang)
+        .bind(&new.text)
+        .bind(now_ms())
+        .fetch_one(&self.pool)
+        .await?;
+        schedule_from_row(&row)
+    }
+
+    async fn schedule(&self, id: i64) -> Result<Option<Schedule>, StoreError> {
+        let row = sqlx::query("SELECT * FROM schedules WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(schedule_from_row).transpose()
+    }
+
+    async fn schedules(&self, pending_only: bool, limit: u32) -> Result<Vec<Schedule>, StoreError> {
+        let query = if pending_only {
+            sqlx::query("SELECT * FROM schedules WHERE state = 'pending' ORDER BY run_at, id LIMIT $1")
+        } else {
+            sqlx::query("SELECT * FROM schedules ORDER BY id DESC LIMIT $1")
+        };
+        let rows = query.bind(list_limit(limit)).fetch_all(&self.pool).await?;
+        rows.iter().map(schedule_from_row).collect()
+    }
+
+    async fn cancel_schedule(&self, id: i64, by: &UserId) -> Result<Option<Schedule>, StoreError> {
+        // The WHERE re-checks the state inside the UPDATE: of two cancels only one matches.
+        let row = sqlx::query(
+            "UPDATE schedules SET state = 'cancelled', cancelled_by_platform = $1, cancelled_by_id = $2, finished_at = $3 \
+             WHERE id = $4 AND state = 'pending' RETURNING *",
+        )
+        .bind(&by.platform)
+        .bind(&by.id)
+        .bind(now_ms())
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(schedule_from_row).transpose()
+    }
+
+    async fn claim_due_schedules(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<Schedule>, StoreError> {
+        let now = now.timestamp_millis();
+        // One statement: SQLite runs it under the write lock, so two processes sharing the
+        // file never claim the same row (the outer `state` check keeps it right elsewhere too).
+        let rows = sqlx::query(
+            "UPDATE schedules SET state = 'firing', claimed_at = $1 \
+             WHERE state = 'pending' AND id IN ( \
+                 SELECT id FROM schedules WHERE state = 'pending' AND run_at <= $1 ORDER BY run_at, id LIMIT $2) \
+             RETURNING *",
+        )
+        .bind(now)
+        .bind(list_limit(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        schedules_soonest_first(&rows)
+    }
+
+    async fn finish_schedule(
+        &self,
+        id: i64,
+        state: ScheduleState,
+        execution: Option<ExecutionId>,
+        detail: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        if !matches!(state, ScheduleState::Fired | ScheduleState::Failed) {
+            return Ok(false);
+        }
+        let done = sqlx::query(
+            "UPDATE schedules SET state = $1, execution_id = $2, detail = $3, finished_at = $4 \
+             WHERE id = $5 AND (state = 'firing' OR (state = 'failed' AND execution_id IS NULL AND detail = $6))",
+        )
+        .bind(state.as_str())
+        .bind(execution)
+        .bind(detail)
+        .bind(now_ms())
+        .bind(id)
+        .bind(STALE_SCHEDULE_DETAIL)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn fail_stale_schedules(&self, older_than: DateTime<Utc>) -> Result<Vec<Schedule>, StoreError> {
+        // By claim time, not run time: a run due long ago (opsbot was down) and claimed just
+        // now is not stale. The claim time is never before the run time, so every row found
+        // is also due before `older_than`.
+        let older_than = older_than.timestamp_millis();
+        let rows = sqlx::query(
+            "UPDATE schedules SET state = 'failed', detail = $1, finished_at = $2 \
+             WHERE state = 'firing' AND run_at < $3 AND COALESCE(claimed_at, run_at) < $3 RETURNING *",
+        )
+        .bind(STALE_SCHEDULE_DETAIL)
+        .bind(now_ms())
+        .bind(older_than)
+        .fetch_all(&self.pool)
+        .await?;
+        schedules_soonest_first(&rows)
+    }
+
+    async fn cron_next(&self, name: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let row = sqlx::query("SELECT next_at FROM cron_schedules WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref()
+            .map(|r| time(col(r, "next_at")?, &format!("cron schedule `{name}`")))
+            .transpose()
+    }
+
+    async fn advance_cron(&self, name: &str, expected: Option<DateTime<Utc>>, next: DateTime<Utc>) -> Result<bool, StoreError> {
+        let query = match expected {
+            None => sqlx::query("INSERT INTO cron_schedules (name, next_at, updated_at) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING")
+                .bind(name)
+                .bind(next.timestamp_millis())
+                .bind(now_ms()),
+            Some(expected) => sqlx::query("UPDATE cron_schedules SET next_at = $1, updated_at = $2 WHERE name = $3 AND next_at = $4")
+                .bind(next.timestamp_millis())
+                .bind(now_ms())
+                .bind(name)
+                .bind(expected.timestamp_millis()),
+        };
+        let done = query.execute(&self.pool).await?;
+        Ok(done.rows_affected() == 1)
     }
 
     async fn count_by_state(&self) -> Result<Vec<(ExecState, u64)>, StoreError> {

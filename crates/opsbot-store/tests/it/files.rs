@@ -84,7 +84,7 @@ async fn reopening_keeps_data_and_migrates_once() {
             .expect("count");
         let (rows, versions): (i64, i64) = (row.get(0), row.get(1));
         assert_eq!(rows, versions);
-        assert_eq!(versions, 8, "0001_init … 0008_outbox");
+        assert_eq!(versions, 9, "0001_init … 0009_schedules");
         store.pool().close().await;
     }
 

@@ -39,6 +39,7 @@ mod links;
 mod locks;
 mod output;
 mod recover;
+mod schedules;
 mod tokens;
 mod web;
 
