@@ -6,7 +6,9 @@
 #
 # Benches: crates/opsbot-engine/benches/engine.rs (one engine step over a 500-job catalog,
 # the store calls inside it, the grammar alone) and crates/opsbot-worker/benches/throughput.rs
-# (trivial `true` jobs end to end through the worker, file SQLite).
+# (trivial `true` jobs end to end through the worker, file SQLite) and
+# crates/opsbot-nlu/benches/nlu.rs (natural language per utterance, example and 500-job catalogs).
+# Accuracy and p50/p99 over the labelled sets: bench/nlu/eval.sh.
 #
 # The table lists only results written by this run. "median" is criterion's median of its
 # per-sample mean times (an estimate of the typical time per step, not a per-call p50).
@@ -41,6 +43,7 @@ sleep 1
 
 cargo bench -p opsbot-engine --bench engine ${extra[@]+"${extra[@]}"}
 cargo bench -p opsbot-worker --bench throughput ${extra[@]+"${extra[@]}"}
+cargo bench -p opsbot-nlu --bench nlu ${extra[@]+"${extra[@]}"}
 
 cpus=$(nproc)
 model=$(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//' || true)

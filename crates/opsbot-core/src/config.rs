@@ -6,6 +6,7 @@
 
 mod access;
 mod adapters;
+pub mod nlu;
 pub use access::*;
 pub use adapters::*;
 
@@ -35,6 +36,8 @@ pub const RESERVED_NAMES: &[&str] = &[
     "locks",
     "link",
     "unlink",
+    "schedules",
+    "unschedule",
 ];
 
 /// Whether a job name is taken by a built-in verb or a yes/no answer word.
@@ -60,8 +63,11 @@ pub struct BotConfig {
     pub dialog_timeout: Duration,
     /// How many output lines the end-of-run report shows.
     pub output_tail: usize,
-    /// The team's time zone, for freeze windows and allowed hours.
+    /// The team's time zone, for freeze windows and allowed hours, and for times people write
+    /// (`deploy api at 23:30`).
     pub timezone: chrono_tz::Tz,
+    /// The language replies are in: `None` (`"auto"`, the default) follows each request.
+    pub language: Option<crate::Lang>,
 }
 
 /// Where records are kept (`[store]`).
@@ -155,6 +161,10 @@ pub struct Config {
     pub access: AccessConfig,
     /// `[adapters.NAME]`, the chat connections, in the order written (disabled ones left out).
     pub adapters: Vec<AdapterConfig>,
+    /// Natural language (`[nlu]`).
+    pub nlu: nlu::NluConfig,
+    /// Cron runs (`[schedules.NAME]`).
+    pub schedules: Vec<nlu::CronSchedule>,
 }
 
 /// One problem in a config file, with its position.
@@ -268,6 +278,7 @@ struct RawBot {
     dialog_timeout: Option<Spanned<String>>,
     output_tail: Option<Spanned<i64>>,
     timezone: Option<Spanned<String>>,
+    language: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -523,6 +534,21 @@ impl<'a> Cx<'a> {
                 }
                 None => 15,
             },
+            language: match &raw_bot.language {
+                None => None,
+                Some(l) if l.get_ref() == "auto" => None,
+                Some(l) => match crate::Lang::parse(l.get_ref()) {
+                    Some(lang) => Some(lang),
+                    None => {
+                        self.err(
+                            l.span(),
+                            format!("`{}` is not a language opsbot speaks", l.get_ref()),
+                            Some("\"auto\" (follow each request), \"en\" or \"zh\"".into()),
+                        );
+                        None
+                    }
+                },
+            },
             timezone: match &raw_bot.timezone {
                 None => chrono_tz::UTC,
                 Some(tz) => tz.get_ref().parse::<chrono_tz::Tz>().unwrap_or_else(|_| {
@@ -658,6 +684,8 @@ impl<'a> Cx<'a> {
             &catalog,
             bot.timezone,
         );
+        let nlu = self.nlu(get("nlu").as_ref());
+        let schedules = self.schedules(get("schedules").as_ref(), &catalog);
         let mut adapters = self.adapters(get("adapters").as_ref());
         // Mattermost buttons call back to the console's public address unless told otherwise.
         for a in &mut adapters {
@@ -677,6 +705,8 @@ impl<'a> Cx<'a> {
             catalog,
             access,
             adapters,
+            nlu,
+            schedules,
         }
     }
 
@@ -1307,7 +1337,19 @@ const MAX_DURATION: Duration = Duration::from_secs(366 * 24 * 3600);
 
 /// Top-level sections of the config file.
 const SECTIONS: &[&str] = &[
-    "bot", "store", "worker", "web", "defaults", "jobs", "access", "people", "roles", "policy", "adapters",
+    "bot",
+    "store",
+    "worker",
+    "web",
+    "defaults",
+    "jobs",
+    "access",
+    "people",
+    "roles",
+    "policy",
+    "adapters",
+    "nlu",
+    "schedules",
 ];
 
 /// Where `opsbot serve`'s HTTP server listens unless `[web] listen` says otherwise.

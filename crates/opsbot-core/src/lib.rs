@@ -25,4 +25,4 @@ pub use execution::{ExecEvent, ExecState, Execution, ExecutionId, NewExecution, 
 pub use job::{Catalog, JobSpec, ParamKind, ParamSpec, Params, RunnerSpec};
 pub use reply::{Block, Button, Form, FormField, FormInput, Reply, Tone};
 pub use runner::{CancelToken, RunOutcome, RunRequest, Runner};
-pub use understand::{Command, Intent, Understand};
+pub use understand::{Candidate, Command, Context, Lang, Understand, Understanding, Verdict, When};

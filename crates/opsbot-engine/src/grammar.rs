@@ -25,6 +25,8 @@ pub const VERBS: &[&str] = &[
     "link",
     "unlink",
     "reject",
+    "schedules",
+    "unschedule",
 ];
 
 pub use opsbot_core::understand::{NO, YES};
@@ -322,6 +324,15 @@ fn parse_with(text: &str, catalog: &Catalog, grammar: &Grammar) -> Result<Option
             )));
         }
         "approvals" if args.is_empty() => return Ok(Some(Command::Approvals)),
+        "schedules" if args.is_empty() => return Ok(Some(Command::Schedules)),
+        "unschedule" => {
+            return match (args, args.first().filter(|t| bare(t)).and_then(|t| parse_id(&t.text))) {
+                ([_], Some(id)) => Ok(Some(Command::Unschedule(id))),
+                _ => Err(ParseError(
+                    "`unschedule` takes one scheduled run's id, e.g. `unschedule 3`. `schedules` lists them.".into(),
+                )),
+            };
+        }
         "locks" if args.is_empty() => return Ok(Some(Command::Locks)),
         "lock" | "unlock" => return lock_args(&verb, args).map(Some),
         "link" if args.len() <= 1 => return Ok(Some(Command::Link(args.first().map(|t| t.text.clone())))),

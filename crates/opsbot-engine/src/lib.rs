@@ -9,16 +9,22 @@
 pub mod access;
 pub mod chat;
 pub mod grammar;
+pub mod i18n;
 pub mod policy;
 pub mod present;
+mod reading;
+mod schedule;
+pub mod understand;
 mod verbs;
 
 pub use access::{Known, Person};
 use chrono::Utc;
+use opsbot_core::Lang;
 use opsbot_core::config::{AccessConfig, BotConfig, Verb};
 use opsbot_core::job::{Catalog, JobSpec, closest};
 use opsbot_core::{Command, Envelope, ExecState, Execution, ExecutionId, NewExecution, Params, Place, Reply, Tone, Understand, UserId};
 use opsbot_store::{AuditRecord, CancelResult, Dialog, ExecutionFilter, Store, StoreError};
+pub use schedule::local as local_time;
 use serde_json::json;
 use std::sync::Arc;
 use tokio::sync::{broadcast, mpsc};
@@ -102,7 +108,13 @@ pub struct Engine {
     grammar: grammar::Grammar,
     bot: BotConfig,
     store: Arc<dyn Store>,
-    understanders: Vec<Arc<dyn Understand>>,
+    nlu: Option<Arc<dyn Understand>>,
+    llm: Option<Arc<opsbot_nlu::llm::Llm>>,
+    /// Values the LLM provider must never see (secrets of the config).
+    llm_scrub: Vec<String>,
+    crons: Arc<Vec<opsbot_core::config::nlu::CronSchedule>>,
+    /// The language each run was asked for in, for its card's updates (this process only).
+    run_lang: std::sync::Mutex<std::collections::HashMap<ExecutionId, opsbot_core::Lang>>,
     access: Arc<AccessConfig>,
     policies: policy::Policies,
     templates: minijinja::Environment<'static>,
@@ -110,6 +122,8 @@ pub struct Engine {
 
 const DIALOG_PARAM: &str = "param";
 const DIALOG_CONFIRM: &str = "confirm";
+/// A reading the person is asked about ("Did you mean …?").
+const DIALOG_SUGGEST: &str = "suggest";
 
 impl Engine {
     /// An engine over a catalog and a store, with the default access rules (accounts of the
@@ -122,7 +136,11 @@ impl Engine {
             catalog,
             bot,
             store,
-            understanders: Vec::new(),
+            nlu: None,
+            llm: None,
+            llm_scrub: Vec::new(),
+            crons: Arc::new(Vec::new()),
+            run_lang: Default::default(),
             policies: policy::Policies::new(&access),
             access: Arc::new(access),
             templates: opsbot_core::job::template_env(),
@@ -141,9 +159,24 @@ impl Engine {
         &self.access
     }
 
-    /// Adds an understanding layer consulted after the grammar and aliases (e.g. natural language).
+    /// Uses this understanding layer after the grammar and aliases (natural language).
     pub fn with_understander(mut self, u: Arc<dyn Understand>) -> Self {
-        self.understanders.push(u);
+        self.nlu = Some(u);
+        self
+    }
+
+    /// Asks this LLM provider about what the natural-language layer cannot place; `scrub` are
+    /// values that must never reach it (the config's secrets). Its proposals are always shown
+    /// to the person to confirm.
+    pub fn with_llm(mut self, llm: Arc<opsbot_nlu::llm::Llm>, scrub: Vec<String>) -> Self {
+        self.llm = Some(llm);
+        self.llm_scrub = scrub;
+        self
+    }
+
+    /// Starts these cron runs of the config when they are due ([`Engine::fire_due`]).
+    pub fn with_crons(mut self, crons: Vec<opsbot_core::config::nlu::CronSchedule>) -> Self {
+        self.crons = Arc::new(crons);
         self
     }
 
@@ -164,18 +197,53 @@ impl Engine {
 
     /// Handles one message. A store failure becomes a reply with an error id, logged with it.
     pub async fn handle(&self, env: &Envelope) -> Outcome {
+        let lang = self.language_for(env).await;
+        i18n::scope(lang, self.handle_scoped(env)).await
+    }
+
+    /// The language to answer a message in: the person's setting, the bot's, the language the
+    /// message is written in, the language of the question it answers, English.
+    async fn language_for(&self, env: &Envelope) -> opsbot_core::Lang {
+        if let Some(l) = self.access.person_with_account(&env.user).and_then(|p| p.language) {
+            return l;
+        }
+        if let Some(l) = self.bot.language {
+            return l;
+        }
+        let text = grammar::address(env, &self.bot.name, &self.bot.prefixes).unwrap_or(&env.text);
+        // The words the person wrote, not the values they quote or give as `key=value`
+        // (`!echo v="部署"` is an English command).
+        let own: String = match grammar::tokenize(text) {
+            Ok(toks) => toks
+                .iter()
+                .filter(|t| t.key.is_none() && !t.quoted)
+                .map(|t| t.text.as_str())
+                .collect::<Vec<_>>()
+                .join(" "),
+            Err(_) => text.to_string(),
+        };
+        let lower = own.trim().to_lowercase();
+        // One word (a value, `yes`, `是`) or a button answers in the language of the open
+        // question, if there is one.
+        let answer = env.button.is_some() || !lower.contains(char::is_whitespace) || grammar::nonce_answer(&lower).is_some();
+        let detected = opsbot_core::Lang::detect(&own);
+        if (answer || detected.is_none())
+            && let Ok(Some(d)) = self.store.dialog(&env.place, &env.user).await
+            && let Some(l) = d.state.get("lang").and_then(|v| v.as_str()).and_then(opsbot_core::Lang::parse)
+        {
+            return l;
+        }
+        detected.unwrap_or_default()
+    }
+
+    async fn handle_scoped(&self, env: &Envelope) -> Outcome {
         match self.handle_inner(env).await {
             Ok(o) => o,
             Err(e) => {
                 let id = error_id();
                 tracing::error!(error_id = %id, error = %e, user = %env.user, "failed to handle a message");
                 Outcome {
-                    replies: vec![Reply::text(
-                        Tone::Error,
-                        format!(
-                            "Something went wrong on my side (error id {id}; an admin can find it in opsbot's log). Check `history` before trying again: the request may or may not have been recorded."
-                        ),
-                    )],
+                    replies: vec![Reply::text(Tone::Error, tr!("internal-error", id = &id))],
                     ..Default::default()
                 }
             }
@@ -202,11 +270,11 @@ impl Engine {
             }
             return Ok(reply(Reply::text(
                 Tone::Error,
-                format!(
-                    "That message is {} bytes; I read at most {} bytes ({} KiB). Nothing was run.",
-                    env.text.len(),
-                    grammar::MAX_MESSAGE_LEN,
-                    grammar::MAX_MESSAGE_LEN / 1024
+                tr!(
+                    "message-too-long",
+                    len = env.text.len(),
+                    max = grammar::MAX_MESSAGE_LEN,
+                    kib = grammar::MAX_MESSAGE_LEN / 1024
                 ),
             )));
         }
@@ -223,16 +291,9 @@ impl Engine {
             return Ok(Outcome::default());
         };
         let mut out = if text.is_empty() {
-            reply(Reply::text(Tone::Info, "Yes? `help` shows what I can do, `list` the jobs."))
+            reply(Reply::text(Tone::Info, tr!("empty-message")))
         } else {
-            match self.grammar.parse(text, &self.catalog) {
-                Ok(Some(cmd)) => self.command(env, &person, cmd).await?,
-                Ok(None) => match self.understanders.iter().find_map(|u| u.understand(text, &self.catalog)) {
-                    Some(i) if i.confidence >= MIN_CONFIDENCE => self.command(env, &person, i.command).await?,
-                    _ => reply(self.unknown(text)),
-                },
-                Err(e) => reply(Reply::text(Tone::Error, e.0)),
-            }
+            self.understood(env, &person, text).await?
         };
         if !notes.is_empty() {
             notes.append(&mut out.replies);
@@ -249,10 +310,7 @@ impl Engine {
             .unwrap_or_default();
         let shown = opsbot_core::job::shorten(&first, 40);
         if self.grammar.knows(&first) {
-            return Reply::text(
-                Tone::Warning,
-                format!("I know `{shown}`, but not in this form. `help` shows how to use it, `help JOB` one job."),
-            );
+            return Reply::text(Tone::Warning, tr!("unknown-form", word = &shown));
         }
         match self.grammar.suggest(&first) {
             Some(s) => {
@@ -263,10 +321,7 @@ impl Engine {
                     .map(|(_, r)| r.trim())
                     .unwrap_or("");
                 let command = if rest.is_empty() { s.clone() } else { format!("{s} {rest}") };
-                let r = Reply::text(
-                    Tone::Warning,
-                    format!("I don't know `{shown}`. Did you mean `{s}`? `help` lists what I can do."),
-                );
+                let r = Reply::text(Tone::Warning, tr!("unknown-did-you-mean", word = &shown, suggestion = &s));
                 // Only when its label can show the whole command and it is one line: a button
                 // must never run more than it says (someone else may press it).
                 if command.chars().count() <= 60 && !command.contains(['\n', '\r']) {
@@ -279,10 +334,7 @@ impl Engine {
                     r
                 }
             }
-            None => Reply::text(
-                Tone::Warning,
-                format!("I don't know `{shown}`. `help` lists what I can do, `list` the jobs."),
-            ),
+            None => Reply::text(Tone::Warning, tr!("unknown-word", word = &shown)),
         }
     }
 
@@ -293,24 +345,18 @@ impl Engine {
                 Some(job) if access::may_run_some(&self.access, person, job, &env.place) => {
                     present::job_help(job, self.bot.prefixes.first().map(String::as_str).unwrap_or(""))
                 }
-                Some(job) => Reply::text(
-                    Tone::Warning,
-                    format!(
-                        "You may not run `{}` here. `whoami` shows your roles, `list` what you may run.",
-                        job.name
-                    ),
-                ),
+                Some(job) => Reply::text(Tone::Warning, tr!("help-may-not-run", job = &job.name)),
                 None if grammar::VERBS.contains(&topic.to_lowercase().as_str()) => self.help_for(env, person),
                 None => self.unknown_job(&topic),
             })),
             Command::List => Ok(reply(self.list_for(env, person))),
             Command::Whoami => self.whoami(env, person).await,
-            Command::Yes | Command::No => Ok(reply(Reply::text(Tone::Info, "Nothing is waiting for your answer here."))),
+            Command::Yes | Command::No => Ok(reply(Reply::text(Tone::Info, tr!("nothing-waiting")))),
             Command::Status(id) => self.status(env, person, id).await,
             Command::Logs { id, all } => self.logs(env, person, id, all).await,
             Command::Cancel(id) => self.cancel(env, person, id).await,
             Command::History { job, mine, limit } => self.history(env, person, job, mine, limit).await,
-            Command::Run { job, params, positional } => self.run(env, person, &job, params, positional).await,
+            Command::Run { job, params, positional } => self.run(env, person, &job, params, positional, None).await,
             Command::Approve(id) => self.vote(env, person, id, true, None).await,
             Command::Deny { id, reason } => self.vote(env, person, id, false, reason).await,
             Command::Approvals => self.approvals(env, person).await,
@@ -319,6 +365,8 @@ impl Engine {
             Command::Locks => self.locks(env, person).await,
             Command::Link(code) => self.link(env, person, code).await,
             Command::Unlink(account) => self.unlink(env, person, &account).await,
+            Command::Schedules => self.schedules(env, person).await,
+            Command::Unschedule(id) => self.unschedule(env, person, id).await,
         }
     }
 
@@ -326,88 +374,13 @@ impl Engine {
         let shown = opsbot_core::job::shorten(name, 40);
         let names = self.catalog.jobs().iter().map(|j| j.name.as_str());
         match closest(name, names) {
-            Some(s) => Reply::text(
-                Tone::Warning,
-                format!("There is no job `{shown}`. Did you mean `{s}`? `list` shows the jobs."),
-            ),
-            None => Reply::text(Tone::Warning, format!("There is no job `{shown}`. `list` shows the jobs.")),
+            Some(s) => Reply::text(Tone::Warning, tr!("no-job-did-you-mean", job = &shown, suggestion = s)),
+            None => Reply::text(Tone::Warning, tr!("no-job", job = &shown)),
         }
     }
 
-    /// Binds raw arguments to a job's params: named first, then positional in declared order;
-    /// canonicalises every value; fills defaults. Returns the params and the required ones
-    /// still missing, or every problem found.
     fn bind(&self, job: &JobSpec, named: Vec<(String, String)>, positional: Vec<String>) -> Result<(Params, Vec<String>), Vec<String>> {
-        let mut params = Params::new();
-        let mut problems = Vec::new();
-        for (k, v) in named {
-            match job.param(&k) {
-                Some(spec) => {
-                    if params.contains_key(&spec.name) {
-                        problems.push(format!("`{}` is given twice.", spec.name));
-                        continue;
-                    }
-                    match spec.normalize(&v) {
-                        Ok(v) => {
-                            params.insert(spec.name.clone(), v);
-                        }
-                        Err(e) => problems.push(format!("{e}")),
-                    }
-                }
-                None => {
-                    let names: Vec<&str> = job.params.iter().map(|p| p.name.as_str()).collect();
-                    let hint = match closest(&k, names.iter().copied()) {
-                        Some(s) => format!(" Did you mean `{s}`?"),
-                        None if names.is_empty() => format!(" `{}` takes no parameters.", job.name),
-                        None => format!(" Its parameters: {}.", names.join(", ")),
-                    };
-                    problems.push(format!(
-                        "`{}` has no parameter `{}`.{hint}",
-                        job.name,
-                        opsbot_core::job::shorten(&k, 40)
-                    ));
-                }
-            }
-        }
-        let free: Vec<&opsbot_core::ParamSpec> = job.params.iter().filter(|p| !params.contains_key(&p.name)).collect();
-        if positional.len() > free.len() {
-            let extra: Vec<String> = positional[free.len()..]
-                .iter()
-                .map(|s| format!("`{}`", opsbot_core::job::shorten(s, 40)))
-                .collect();
-            let order: Vec<&str> = job.params.iter().map(|p| p.name.as_str()).collect();
-            problems.push(format!(
-                "Too many values: {} left over. `{}` takes {} in this order: {}.",
-                extra.join(", "),
-                job.name,
-                order.len(),
-                if order.is_empty() { "(none)".to_string() } else { order.join(", ") }
-            ));
-        }
-        for (spec, v) in free.iter().zip(positional) {
-            match spec.normalize(&v) {
-                Ok(v) => {
-                    params.insert(spec.name.clone(), v);
-                }
-                Err(e) => problems.push(format!("{e}")),
-            }
-        }
-        if !problems.is_empty() {
-            return Err(problems);
-        }
-        let mut missing = Vec::new();
-        for p in &job.params {
-            if !params.contains_key(&p.name) {
-                match (&p.default, p.required) {
-                    (Some(d), _) => {
-                        params.insert(p.name.clone(), d.clone());
-                    }
-                    (None, true) => missing.push(p.name.clone()),
-                    (None, false) => {}
-                }
-            }
-        }
-        Ok((params, missing))
+        understand::bind(job, named, positional, true)
     }
 
     async fn run(
@@ -417,6 +390,7 @@ impl Engine {
         job_name: &str,
         named: Vec<(String, String)>,
         positional: Vec<String>,
+        at: Option<chrono::DateTime<Utc>>,
     ) -> Result<Outcome, EngineError> {
         let Some(job) = self.catalog.get(job_name) else {
             self.audit(
@@ -443,10 +417,7 @@ impl Engine {
             if override_reason.is_none() {
                 self.run_decision(env, person, &job.name, None, "refused", Some("--override without a reason".into()))
                     .await?;
-                return Ok(reply(Reply::text(
-                    Tone::Error,
-                    "`--override` needs a reason, e.g. `--override \"hotfix for INC-42\"`. Nothing was run.",
-                )));
+                return Ok(reply(Reply::text(Tone::Error, tr!("override-needs-reason"))));
             }
         }
         let pre = access::decide(&self.access, person, Verb::Run, job, None, &env.place);
@@ -459,21 +430,23 @@ impl Engine {
                 let reason = problems.join(" ");
                 self.run_decision(env, person, &job.name, None, "refused", Some(reason.clone()))
                     .await?;
-                let mut r = Reply::new(Tone::Error).para(format!("I can't run `{}`:", job.name));
+                let mut r = Reply::new(Tone::Error).para(tr!("cant-run", job = &job.name));
                 for p in &problems {
                     r = r.para(format!("• {p}"));
                 }
-                return Ok(reply(r.para(format!("`help {}` shows its parameters.", job.name))));
+                return Ok(reply(r.para(tr!("cant-run-help", job = &job.name))));
             }
         };
         if !env.direct
-            && let Some(reason) = secret_in_public(job, &params, &missing)
+            && let Some(reason) = secret_in_public(job, &params, &missing, Lang::En)
         {
             self.run_decision(env, person, &job.name, Some(&params), "refused", Some(reason.clone()))
                 .await?;
-            return Ok(reply(Reply::text(Tone::Error, format!("{reason} Nothing was run."))));
+            // The audit keeps the English reason; the person reads it in their language.
+            let shown = secret_in_public(job, &params, &missing, i18n::current()).unwrap_or(reason);
+            return Ok(reply(Reply::text(Tone::Error, tr!("secret-refused", reason = shown))));
         }
-        self.proceed(env, person, job, params, missing, override_reason).await
+        self.proceed(env, person, job, params, missing, override_reason, at).await
     }
 
     /// Refuses a request: an audit record with the reason, and the reason for the person.
@@ -493,13 +466,14 @@ impl Engine {
         let what = match (action, params) {
             ("run", Some(p)) => format!("`{}`", present::describe_run(self.catalog.get(job), job, p)),
             ("run", None) => format!("`{job}`"),
-            (a, _) => format!("{a} on `{job}`"),
+            ("schedule", _) => tr!("refuse-schedule", job = job),
+            (a, _) => tr!("refuse-action", action = a, job = job),
         };
         Ok(Outcome {
             denied: true,
             ..reply(
                 Reply::new(Tone::Error)
-                    .para(format!("Not allowed: {what}. Nothing was run."))
+                    .para(tr!("refuse-not-allowed", what = what))
                     .para(why.to_string()),
             )
         })
@@ -553,6 +527,7 @@ impl Engine {
     }
 
     /// After binding: ask for what is missing, then confirm if sensitive, then dispatch.
+    #[allow(clippy::too_many_arguments)]
     async fn proceed(
         &self,
         env: &Envelope,
@@ -561,23 +536,25 @@ impl Engine {
         params: Params,
         missing: Vec<String>,
         override_reason: Option<String>,
+        at: Option<chrono::DateTime<Utc>>,
     ) -> Result<Outcome, EngineError> {
+        let at_json = at.map(|t| t.to_rfc3339());
         if let Some(next) = missing.first() {
             let spec = job.param(next).expect("missing params are declared");
             self.open_dialog(
                 env,
                 DIALOG_PARAM,
-                json!({ "job": job.name, "params": params, "asking": next, "override": override_reason }),
+                json!({ "job": job.name, "params": params, "asking": next, "override": override_reason, "at": at_json }),
                 self.bot.dialog_timeout,
             )
             .await?;
             self.run_decision(env, person, &job.name, Some(&params), "asked", Some(format!("missing `{next}`")))
                 .await?;
-            let mut q = format!("Which `{next}` for `{}`? {}", job.name, capitalise(&spec.kind.describe()));
+            let mut q = tr!("ask-param", param = next, job = &job.name, kind = capitalise(&spec.kind.describe()));
             if let Some(h) = &spec.help {
                 q.push_str(&format!(" — {h}"));
             }
-            let mut ask = Reply::new(Tone::Warning).para(q).para("Reply with the value, or `cancel`.");
+            let mut ask = Reply::new(Tone::Warning).para(q).para(tr!("ask-param-hint"));
             ask.blocks.push(opsbot_core::Block::Form(present::form(job, &params, env.direct)));
             return Ok(Outcome {
                 replies: vec![ask],
@@ -585,9 +562,14 @@ impl Engine {
                 ..Default::default()
             });
         }
-        let needs = match self.gate(env, person, job, &params, override_reason.as_deref(), true).await? {
-            Ok(needs) => needs,
-            Err(refused) => return Ok(refused),
+        // A run for later: the policies are asked when it is due.
+        let needs = if at.is_some() {
+            Vec::new()
+        } else {
+            match self.gate(env, person, job, &params, override_reason.as_deref(), true).await? {
+                Ok(needs) => needs,
+                Err(refused) => return Ok(refused),
+            }
         };
         if job.sensitive {
             // The Yes/No buttons carry this question's nonce, so a button of an earlier question
@@ -596,7 +578,7 @@ impl Engine {
             self.open_dialog(
                 env,
                 DIALOG_CONFIRM,
-                json!({ "job": job.name, "params": params, "override": override_reason, "nonce": nonce }),
+                json!({ "job": job.name, "params": params, "override": override_reason, "nonce": nonce, "at": at_json }),
                 self.bot.confirm_timeout,
             )
             .await?;
@@ -611,21 +593,21 @@ impl Engine {
             .await?;
             let secs = self.bot.confirm_timeout.as_secs();
             let r = Reply::new(Tone::Warning)
-                .para(format!(
-                    "`{}` is sensitive. Reply `yes` within {} to run:",
-                    job.name,
-                    present::duration(secs as i64 * 1000)
+                .para(tr!(
+                    "confirm-sensitive",
+                    job = &job.name,
+                    within = present::duration(secs as i64 * 1000)
                 ))
                 .code(present::describe_run(Some(job), &job.name, &params))
-                .para("or `no` to drop it.")
+                .para(tr!("confirm-or-no"))
                 .buttons(vec![
                     opsbot_core::Button {
-                        label: "Yes, run it".into(),
+                        label: tr!("confirm-yes-button"),
                         command: format!("yes {nonce}"),
                         tone: Tone::Warning,
                     },
                     opsbot_core::Button {
-                        label: "No".into(),
+                        label: tr!("no-button"),
                         command: format!("no {nonce}"),
                         tone: Tone::Info,
                     },
@@ -636,6 +618,9 @@ impl Engine {
                 ..Default::default()
             });
         }
+        if let Some(at) = at {
+            return self.schedule_run(env, person, job, params, at).await;
+        }
         self.launch(env, person, job, params, needs, override_reason, None).await
     }
 
@@ -643,6 +628,10 @@ impl Engine {
     async fn open_dialog(&self, env: &Envelope, kind: &str, state: serde_json::Value, ttl: std::time::Duration) -> Result<(), EngineError> {
         let ttl = chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::minutes(10));
         let expires_at = Utc::now().checked_add_signed(ttl).unwrap_or(chrono::DateTime::<Utc>::MAX_UTC);
+        let mut state = state;
+        if let Some(o) = state.as_object_mut() {
+            o.insert("lang".into(), json!(i18n::current().code()));
+        }
         let dialog = Dialog {
             place: env.place.clone(),
             user: env.user.clone(),
@@ -674,6 +663,13 @@ impl Engine {
             .await?;
         self.audit(env, person, "run", Some(&job.name), Some(&params), "accepted", reason, Some(e.id))
             .await?;
+        if let Ok(mut m) = self.run_lang.lock() {
+            // Only this process's recent runs: a bound, not a history.
+            if m.len() >= 10_000 {
+                m.clear();
+            }
+            m.insert(e.id, i18n::current());
+        }
         Ok(Outcome {
             replies: vec![present::queued(&e, Some(job))],
             queued: Some(e.id),
@@ -695,11 +691,10 @@ impl Engine {
         // A Yes/No button says which question it answers (`yes NONCE`): one of an earlier
         // question answers nothing, whatever is open now.
         if let Some((word, nonce)) = grammar::nonce_answer(&lower) {
-            if d.kind != DIALOG_CONFIRM || d.state.get("nonce").and_then(|v| v.as_str()) != Some(nonce.as_str()) {
-                return Ok(DialogStep::Answered(reply(Reply::text(
-                    Tone::Warning,
-                    "That button belongs to an earlier question; nothing was done. Answer the open question, or send the command again.",
-                ))));
+            if (d.kind != DIALOG_CONFIRM && d.kind != DIALOG_SUGGEST)
+                || d.state.get("nonce").and_then(|v| v.as_str()) != Some(nonce.as_str())
+            {
+                return Ok(DialogStep::Answered(reply(Reply::text(Tone::Warning, tr!("stale-button")))));
             }
             lower = word;
         }
@@ -711,20 +706,45 @@ impl Engine {
                 self.run_decision(env, person, &job_name, None, "expired", Some(format!("{} dialog expired", d.kind)))
                     .await?;
             }
-            let what = if d.kind == DIALOG_CONFIRM { "confirmation" } else { "question" };
+            let at = present::when(d.expires_at);
             let note = Reply::text(
                 Tone::Warning,
-                format!(
-                    "That {what} for `{job_name}` expired at {}; nothing was run.",
-                    present::when(d.expires_at)
-                ),
+                if d.kind == DIALOG_CONFIRM {
+                    tr!("confirm-expired", job = &job_name, at = &at)
+                } else {
+                    tr!("question-expired", job = &job_name, at = &at)
+                },
             );
             // A late yes/no is an answer to the expired question: say so and nothing else. Any
             // other message is handled as usual, after the note when it is meant for us.
             if (is_yes || is_no) && d.kind == DIALOG_CONFIRM {
-                return Ok(DialogStep::Answered(reply(note.para("Send the command again to start over."))));
+                return Ok(DialogStep::Answered(reply(note.para(tr!("expired-start-over")))));
             }
             return Ok(DialogStep::Pass(addressed.then_some(note)));
+        }
+        if d.kind == DIALOG_SUGGEST {
+            let line = d.state.get("command").and_then(|v| v.as_str()).unwrap_or_default().to_string();
+            let at = d
+                .state
+                .get("at")
+                .and_then(|v| v.as_str())
+                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                .map(|t| t.with_timezone(&Utc));
+            if is_yes {
+                if !self.store.delete_dialog(&env.place, &env.user).await? {
+                    return Ok(DialogStep::Answered(reply(Reply::text(Tone::Info, tr!("already-answered")))));
+                }
+                return match self.grammar.parse(&line, &self.catalog) {
+                    Ok(Some(cmd)) => Ok(DialogStep::Answered(self.command_at(env, person, cmd, at).await?)),
+                    _ => Ok(DialogStep::Answered(reply(Reply::text(Tone::Warning, tr!("suggestion-gone"))))),
+                };
+            }
+            // No, or anything else (a new message): the reading is dropped.
+            self.store.delete_dialog(&env.place, &env.user).await?;
+            if is_no {
+                return Ok(DialogStep::Answered(reply(Reply::text(Tone::Info, tr!("suggestion-dropped")))));
+            }
+            return Ok(DialogStep::Pass(None));
         }
         let params: Params = d
             .state
@@ -732,12 +752,18 @@ impl Engine {
             .and_then(|p| serde_json::from_value(p.clone()).ok())
             .unwrap_or_default();
         let override_reason = d.state.get("override").and_then(|v| v.as_str()).map(str::to_string);
+        let dialog_at = d
+            .state
+            .get("at")
+            .and_then(|v| v.as_str())
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| t.with_timezone(&Utc));
         let Some(job) = self.catalog.get(&job_name) else {
             // The job left the catalog since the question was asked (config reload).
             self.store.delete_dialog(&env.place, &env.user).await?;
             return Ok(DialogStep::Answered(reply(Reply::text(
                 Tone::Warning,
-                format!("`{job_name}` is no longer a job; nothing was run."),
+                tr!("dialog-job-gone", job = &job_name),
             ))));
         };
         // Built-in commands (`status 3`, `cancel 3`, `help`, …) are handled as such; the
@@ -765,9 +791,12 @@ impl Engine {
         if d.kind == DIALOG_CONFIRM {
             if is_yes {
                 if !self.store.delete_dialog(&env.place, &env.user).await? {
-                    return Ok(DialogStep::Answered(reply(Reply::text(Tone::Info, "That was already answered."))));
+                    return Ok(DialogStep::Answered(reply(Reply::text(Tone::Info, tr!("already-answered")))));
                 }
                 self.run_decision(env, person, &job.name, Some(&params), "confirmed", None).await?;
+                if let Some(at) = dialog_at {
+                    return Ok(DialogStep::Answered(self.schedule_run(env, person, job, params, at).await?));
+                }
                 // Policies again: a lock or a freeze may have begun while the question was open.
                 let needs = match self.gate(env, person, job, &params, override_reason.as_deref(), false).await? {
                     Ok(needs) => needs,
@@ -793,7 +822,7 @@ impl Engine {
                 }
                 return Ok(DialogStep::Answered(reply(Reply::text(
                     Tone::Info,
-                    format!("OK, `{}` was not run.", job.name),
+                    tr!("confirm-declined", job = &job.name),
                 ))));
             }
             // Anything else is a new message; the confirmation stays open until it expires.
@@ -820,7 +849,7 @@ impl Engine {
             self.store.delete_dialog(&env.place, &env.user).await?;
             return Ok(DialogStep::Answered(reply(Reply::text(
                 Tone::Warning,
-                format!("`{}` changed since I asked; send the command again.", job.name),
+                tr!("dialog-job-changed", job = &job.name),
             ))));
         };
         let answer = grammar::tokenize(text)
@@ -844,7 +873,7 @@ impl Engine {
             }
             return Ok(DialogStep::Answered(reply(Reply::text(
                 Tone::Info,
-                format!("OK, dropped `{}`; nothing was run.", job.name),
+                tr!("param-dropped", job = &job.name),
             ))));
         }
         // In a channel, an un-addressed message answers only when it fits a typed
@@ -856,7 +885,7 @@ impl Engine {
         match fits {
             Ok(v) => {
                 if !self.store.delete_dialog(&env.place, &env.user).await? {
-                    return Ok(DialogStep::Answered(reply(Reply::text(Tone::Info, "That was already answered."))));
+                    return Ok(DialogStep::Answered(reply(Reply::text(Tone::Info, tr!("already-answered")))));
                 }
                 let mut params = params;
                 params.insert(spec.name.clone(), v);
@@ -867,14 +896,14 @@ impl Engine {
                     .map(|p| p.name.clone())
                     .collect();
                 Ok(DialogStep::Answered(
-                    self.proceed(env, person, job, params, missing, override_reason).await?,
+                    self.proceed(env, person, job, params, missing, override_reason, dialog_at).await?,
                 ))
             }
             Err(e) => Ok(DialogStep::Answered(Outcome {
                 replies: vec![
                     Reply::new(Tone::Error)
-                        .para(format!("That doesn't fit: {}", e.message))
-                        .para(format!("Which `{asking}` for `{}`? Reply with the value, or `cancel`.", job.name)),
+                        .para(tr!("param-doesnt-fit", problem = &e.message))
+                        .para(tr!("param-ask-again", param = &asking, job = &job.name)),
                 ],
                 awaiting: Some(Awaiting::Param(asking)),
                 ..Default::default()
@@ -907,23 +936,20 @@ impl Engine {
         } else {
             self.store.output_tail(id, 50).await?
         };
-        let mut r =
-            Reply::new(present::state_tone(e.state)).status(present::state_tone(e.state), format!("#{} {} — {}", e.id, e.job, e.state));
+        let mut r = Reply::new(present::state_tone(e.state)).status(
+            present::state_tone(e.state),
+            format!("#{} {} — {}", e.id, e.job, state_word(i18n::current(), e.state)),
+        );
         if lines.is_empty() {
             r = r.para(if e.state == ExecState::Queued {
-                "No output yet: it has not started."
+                tr!("logs-not-started")
             } else {
-                "No output."
+                tr!("logs-no-output")
             });
         } else {
             r = r.code(present::render_lines(&lines));
             if total > lines.len() as u64 {
-                r = r.para(format!(
-                    "last {} of {} lines — `logs {} --all` for everything",
-                    lines.len(),
-                    total,
-                    e.id
-                ));
+                r = r.para(tr!("logs-tail", shown = lines.len(), total = total, id = e.id));
             }
         }
         Ok(reply(r))
@@ -938,23 +964,24 @@ impl Engine {
         }
         let result = self.store.request_cancel(id).await?;
         let job = Some(e.job);
-        let (decision, text, tone) = match &result {
+        let (decision, message, state, tone) = match &result {
             CancelResult::NotFound => return Ok(reply(no_such(id))),
-            CancelResult::AlreadyFinished(s) => ("refused", format!("#{id} already ended ({s}); nothing to cancel."), Tone::Info),
-            CancelResult::CancelledQueued => (
-                "cancelled",
-                format!("#{id} was still queued; it is cancelled and will not run."),
-                Tone::Warning,
-            ),
-            CancelResult::Requested => (
-                "accepted",
-                format!("Stopping #{id}: SIGTERM to its processes, SIGKILL if they linger. I'll confirm when it has stopped."),
-                Tone::Warning,
-            ),
+            CancelResult::AlreadyFinished(s) => ("refused", "cancel-already-ended", Some(*s), Tone::Info),
+            CancelResult::CancelledQueued => ("cancelled", "cancel-was-queued", None, Tone::Warning),
+            CancelResult::Requested => ("accepted", "cancel-stopping", None, Tone::Warning),
         };
-        self.audit(env, person, "cancel", job.as_deref(), None, decision, Some(text.clone()), Some(id))
+        // The audit record in English, the reply in the person's language.
+        let text = |lang: Lang| {
+            let mut args = vec![("id", i18n::Arg::from(id))];
+            if let Some(s) = state {
+                args.push(("state", state_word(lang, s).into()));
+            }
+            i18n::text(lang, message, &args)
+        };
+        let audited = text(Lang::En);
+        self.audit(env, person, "cancel", job.as_deref(), None, decision, Some(audited), Some(id))
             .await?;
-        Ok(reply(Reply::text(tone, text)))
+        Ok(reply(Reply::text(tone, text(i18n::current()))))
     }
 
     async fn history(
@@ -994,13 +1021,13 @@ impl Engine {
             }
         }
         let list = shown;
-        let mut title = format!("Last {} run(s)", list.len());
-        if let Some(j) = &job {
-            title.push_str(&format!(" of {j}"));
-        }
-        if mine {
-            title.push_str(" by you");
-        }
+        let n = list.len();
+        let title = match (&job, mine) {
+            (None, false) => tr!("history-title", n = n),
+            (Some(j), false) => tr!("history-title-job", n = n, job = j),
+            (None, true) => tr!("history-title-mine", n = n),
+            (Some(j), true) => tr!("history-title-job-mine", n = n, job = j),
+        };
         Ok(reply(present::history(&list, &self.catalog, title)))
     }
 
@@ -1094,12 +1121,23 @@ impl Engine {
             return Ok(None);
         };
         let job = self.catalog.get(&e.job);
+        // The card speaks the language the run was asked for in.
+        let lang = self
+            .access
+            .person_with_account(&e.requested_by)
+            .and_then(|p| p.language)
+            .or(self.bot.language)
+            .or_else(|| {
+                let m = self.run_lang.lock().ok()?;
+                m.get(&e.id).copied()
+            })
+            .unwrap_or_default();
         let reply = match e.state {
             ExecState::Queued => return Ok(None),
-            ExecState::Running => present::started(&e, job),
+            ExecState::Running => i18n::sync_scope(lang, || present::started(&e, job)),
             _ => {
                 let (tail, total) = self.store.output_tail(id, self.bot.output_tail).await?;
-                present::finished(&e, job, &tail, total)
+                i18n::sync_scope(lang, || present::finished(&e, job, &tail, total))
             }
         };
         Ok(Some(Notice {
@@ -1140,7 +1178,8 @@ impl Engine {
 /// Why a run may not go on in a place others read (a channel): it carries a value for a
 /// `secret` param (anything but the configured default), or one is missing and would be asked
 /// for here. Secret values are given only in a direct message or through the web console/API.
-fn secret_in_public(job: &JobSpec, params: &Params, missing: &[String]) -> Option<String> {
+/// The reason is written in `lang` (English for the audit record).
+fn secret_in_public(job: &JobSpec, params: &Params, missing: &[String], lang: Lang) -> Option<String> {
     let given: Vec<&str> = job
         .params
         .iter()
@@ -1153,18 +1192,19 @@ fn secret_in_public(job: &JobSpec, params: &Params, missing: &[String]) -> Optio
         .filter(|p| p.secret && missing.contains(&p.name))
         .map(|p| p.name.as_str())
         .collect();
-    let names = |v: &[&str]| v.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ");
+    let comma = i18n::text(lang, "list-comma", &[]);
+    let names = |v: &[&str]| v.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(&comma);
     if !given.is_empty() {
-        Some(format!(
-            "{} of `{}` is secret and may only be given in a direct message to me or in the web console's run form, never in a channel — consider it exposed and change it.",
-            names(&given),
-            job.name
+        Some(i18n::text(
+            lang,
+            "secret-given",
+            &[("names", names(&given).into()), ("job", (&job.name).into())],
         ))
     } else if !asked.is_empty() {
-        Some(format!(
-            "`{}` needs the secret {}, which I only take in a direct message or the web console's run form: start it there.",
-            job.name,
-            names(&asked)
+        Some(i18n::text(
+            lang,
+            "secret-asked",
+            &[("job", (&job.name).into()), ("names", names(&asked).into())],
         ))
     } else {
         None
@@ -1179,7 +1219,25 @@ fn reply(r: Reply) -> Outcome {
 }
 
 fn no_such(id: ExecutionId) -> Reply {
-    Reply::text(Tone::Warning, format!("There is no execution #{id}. `history` lists recent runs."))
+    Reply::text(Tone::Warning, tr!("no-such-execution", id = id))
+}
+
+/// A run's state in one word, in `lang`: in English its stored name (as audit records and
+/// replies have always shown it).
+fn state_word(lang: Lang, state: ExecState) -> String {
+    let id = match state {
+        ExecState::Queued => "state-queued",
+        ExecState::Running => "state-running",
+        ExecState::Succeeded => "state-succeeded",
+        ExecState::Failed => "state-failed",
+        ExecState::Cancelled => "state-cancelled",
+        ExecState::TimedOut => "state-timed-out",
+        ExecState::Lost => "state-lost",
+    };
+    match lang {
+        Lang::En => state.to_string(),
+        _ => i18n::text(lang, id, &[]),
+    }
 }
 
 fn capitalise(s: &str) -> String {
@@ -1194,4 +1252,153 @@ fn capitalise(s: &str) -> String {
 pub fn error_id() -> String {
     let now = Utc::now();
     format!("E{:x}{:04x}", now.timestamp_millis(), std::process::id() & 0xffff)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opsbot_core::config::{Config, LoadOptions};
+    use opsbot_core::understand::is_cjk;
+    use std::path::Path;
+
+    const CFG: &str = r#"
+[jobs.rotate]
+runner = { type = "exec", argv = ["rotate", "{{ user }}", "{{ password }}", "{{ token }}"] }
+[[jobs.rotate.params]]
+name = "user"
+required = true
+[[jobs.rotate.params]]
+name = "password"
+secret = true
+required = true
+[[jobs.rotate.params]]
+name = "token"
+secret = true
+"#;
+
+    fn en(id: &str, args: &[(&str, i18n::Arg)]) -> String {
+        i18n::text(Lang::En, id, args)
+    }
+
+    #[test]
+    fn english_replies_are_unchanged() {
+        assert_eq!(
+            en("internal-error", &[("id", "E1a2b0001".into())]),
+            "Something went wrong on my side (error id E1a2b0001; an admin can find it in opsbot's log). Check `history` before trying again: the request may or may not have been recorded."
+        );
+        // Numbers are shown in plain digits, without grouping.
+        assert_eq!(
+            en(
+                "message-too-long",
+                &[("len", 70_000usize.into()), ("max", 16_384usize.into()), ("kib", 16usize.into())]
+            ),
+            "That message is 70000 bytes; I read at most 16384 bytes (16 KiB). Nothing was run."
+        );
+        assert_eq!(
+            en(
+                "unknown-did-you-mean",
+                &[("word", "stauts".into()), ("suggestion", "status".into())]
+            ),
+            "I don't know `stauts`. Did you mean `status`? `help` lists what I can do."
+        );
+        assert_eq!(
+            en("override-needs-reason", &[]),
+            "`--override` needs a reason, e.g. `--override \"hotfix for INC-42\"`. Nothing was run."
+        );
+        assert_eq!(
+            en("confirm-sensitive", &[("job", "deploy".into()), ("within", "5 min 00 s".into())]),
+            "`deploy` is sensitive. Reply `yes` within 5 min 00 s to run:"
+        );
+        assert_eq!(
+            en("param-ask-again", &[("param", "env".into()), ("job", "deploy".into())]),
+            "Which `env` for `deploy`? Reply with the value, or `cancel`."
+        );
+        assert_eq!(
+            en(
+                "logs-tail",
+                &[("shown", 50usize.into()), ("total", 1234u64.into()), ("id", 7i64.into())]
+            ),
+            "last 50 of 1234 lines — `logs 7 --all` for everything"
+        );
+        assert_eq!(
+            en(
+                "cancel-already-ended",
+                &[("id", 3i64.into()), ("state", state_word(Lang::En, ExecState::TimedOut).into())]
+            ),
+            "#3 already ended (timed_out); nothing to cancel."
+        );
+        assert_eq!(
+            en("history-title-job-mine", &[("n", 2usize.into()), ("job", "deploy".into())]),
+            "Last 2 run(s) of deploy by you"
+        );
+        assert_eq!(en("history-title", &[("n", 0usize.into())]), "Last 0 run(s)");
+        assert_eq!(
+            en(
+                "refuse-not-allowed",
+                &[("what", en("refuse-schedule", &[("job", "deploy".into())]).into())]
+            ),
+            "Not allowed: schedule on `deploy`. Nothing was run."
+        );
+        assert_eq!(
+            i18n::sync_scope(Lang::En, || no_such(42).blocks),
+            Reply::text(Tone::Warning, "There is no execution #42. `history` lists recent runs.").blocks
+        );
+    }
+
+    #[test]
+    fn chinese_replies_are_chinese_with_english_commands() {
+        let zh = |id: &str, args: &[(&str, i18n::Arg)]| i18n::text(Lang::Zh, id, args);
+        let samples: [(&str, Vec<(&str, i18n::Arg)>); 8] = [
+            ("internal-error", vec![("id", "E1".into())]),
+            ("nothing-waiting", vec![]),
+            ("ask-param-hint", vec![]),
+            ("confirm-or-no", vec![]),
+            ("already-answered", vec![]),
+            ("cancel-stopping", vec![("id", 9i64.into())]),
+            ("history-title-mine", vec![("n", 3usize.into())]),
+            ("no-such-execution", vec![("id", 42i64.into())]),
+        ];
+        for (id, args) in &samples {
+            let out = zh(id, args);
+            assert!(out.chars().any(is_cjk), "{id}: {out}");
+            assert_ne!(out, en(id, args), "{id}");
+        }
+        let hint = zh("ask-param-hint", &[]);
+        assert!(hint.contains("`cancel`"), "{hint}");
+        let gone = zh("no-such-execution", &[("id", 42i64.into())]);
+        assert!(gone.contains("#42") && gone.contains("`history`"), "{gone}");
+        assert_eq!(state_word(Lang::Zh, ExecState::TimedOut), "超时");
+        assert_eq!(state_word(Lang::En, ExecState::TimedOut), "timed_out");
+    }
+
+    #[test]
+    fn secret_in_public_is_english_for_the_audit_and_localised_for_the_reply() {
+        let c = Config::parse(CFG, Path::new("/tmp/t.toml"), LoadOptions::default()).unwrap();
+        let job = c.catalog.get("rotate").unwrap();
+        let given: Params = [
+            ("user".to_string(), "ann".to_string()),
+            ("password".into(), "hunter2".into()),
+            ("token".into(), "t".into()),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(
+            secret_in_public(job, &given, &[], Lang::En).unwrap(),
+            "`password`, `token` of `rotate` is secret and may only be given in a direct message to me or in the web console's run form, never in a channel — consider it exposed and change it."
+        );
+        let zh = secret_in_public(job, &given, &[], Lang::Zh).unwrap();
+        assert!(
+            zh.contains("`password`，`token`") && zh.contains("`rotate`") && zh.chars().any(is_cjk),
+            "{zh}"
+        );
+        assert!(!zh.contains("hunter2"), "{zh}");
+        let user: Params = [("user".to_string(), "ann".to_string())].into_iter().collect();
+        let missing = vec!["password".to_string()];
+        assert_eq!(
+            secret_in_public(job, &user, &missing, Lang::En).unwrap(),
+            "`rotate` needs the secret `password`, which I only take in a direct message or the web console's run form: start it there."
+        );
+        assert!(secret_in_public(job, &user, &missing, Lang::Zh).unwrap().chars().any(is_cjk));
+        assert_eq!(secret_in_public(job, &user, &[], Lang::En), None);
+    }
 }

@@ -1,5 +1,6 @@
 //! The presenter: turns catalog entries and records into `Reply` documents.
 
+use crate::tr;
 use chrono::{DateTime, Local, Utc};
 use opsbot_core::job::{Catalog, JobSpec, ParamKind, shorten};
 use opsbot_core::{Button, ExecState, Execution, OutputLine, Reply, Stream, Tone};
@@ -62,70 +63,59 @@ pub fn state_tone(state: ExecState) -> Tone {
 
 fn state_label(e: &Execution) -> String {
     match e.state {
+        ExecState::Queued => tr!("state-queued"),
+        ExecState::Running => tr!("state-running"),
+        ExecState::Succeeded => tr!("state-succeeded"),
         ExecState::Failed => match e.exit_code {
-            Some(c) => format!("failed (exit {c})"),
-            None => "failed".into(),
+            Some(c) => tr!("state-failed-exit", code = c),
+            None => tr!("state-failed"),
         },
-        ExecState::TimedOut => "timed out".into(),
-        s => s.to_string(),
+        ExecState::Cancelled => tr!("state-cancelled"),
+        ExecState::TimedOut => tr!("state-timed-out"),
+        ExecState::Lost => tr!("state-lost"),
     }
 }
 
 /// Help: built-in verbs and the jobs.
 pub fn help(catalog: &Catalog, bot: &str) -> Reply {
-    let mut r = Reply::new(Tone::Info).heading(format!("{bot} — run and watch ops jobs"));
+    let mut r = Reply::new(Tone::Info).heading(tr!("help-heading", bot = bot));
     let verbs = vec![
-        (
-            "help [JOB]".to_string(),
-            "this help, or one job's parameters and examples".to_string(),
-        ),
-        ("list".into(), "the jobs you can run".into()),
-        (
-            "run JOB key=value …".into(),
-            "run a job (also: `JOB key=value`, `!JOB value value`)".into(),
-        ),
-        ("status ID".into(), "state, timings and last lines of a run".into()),
-        ("logs ID [--all]".into(), "output of a run".into()),
-        ("cancel ID".into(), "stop a queued or running run".into()),
-        ("history [JOB] [--mine] [--limit N]".into(), "recent runs".into()),
-        ("whoami".into(), "who opsbot thinks you are, your roles and what they allow".into()),
-        (
-            "approvals · approve ID · deny ID [why]".into(),
-            "open approval requests; vote on one (your own `deny` withdraws it)".into(),
-        ),
+        ("help [JOB]".to_string(), tr!("help-verb-help")),
+        ("list".into(), tr!("help-verb-list")),
+        ("run JOB key=value …".into(), tr!("help-verb-run")),
+        ("status ID".into(), tr!("help-verb-status")),
+        ("logs ID [--all]".into(), tr!("help-verb-logs")),
+        ("cancel ID".into(), tr!("help-verb-cancel")),
+        ("history [JOB] [--mine] [--limit N]".into(), tr!("help-verb-history")),
+        ("whoami".into(), tr!("help-verb-whoami")),
+        ("approvals · approve ID · deny ID [why]".into(), tr!("help-verb-approvals")),
         (
             "lock [JOB] key=value --reason \"…\" · unlock … · locks".into(),
-            "stop runs of a job or a value until unlocked".into(),
+            tr!("help-verb-lock"),
         ),
-        (
-            "link · link CODE · unlink PLATFORM:ID".into(),
-            "tie another chat account to you".into(),
-        ),
+        ("link · link CODE · unlink PLATFORM:ID".into(), tr!("help-verb-link")),
     ];
     r = r.fields(verbs);
     let names: Vec<&str> = catalog.jobs().iter().map(|j| j.name.as_str()).collect();
     if names.is_empty() {
         return r;
     }
-    r.para(format!(
-        "Jobs you may run: {}. Try `help {}`.",
-        names.join(", "),
-        names.first().copied().unwrap_or("JOB")
+    r.para(tr!(
+        "help-jobs",
+        jobs = names.join(", "),
+        first = names.first().copied().unwrap_or("JOB")
     ))
 }
 
 /// Help for one job, generated from its schema.
 /// `prefix` is how positional use is shown (the first configured prefix, or none).
 pub fn job_help(job: &JobSpec, prefix: &str) -> Reply {
-    let mut r = Reply::new(Tone::Info).heading(format!(
-        "{} — {}",
-        job.name,
-        if job.description.is_empty() {
-            "(no description)"
-        } else {
-            &job.description
-        }
-    ));
+    let description = if job.description.is_empty() {
+        tr!("job-help-no-description")
+    } else {
+        job.description.clone()
+    };
+    let mut r = Reply::new(Tone::Info).heading(format!("{} — {description}", job.name));
     let usage: Vec<String> = job
         .params
         .iter()
@@ -137,7 +127,7 @@ pub fn job_help(job: &JobSpec, prefix: &str) -> Reply {
             }
         })
         .collect();
-    r = r.para(format!("Usage: `{} {}`", job.name, usage.join(" ")));
+    r = r.para(tr!("job-help-usage", job = &job.name, params = usage.join(" ")));
     if !job.params.is_empty() {
         let rows = job
             .params
@@ -145,10 +135,10 @@ pub fn job_help(job: &JobSpec, prefix: &str) -> Reply {
             .map(|p| {
                 let allowed = p.kind.describe();
                 let need = match (&p.default, p.required) {
-                    (Some(_), _) if p.secret => "default ••••".into(),
-                    (Some(d), _) => format!("default {d}"),
-                    (None, true) => "required".into(),
-                    (None, false) => "optional".into(),
+                    (Some(_), _) if p.secret => tr!("job-help-default", value = "••••"),
+                    (Some(d), _) => tr!("job-help-default", value = d),
+                    (None, true) => tr!("job-help-required"),
+                    (None, false) => tr!("job-help-optional"),
                 };
                 vec![
                     p.name.clone(),
@@ -160,7 +150,13 @@ pub fn job_help(job: &JobSpec, prefix: &str) -> Reply {
             })
             .collect();
         r = r.table(
-            vec!["param".into(), "type".into(), "allowed".into(), "".into(), "help".into()],
+            vec![
+                tr!("header-param"),
+                tr!("header-type"),
+                tr!("header-allowed"),
+                String::new(),
+                tr!("header-help"),
+            ],
             rows,
         );
     }
@@ -173,34 +169,34 @@ pub fn job_help(job: &JobSpec, prefix: &str) -> Reply {
                 .map(|v| format!("{} = {}", v.value, v.synonyms.join(", ")))
                 .collect();
             if !syn.is_empty() {
-                notes.push((format!("{} also accepts", p.name), syn.join("; ")));
+                notes.push((tr!("job-help-also-accepts", param = &p.name), syn.join("; ")));
             }
         }
     }
     if !job.aliases.is_empty() {
         notes.push((
-            "Aliases".to_string(),
+            tr!("job-help-aliases"),
             job.aliases.iter().map(|a| format!("`{a}`")).collect::<Vec<_>>().join(", "),
         ));
     }
     if !job.examples.is_empty() {
         notes.push((
-            "Examples".to_string(),
+            tr!("job-help-examples"),
             job.examples.iter().map(|a| format!("`{a}`")).collect::<Vec<_>>().join(", "),
         ));
     }
     let order: Vec<&str> = job.params.iter().map(|p| p.name.as_str()).collect();
     if !order.is_empty() {
-        notes.push(("Positional order".into(), format!("`{prefix}{} {}`", job.name, order.join(" "))));
+        notes.push((tr!("job-help-positional"), format!("`{prefix}{} {}`", job.name, order.join(" "))));
     }
-    let mut limits = vec![format!("timeout {}", humantime_short(job.timeout))];
+    let mut limits = vec![tr!("job-help-timeout", timeout = humantime_short(job.timeout))];
     if let Some(c) = job.concurrency {
-        limits.push(format!("at most {c} at a time"));
+        limits.push(tr!("job-help-concurrency", n = c));
     }
     if job.sensitive {
-        limits.push("asks you to confirm".into());
+        limits.push(tr!("job-help-confirms"));
     }
-    notes.push(("Limits".into(), limits.join(", ")));
+    notes.push((tr!("job-help-limits"), limits.join(&tr!("list-comma"))));
     r.fields(notes)
 }
 
@@ -223,28 +219,24 @@ pub fn list(catalog: &Catalog) -> Reply {
         })
         .collect();
     Reply::new(Tone::Info)
-        .heading(format!("{} jobs", catalog.len()))
-        .table(vec!["job".into(), "params".into(), "description".into()], rows)
-        .para("`help JOB` shows a job's parameters and examples.")
+        .heading(tr!("list-heading", n = catalog.len()))
+        .table(vec![tr!("header-job"), tr!("header-params"), tr!("header-description")], rows)
+        .para(tr!("list-footer"))
 }
 
 /// The acknowledgement sent as soon as a run is queued.
 pub fn queued(e: &Execution, job: Option<&JobSpec>) -> Reply {
     Reply::new(Tone::Info)
-        .status(Tone::Info, format!("#{} queued", e.id))
-        .para(format!(
-            "{} — I'll report here when it ends. `status {id}` · `logs {id}` · `cancel {id}`",
-            describe_run(job, &e.job, &e.params),
-            id = e.id
-        ))
+        .status(Tone::Info, tr!("queued-status", id = e.id))
+        .para(tr!("queued-para", run = describe_run(job, &e.job, &e.params), id = e.id))
         .buttons(vec![
             Button {
-                label: "Status".into(),
+                label: tr!("button-status"),
                 command: format!("status {}", e.id),
                 tone: Tone::Info,
             },
             Button {
-                label: "Cancel".into(),
+                label: tr!("button-cancel"),
                 command: format!("cancel {}", e.id),
                 tone: Tone::Error,
             },
@@ -255,16 +247,16 @@ pub fn queued(e: &Execution, job: Option<&JobSpec>) -> Reply {
 /// A job card update when a run starts.
 pub fn started(e: &Execution, job: Option<&JobSpec>) -> Reply {
     Reply::new(Tone::Progress)
-        .status(Tone::Progress, format!("#{} running", e.id))
+        .status(Tone::Progress, tr!("started-status", id = e.id))
         .para(describe_run(job, &e.job, &e.params))
         .buttons(vec![
             Button {
-                label: "Logs".into(),
+                label: tr!("button-logs"),
                 command: format!("logs {}", e.id),
                 tone: Tone::Info,
             },
             Button {
-                label: "Cancel".into(),
+                label: tr!("button-cancel"),
                 command: format!("cancel {}", e.id),
                 tone: Tone::Error,
             },
@@ -278,28 +270,24 @@ pub fn finished(e: &Execution, job: Option<&JobSpec>, tail: &[OutputLine], total
     let mut r = Reply::new(tone)
         .status(tone, format!("#{} {} {}", e.id, e.job, state_label(e)))
         .para(describe_run(job, &e.job, &e.params));
-    let mut fields = vec![("requested by".to_string(), e.requester_name.clone())];
+    let mut fields = vec![(tr!("field-requested-by"), e.requester_name.clone())];
     if let Some(ms) = e.duration_ms {
-        fields.push(("duration".into(), duration(ms)));
+        fields.push((tr!("field-duration"), duration(ms)));
     }
     if let Some(c) = e.exit_code {
-        fields.push(("exit code".into(), c.to_string()));
+        fields.push((tr!("field-exit-code"), c.to_string()));
     }
     if let Some(d) = &e.detail {
-        fields.push(("note".into(), d.clone()));
+        fields.push((tr!("field-note"), d.clone()));
     }
     r = r.fields(fields);
     if !tail.is_empty() {
         r = r.code(render_lines(tail));
     }
     if total > tail.len() as u64 {
-        r = r.para(format!(
-            "… {} earlier line(s) not shown: `logs {} --all`",
-            total - tail.len() as u64,
-            e.id
-        ));
+        r = r.para(tr!("finished-more", n = total - tail.len() as u64, id = e.id));
     } else if total == 0 {
-        r = r.para("(no output)");
+        r = r.para(tr!("finished-no-output"));
     }
     // Run it again with the same values, when they can be shown: not with a secret one.
     if let Some(job) = job
@@ -310,7 +298,7 @@ pub fn finished(e: &Execution, job: Option<&JobSpec>, tail: &[OutputLine], total
             command.push_str(&format!(" {k}={}", opsbot_core::reply::quote(v)));
         }
         r = r.buttons(vec![Button {
-            label: "Run again".into(),
+            label: tr!("button-run-again"),
             command,
             tone: Tone::Info,
         }]);
@@ -335,37 +323,37 @@ pub fn render_lines(lines: &[OutputLine]) -> String {
 pub fn status(e: &Execution, job: Option<&JobSpec>, tail: &[OutputLine], total: u64) -> Reply {
     let tone = state_tone(e.state);
     let mut fields = vec![
-        ("job".to_string(), describe_run(job, &e.job, &e.params)),
-        ("state".into(), state_label(e)),
-        ("requested by".into(), format!("{} ({})", e.requester_name, e.requested_by)),
-        ("where".into(), e.place.to_string()),
-        ("queued".into(), when(e.created_at)),
+        (tr!("field-job"), describe_run(job, &e.job, &e.params)),
+        (tr!("field-state"), state_label(e)),
+        (tr!("field-requested-by"), format!("{} ({})", e.requester_name, e.requested_by)),
+        (tr!("field-where"), e.place.to_string()),
+        (tr!("field-queued"), when(e.created_at)),
     ];
     if let Some(t) = e.started_at {
-        fields.push(("started".into(), when(t)));
+        fields.push((tr!("field-started"), when(t)));
     }
     if let Some(t) = e.finished_at {
-        fields.push(("finished".into(), when(t)));
+        fields.push((tr!("field-finished"), when(t)));
     }
     if let Some(ms) = e.duration_ms {
-        fields.push(("duration".into(), duration(ms)));
+        fields.push((tr!("field-duration"), duration(ms)));
     } else if let (Some(s), None) = (e.started_at, e.finished_at) {
-        fields.push(("running for".into(), duration((Utc::now() - s).num_milliseconds().max(0))));
+        fields.push((tr!("field-running-for"), duration((Utc::now() - s).num_milliseconds().max(0))));
     }
     if let Some(c) = e.exit_code {
-        fields.push(("exit code".into(), c.to_string()));
+        fields.push((tr!("field-exit-code"), c.to_string()));
     }
     if let Some(c) = e.cpu_ms {
-        fields.push(("cpu time".into(), duration(c)));
+        fields.push((tr!("field-cpu-time"), duration(c)));
     }
     if let Some(k) = e.max_rss_kb {
-        fields.push(("max memory".into(), format!("{:.1} MiB", k as f64 / 1024.0)));
+        fields.push((tr!("field-max-memory"), format!("{:.1} MiB", k as f64 / 1024.0)));
     }
     if let Some(d) = &e.detail {
-        fields.push(("note".into(), d.clone()));
+        fields.push((tr!("field-note"), d.clone()));
     }
     if e.cancel_requested && !e.state.is_final() {
-        fields.push(("cancel".into(), "requested".into()));
+        fields.push((tr!("field-cancel"), tr!("status-cancel-requested")));
     }
     let mut r = Reply::new(tone)
         .status(tone, format!("#{} {}", e.id, state_label(e)))
@@ -373,7 +361,7 @@ pub fn status(e: &Execution, job: Option<&JobSpec>, tail: &[OutputLine], total: 
     if !tail.is_empty() {
         r = r.code(render_lines(tail));
         if total > tail.len() as u64 {
-            r = r.para(format!("last {} of {} lines — `logs {}` for more", tail.len(), total, e.id));
+            r = r.para(tr!("status-tail", shown = tail.len(), total = total, id = e.id));
         }
     }
     r.card(e.id)
@@ -382,7 +370,7 @@ pub fn status(e: &Execution, job: Option<&JobSpec>, tail: &[OutputLine], total: 
 /// `history`.
 pub fn history(list: &[Execution], catalog: &Catalog, title: String) -> Reply {
     if list.is_empty() {
-        return Reply::text(Tone::Info, format!("{title}: nothing yet."));
+        return Reply::text(Tone::Info, tr!("history-empty", title = title));
     }
     let rows = list
         .iter()
@@ -399,12 +387,12 @@ pub fn history(list: &[Execution], catalog: &Catalog, title: String) -> Reply {
         .collect();
     Reply::new(Tone::Info).heading(title).table(
         vec![
-            "id".into(),
-            "run".into(),
-            "state".into(),
-            "by".into(),
-            "queued".into(),
-            "took".into(),
+            tr!("header-id"),
+            tr!("header-run"),
+            tr!("header-state"),
+            tr!("header-by"),
+            tr!("header-queued"),
+            tr!("header-took"),
         ],
         rows,
     )
@@ -438,7 +426,7 @@ pub fn form(job: &JobSpec, known: &opsbot_core::Params, direct: bool) -> opsbot_
         })
         .collect();
     opsbot_core::Form {
-        title: format!("Run {}", job.name),
+        title: tr!("form-title", job = &job.name),
         command: format!("run {}", job.name),
         fields,
     }

@@ -3,8 +3,9 @@
 //! linking (`link`, `unlink`); and the checks on other people's runs.
 
 use crate::access::{self, Known, Person};
+use crate::i18n::{self, Arg, Lang};
 use crate::policy::Requirement;
-use crate::{Elsewhere, Engine, EngineError, Outcome, present, reply};
+use crate::{Elsewhere, Engine, EngineError, Outcome, present, reply, tr};
 use chrono::Utc;
 use opsbot_core::config::Verb;
 use opsbot_core::job::{Catalog, JobSpec};
@@ -16,6 +17,47 @@ use sha2::{Digest, Sha256};
 const LINK_CODE_TTL_MINUTES: i64 = 10;
 /// Letters of a link code: no 0/O, 1/I/L.
 const CODE_ALPHABET: &[u8] = b"ABCDEFGHJKMNPQRSTUVWXYZ23456789";
+
+/// A message twice: in English for the audit record, in the person's language for the reply.
+struct Said {
+    audit: String,
+    reply: String,
+}
+
+impl Said {
+    /// The text `f` makes in English and in the current language.
+    fn with(f: impl Fn(Lang) -> String) -> Self {
+        Said {
+            audit: f(Lang::En),
+            reply: f(i18n::current()),
+        }
+    }
+
+    /// Message `id` with these arguments, in both.
+    fn new(id: &str, args: &[(&str, Arg)]) -> Self {
+        Said::with(|lang| i18n::text(lang, id, args))
+    }
+
+    /// A text that exists only in English (a parameter's validation message, say).
+    fn english(text: String) -> Self {
+        Said {
+            audit: text.clone(),
+            reply: text,
+        }
+    }
+}
+
+/// An approval request's state, for people.
+fn approval_state(lang: Lang, state: ApprovalState) -> String {
+    let id = match state {
+        ApprovalState::Pending => "approval-state-pending",
+        ApprovalState::Approved => "approval-state-approved",
+        ApprovalState::Denied => "approval-state-denied",
+        ApprovalState::Expired => "approval-state-expired",
+        ApprovalState::Withdrawn => "approval-state-withdrawn",
+    };
+    i18n::text(lang, id, &[])
+}
 
 impl Engine {
     /// The jobs this person may run here.
@@ -45,16 +87,17 @@ impl Engine {
 
     pub(crate) async fn whoami(&self, env: &Envelope, person: &Person) -> Result<Outcome, EngineError> {
         let who = match (&person.known, &person.key) {
-            (Known::Listed, Some(k)) => format!("{} (person `{k}` in the config)", person.name),
-            (Known::Linked, Some(k)) => format!("{} (person `{k}`, account linked with `link`)", person.name),
-            (Known::Local, _) => format!("{} (the local command line)", person.name),
-            _ => format!("{} — an account I don't know; `link` ties it to you", person.name),
+            (Known::Listed, Some(k)) => tr!("whoami-listed", name = &person.name, key = k),
+            (Known::Linked, Some(k)) => tr!("whoami-linked", name = &person.name, key = k),
+            (Known::Local, _) => tr!("whoami-local", name = &person.name),
+            _ => tr!("whoami-unknown", name = &person.name),
         };
+        let direct = if env.direct { tr!("whoami-here-direct") } else { String::new() };
         let mut fields = vec![
-            ("you".into(), who),
-            ("account".into(), person.account.to_string()),
-            ("here".into(), format!("{}{}", env.place, if env.direct { " (direct)" } else { "" })),
-            ("roles".into(), person.roles.join(", ")),
+            (tr!("field-you"), who),
+            (tr!("field-account"), person.account.to_string()),
+            (tr!("field-here"), format!("{}{direct}", env.place)),
+            (tr!("field-roles"), person.roles.join(", ")),
         ];
         if let Some(k) = &person.key {
             let mut accounts: Vec<String> = self
@@ -63,14 +106,14 @@ impl Engine {
                 .map(|p| p.accounts.iter().map(|a| a.to_string()).collect())
                 .unwrap_or_default();
             for l in self.store.account_links(Some(k)).await? {
-                accounts.push(format!("{} (linked)", l.account));
+                accounts.push(tr!("whoami-linked-account", account = l.account.to_string()));
             }
-            fields.push(("accounts".into(), accounts.join(", ")));
+            fields.push((tr!("field-accounts"), accounts.join(", ")));
         }
         let mut r = Reply::new(Tone::Info).fields(fields);
         let grants = access::describe_roles(&self.access, person);
         if !grants.is_empty() {
-            r = r.para("What your roles allow:").code(grants.join("\n"));
+            r = r.para(tr!("whoami-grants")).code(grants.join("\n"));
         }
         Ok(reply(r))
     }
@@ -164,7 +207,15 @@ impl Engine {
         if d.allowed() || self.is_own(person, e).await? {
             return Ok(None);
         }
-        let why = format!("#{} is {}'s run of `{}`. {}", e.id, e.requester_name, e.job, d.explain());
+        let why = Said::new(
+            "touch-not-yours",
+            &[
+                ("id", e.id.into()),
+                ("who", (&e.requester_name).into()),
+                ("job", (&e.job).into()),
+                ("explain", d.explain().into()),
+            ],
+        );
         self.audit(
             env,
             person,
@@ -172,13 +223,17 @@ impl Engine {
             Some(&e.job),
             None,
             "refused",
-            Some(why.clone()),
+            Some(why.audit),
             Some(e.id),
         )
         .await?;
         Ok(Some(Outcome {
             denied: true,
-            ..reply(Reply::new(Tone::Error).para(format!("You may not {verb} #{}.", e.id)).para(why))
+            ..reply(
+                Reply::new(Tone::Error)
+                    .para(tr!("touch-may-not", verb = verb.as_str(), id = e.id))
+                    .para(why.reply),
+            )
         }))
     }
 
@@ -241,7 +296,7 @@ impl Engine {
             })
             .collect();
         Ok(Outcome {
-            replies: vec![card.para(format!("You can withdraw it with `deny {}`.", a.id))],
+            replies: vec![card.para(tr!("approval-withdraw-hint", id = a.id))],
             elsewhere,
             approval: Some(a.id),
             ..Default::default()
@@ -251,15 +306,15 @@ impl Engine {
     fn approval_card(&self, a: &Approval, needs: &[Requirement]) -> Reply {
         let job = self.catalog.get(&a.job);
         let mut fields = vec![
-            ("asked by".to_string(), format!("{} ({})", a.requester_name, a.requested_by)),
+            (tr!("field-asked-by"), format!("{} ({})", a.requester_name, a.requested_by)),
             (
-                "needs".into(),
+                tr!("field-needs"),
                 needs.iter().map(Requirement::describe).collect::<Vec<_>>().join("; "),
             ),
-            ("expires".into(), present::when(a.expires_at)),
+            (tr!("field-expires"), present::when(a.expires_at)),
         ];
         if let Some((_, why)) = a.reason.split_once("override asked: ") {
-            fields.push(("override asked".into(), why.to_string()));
+            fields.push((tr!("field-override-asked"), why.to_string()));
         }
         if let Some(j) = job {
             // What exactly will run: the command line, with secret values hidden.
@@ -274,25 +329,28 @@ impl Engine {
             let argv = self.render_argv(j, &shown, &a.requested_by.to_string());
             if !argv.is_empty() {
                 fields.push((
-                    "command".into(),
+                    tr!("field-command"),
                     shlex::try_join(argv.iter().map(String::as_str)).unwrap_or_else(|_| argv.join(" ")),
                 ));
             }
         }
         Reply::new(Tone::Warning)
-            .status(Tone::Warning, format!("approval request {} — {}", a.id, a.state))
-            .para("This run waits for approval:")
+            .status(
+                Tone::Warning,
+                tr!("approval-status", id = a.id, state = approval_state(i18n::current(), a.state)),
+            )
+            .para(tr!("approval-waits"))
             .code(present::describe_run(job, &a.job, &a.params))
             .fields(fields)
-            .para(format!("Approvers: `approve {id}` or `deny {id} [reason]`.", id = a.id))
+            .para(tr!("approval-approvers", id = a.id))
             .buttons(vec![
                 Button {
-                    label: "Approve".into(),
+                    label: tr!("button-approve"),
                     command: format!("approve {}", a.id),
                     tone: Tone::Success,
                 },
                 Button {
-                    label: "Deny".into(),
+                    label: tr!("button-deny"),
                     command: format!("deny {}", a.id),
                     tone: Tone::Error,
                 },
@@ -319,20 +377,20 @@ impl Engine {
             denied: true,
             ..reply(
                 Reply::new(Tone::Error)
-                    .para(format!("Not allowed: {action} `{subject}`."))
+                    .para(tr!("admin-not-allowed", action = action, subject = subject))
                     .para(why),
             )
         })
     }
 
     /// Audits a refused vote and says why.
-    async fn refuse_vote(&self, env: &Envelope, person: &Person, a: &Approval, verb: &str, why: String) -> Result<Outcome, EngineError> {
-        let audit = Some(format!("request {}: {why}", a.id));
+    async fn refuse_vote(&self, env: &Envelope, person: &Person, a: &Approval, verb: &str, why: Said) -> Result<Outcome, EngineError> {
+        let audit = Some(format!("request {}: {}", a.id, why.audit));
         self.audit(env, person, verb, Some(&a.job), None, "refused", audit, a.execution_id)
             .await?;
         Ok(Outcome {
             denied: true,
-            ..reply(Reply::text(Tone::Error, why))
+            ..reply(Reply::text(Tone::Error, why.reply))
         })
     }
 
@@ -354,18 +412,23 @@ impl Engine {
                     verb,
                     None,
                     format!("no approval request {id}"),
-                    Reply::text(
-                        Tone::Warning,
-                        format!("There is no approval request {id}. `approvals` lists the open ones."),
-                    ),
+                    Reply::text(Tone::Warning, tr!("vote-no-request", id = id)),
                 )
                 .await;
         };
         if a.state != ApprovalState::Pending {
-            let note = a.decision_note.as_deref().map(|n| format!(" ({n})")).unwrap_or_default();
-            return self
-                .refuse_vote(env, person, &a, verb, format!("Request {id} is already {}{note}.", a.state))
-                .await;
+            let why = Said::with(|lang| {
+                let state = approval_state(lang, a.state);
+                match a.decision_note.as_deref() {
+                    Some(note) => i18n::text(
+                        lang,
+                        "vote-already-decided-note",
+                        &[("id", id.into()), ("state", state.into()), ("note", note.into())],
+                    ),
+                    None => i18n::text(lang, "vote-already-decided", &[("id", id.into()), ("state", state.into())]),
+                }
+            });
+            return self.refuse_vote(env, person, &a, verb, why).await;
         }
         if a.expires_at <= Utc::now() {
             if self
@@ -391,10 +454,7 @@ impl Engine {
                     person,
                     &a,
                     verb,
-                    format!(
-                        "Request {id} expired at {}; nothing was run. The requester can ask again.",
-                        present::when(a.expires_at)
-                    ),
+                    Said::new("vote-expired", &[("id", id.into()), ("at", present::when(a.expires_at).into())]),
                 )
                 .await;
         }
@@ -405,13 +465,7 @@ impl Engine {
         if is_requester {
             if approve {
                 return self
-                    .refuse_vote(
-                        env,
-                        person,
-                        &a,
-                        verb,
-                        format!("You asked for request {id}; someone else must approve it (four eyes). `deny {id}` withdraws it."),
-                    )
+                    .refuse_vote(env, person, &a, verb, Said::new("vote-own-request", &[("id", id.into())]))
                     .await;
             }
             if self
@@ -422,7 +476,7 @@ impl Engine {
                 self.audit(env, person, "approval", Some(&a.job), None, "withdrawn", reason.clone(), None)
                     .await?;
             }
-            return Ok(reply(Reply::text(Tone::Info, format!("Request {id} withdrawn; nothing was run."))));
+            return Ok(reply(Reply::text(Tone::Info, tr!("vote-withdrawn", id = id))));
         }
         let Some(job) = self.catalog.get(&a.job) else {
             self.store
@@ -434,14 +488,20 @@ impl Engine {
                     person,
                     &a,
                     verb,
-                    format!("`{}` is no longer a job; request {id} is closed.", a.job),
+                    Said::new("vote-job-gone", &[("job", (&a.job).into()), ("id", id.into())]),
                 )
                 .await;
         };
         let d = access::decide(&self.access, person, Verb::Approve, job, Some(&a.params), &env.place);
         if !d.allowed() {
             return self
-                .refuse_vote(env, person, &a, verb, format!("You may not vote on request {id}. {}", d.explain()))
+                .refuse_vote(
+                    env,
+                    person,
+                    &a,
+                    verb,
+                    Said::new("vote-may-not", &[("id", id.into()), ("explain", d.explain().into())]),
+                )
                 .await;
         }
         let needs: Vec<Requirement> = serde_json::from_value(a.requirements.clone()).unwrap_or_default();
@@ -454,11 +514,18 @@ impl Engine {
                     person,
                     &a,
                     verb,
-                    format!(
-                        "Request {id} needs approval from {}; your roles are {}.",
-                        wanted.join(" or "),
-                        person.roles.join(", ")
-                    ),
+                    Said::with(|lang| {
+                        let or = i18n::text(lang, "list-or", &[]);
+                        i18n::text(
+                            lang,
+                            "vote-wrong-roles",
+                            &[
+                                ("id", id.into()),
+                                ("wanted", wanted.join(&or).into()),
+                                ("roles", person.roles.join(", ").into()),
+                            ],
+                        )
+                    }),
                 )
                 .await;
         }
@@ -476,7 +543,7 @@ impl Engine {
             .await?;
         if !cast {
             return self
-                .refuse_vote(env, person, &a, verb, format!("You already voted on request {id}."))
+                .refuse_vote(env, person, &a, verb, Said::new("vote-already-voted", &[("id", id.into())]))
                 .await;
         }
         self.audit(
@@ -505,7 +572,7 @@ impl Engine {
                 reason.as_ref().map(|r| format!(": {r}")).unwrap_or_default()
             );
             if !self.store.decide_approval(id, ApprovalState::Denied, Some(&note)).await? {
-                return Ok(reply(Reply::text(Tone::Info, format!("Request {id} was decided meanwhile."))));
+                return Ok(reply(Reply::text(Tone::Info, tr!("vote-decided-meanwhile", id = id))));
             }
             self.audit(
                 &requester_env,
@@ -518,7 +585,11 @@ impl Engine {
                 None,
             )
             .await?;
-            let text = Reply::text(Tone::Warning, format!("Request {id} ({}) was {note}. Nothing was run.", a.job));
+            let told = match &reason {
+                Some(r) => tr!("vote-denied-reason", id = id, job = &a.job, name = &person.name, reason = r),
+                None => tr!("vote-denied", id = id, job = &a.job, name = &person.name),
+            };
+            let text = Reply::text(Tone::Warning, told);
             return Ok(self.tell_both(env, &a, text));
         }
         // Enough approvals? Each requirement counts different people holding one of its roles.
@@ -537,13 +608,13 @@ impl Engine {
         for r in &needs {
             let got = approvers.iter().filter(|p| counts_for(&p.roles, r)).count() as u32;
             if got < r.count {
-                missing.push(format!("{} more for {}", r.count - got, r.policy));
+                missing.push(tr!("vote-missing-item", n = r.count - got, policy = &r.policy));
             }
         }
         if !missing.is_empty() {
             return Ok(reply(Reply::text(
                 Tone::Info,
-                format!("Your approval of request {id} is recorded. It still needs {}.", missing.join("; ")),
+                tr!("vote-recorded", id = id, missing = missing.join(&tr!("list-semicolon"))),
             )));
         }
         // Approved. The run is the requester's: checked against the policies again (a lock or
@@ -585,7 +656,8 @@ impl Engine {
                 }),
             });
         if let Err(r) = recheck {
-            let note = format!("approved, but {}", r.explain());
+            let explain = r.explain();
+            let note = format!("approved, but {explain}");
             if self.store.decide_approval(id, ApprovalState::Denied, Some(&note)).await? {
                 self.audit(
                     &requester_env,
@@ -599,12 +671,14 @@ impl Engine {
                 )
                 .await?;
             }
-            return Ok(self.tell_both(env, &a, Reply::text(Tone::Error, format!("Request {id}: {note} Nothing was run."))));
+            let told = tr!("vote-approved-but", id = id, explain = explain);
+            return Ok(self.tell_both(env, &a, Reply::text(Tone::Error, told)));
         }
         let approvers: Vec<String> = votes.iter().filter(|v| v.approve).map(|v| v.voter_name.clone()).collect();
-        let note = format!("approved by {}", approvers.join(", "));
+        let names = approvers.join(", ");
+        let note = format!("approved by {names}");
         if !self.store.decide_approval(id, ApprovalState::Approved, Some(&note)).await? {
-            return Ok(reply(Reply::text(Tone::Info, format!("Request {id} was decided meanwhile."))));
+            return Ok(reply(Reply::text(Tone::Info, tr!("vote-decided-meanwhile", id = id))));
         }
         let out = self
             .dispatch(
@@ -621,7 +695,7 @@ impl Engine {
         let card = out.replies.into_iter().next().unwrap_or_else(|| Reply::new(Tone::Info));
         if env.place == a.place {
             return Ok(Outcome {
-                replies: vec![Reply::text(Tone::Success, format!("Request {id} {note}.")), card],
+                replies: vec![Reply::text(Tone::Success, tr!("vote-approved", id = id, names = &names)), card],
                 queued: out.queued,
                 ..Default::default()
             });
@@ -629,10 +703,12 @@ impl Engine {
         Ok(Outcome {
             replies: vec![Reply::text(
                 Tone::Success,
-                format!(
-                    "Request {id} {note}: #{} started for {}.",
-                    out.queued.map(|i| i.to_string()).unwrap_or_default(),
-                    a.requester_name
+                tr!(
+                    "vote-approved-started",
+                    id = id,
+                    names = &names,
+                    run = out.queued.map(|i| i.to_string()).unwrap_or_default(),
+                    requester = &a.requester_name
                 ),
             )],
             elsewhere: vec![Elsewhere {
@@ -705,22 +781,28 @@ impl Engine {
             ]);
         }
         if rows.is_empty() {
-            return Ok(reply(Reply::text(Tone::Info, "No open approval requests for you.")));
+            return Ok(reply(Reply::text(Tone::Info, tr!("approvals-none"))));
         }
-        Ok(reply(Reply::new(Tone::Info).heading("Open approval requests").table(
-            vec!["id".into(), "run".into(), "asked by".into(), "needs".into(), "expires".into()],
+        Ok(reply(Reply::new(Tone::Info).heading(tr!("approvals-heading")).table(
+            vec![
+                tr!("header-id"),
+                tr!("header-run"),
+                tr!("header-asked-by"),
+                tr!("header-needs"),
+                tr!("header-expires"),
+            ],
             rows,
         )))
     }
 
     /// Canonical lock params: each value through the parameter's spec of the job (or of the
     /// first job that has that parameter and accepts the value, for a lock on every job).
-    fn lock_scope(&self, job: Option<&str>, pairs: Vec<(String, String)>) -> Result<(Option<String>, Params), String> {
+    fn lock_scope(&self, job: Option<&str>, pairs: Vec<(String, String)>) -> Result<(Option<String>, Params), Said> {
         let job = match job {
             Some(j) => Some(
                 self.catalog
                     .get(j)
-                    .ok_or_else(|| format!("There is no job `{}`.", opsbot_core::job::shorten(j, 40)))?,
+                    .ok_or_else(|| Said::new("lock-no-job", &[("job", opsbot_core::job::shorten(j, 40).into())]))?,
             ),
             None => None,
         };
@@ -736,7 +818,7 @@ impl Engine {
                 if let Some(spec) = j.param(&k) {
                     if spec.secret {
                         // A lock's scope is shown to everyone it stops; a secret has no place there.
-                        return Err(format!("`{}` is secret; a lock cannot name a secret value.", spec.name));
+                        return Err(Said::new("lock-secret", &[("param", (&spec.name).into())]));
                     }
                     match spec.normalize(&v) {
                         Ok(c) => {
@@ -751,8 +833,10 @@ impl Engine {
                 (Some((name, value)), _) => {
                     params.insert(name, value);
                 }
-                (None, Some(p)) => return Err(p),
-                (None, None) => return Err(format!("No job has a parameter `{}`.", opsbot_core::job::shorten(&k, 40))),
+                (None, Some(p)) => return Err(Said::english(p)),
+                (None, None) => {
+                    return Err(Said::new("lock-no-param", &[("param", opsbot_core::job::shorten(&k, 40).into())]));
+                }
             }
         }
         Ok((job.map(|j| j.name.clone()), params))
@@ -784,16 +868,13 @@ impl Engine {
         let (job, params) = match self.lock_scope(job.as_deref(), pairs) {
             Ok(s) => s,
             Err(msg) => {
-                let tell = Reply::text(Tone::Error, format!("{msg} Nothing was locked."));
-                return self.refused(env, person, "lock", None, msg, tell).await;
+                let tell = Reply::text(Tone::Error, tr!("lock-nothing-locked", msg = msg.reply));
+                return self.refused(env, person, "lock", None, msg.audit, tell).await;
             }
         };
         let scope = opsbot_store::Lock::scope_of(job.as_deref(), &params);
         let Some(reason) = reason.filter(|r| !r.trim().is_empty()) else {
-            let tell = Reply::text(
-                Tone::Error,
-                format!("A lock needs a reason for whoever it stops: `lock {scope} --reason \"why\"`."),
-            );
+            let tell = Reply::text(Tone::Error, tr!("lock-needs-reason", scope = &scope));
             return self
                 .refused(env, person, "lock", job.as_deref(), format!("{scope}: no reason given"), tell)
                 .await;
@@ -825,18 +906,16 @@ impl Engine {
                     None,
                 )
                 .await?;
-                Ok(reply(Reply::text(
-                    Tone::Warning,
-                    format!("Locked `{scope}`: runs it covers are refused until `unlock {scope}`."),
-                )))
+                Ok(reply(Reply::text(Tone::Warning, tr!("lock-done", scope = &scope))))
             }
             Err(existing) => Ok(reply(Reply::text(
                 Tone::Info,
-                format!(
-                    "`{scope}` is already locked by {} since {}: \"{}\".",
-                    existing.by_name,
-                    present::when(existing.at),
-                    existing.reason
+                tr!(
+                    "lock-already",
+                    scope = &scope,
+                    by = &existing.by_name,
+                    since = present::when(existing.at),
+                    reason = &existing.reason
                 ),
             ))),
         }
@@ -853,13 +932,13 @@ impl Engine {
             Ok(s) => s,
             Err(msg) => {
                 return self
-                    .refused(env, person, "unlock", None, msg.clone(), Reply::text(Tone::Error, msg))
+                    .refused(env, person, "unlock", None, msg.audit, Reply::text(Tone::Error, msg.reply))
                     .await;
             }
         };
         let scope = opsbot_store::Lock::scope_of(job.as_deref(), &params);
         let Some(lock) = self.store.locks().await?.into_iter().find(|l| l.scope == scope) else {
-            let tell = Reply::text(Tone::Info, format!("`{scope}` is not locked. `locks` lists the locks."));
+            let tell = Reply::text(Tone::Info, tr!("unlock-not-locked", scope = &scope));
             return self
                 .refused(env, person, "unlock", job.as_deref(), format!("{scope} is not locked"), tell)
                 .await;
@@ -883,7 +962,7 @@ impl Engine {
             )
             .await?;
         }
-        Ok(reply(Reply::text(Tone::Success, format!("Unlocked `{scope}`."))))
+        Ok(reply(Reply::text(Tone::Success, tr!("unlock-done", scope = &scope))))
     }
 
     pub(crate) async fn locks(&self, env: &Envelope, person: &Person) -> Result<Outcome, EngineError> {
@@ -892,10 +971,7 @@ impl Engine {
             access::decide(&self.access, person, Verb::View, j, None, &env.place).allowed() || self.may_run(&env.place, person, j)
         });
         if !sees_some {
-            let tell = Reply::text(
-                Tone::Warning,
-                "The locks are for people who may run or view jobs here; `whoami` shows your roles.",
-            );
+            let tell = Reply::text(Tone::Warning, tr!("locks-for-viewers"));
             let out = self
                 .refused(env, person, "locks", None, "may neither run nor view any job".into(), tell)
                 .await?;
@@ -903,17 +979,21 @@ impl Engine {
         }
         let locks = self.store.locks().await?;
         if locks.is_empty() {
-            return Ok(reply(Reply::text(Tone::Info, "Nothing is locked.")));
+            return Ok(reply(Reply::text(Tone::Info, tr!("lock-none"))));
         }
         let rows = locks
             .iter()
             .map(|l| vec![l.scope.clone(), l.by_name.clone(), present::when(l.at), l.reason.clone()])
             .collect();
-        Ok(reply(
-            Reply::new(Tone::Info)
-                .heading("Locks")
-                .table(vec!["scope".into(), "by".into(), "since".into(), "reason".into()], rows),
-        ))
+        Ok(reply(Reply::new(Tone::Info).heading(tr!("locks-heading")).table(
+            vec![
+                tr!("header-scope"),
+                tr!("header-locked-by"),
+                tr!("header-since"),
+                tr!("header-reason"),
+            ],
+            rows,
+        )))
     }
 
     /// `link`: a one-time code for an account I don't know (in a direct message only);
@@ -931,17 +1011,14 @@ impl Engine {
                 None,
             )
             .await?;
-            return Ok(reply(Reply::text(
-                Tone::Info,
-                "Linking accounts is turned off here ([access] self_link = false); ask an admin to add your account to the config.",
-            )));
+            return Ok(reply(Reply::text(Tone::Info, tr!("link-turned-off"))));
         }
         match code {
             None => {
                 if let (Known::Listed | Known::Linked, Some(k)) = (&person.known, &person.key) {
                     return Ok(reply(Reply::text(
                         Tone::Info,
-                        format!("This account is already {}'s (person `{k}`).", person.name),
+                        tr!("link-already-yours", name = &person.name, key = k),
                     )));
                 }
                 if !env.direct {
@@ -952,10 +1029,7 @@ impl Engine {
                             "link",
                             None,
                             "asked for a link code outside a direct message".into(),
-                            Reply::text(
-                                Tone::Warning,
-                                "Send `link` to me in a direct message: the code it gives must stay private.",
-                            ),
+                            Reply::text(Tone::Warning, tr!("link-direct-only")),
                         )
                         .await;
                 }
@@ -966,12 +1040,13 @@ impl Engine {
                     .await?;
                 Ok(reply(
                     Reply::new(Tone::Info)
-                        .para(format!(
-                            "To tie `{}` to you, send this within {LINK_CODE_TTL_MINUTES} minutes from an account I already know as you (for example in the web console's chat):",
-                            env.user
+                        .para(tr!(
+                            "link-code-intro",
+                            account = env.user.to_string(),
+                            minutes = LINK_CODE_TTL_MINUTES
                         ))
                         .code(format!("link {code}"))
-                        .para("The code works once. If you did not ask for it, ignore it."),
+                        .para(tr!("link-code-once")),
                 ))
             }
             Some(code) => {
@@ -983,10 +1058,7 @@ impl Engine {
                             "link",
                             None,
                             "link code sent from an account no person owns".into(),
-                            Reply::text(
-                                Tone::Warning,
-                                "Send the code from an account I already know as you (e.g. the web console's chat), not from the new one.",
-                            ),
+                            Reply::text(Tone::Warning, tr!("link-from-known")),
                         )
                         .await;
                 };
@@ -1004,10 +1076,7 @@ impl Engine {
                             "link",
                             None,
                             "unknown or expired link code".into(),
-                            Reply::text(
-                                Tone::Error,
-                                "That code is unknown, used or expired. Send `link` again from the new account for a new one.",
-                            ),
+                            Reply::text(Tone::Error, tr!("link-code-bad")),
                         )
                         .await;
                 };
@@ -1019,10 +1088,7 @@ impl Engine {
                             "link",
                             None,
                             format!("{account} is listed in the config"),
-                            Reply::text(
-                                Tone::Warning,
-                                format!("`{account}` belongs to a person in the config; change it there."),
-                            ),
+                            Reply::text(Tone::Warning, tr!("link-listed", account = account.to_string())),
                         )
                         .await;
                 }
@@ -1047,10 +1113,11 @@ impl Engine {
                 .await?;
                 Ok(reply(Reply::text(
                     Tone::Success,
-                    format!(
-                        "Linked `{account}` to you ({}). It now has your roles: {}.",
-                        person.name,
-                        person.roles.join(", ")
+                    tr!(
+                        "link-done",
+                        account = account.to_string(),
+                        name = &person.name,
+                        roles = person.roles.join(", ")
                     ),
                 )))
             }
@@ -1074,18 +1141,15 @@ impl Engine {
     /// `unlink PLATFORM:ID`: by the person it is linked to, or by someone with `admin` on every job.
     pub(crate) async fn unlink(&self, env: &Envelope, person: &Person, account: &str) -> Result<Outcome, EngineError> {
         let Ok(account) = opsbot_core::config::parse_account(account) else {
-            return Ok(reply(Reply::text(
-                Tone::Error,
-                "Write the account as PLATFORM:ID, e.g. `unlink slack:U024BE7LH`.",
-            )));
+            return Ok(reply(Reply::text(Tone::Error, tr!("unlink-syntax"))));
         };
         let Some(owner) = self.store.linked_person(&account).await? else {
-            let hint = if self.access.person_with_account(&account).is_some() {
-                " It is listed in the config; change it there."
+            let told = if self.access.person_with_account(&account).is_some() {
+                tr!("unlink-not-linked-listed", account = account.to_string())
             } else {
-                ""
+                tr!("unlink-not-linked", account = account.to_string())
             };
-            return Ok(reply(Reply::text(Tone::Info, format!("`{account}` is not linked.{hint}"))));
+            return Ok(reply(Reply::text(Tone::Info, told)));
         };
         if person.key.as_deref() != Some(owner.as_str()) {
             let d = self.may_admin(env, person, None, &Params::new());
@@ -1109,18 +1173,15 @@ impl Engine {
         .await?;
         Ok(reply(Reply::text(
             Tone::Success,
-            format!("`{account}` is no longer linked to `{owner}`."),
+            tr!("unlink-done", account = account.to_string(), owner = &owner),
         )))
     }
 }
 
 fn nothing_runnable(person: &Person) -> String {
     match person.known {
-        Known::Unknown => format!(
-            "I don't know your account `{}`, so you may not run anything yet. Ask an admin to add it to your person in the config, or send `link` in a direct message to tie it to an account I know.",
-            person.account
-        ),
-        _ => "Your roles let you run no job here. `whoami` shows your roles.".into(),
+        Known::Unknown => tr!("nothing-runnable-unknown", account = person.account.to_string()),
+        _ => tr!("nothing-runnable-roles"),
     }
 }
 

@@ -16,6 +16,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub mod irc;
+pub mod llm;
 pub mod matrix;
 pub mod mattermost;
 pub mod slack;

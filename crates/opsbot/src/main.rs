@@ -11,6 +11,7 @@ mod serve;
 mod shell;
 mod status;
 mod token;
+mod understand;
 mod user;
 
 use clap::parser::ValueSource;
@@ -176,6 +177,34 @@ enum Cmd {
         #[arg(long = "in", value_name = "PLACE")]
         place: Option<String>,
     },
+    /// Explain what opsbot would make of a text, without running anything.
+    ///
+    /// Prints the language, the layer that read it (the command grammar and alias templates,
+    /// or natural language), the verdict (proceed, confirm "Did you mean …?", choose between
+    /// readings, refuse, or not understood), the command with its values, the time it would be
+    /// scheduled for, the confidence and why. Use it to debug a catalog's aliases and synonyms.
+    /// `--eval FILE.tsv` scores a labelled file instead (see bench/nlu/dev.tsv for the format)
+    /// and prints accuracy, must-not-run cases that would run, and time per utterance with this
+    /// catalog and a generated one of `--jobs` jobs; its exit code is 1 when a must-not-run case
+    /// would run.
+    /// Examples: opsbot understand "push worker 3.1.0 out to staging" · opsbot understand "看一下
+    /// web 最近 50 行日志" --json · opsbot understand --eval bench/nlu/dev.tsv
+    Understand {
+        /// The text, as someone would write it to the bot (without the mention).
+        text: Option<String>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Score a labelled file (TEXT<TAB>EXPECTED[<TAB>WHEN] lines, `# now:` and `# tz:` headers).
+        #[arg(long, value_name = "FILE.tsv")]
+        eval: Option<PathBuf>,
+        /// Read times (`at 23:30`, `in 2 hours`) relative to this instant (RFC 3339) instead of now.
+        #[arg(long, value_name = "TIME")]
+        now: Option<String>,
+        /// With --eval: the size of the generated catalog to time (default 500 jobs).
+        #[arg(long, value_name = "N")]
+        jobs: Option<usize>,
+    },
     /// Manage API tokens for the REST API (stored hashed; shown once).
     #[command(subcommand)]
     Token(token::TokenCmd),
@@ -249,6 +278,13 @@ fn main() -> ExitCode {
 async fn local(config: &std::path::Path, db: Option<PathBuf>, command: Cmd) -> anyhow::Result<ExitCode> {
     match command {
         Cmd::Check { no_secrets } => check::check(config, no_secrets),
+        Cmd::Understand {
+            text,
+            json,
+            eval,
+            now,
+            jobs,
+        } => understand::understand(config, text, json, eval.as_deref(), now, jobs),
         Cmd::Shell {
             user,
             no_wait,

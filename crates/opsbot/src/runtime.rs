@@ -59,6 +59,63 @@ pub fn load_config_with(path: &Path, opts: LoadOptions) -> Result<Config> {
     }
 }
 
+/// The engine of a config: access rules, natural language (`[nlu]`), the LLM provider
+/// (`[nlu.llm]`) and the cron runs (`[schedules.*]`).
+pub fn build_engine(config: &Config, catalog: Arc<opsbot_core::Catalog>, store: Arc<dyn Store>) -> Result<Engine> {
+    let mut engine = Engine::new(catalog.clone(), config.bot.clone(), store)
+        .with_access(config.access.clone())
+        .with_crons(config.schedules.clone());
+    if config.nlu.enabled {
+        engine = engine.with_understander(Arc::new(opsbot_nlu::Nlu::new(&catalog)));
+    }
+    if let Some(llm) = &config.nlu.llm {
+        let client = opsbot_nlu::llm::Llm::new(llm).map_err(|e| anyhow::anyhow!("[nlu.llm]: {e}"))?;
+        // The config's secrets never go to the provider, even if someone pastes one.
+        let mut scrub = Vec::new();
+        for job in catalog.jobs() {
+            let opsbot_core::RunnerSpec::Exec { env, secret_env, .. } = &job.runner;
+            for k in secret_env {
+                if let Some(v) = env.get(k) {
+                    scrub.push(v.clone());
+                }
+            }
+        }
+        // And every secret the config resolved: adapter credentials, the provider's own key.
+        for a in &config.adapters {
+            scrub.extend(adapter_secrets(&a.kind));
+        }
+        scrub.extend(llm.api_key.clone());
+        for job in catalog.jobs() {
+            scrub.extend(job.params.iter().filter(|p| p.secret).filter_map(|p| p.default.clone()));
+        }
+        scrub.retain(|s| s.chars().count() >= 4);
+        engine = engine.with_llm(Arc::new(client), scrub);
+    }
+    Ok(engine)
+}
+
+/// The secret values of an adapter's settings (tokens, passwords), resolved.
+fn adapter_secrets(kind: &opsbot_core::config::AdapterKind) -> Vec<String> {
+    use opsbot_core::config::AdapterKind as K;
+    match kind {
+        K::Irc(c) => c
+            .server_password
+            .iter()
+            .chain(&c.sasl_password)
+            .chain(&c.nickserv_password)
+            .cloned()
+            .collect(),
+        K::Matrix(c) => c.access_token.iter().chain(&c.password).cloned().collect(),
+        K::Xmpp(c) => vec![c.password.clone()],
+        K::Slack(c) => std::iter::once(&c.bot_token)
+            .chain(&c.app_token)
+            .chain(&c.signing_secret)
+            .cloned()
+            .collect(),
+        K::Mattermost(c) => std::iter::once(&c.token).chain(&c.command_token).cloned().collect(),
+    }
+}
+
 /// Marks runs of dead workers `lost` (audited, announced) and stops what is left of their
 /// processes on this host.
 async fn recover(engine: &Engine) -> Result<Vec<opsbot_core::Execution>, opsbot_engine::EngineError> {
@@ -92,7 +149,7 @@ impl Runtime {
         );
         let store: Arc<dyn Store> = store;
         let catalog = Arc::new(config.catalog.clone());
-        let engine = Arc::new(Engine::new(catalog.clone(), config.bot.clone(), store.clone()).with_access(config.access.clone()));
+        let engine = Arc::new(build_engine(&config, catalog.clone(), store.clone())?);
 
         let mut lost_at_start = Vec::new();
         for e in recover(&engine).await? {

@@ -21,6 +21,9 @@ fn raise_open_file_limit() {
     }
 }
 
+/// How often due scheduled runs are looked for.
+const SCHEDULE_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// How long open HTTP connections may take to finish at shutdown.
 const WEB_DRAIN: std::time::Duration = std::time::Duration::from_secs(5);
 
@@ -113,8 +116,22 @@ pub async fn serve(config: &Path, db: Option<PathBuf>, listen: Option<SocketAddr
         }
     }
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut schedule_tick = tokio::time::interval(SCHEDULE_EVERY);
+    schedule_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
+            _ = schedule_tick.tick() => {
+                // Scheduled runs and cron runs that are due: started here, announced in their place.
+                match rt.engine.fire_due(chrono::Utc::now()).await {
+                    Ok(msgs) if !msgs.is_empty() => match (&web_state, &chat) {
+                        (Some(s), _) => s.deliver_elsewhere(&msgs).await,
+                        (None, Some(c)) => c.deliver_elsewhere(msgs).await,
+                        (None, None) => {}
+                    },
+                    Ok(_) => {}
+                    Err(e) => tracing::error!(error = %e, "cannot start scheduled runs"),
+                }
+            },
             n = rt.notices.recv() => match n {
                 Some(n) => {
                     tracing::info!(execution = n.execution, state = %n.state, place = %n.place, "{}", n.reply.plain_text().lines().next().unwrap_or(""));

@@ -202,6 +202,8 @@ pub struct PersonSpec {
     pub accounts: Vec<UserId>,
     /// Their roles.
     pub roles: Vec<String>,
+    /// The language opsbot answers them in (`None`: the language of each request).
+    pub language: Option<crate::Lang>,
 }
 
 /// Who must agree before a run starts.
@@ -427,6 +429,7 @@ pub(super) struct RawAccess {
 #[serde(deny_unknown_fields)]
 struct RawPerson {
     name: Option<String>,
+    language: Option<Spanned<String>>,
     #[serde(default)]
     accounts: Vec<Spanned<String>>,
     #[serde(default)]
@@ -684,11 +687,27 @@ impl<'a> Cx<'a> {
                     roles.push(r.get_ref().clone());
                 }
             }
+            let language = match &raw.language {
+                None => None,
+                Some(l) if l.get_ref() == "auto" => None,
+                Some(l) => {
+                    let lang = crate::Lang::parse(l.get_ref());
+                    if lang.is_none() {
+                        self.err(
+                            l.span(),
+                            format!("`{}` is not a language opsbot speaks", l.get_ref()),
+                            Some("\"auto\" (follow each request), \"en\" or \"zh\"".into()),
+                        );
+                    }
+                    lang
+                }
+            };
             cfg.people.push(PersonSpec {
                 key: key.get_ref().clone(),
                 name: raw.name,
                 accounts,
                 roles,
+                language,
             });
         }
 

@@ -3,6 +3,7 @@
 
 mod access;
 mod chat;
+mod nlu;
 mod review;
 
 use opsbot_core::config::{Config, LoadOptions};

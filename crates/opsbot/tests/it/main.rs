@@ -16,6 +16,7 @@ mod mattermost;
 mod run_cli;
 mod schemathesis;
 mod slack;
+mod understand;
 mod users;
 mod verbs;
 mod web;

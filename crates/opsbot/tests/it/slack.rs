@@ -498,3 +498,47 @@ approvers = ["lead"]
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// A run scheduled from chat starts at its time in the real `opsbot serve` (its schedule loop),
+/// announced in the channel it was asked in, with its job card there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scheduled_run_starts_at_its_time_in_its_channel() {
+    let fake = FakeSlack::start().await.expect("fake Slack");
+    let ana = fake.add_user("ana");
+    let bob = fake.add_user("bob");
+    let bot = start(&fake, false, &ana, &bob).await;
+    let ch = fake.channel();
+    let from = fake.messages().len();
+    fake.say(&ana, &ch, "!run hello in 1 minute", None).await.unwrap();
+    let made = wait_message(&fake, from, "Scheduled #1", &bot).await;
+    assert_eq!(made.channel, ch);
+    let from = fake.messages().len();
+    fake.say(&bob, &ch, "!schedules", None).await.unwrap();
+    let list = wait_message(&fake, from, "#1", &bot).await;
+    assert!(list.text.contains("hello"), "{list:?}");
+    // Within a minute and the loop's five seconds.
+    let t = Instant::now();
+    loop {
+        if fake.messages().iter().any(|m| m.text.contains("Starting scheduled run #1")) {
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(100),
+            "the scheduled run did not start\n{}",
+            bot.serve.stderr()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let card = wait_message(&fake, 0, "hello —", &bot).await;
+    let id = run_id(&card.text);
+    let t = Instant::now();
+    while !card_text(&fake, &ch, &card.ts).contains("succeeded") {
+        assert!(t.elapsed() < WAIT, "card not finished: {:?}", fake.message(&ch, &card.ts));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // It ran as Ana, who asked for it.
+    let from = fake.messages().len();
+    fake.say(&ana, &ch, &format!("!status {id}"), None).await.unwrap();
+    let status = wait_message(&fake, from, &format!("#{id}"), &bot).await;
+    assert!(status.text.contains("Ana"), "{status:?}");
+}

@@ -26,8 +26,11 @@ fn help_list_whoami_and_unknown_words() {
     }
     let out = s.ask("whoami", "roles.*");
     assert!(out.contains("terminal:alice"), "{out}");
-    s.ask("deplyo web", "I don't know `deplyo`. Did you mean `deploy`");
-    s.ask("wipe the staging cluster", "I don't know `wipe`. `help` lists");
+    // A typo is asked about with the exact command, never run; `no` drops it.
+    s.ask("deplyo web", "Did you mean:\n.*run deploy app=web");
+    s.ask("no", "nothing was run");
+    s.ask("frobnicate", "I don't know `frobnicate`. `help` lists");
+    s.ask("wipe the staging cluster", "No job of mine does `wipe`");
     s.ask("status", "`status` needs an execution id");
     s.ask("status 999", "There is no execution #999");
     s.ask("logs 999", "There is no execution #999");
