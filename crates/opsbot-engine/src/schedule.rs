@@ -314,12 +314,19 @@ impl Engine {
         };
         let detail = (state == ScheduleState::Failed).then(|| o.replies.iter().map(|r| r.plain_text()).collect::<Vec<_>>().join(" "));
         self.store.finish_schedule(s.id, state, o.queued, detail.as_deref()).await?;
-        let mut msgs: Vec<Elsewhere> = vec![Elsewhere {
-            place: s.place.clone(),
-            reply: Reply::text(
+        // "Starting …" when it started (or went to its approvers), "did not start:" when a
+        // permission or policy refused it as of now; the reasons follow.
+        let header = if state == ScheduleState::Fired {
+            Reply::text(
                 Tone::Info,
                 tr!("schedule-starting", id = s.id, at = local(s.run_at, self.bot.timezone)),
-            ),
+            )
+        } else {
+            Reply::text(Tone::Error, tr!("schedule-failed", id = s.id, job = s.job.as_str()))
+        };
+        let mut msgs: Vec<Elsewhere> = vec![Elsewhere {
+            place: s.place.clone(),
+            reply: header,
         }];
         msgs.extend(o.replies.into_iter().map(|reply| Elsewhere {
             place: s.place.clone(),

@@ -297,3 +297,21 @@ async fn an_llm_proposal_is_always_confirmed_and_never_sees_secrets() {
     let o = engine.handle(&demo("the worker queue is drowning again")).await;
     assert!(o.queued.is_none() && !o.replies.is_empty(), "{}", text_of(&o));
 }
+
+/// Policies are asked when a scheduled run is due, not when it was asked for: a lock taken in
+/// between stops it, and its conversation hears why.
+#[tokio::test]
+async fn a_lock_taken_before_its_time_stops_a_scheduled_run() {
+    let (engine, store) = engine().await;
+    let o = engine.handle(&demo("deploy api to dev in 30 minutes")).await;
+    assert!(text_of(&o).contains("Scheduled #1"), "{}", text_of(&o));
+    let o = engine.handle(&demo(r#"lock deploy --reason "release freeze""#)).await;
+    assert!(!o.denied, "{}", text_of(&o));
+    let s = store.schedule(1).await.unwrap().unwrap();
+    let msgs = engine.fire_due(s.run_at + chrono::Duration::seconds(5)).await.unwrap();
+    let said: Vec<String> = msgs.iter().map(|m| m.reply.plain_text()).collect();
+    assert!(said.iter().any(|t| t.contains("did not start")), "{said:?}");
+    assert!(said.iter().any(|t| t.contains("release freeze")), "{said:?}");
+    assert_eq!(store.schedule(1).await.unwrap().unwrap().state, ScheduleState::Failed);
+    assert!(store.executions(&Default::default()).await.unwrap().is_empty());
+}
