@@ -7,9 +7,54 @@
 //! places; a deny rule of any of a person's roles wins over every allow rule; nothing allowed is
 //! denied.
 
+use crate::i18n::{self, Arg, Lang};
 use opsbot_core::config::{AccessConfig, Glob, Grant, LOCAL_PLATFORMS, Scope, Verb};
 use opsbot_core::job::JobSpec;
 use opsbot_core::{Params, Place, UserId};
+
+/// A text in each language replies are written in: English for the audit trail (and
+/// anything else that must not change with the person's language), the person's language for
+/// the reply.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Localized {
+    // Boxed: a refusal holds three of these, and results carry refusals.
+    en: Box<str>,
+    zh: Box<str>,
+}
+
+impl Localized {
+    /// The text `f` writes in each language.
+    pub fn new(f: impl Fn(Lang) -> String) -> Self {
+        Localized {
+            en: f(Lang::En).into(),
+            zh: f(Lang::Zh).into(),
+        }
+    }
+
+    /// Message `id` of the message files with these arguments, in each language.
+    pub fn message(id: &str, args: &[(&str, Arg)]) -> Self {
+        Localized::new(|lang| i18n::text(lang, id, args))
+    }
+
+    /// A text that reads the same in every language (written in the config, say).
+    pub fn same(text: impl Into<String>) -> Self {
+        let en: Box<str> = text.into().into();
+        Localized { zh: en.clone(), en }
+    }
+
+    /// The text in `lang`.
+    pub fn get(&self, lang: Lang) -> &str {
+        match lang {
+            Lang::En => &self.en,
+            Lang::Zh => &self.zh,
+        }
+    }
+
+    /// The English text (what the audit trail keeps).
+    pub fn english(&self) -> &str {
+        &self.en
+    }
+}
 
 /// How an account was recognised.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -96,9 +141,9 @@ pub enum Decision {
     /// Denied: why, and what would make it pass (if anything would).
     Denied {
         /// Which rule refused, or that none allowed.
-        why: String,
+        why: Localized,
         /// What would be allowed instead, if something close is.
-        would_pass: Option<String>,
+        would_pass: Option<Localized>,
     },
 }
 
@@ -108,13 +153,29 @@ impl Decision {
         matches!(self, Decision::Allowed(_))
     }
 
-    /// One paragraph for a person.
+    /// One paragraph for a person, in English (as the audit trail keeps it).
     pub fn explain(&self) -> String {
+        self.explain_in(Lang::En)
+    }
+
+    /// One paragraph for a person, in `lang`. The rule that allowed (an `Allowed` decision)
+    /// is named in English in every language.
+    pub fn explain_in(&self, lang: Lang) -> String {
         match self {
-            Decision::Allowed(by) => format!("Allowed by {by}."),
-            Decision::Denied { why, would_pass: None } => format!("{why}."),
-            Decision::Denied { why, would_pass: Some(w) } => format!("{why}. {w}"),
+            Decision::Allowed(by) => i18n::text(lang, "access-allowed", &[("by", by.into())]),
+            Decision::Denied { why, would_pass: None } => i18n::text(lang, "access-denied", &[("why", why.get(lang).into())]),
+            Decision::Denied { why, would_pass: Some(w) } => i18n::text(
+                lang,
+                "access-denied-more",
+                &[("why", why.get(lang).into()), ("would_pass", w.get(lang).into())],
+            ),
         }
+    }
+
+    /// The paragraph of [`Decision::explain_in`] in each language: English for the audit,
+    /// the person's language for the reply.
+    pub fn explanation(&self) -> Localized {
+        Localized::new(|lang| self.explain_in(lang))
     }
 }
 
@@ -172,12 +233,82 @@ pub(crate) fn in_place(channels: &[Glob], place: &Place) -> bool {
     }
 }
 
-fn where_(g: &Grant) -> String {
+/// The places a rule is limited to, for a sentence: ` in slack/C1, web/*` (empty when the
+/// rule holds everywhere).
+fn where_(g: &Grant, lang: Lang) -> String {
     if g.channels.is_empty() {
         String::new()
     } else {
-        format!(" in {}", g.channels.iter().map(Glob::as_str).collect::<Vec<_>>().join(", "))
+        let channels = g.channels.iter().map(Glob::as_str).collect::<Vec<_>>().join(", ");
+        i18n::text(lang, "access-in-channels", &[("channels", channels.into())])
     }
+}
+
+/// What a rule covers (its jobs and parameter conditions), in `lang`: in English exactly
+/// [`Scope::describe`]; in Chinese `deploy（env 取 dev，staging 之一）`, with a space after it
+/// when it ends in a Latin letter or digit (the Chinese messages put no space after it).
+pub(crate) fn scope_in(scope: &Scope, lang: Lang) -> String {
+    if lang == Lang::En {
+        return scope.describe();
+    }
+    let mut text = scope_words(scope, lang);
+    if text.ends_with(|c: char| c.is_ascii_graphic()) {
+        text.push(' ');
+    }
+    text
+}
+
+/// [`scope_in`] without the space.
+fn scope_words(scope: &Scope, lang: Lang) -> String {
+    let jobs = scope.jobs.iter().map(Glob::as_str).collect::<Vec<_>>();
+    let jobs = if jobs == ["*"] {
+        i18n::text(lang, "scope-every-job", &[])
+    } else {
+        jobs.join(&i18n::text(lang, "list-comma", &[]))
+    };
+    if scope.params.is_empty() {
+        return jobs;
+    }
+    let conds: Vec<String> = scope
+        .params
+        .iter()
+        .map(|(k, vs)| match vs.as_slice() {
+            [one] => format!("{k}={}", one.as_str()),
+            _ => {
+                let values = vs
+                    .iter()
+                    .map(Glob::as_str)
+                    .collect::<Vec<_>>()
+                    .join(&i18n::text(lang, "list-comma", &[]));
+                i18n::text(lang, "scope-one-of", &[("param", k.into()), ("values", values.into())])
+            }
+        })
+        .collect();
+    let and = i18n::text(lang, "scope-and", &[]);
+    i18n::text(
+        lang,
+        "scope-with",
+        &[("jobs", jobs.into()), ("conditions", conds.join(&and).into())],
+    )
+}
+
+/// A verb for a sentence in `lang`: as it is in English, in backticks in Chinese.
+fn verb_in(verb: &str, lang: Lang) -> String {
+    match lang {
+        Lang::En => verb.to_string(),
+        Lang::Zh => format!("`{verb}`"),
+    }
+}
+
+/// The arguments every sentence about a rule of a role uses.
+fn rule_args(role: &str, verb: Verb, g: &Grant, lang: Lang) -> Vec<(&'static str, Arg)> {
+    vec![
+        ("role", role.into()),
+        ("verb", verb_in(verb.as_str(), lang).into()),
+        ("scope", scope_in(&g.scope, lang).into()),
+        ("where", where_(g, lang).into()),
+        ("at", g.at.to_string().into()),
+    ]
 }
 
 /// May `who` do `verb` on `job` (with `params`, when known) in `place`? Deny rules of any of
@@ -189,19 +320,13 @@ pub fn decide(cfg: &AccessConfig, who: &Person, verb: Verb, job: &JobSpec, param
         for g in &role.deny {
             if g.verbs.contains(&verb) && picks(&g.scope, job, params) && in_place(&g.channels, place) {
                 return Decision::Denied {
-                    why: format!(
-                        "Role `{}` denies {verb} on {}{} ({})",
-                        role.name,
-                        g.scope.describe(),
-                        where_(g),
-                        g.at
-                    ),
+                    why: Localized::new(|lang| i18n::text(lang, "access-role-denies", &rule_args(&role.name, verb, g, lang))),
                     would_pass: None,
                 };
             }
         }
     }
-    let mut near: Option<String> = None;
+    let mut near: Option<Localized> = None;
     for role in &roles {
         for g in &role.allow {
             if !g.verbs.contains(&verb) || !g.scope.has_job(&job.name) {
@@ -214,47 +339,53 @@ pub fn decide(cfg: &AccessConfig, who: &Person, verb: Verb, job: &JobSpec, param
                     "role `{}`: {verb} on {}{} ({})",
                     role.name,
                     g.scope.describe(),
-                    where_(g),
+                    where_(g, Lang::En),
                     g.at
                 ));
             }
             if near.is_none() {
-                near = Some(format!(
-                    "Role `{}` allows {verb} only on {}{} ({}).",
-                    role.name,
-                    g.scope.describe(),
-                    where_(g),
-                    g.at
-                ));
+                near = Some(Localized::new(|lang| {
+                    i18n::text(lang, "access-role-allows-only", &rule_args(&role.name, verb, g, lang))
+                }));
             }
         }
     }
-    let roles_text = if who.roles.is_empty() {
-        "you have no role".to_string()
-    } else {
-        format!(
-            "none of your roles ({}) allows",
-            who.roles.iter().map(|r| format!("`{r}`")).collect::<Vec<_>>().join(", ")
-        )
-    };
-    let why = if who.roles.is_empty() {
-        format!("{roles_text}, so you may not {verb} `{}`", job.name)
-    } else {
-        format!("{} {verb} on `{}`{}", capital(&roles_text), job.name, asked(job, params, place))
-    };
-    let would_pass = match (&near, &who.known) {
-        (Some(n), _) => Some(n.clone()),
-        (None, Known::Unknown) => Some(format!(
-            "I don't know your account `{}`: ask an admin to add it to your person in the config, or send `link` to me in a direct message to tie it to an account I know.",
-            who.account
+    let why = Localized::new(|lang| {
+        let verb_text = verb_in(verb.as_str(), lang);
+        if who.roles.is_empty() {
+            i18n::text(lang, "access-no-role", &[("verb", verb_text.into()), ("job", (&job.name).into())])
+        } else {
+            let roles = who.roles.iter().map(|r| format!("`{r}`")).collect::<Vec<_>>().join(", ");
+            let (with, in_place) = asked(job, params, place, lang);
+            i18n::text(
+                lang,
+                "access-no-role-allows",
+                &[
+                    ("roles", roles.into()),
+                    ("verb", verb_text.into()),
+                    ("job", (&job.name).into()),
+                    ("with", with.into()),
+                    ("place", in_place.into()),
+                ],
+            )
+        }
+    });
+    let would_pass = match (near, &who.known) {
+        (Some(n), _) => Some(n),
+        (None, Known::Unknown) => Some(Localized::message(
+            "access-unknown-account",
+            &[("account", who.account.to_string().into())],
         )),
-        (None, _) => Some("Ask an admin for a role that allows it; `whoami` shows your roles.".into()),
+        (None, _) => Some(Localized::message("access-ask-admin", &[])),
     };
     Decision::Denied { why, would_pass }
 }
 
-fn asked(job: &JobSpec, params: Option<&Params>, place: &Place) -> String {
-    let mut s = String::new();
+/// What was asked, for a denial: the values (secret ones left out) as ` with k=v k=v` (empty
+/// when none are known), and the place without a thread (an API request's own thread id means
+/// nothing to a person).
+fn asked(job: &JobSpec, params: Option<&Params>, place: &Place, lang: Lang) -> (String, String) {
+    let mut with = String::new();
     if let Some(p) = params {
         let shown: Vec<String> = job
             .params
@@ -266,20 +397,10 @@ fn asked(job: &JobSpec, params: Option<&Params>, place: &Place) -> String {
             })
             .collect();
         if !shown.is_empty() {
-            s.push_str(&format!(" with {}", shown.join(" ")));
+            with = i18n::text(lang, "access-asked-with", &[("values", shown.join(" ").into())]);
         }
     }
-    // The place without a thread: an API request's own thread id means nothing to a person.
-    s.push_str(&format!(" in {}/{}", place.platform, place.channel));
-    s
-}
-
-fn capital(s: &str) -> String {
-    let mut c = s.chars();
-    match c.next() {
-        Some(f) => f.to_uppercase().collect::<String>() + c.as_str(),
-        None => String::new(),
-    }
+    (with, format!("{}/{}", place.platform, place.channel))
 }
 
 /// Whether `who` may run `job` with some parameter values in `place` (for help and list).
@@ -289,17 +410,40 @@ pub fn may_run_some(cfg: &AccessConfig, who: &Person, job: &JobSpec, place: &Pla
 
 /// The verbs each of `who`'s roles grants, for `whoami`: `deployer: run, view on deploy with env in [dev, staging]`.
 pub fn describe_roles(cfg: &AccessConfig, who: &Person) -> Vec<String> {
+    describe_roles_in(cfg, who, Lang::En)
+}
+
+/// [`describe_roles`] in `lang` (a role's configured description stays as written).
+pub fn describe_roles_in(cfg: &AccessConfig, who: &Person, lang: Lang) -> Vec<String> {
     let mut out = Vec::new();
     for r in &who.roles {
         let Some(role) = cfg.role(r) else { continue };
         if role.allow.is_empty() && role.deny.is_empty() {
-            out.push(format!("{r}: {}", role.description.as_deref().unwrap_or("grants nothing")));
+            let what = match role.description.as_deref() {
+                Some(d) => d.to_string(),
+                None => i18n::text(lang, "role-grants-nothing", &[]),
+            };
+            out.push(i18n::text(lang, "role-line", &[("role", r.into()), ("what", what.into())]));
             continue;
         }
-        for (kind, list) in [("", &role.allow), ("deny ", &role.deny)] {
+        for (id, list) in [("role-allows", &role.allow), ("role-denies", &role.deny)] {
             for g in list {
-                let verbs = g.verbs.iter().map(|v| v.as_str()).collect::<Vec<_>>().join(", ");
-                out.push(format!("{r}: {kind}{verbs} on {}{}", g.scope.describe(), where_(g)));
+                let verbs = g
+                    .verbs
+                    .iter()
+                    .map(|v| verb_in(v.as_str(), lang))
+                    .collect::<Vec<_>>()
+                    .join(&i18n::text(lang, "list-comma", &[]));
+                let what = i18n::text(
+                    lang,
+                    id,
+                    &[
+                        ("verbs", verbs.into()),
+                        ("scope", scope_in(&g.scope, lang).into()),
+                        ("where", where_(g, lang).into()),
+                    ],
+                );
+                out.push(i18n::text(lang, "role-line", &[("role", r.into()), ("what", what.into())]));
             }
         }
     }
@@ -384,5 +528,103 @@ deny = [{ verbs = "*", jobs = "*", params = { env = "production" } }]
         // The local command line is admin by default.
         let local = identify(&c.access, &UserId::new("cli", "root"), None, None);
         assert!(decide(&c.access, &local, Verb::Admin, deploy, None, &place).allowed());
+    }
+
+    fn is_cjk(s: &str) -> bool {
+        s.chars().any(opsbot_core::understand::is_cjk)
+    }
+
+    #[test]
+    fn explanations_in_english_exactly_and_in_chinese() {
+        let c = cfg();
+        let place = Place::new("slack", "C1");
+        let deploy = c.catalog.get("deploy").unwrap();
+        let ana = identify(&c.access, &UserId::new("slack", "U1"), None, None);
+        let d = decide(&c.access, &ana, Verb::Run, deploy, Some(&params("prod")), &place);
+        let en = d.explain();
+        assert!(
+            en.starts_with(
+                "None of your roles (`deployer`) allows run on `deploy` with env=prod in slack/C1. Role `deployer` allows run only on deploy, health with env in [dev, staging] (t.toml:"
+            ) && en.ends_with(")."),
+            "{en}"
+        );
+        assert_eq!(d.explanation().english(), en);
+        let zh = d.explain_in(Lang::Zh);
+        assert_eq!(d.explanation().get(Lang::Zh), zh);
+        assert!(
+            zh.starts_with(
+                "你的角色（`deployer`）都不允许在 slack/C1 对 `deploy` 执行 `run`（参数 env=prod）。角色 `deployer` 只允许对 deploy，health（env 取 dev，staging 之一）执行 `run`（t.toml:"
+            ) && zh.ends_with("）。"),
+            "{zh}"
+        );
+        // A deny rule, an unknown account, no role at all.
+        let bo = identify(&c.access, &UserId::new("slack", "U2"), None, None);
+        let d = decide(&c.access, &bo, Verb::Run, deploy, Some(&params("prod")), &place);
+        assert!(
+            d.explain()
+                .starts_with("Role `no-prod` denies run on every job with env=production (t.toml:"),
+            "{}",
+            d.explain()
+        );
+        let zh = d.explain_in(Lang::Zh);
+        assert!(
+            zh.starts_with("角色 `no-prod` 禁止对 所有任务（env=production）执行 `run`（t.toml:"),
+            "{zh}"
+        );
+        let eve = identify(&c.access, &UserId::new("slack", "U666"), None, None);
+        let d = decide(&c.access, &eve, Verb::Run, deploy, Some(&params("dev")), &place);
+        assert_eq!(
+            d.explain(),
+            "None of your roles (`guest`) allows run on `deploy` with env=dev in slack/C1. I don't know your account `slack:U666`: ask an admin to add it to your person in the config, or send `link` to me in a direct message to tie it to an account I know."
+        );
+        let zh = d.explain_in(Lang::Zh);
+        assert!(is_cjk(&zh) && zh.contains("`slack:U666`") && zh.contains("`link`"), "{zh}");
+        let nobody = Person {
+            roles: vec![],
+            ..ana.clone()
+        };
+        let d = decide(&c.access, &nobody, Verb::Cancel, deploy, None, &place);
+        assert_eq!(
+            d.explain(),
+            "you have no role, so you may not cancel `deploy`. Ask an admin for a role that allows it; `whoami` shows your roles."
+        );
+        assert_eq!(
+            d.explain_in(Lang::Zh),
+            "你没有任何角色，因此不能对 `deploy` 执行 `cancel`。请向管理员申请允许此操作的角色；`whoami` 可查看你的角色。"
+        );
+        // An allowed decision names its rule in English in both languages.
+        let d = decide(&c.access, &ana, Verb::Run, deploy, Some(&params("dev")), &place);
+        assert!(
+            d.explain().starts_with("Allowed by role `deployer`: run on deploy, health"),
+            "{}",
+            d.explain()
+        );
+        assert!(
+            d.explain_in(Lang::Zh).starts_with("已允许：role `deployer`"),
+            "{}",
+            d.explain_in(Lang::Zh)
+        );
+    }
+
+    #[test]
+    fn whoami_lines_in_both_languages() {
+        let c = cfg();
+        let ana = identify(&c.access, &UserId::new("slack", "U1"), None, None);
+        assert_eq!(
+            describe_roles(&c.access, &ana),
+            ["deployer: run, view on deploy, health with env in [dev, staging]"]
+        );
+        assert_eq!(
+            describe_roles_in(&c.access, &ana, Lang::Zh),
+            ["deployer：可对 deploy，health（env 取 dev，staging 之一）执行 `run`，`view`"]
+        );
+        let bo = identify(&c.access, &UserId::new("slack", "U2"), None, None);
+        let en = describe_roles(&c.access, &bo);
+        assert!(
+            en[1].starts_with("no-prod: deny ") && en[1].ends_with(" on every job with env=production"),
+            "{en:?}"
+        );
+        let zh = describe_roles_in(&c.access, &bo, Lang::Zh);
+        assert!(zh[1].starts_with("no-prod：禁止对 所有任务（env=production）执行 `run`"), "{zh:?}");
     }
 }

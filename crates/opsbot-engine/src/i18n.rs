@@ -1,6 +1,6 @@
 //! Replies in the person's language: English or Simplified Chinese, with Project Fluent.
 //!
-//! The messages live in `locales/{en,zh}/{engine,core,lib}.ftl`, embedded at build time. The
+//! The messages live in `locales/{en,zh}/{engine,core,lib,policy}.ftl`, embedded at build time. The
 //! language of the message being handled is a task-local ([`scope`], [`sync_scope`]) that the
 //! engine core sets around each message; [`current`] reads it (English outside any scope) and
 //! the [`tr!`](crate::tr) macro formats a message in it. A message missing in Chinese falls
@@ -108,15 +108,17 @@ impl From<i32> for Arg {
 }
 
 /// The embedded message files: (name for logs, source), per language.
-const EN_FILES: [(&str, &str); 3] = [
+const EN_FILES: [(&str, &str); 4] = [
     ("en/engine.ftl", include_str!("../locales/en/engine.ftl")),
     ("en/core.ftl", include_str!("../locales/en/core.ftl")),
     ("en/lib.ftl", include_str!("../locales/en/lib.ftl")),
+    ("en/policy.ftl", include_str!("../locales/en/policy.ftl")),
 ];
-const ZH_FILES: [(&str, &str); 3] = [
+const ZH_FILES: [(&str, &str); 4] = [
     ("zh/engine.ftl", include_str!("../locales/zh/engine.ftl")),
     ("zh/core.ftl", include_str!("../locales/zh/core.ftl")),
     ("zh/lib.ftl", include_str!("../locales/zh/lib.ftl")),
+    ("zh/policy.ftl", include_str!("../locales/zh/policy.ftl")),
 ];
 
 type Bundle = FluentBundle<FluentResource>;

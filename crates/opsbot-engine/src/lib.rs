@@ -422,7 +422,7 @@ impl Engine {
         }
         let pre = access::decide(&self.access, person, Verb::Run, job, None, &env.place);
         if !pre.allowed() {
-            return self.refuse(env, person, "run", &job.name, None, &pre.explain(), None).await;
+            return self.refuse(env, person, "run", &job.name, None, &pre.explanation(), None).await;
         }
         let (params, missing) = match self.bind(job, named, positional) {
             Ok(b) => b,
@@ -449,7 +449,8 @@ impl Engine {
         self.proceed(env, person, job, params, missing, override_reason, at).await
     }
 
-    /// Refuses a request: an audit record with the reason, and the reason for the person.
+    /// Refuses a request: an audit record with the reason in English, and the reason for the
+    /// person in their language.
     #[allow(clippy::too_many_arguments)]
     async fn refuse(
         &self,
@@ -458,11 +459,20 @@ impl Engine {
         action: &str,
         job: &str,
         params: Option<&Params>,
-        why: &str,
+        why: &access::Localized,
         execution: Option<ExecutionId>,
     ) -> Result<Outcome, EngineError> {
-        self.audit(env, person, action, Some(job), params, "refused", Some(why.to_string()), execution)
-            .await?;
+        self.audit(
+            env,
+            person,
+            action,
+            Some(job),
+            params,
+            "refused",
+            Some(why.english().to_string()),
+            execution,
+        )
+        .await?;
         let what = match (action, params) {
             ("run", Some(p)) => format!("`{}`", present::describe_run(self.catalog.get(job), job, p)),
             ("run", None) => format!("`{job}`"),
@@ -474,7 +484,7 @@ impl Engine {
             ..reply(
                 Reply::new(Tone::Error)
                     .para(tr!("refuse-not-allowed", what = what))
-                    .para(why.to_string()),
+                    .para(why.get(i18n::current()).to_string()),
             )
         })
     }
@@ -495,7 +505,7 @@ impl Engine {
         let d = access::decide(&self.access, person, Verb::Run, job, Some(params), &env.place);
         if !d.allowed() {
             return Ok(Err(self
-                .refuse(env, person, "run", &job.name, Some(params), &d.explain(), None)
+                .refuse(env, person, "run", &job.name, Some(params), &d.explanation(), None)
                 .await?));
         }
         // The command line is rendered only when a forbidden-pattern rule looks at this run.
@@ -517,7 +527,7 @@ impl Engine {
         match checked {
             Ok(needs) => Ok(Ok(needs)),
             Err(r) => Ok(Err(self
-                .refuse(env, person, "run", &job.name, Some(params), &r.explain(), None)
+                .refuse(env, person, "run", &job.name, Some(params), &r.explanation(), None)
                 .await?)),
         }
     }

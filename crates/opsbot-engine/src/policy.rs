@@ -2,7 +2,8 @@
 //! hours, change freezes (with an override that needs approval), approval rules and rate
 //! limits. Each refusal names the policy and says what would make the run pass.
 
-use crate::access::{Person, picks};
+use crate::access::{Localized, Person, picks, scope_in};
+use crate::i18n::{self, Arg, Lang};
 use chrono::{DateTime, Datelike, Duration as ChronoDuration, Utc};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter, clock::Clock};
 use opsbot_core::Params;
@@ -36,38 +37,79 @@ pub struct Requirement {
 }
 
 impl Requirement {
-    /// `1 approval from lead (approval prod-changes)`.
+    /// `1 approval from lead (approval prod-changes)`, in English (as the audit trail and the
+    /// stored request keep it).
     pub fn describe(&self) -> String {
-        let who = if self.approvers.is_empty() {
-            "anyone allowed to approve it".to_string()
-        } else {
-            self.approvers.iter().map(|r| format!("`{r}`")).collect::<Vec<_>>().join(" or ")
-        };
-        format!(
-            "{} approval{} from {who} ({})",
-            self.count,
-            if self.count == 1 { "" } else { "s" },
-            self.policy
-        )
+        self.describe_in(Lang::En)
     }
+
+    /// [`Requirement::describe`] in `lang` (the policy's name stays as it is).
+    pub fn describe_in(&self, lang: Lang) -> String {
+        let mut args = approvals_args(self.count, &self.approvers, lang);
+        args.push(("policy", (&self.policy).into()));
+        i18n::text(lang, "requirement", &args)
+    }
+}
+
+/// The arguments of a message saying `N approval(s) from WHO`: `count`, `who`.
+fn approvals_args(count: u32, approvers: &[String], lang: Lang) -> Vec<(&'static str, Arg)> {
+    let who = if approvers.is_empty() {
+        i18n::text(lang, "approvers-anyone", &[])
+    } else {
+        let or = i18n::text(lang, "list-or", &[]);
+        let roles = approvers.iter().map(|r| format!("`{r}`")).collect::<Vec<_>>().join(&or);
+        i18n::text(lang, "approvers-roles", &[("roles", roles.into())])
+    };
+    vec![("count", count.into()), ("who", who.into())]
 }
 
 /// A policy said no.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Refusal {
     /// `lock env=prod`, `freeze year-end`, `hours business`, `rate_limit deploys`, `deny_argv rm-rf`.
-    pub policy: String,
+    pub policy: Localized,
     /// What it says.
-    pub why: String,
-    /// What would make the run pass.
-    pub would_pass: String,
+    pub why: Localized,
+    /// What would make the run pass (may be empty).
+    pub would_pass: Localized,
 }
 
 impl Refusal {
-    /// One paragraph for a person.
+    /// One paragraph for a person, in English (as the audit trail keeps it).
     pub fn explain(&self) -> String {
-        format!("Refused by {}: {} {}", self.policy, self.why, self.would_pass)
+        self.explain_in(Lang::En)
     }
+
+    /// One paragraph for a person, in `lang`.
+    pub fn explain_in(&self, lang: Lang) -> String {
+        i18n::text(
+            lang,
+            "refused-by",
+            &[
+                ("policy", self.policy.get(lang).into()),
+                ("why", self.why.get(lang).into()),
+                ("would_pass", self.would_pass.get(lang).into()),
+            ],
+        )
+    }
+
+    /// The paragraph of [`Refusal::explain_in`] in each language: English for the audit, the
+    /// person's language for the reply.
+    pub fn explanation(&self) -> Localized {
+        Localized::new(|lang| self.explain_in(lang))
+    }
+}
+
+/// A weekday and time for a person: `Thu 09:00` in English, `周四 09:00` in Chinese.
+fn day_time(day: chrono::Weekday, time: &str, lang: Lang) -> String {
+    let day = match lang {
+        Lang::En => day.to_string(),
+        Lang::Zh => {
+            const DAYS: [&str; 7] = ["周一", "周二", "周三", "周四", "周五", "周六", "周日"];
+            DAYS[day.num_days_from_monday() as usize % 7].to_string()
+        }
+    };
+    format!("{day} {time}")
 }
 
 /// The policies of one config, with the rate limiters' state (per process).
@@ -121,17 +163,16 @@ impl Policies {
             });
             if job_ok && params_ok {
                 return Err(Refusal {
-                    policy: format!("lock `{}`", lock.scope),
-                    why: format!(
-                        "{} locked it at {} UTC: \"{}\".",
-                        lock.by_name,
-                        lock.at.format("%Y-%m-%d %H:%M"),
-                        lock.reason
+                    policy: Localized::same(format!("lock `{}`", lock.scope)),
+                    why: Localized::message(
+                        "refused-lock",
+                        &[
+                            ("by", (&lock.by_name).into()),
+                            ("at", lock.at.format("%Y-%m-%d %H:%M").to_string().into()),
+                            ("reason", (&lock.reason).into()),
+                        ],
                     ),
-                    would_pass: format!(
-                        "It runs once someone unlocks it (`unlock {}`).",
-                        lock.scope.trim_start_matches("* ")
-                    ),
+                    would_pass: Localized::message("refused-lock-pass", &[("scope", lock.scope.trim_start_matches("* ").into())]),
                 });
             }
         }
@@ -144,17 +185,27 @@ impl Policies {
             let hit = argv
                 .iter()
                 .position(|a| rule.pattern.is_match(a))
-                .map(|i| format!("argv[{i}]"))
-                .or_else(|| rule.pattern.is_match(&joined).then(|| "the whole command line".to_string()));
+                .map(|i| Localized::same(format!("argv[{i}]")))
+                .or_else(|| {
+                    rule.pattern
+                        .is_match(&joined)
+                        .then(|| Localized::message("refused-argv-whole", &[]))
+                });
             if let Some(hit) = hit {
                 return Err(Refusal {
-                    policy: format!("deny_argv `{}`", rule.name),
-                    why: format!(
-                        "{hit} would match the forbidden pattern `{}`{}.",
-                        rule.pattern.as_str(),
-                        rule.reason.as_ref().map(|r| format!(" ({r})")).unwrap_or_default()
-                    ),
-                    would_pass: "Use values that do not produce it.".into(),
+                    policy: Localized::same(format!("deny_argv `{}`", rule.name)),
+                    why: Localized::new(|lang| {
+                        i18n::text(
+                            lang,
+                            "refused-argv",
+                            &[
+                                ("hit", hit.get(lang).into()),
+                                ("pattern", rule.pattern.as_str().into()),
+                                ("reason", given_reason(rule.reason.as_deref(), lang).into()),
+                            ],
+                        )
+                    }),
+                    would_pass: Localized::message("refused-argv-pass", &[]),
                 });
             }
         }
@@ -162,15 +213,22 @@ impl Policies {
         for rule in &cfg.hours {
             if picks(&rule.scope, job, Some(params)) && !in_hours(rule, &local) {
                 return Err(Refusal {
-                    policy: format!("hours `{}`", rule.name),
-                    why: format!(
-                        "{} may run only {} ({}); it is {} there.",
-                        rule.scope.describe(),
-                        rule.text,
-                        cfg.timezone,
-                        local.format("%a %H:%M")
-                    ),
-                    would_pass: format!("Ask again within those hours{}.", next_opening(rule, &local)),
+                    policy: Localized::same(format!("hours `{}`", rule.name)),
+                    why: Localized::new(|lang| {
+                        i18n::text(
+                            lang,
+                            "refused-hours",
+                            &[
+                                ("scope", scope_in(&rule.scope, lang).into()),
+                                ("hours", (&rule.text).into()),
+                                ("tz", cfg.timezone.to_string().into()),
+                                ("now", day_time(local.weekday(), &local.format("%H:%M").to_string(), lang).into()),
+                            ],
+                        )
+                    }),
+                    would_pass: Localized::new(|lang| {
+                        i18n::text(lang, "refused-hours-pass", &[("next", next_opening(rule, &local, lang).into())])
+                    }),
                 });
             }
         }
@@ -183,7 +241,17 @@ impl Policies {
                 continue;
             };
             let until_text = until.with_timezone(&cfg.timezone).format("%Y-%m-%d %H:%M %Z").to_string();
-            let reason = rule.reason.as_ref().map(|r| format!(" ({r})")).unwrap_or_default();
+            let frozen = Localized::new(|lang| {
+                i18n::text(
+                    lang,
+                    "refused-freeze",
+                    &[
+                        ("scope", scope_in(&rule.scope, lang).into()),
+                        ("until", (&until_text).into()),
+                        ("reason", given_reason(rule.reason.as_deref(), lang).into()),
+                    ],
+                )
+            });
             match (&rule.override_by, override_reason) {
                 (Some(o), Some(_)) => needs.push(Requirement {
                     policy: format!("freeze `{}` override", rule.name),
@@ -193,25 +261,18 @@ impl Policies {
                 }),
                 (Some(o), None) => {
                     return Err(Refusal {
-                        policy: format!("freeze `{}`", rule.name),
-                        why: format!("{} is frozen until {until_text}{reason}.", rule.scope.describe()),
-                        would_pass: format!(
-                            "Wait until then, or ask again with `--override \"why\"`: the run then needs {} approval{} from {}.",
-                            o.count,
-                            if o.count == 1 { "" } else { "s" },
-                            if o.approvers.is_empty() {
-                                "anyone allowed to approve it".to_string()
-                            } else {
-                                o.approvers.iter().map(|r| format!("`{r}`")).collect::<Vec<_>>().join(" or ")
-                            }
-                        ),
+                        policy: Localized::same(format!("freeze `{}`", rule.name)),
+                        why: frozen,
+                        would_pass: Localized::new(|lang| {
+                            i18n::text(lang, "refused-freeze-override", &approvals_args(o.count, &o.approvers, lang))
+                        }),
                     });
                 }
                 (None, _) => {
                     return Err(Refusal {
-                        policy: format!("freeze `{}`", rule.name),
-                        why: format!("{} is frozen until {until_text}{reason}.", rule.scope.describe()),
-                        would_pass: "Wait until then; this freeze allows no override.".into(),
+                        policy: Localized::same(format!("freeze `{}`", rule.name)),
+                        why: frozen,
+                        would_pass: Localized::message("refused-freeze-no-override", &[]),
                     });
                 }
             }
@@ -243,22 +304,25 @@ impl Policies {
             if let Err(not_until) = limiter.check_key(&key) {
                 let wait = not_until.wait_time_from(governor::clock::DefaultClock::default().now());
                 let per = match rule.per {
-                    RatePer::Person => "per person",
-                    RatePer::Job => "for everyone together",
+                    RatePer::Person => "rate-per-person",
+                    RatePer::Job => "rate-per-job",
                 };
+                let retry = humantime::format_duration(Duration::from_secs(wait.as_secs().saturating_add(1))).to_string();
                 return Err(Refusal {
-                    policy: format!("rate_limit `{}`", rule.name),
-                    why: format!(
-                        "at most {} run{} of {} {per} every {}.",
-                        rule.max,
-                        if rule.max == 1 { "" } else { "s" },
-                        rule.scope.describe(),
-                        humantime::format_duration(rule.every)
-                    ),
-                    would_pass: format!(
-                        "Try again in {}.",
-                        humantime::format_duration(Duration::from_secs(wait.as_secs() + 1))
-                    ),
+                    policy: Localized::same(format!("rate_limit `{}`", rule.name)),
+                    why: Localized::new(|lang| {
+                        i18n::text(
+                            lang,
+                            "refused-rate",
+                            &[
+                                ("max", rule.max.into()),
+                                ("scope", scope_in(&rule.scope, lang).into()),
+                                ("per", i18n::text(lang, per, &[]).into()),
+                                ("every", humantime::format_duration(rule.every).to_string().into()),
+                            ],
+                        )
+                    }),
+                    would_pass: Localized::message("refused-rate-pass", &[("wait", retry.into())]),
                 });
             }
         }
@@ -278,7 +342,14 @@ fn in_hours(rule: &HoursRule, local: &DateTime<chrono_tz::Tz>) -> bool {
     }
 }
 
-fn next_opening(rule: &HoursRule, local: &DateTime<chrono_tz::Tz>) -> String {
+/// A reason written in the config, for the end of a sentence: ` (reason)`, or nothing.
+fn given_reason(reason: Option<&str>, lang: Lang) -> String {
+    reason
+        .map(|r| i18n::text(lang, "refused-given-reason", &[("reason", r.into())]))
+        .unwrap_or_default()
+}
+
+fn next_opening(rule: &HoursRule, local: &DateTime<chrono_tz::Tz>, lang: Lang) -> String {
     // Look minute by minute would be slow; days × opening time is enough.
     for add in 0..8 {
         let date = local.date_naive() + ChronoDuration::days(add);
@@ -288,7 +359,8 @@ fn next_opening(rule: &HoursRule, local: &DateTime<chrono_tz::Tz>) -> String {
         }
         let opening = date.and_time(rule.from);
         if opening > local.naive_local() {
-            return format!(" (next opening {} {})", date.weekday(), opening.format("%H:%M"));
+            let at = day_time(date.weekday(), &opening.format("%H:%M").to_string(), lang);
+            return i18n::text(lang, "refused-hours-next", &[("at", at.into())]);
         }
     }
     String::new()
@@ -375,7 +447,7 @@ every = "1h"
         // Wednesday 20:00: out of hours, and the refusal says when it opens.
         let late = berlin.with_ymd_and_hms(2026, 11, 25, 20, 0, 0).unwrap().with_timezone(&Utc);
         let r = pol.check(a, job, &p("prod"), &argv("prod", "x"), &[], late, None).unwrap_err();
-        assert_eq!(r.policy, "hours `office`");
+        assert_eq!(r.policy.english(), "hours `office`");
         assert!(r.explain().contains("Thu 09:00"), "{}", r.explain());
         assert!(
             pol.check(a, job, &p("dev"), &argv("dev", "x"), &[], late, None).is_ok(),
@@ -384,7 +456,7 @@ every = "1h"
         // Friday 17:30: frozen (and hours are fine); an override turns it into a requirement.
         let fri = berlin.with_ymd_and_hms(2026, 11, 27, 17, 30, 0).unwrap().with_timezone(&Utc);
         let r = pol.check(a, job, &p("prod"), &argv("prod", "x"), &[], fri, None).unwrap_err();
-        assert_eq!(r.policy, "freeze `weekend`");
+        assert_eq!(r.policy.english(), "freeze `weekend`");
         assert!(
             r.explain().contains("--override") && r.explain().contains("2 approvals"),
             "{}",
@@ -422,7 +494,7 @@ every = "1h"
         let r = pol
             .check(a, job, &p("dev"), &["deploy".into(), "dev".into(), "$(id)".into()], &[], wed, None)
             .unwrap_err();
-        assert_eq!(r.policy, "deny_argv `no-subshell`");
+        assert_eq!(r.policy.english(), "deny_argv `no-subshell`");
         let who = crate::access::identify(a, &opsbot_core::UserId::new("cli", "x"), None, None);
         assert!(pol.take_rate(a, &who, job, &p("dev")).is_ok());
         assert!(pol.take_rate(a, &who, job, &p("dev")).is_ok());
@@ -434,5 +506,112 @@ every = "1h"
         );
         let other = crate::access::identify(a, &opsbot_core::UserId::new("cli", "y"), None, None);
         assert!(pol.take_rate(a, &other, job, &p("dev")).is_ok(), "per person");
+    }
+
+    fn is_cjk(s: &str) -> bool {
+        s.chars().any(opsbot_core::understand::is_cjk)
+    }
+
+    #[test]
+    fn requirements_in_both_languages() {
+        let r = |approvers: &[&str], count| Requirement {
+            policy: "approval `prod`".into(),
+            approvers: approvers.iter().map(|a| a.to_string()).collect(),
+            count,
+            expires_secs: 60,
+        };
+        assert_eq!(r(&["lead"], 1).describe(), "1 approval from `lead` (approval `prod`)");
+        assert_eq!(
+            r(&["lead", "admin"], 2).describe(),
+            "2 approvals from `lead` or `admin` (approval `prod`)"
+        );
+        assert_eq!(
+            r(&[], 0).describe(),
+            "0 approvals from anyone allowed to approve it (approval `prod`)"
+        );
+        assert_eq!(r(&["lead"], 1).describe_in(Lang::En), r(&["lead"], 1).describe());
+        assert_eq!(
+            r(&["lead", "admin"], 2).describe_in(Lang::Zh),
+            "`lead` 或 `admin` 角色中 2 人批准（approval `prod`）"
+        );
+        assert_eq!(r(&[], 1).describe_in(Lang::Zh), "有权批准的人中 1 人批准（approval `prod`）");
+    }
+
+    #[test]
+    fn refusals_in_english_exactly_and_in_chinese() {
+        let c = Config::parse(CFG, Path::new("/tmp/t.toml"), LoadOptions::default()).unwrap();
+        let a = &c.access;
+        let pol = Policies::new(a);
+        let job = c.catalog.get("deploy").unwrap();
+        let argv = |e: &str, n: &str| vec!["deploy".to_string(), e.to_string(), n.to_string()];
+        let berlin = chrono_tz::Europe::Berlin;
+        let late = berlin.with_ymd_and_hms(2026, 11, 25, 20, 0, 0).unwrap().with_timezone(&Utc);
+        let r = pol.check(a, job, &p("prod"), &argv("prod", "x"), &[], late, None).unwrap_err();
+        assert_eq!(
+            r.explain(),
+            "Refused by hours `office`: deploy with env=prod may run only mon-fri 09:00-18:00 (Europe/Berlin); it is Wed 20:00 there. Ask again within those hours (next opening Thu 09:00)."
+        );
+        assert_eq!(r.explanation().english(), r.explain());
+        assert_eq!(
+            r.explain_in(Lang::Zh),
+            "被 hours `office` 拒绝：deploy（env=prod）只能在 mon-fri 09:00-18:00（Europe/Berlin）运行；当地现在是 周三 20:00。请在这些时段内再试（下次开放：周四 09:00）。"
+        );
+        let fri = berlin.with_ymd_and_hms(2026, 11, 27, 17, 30, 0).unwrap().with_timezone(&Utc);
+        let r = pol.check(a, job, &p("prod"), &argv("prod", "x"), &[], fri, None).unwrap_err();
+        assert_eq!(
+            r.explain(),
+            "Refused by freeze `weekend`: deploy with env=prod is frozen until 2026-11-30 08:00 CET (no prod changes over the weekend). Wait until then, or ask again with `--override \"why\"`: the run then needs 2 approvals from `admin`."
+        );
+        assert_eq!(
+            r.explain_in(Lang::Zh),
+            "被 freeze `weekend` 拒绝：deploy（env=prod）冻结至 2026-11-30 08:00 CET（no prod changes over the weekend）。请等到冻结结束，或加上 `--override \"why\"` 重新请求：届时这次运行需要`admin` 角色中 2 人批准。"
+        );
+        let wed = berlin.with_ymd_and_hms(2026, 11, 25, 10, 0, 0).unwrap().with_timezone(&Utc);
+        let r = pol
+            .check(a, job, &p("dev"), &["deploy".into(), "dev".into(), "$(id)".into()], &[], wed, None)
+            .unwrap_err();
+        assert_eq!(
+            r.explain(),
+            r"Refused by deny_argv `no-subshell`: argv[2] would match the forbidden pattern `\$\(|``. Use values that do not produce it."
+        );
+        let zh = r.explain_in(Lang::Zh);
+        assert!(
+            zh.starts_with("被 deny_argv `no-subshell` 拒绝：argv[2] 会匹配禁止的模式") && zh.ends_with("请换用不会产生它的取值。"),
+            "{zh}"
+        );
+        let lock = Lock {
+            id: 1,
+            job: Some("deploy".into()),
+            params: Params::new(),
+            scope: "deploy".into(),
+            reason: "db migration".into(),
+            by: opsbot_core::UserId::new("cli", "ops"),
+            by_name: "Ops".into(),
+            at: Utc.with_ymd_and_hms(2026, 11, 25, 9, 0, 0).unwrap(),
+        };
+        let r = pol.check(a, job, &p("dev"), &argv("dev", "x"), &[lock], wed, None).unwrap_err();
+        assert_eq!(
+            r.explain(),
+            "Refused by lock `deploy`: Ops locked it at 2026-11-25 09:00 UTC: \"db migration\". It runs once someone unlocks it (`unlock deploy`)."
+        );
+        assert_eq!(
+            r.explain_in(Lang::Zh),
+            "被 lock `deploy` 拒绝：Ops 于 2026-11-25 09:00 UTC 锁定了它：“db migration”。有人解锁（`unlock deploy`）后即可运行。"
+        );
+        let who = crate::access::identify(a, &opsbot_core::UserId::new("cli", "x"), None, None);
+        assert!(pol.take_rate(a, &who, job, &p("dev")).is_ok());
+        assert!(pol.take_rate(a, &who, job, &p("dev")).is_ok());
+        let r = pol.take_rate(a, &who, job, &p("dev")).unwrap_err();
+        assert!(
+            r.explain()
+                .starts_with("Refused by rate_limit `deploys`: at most 2 runs of deploy per person every 1h. Try again in "),
+            "{}",
+            r.explain()
+        );
+        let zh = r.explain_in(Lang::Zh);
+        assert!(
+            zh.starts_with("被 rate_limit `deploys` 拒绝：deploy 每 1h 最多运行 2 次（每人分别计算）。请在 ") && is_cjk(&zh),
+            "{zh}"
+        );
     }
 }

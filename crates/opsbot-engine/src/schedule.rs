@@ -46,7 +46,7 @@ impl Engine {
         let d = access::decide(&self.access, person, Verb::Run, job, Some(&params), &env.place);
         if !d.allowed() {
             return self
-                .refuse(env, person, "schedule", &job.name, Some(&params), &d.explain(), None)
+                .refuse(env, person, "schedule", &job.name, Some(&params), &d.explanation(), None)
                 .await;
         }
         if job
@@ -395,6 +395,7 @@ impl Engine {
             }
             Err(r) => {
                 let why = r.explain();
+                let shown = r.explain_in(crate::i18n::current());
                 self.store
                     .audit(&AuditRecord {
                         id: 0,
@@ -410,7 +411,11 @@ impl Engine {
                         execution_id: None,
                     })
                     .await?;
-                reply(Reply::new(Tone::Error).para(tr!("cron-refused", name = c.name.as_str())).para(why))
+                reply(
+                    Reply::new(Tone::Error)
+                        .para(tr!("cron-refused", name = c.name.as_str()))
+                        .para(shown),
+                )
             }
         };
         if c.place.is_none() {

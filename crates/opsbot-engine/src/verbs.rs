@@ -111,7 +111,7 @@ impl Engine {
             fields.push((tr!("field-accounts"), accounts.join(", ")));
         }
         let mut r = Reply::new(Tone::Info).fields(fields);
-        let grants = access::describe_roles(&self.access, person);
+        let grants = access::describe_roles_in(&self.access, person, i18n::current());
         if !grants.is_empty() {
             r = r.para(tr!("whoami-grants")).code(grants.join("\n"));
         }
@@ -146,8 +146,11 @@ impl Engine {
             Some(job) => access::decide(&self.access, person, verb, job, Some(&e.params), place),
             None if self.may_everywhere(verb, place, person) => access::Decision::Allowed(format!("{verb} on every job")),
             None => access::Decision::Denied {
-                why: format!("`{}` is no longer a job of this config", e.job),
-                would_pass: Some(format!("Someone who may {verb} every job can.")),
+                why: access::Localized::message("access-job-gone", &[("job", (&e.job).into())]),
+                would_pass: Some(access::Localized::message(
+                    "access-job-gone-pass",
+                    &[("verb", verb.as_str().into())],
+                )),
             },
         }
     }
@@ -207,15 +210,18 @@ impl Engine {
         if d.allowed() || self.is_own(person, e).await? {
             return Ok(None);
         }
-        let why = Said::new(
-            "touch-not-yours",
-            &[
-                ("id", e.id.into()),
-                ("who", (&e.requester_name).into()),
-                ("job", (&e.job).into()),
-                ("explain", d.explain().into()),
-            ],
-        );
+        let why = Said::with(|lang| {
+            i18n::text(
+                lang,
+                "touch-not-yours",
+                &[
+                    ("id", e.id.into()),
+                    ("who", (&e.requester_name).into()),
+                    ("job", (&e.job).into()),
+                    ("explain", d.explain_in(lang).into()),
+                ],
+            )
+        });
         self.audit(
             env,
             person,
@@ -309,7 +315,11 @@ impl Engine {
             (tr!("field-asked-by"), format!("{} ({})", a.requester_name, a.requested_by)),
             (
                 tr!("field-needs"),
-                needs.iter().map(Requirement::describe).collect::<Vec<_>>().join("; "),
+                needs
+                    .iter()
+                    .map(|r| r.describe_in(i18n::current()))
+                    .collect::<Vec<_>>()
+                    .join(&tr!("list-semicolon")),
             ),
             (tr!("field-expires"), present::when(a.expires_at)),
         ];
@@ -370,6 +380,7 @@ impl Engine {
         d: &access::Decision,
     ) -> Result<Outcome, EngineError> {
         let why = d.explain();
+        let told = d.explain_in(i18n::current());
         let shown = (!params.is_empty()).then_some(params);
         self.audit(env, person, action, job, shown, "refused", Some(format!("{subject}: {why}")), None)
             .await?;
@@ -378,7 +389,7 @@ impl Engine {
             ..reply(
                 Reply::new(Tone::Error)
                     .para(tr!("admin-not-allowed", action = action, subject = subject))
-                    .para(why),
+                    .para(told),
             )
         })
     }
@@ -500,7 +511,7 @@ impl Engine {
                     person,
                     &a,
                     verb,
-                    Said::new("vote-may-not", &[("id", id.into()), ("explain", d.explain().into())]),
+                    Said::with(|lang| i18n::text(lang, "vote-may-not", &[("id", id.into()), ("explain", d.explain_in(lang).into())])),
                 )
                 .await;
         }
@@ -630,9 +641,15 @@ impl Engine {
             Ok(())
         } else {
             Err(crate::policy::Refusal {
-                policy: "the access rules".into(),
-                why: format!("{} may no longer run it: {}", a.requester_name, may_run.explain()),
-                would_pass: String::new(),
+                policy: access::Localized::message("refused-access-rules", &[]),
+                why: access::Localized::new(|lang| {
+                    i18n::text(
+                        lang,
+                        "refused-no-longer-may",
+                        &[("name", (&a.requester_name).into()), ("explain", may_run.explain_in(lang).into())],
+                    )
+                }),
+                would_pass: access::Localized::default(),
             })
         };
         let recheck = allowed
@@ -650,9 +667,9 @@ impl Engine {
             .and_then(|now| match now.into_iter().find(|n| !needs.iter().any(|r| r.policy == n.policy)) {
                 None => Ok(()),
                 Some(new) => Err(crate::policy::Refusal {
-                    policy: new.policy.clone(),
-                    why: "it began after this request was made and asks for approvals the request did not have.".into(),
-                    would_pass: "Ask again: the new request will ask for them.".into(),
+                    policy: access::Localized::same(new.policy.clone()),
+                    why: access::Localized::message("refused-new-policy", &[]),
+                    would_pass: access::Localized::message("refused-new-policy-pass", &[]),
                 }),
             });
         if let Err(r) = recheck {
@@ -671,7 +688,7 @@ impl Engine {
                 )
                 .await?;
             }
-            let told = tr!("vote-approved-but", id = id, explain = explain);
+            let told = tr!("vote-approved-but", id = id, explain = r.explain_in(i18n::current()));
             return Ok(self.tell_both(env, &a, Reply::text(Tone::Error, told)));
         }
         let approvers: Vec<String> = votes.iter().filter(|v| v.approve).map(|v| v.voter_name.clone()).collect();
@@ -776,7 +793,11 @@ impl Engine {
                 a.id.to_string(),
                 present::describe_run(self.catalog.get(&a.job), &a.job, &a.params),
                 a.requester_name.clone(),
-                needs.iter().map(Requirement::describe).collect::<Vec<_>>().join("; "),
+                needs
+                    .iter()
+                    .map(|r| r.describe_in(i18n::current()))
+                    .collect::<Vec<_>>()
+                    .join(&tr!("list-semicolon")),
                 present::when(a.expires_at),
             ]);
         }

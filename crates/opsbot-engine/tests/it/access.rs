@@ -1257,3 +1257,41 @@ async fn refused_link_attempts_are_audited() {
         audits.first()
     );
 }
+
+/// A request written in Chinese and refused by a role: the person reads why in Chinese (the
+/// role, the values and the `file:line` as they are), the audit record keeps the English.
+#[tokio::test]
+async fn a_chinese_request_refused_by_a_role_is_explained_in_chinese_and_audited_in_english() {
+    let cfg = match Config::parse(CONFIG, Path::new("/tmp/opsbot-access.toml"), LoadOptions::default()) {
+        Ok(c) => c,
+        Err(e) => panic!("config: {e:?}"),
+    };
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::memory().await.expect("store"));
+    let catalog = Arc::new(cfg.catalog);
+    let engine = Engine::new(catalog.clone(), cfg.bot, store.clone())
+        .with_access(cfg.access)
+        .with_understander(Arc::new(opsbot_nlu::Nlu::new(&catalog)));
+    let bot = Bot { engine, store };
+    // Bo's role allows deploys to dev and staging only.
+    let (o, t) = bot.say(dm(BO, "把 api 部署到生产环境")).await;
+    assert!(o.denied && o.queued.is_none(), "{t}");
+    has_all(
+        &t,
+        &[
+            "不允许",
+            "你的角色（`deployer`）都不允许在 chat/D-U-BO 对 `deploy` 执行 `run`（参数 app=api env=prod）。",
+            "角色 `deployer` 只允许对 所有任务（env 取 dev，staging 之一）执行 `run`（opsbot-access.toml:",
+        ],
+    );
+    assert!(!t.contains("None of your roles") && !t.contains("allows run only on"), "{t}");
+    let r = bot
+        .assert_refusal_audited(
+            "run",
+            &acct(BO),
+            &["None of your roles (`deployer`) allows run on `deploy` with app=api env=prod in chat/D-U-BO. Role `deployer` allows run only on every job with env in [dev, staging] (opsbot-access.toml:"],
+        )
+        .await;
+    let reason = r.reason.unwrap_or_default();
+    assert!(!reason.chars().any(|c| ('\u{4e00}'..='\u{9fff}').contains(&c)), "{reason}");
+    bot.assert_no_runs().await;
+}
