@@ -212,9 +212,4 @@ impl Understanding {
 pub trait Understand: Send + Sync {
     /// Reads free text.
     fn understand(&self, text: &str, ctx: &Context<'_>) -> Understanding;
-    /// Finds a time to run at in a text the explicit grammar may read once the time is taken
-    /// out (`run deploy app=api env=dev at 23:30`). `None` when there is none.
-    fn find_time(&self, _text: &str, _ctx: &Context<'_>) -> Option<When> {
-        None
-    }
 }

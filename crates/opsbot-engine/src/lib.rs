@@ -24,13 +24,9 @@ use opsbot_core::config::{AccessConfig, BotConfig, Verb};
 use opsbot_core::job::{Catalog, JobSpec, closest};
 use opsbot_core::{Command, Envelope, ExecState, Execution, ExecutionId, NewExecution, Params, Place, Reply, Tone, Understand, UserId};
 use opsbot_store::{AuditRecord, CancelResult, Dialog, ExecutionFilter, Store, StoreError};
-pub use schedule::local as local_time;
 use serde_json::json;
 use std::sync::Arc;
 use tokio::sync::{broadcast, mpsc};
-
-/// Confidence below which another understanding layer's guess is not acted on.
-pub const MIN_CONFIDENCE: f32 = 0.8;
 
 /// What the engine decided for one message.
 #[derive(Clone, Debug, Default)]
@@ -379,10 +375,6 @@ impl Engine {
         }
     }
 
-    fn bind(&self, job: &JobSpec, named: Vec<(String, String)>, positional: Vec<String>) -> Result<(Params, Vec<String>), Vec<String>> {
-        understand::bind(job, named, positional, true)
-    }
-
     async fn run(
         &self,
         env: &Envelope,
@@ -424,7 +416,7 @@ impl Engine {
         if !pre.allowed() {
             return self.refuse(env, person, "run", &job.name, None, &pre.explanation(), None).await;
         }
-        let (params, missing) = match self.bind(job, named, positional) {
+        let (params, missing) = match understand::bind(job, named, positional, true) {
             Ok(b) => b,
             Err(problems) => {
                 let reason = problems.join(" ");

@@ -19,7 +19,7 @@ impl Engine {
         let e = explain(&self.grammar, &self.catalog, self.nlu.as_deref(), text, &ctx);
         let at = e.when.as_ref().map(|w| w.at);
         // The LLM path keeps a time the text gives even when nothing else was understood.
-        let llm_at = at.or_else(|| opsbot_nlu::time::find(text, ctx.now, ctx.tz).map(|w| w.at));
+        let llm_at = at.or_else(|| e.time_in_text.as_ref().map(|w| w.at));
         let best = e.candidates.first().cloned();
         match (&e.verdict, best) {
             (Verdict::Proceed, Some(c)) if e.source == "grammar" => self.command_at(env, person, c.command, at).await,
@@ -203,40 +203,27 @@ impl Engine {
         at: Option<DateTime<Utc>>,
     ) -> Result<Option<Outcome>, EngineError> {
         let Some(llm) = &self.llm else { return Ok(None) };
-        // `token=…` for any secret param of any job never leaves: the value is masked first.
+        // A `token=…` typed for a secret param of any job never leaves: its value joins the
+        // values masked before sending. Text that cannot even be split into words (an unclosed
+        // quote) and holds a `=` is not sent at all.
+        let toks = match grammar::tokenize(text) {
+            Ok(t) => t,
+            Err(_) if text.contains('=') => return Ok(None),
+            Err(_) => Vec::new(),
+        };
         let secret_keys: std::collections::HashSet<String> = self
             .catalog
             .jobs()
             .iter()
             .flat_map(|j| j.params.iter().filter(|p| p.secret).map(|p| p.name.to_lowercase()))
             .collect();
-        let masked: String = match grammar::tokenize(text) {
-            Ok(toks) if toks.iter().any(|t| t.key.as_ref().is_some_and(|k| secret_keys.contains(k))) => {
-                let mut scrub = self.llm_scrub.clone();
-                scrub.extend(
-                    toks.iter()
-                        .filter(|t| t.key.as_ref().is_some_and(|k| secret_keys.contains(k)))
-                        .map(|t| t.text.clone())
-                        .filter(|v| !v.is_empty()),
-                );
-                return self.ask_llm_with(env, person, text, at, &scrub, llm).await;
-            }
-            Err(_) if text.contains('=') => return Ok(None),
-            _ => text.to_string(),
-        };
-        self.ask_llm_with(env, person, &masked, at, &self.llm_scrub, llm).await
-    }
-
-    async fn ask_llm_with(
-        &self,
-        env: &Envelope,
-        person: &Person,
-        text: &str,
-        at: Option<DateTime<Utc>>,
-        scrub: &[String],
-        llm: &opsbot_nlu::llm::Llm,
-    ) -> Result<Option<Outcome>, EngineError> {
-        let proposal = match llm.propose(text, &self.catalog, scrub).await {
+        let mut scrub = self.llm_scrub.clone();
+        scrub.extend(
+            toks.into_iter()
+                .filter(|t| t.key.as_ref().is_some_and(|k| secret_keys.contains(k)) && !t.text.is_empty())
+                .map(|t| t.text),
+        );
+        let proposal = match llm.propose(text, &self.catalog, &scrub).await {
             Ok(Some(p)) => p,
             Ok(None) => return Ok(None),
             Err(e) => {

@@ -9,16 +9,14 @@ use chrono::{DateTime, Utc};
 use opsbot_core::config::Verb;
 use opsbot_core::config::nlu::CronSchedule;
 use opsbot_core::{Envelope, JobSpec, Params, Reply, Tone, UserId};
-use opsbot_store::{AuditRecord, NewSchedule, Schedule, ScheduleState};
+use opsbot_store::{NewSchedule, Schedule, ScheduleState};
 
 /// A scheduled run that did not start within this long of its time (opsbot was down) still
 /// starts, late, with a note; past this it is dropped as too late.
 pub const LATE_LIMIT: chrono::Duration = chrono::Duration::hours(12);
 
 /// The time in the team's zone, for people: `2026-11-24 23:30 CET`.
-pub fn local(t: DateTime<Utc>, tz: chrono_tz::Tz) -> String {
-    t.with_timezone(&tz).format("%Y-%m-%d %H:%M %Z").to_string()
-}
+pub(crate) use opsbot_nlu::time::show as local;
 
 /// How long until `t`, roughly: `in 13 h 30 min`, `in 5 min`.
 fn until(t: DateTime<Utc>, now: DateTime<Utc>) -> String {
@@ -370,13 +368,14 @@ impl Engine {
         let place = c.place.clone().unwrap_or_else(|| opsbot_core::Place::new("opsbot", "schedules"));
         let mut env = Envelope::direct(account.clone(), place.clone(), format!("schedule {}", c.name));
         env.direct = false;
-        // Written in the config by whoever may write it: no role check; policies still apply.
+        // Written in the config by whoever may write it, like the local command line: no role
+        // check (policies still apply), and the audit names it without "(unknown account)".
         let person = Person {
             account,
             name: format!("schedule {}", c.name),
             key: None,
             roles: Vec::new(),
-            known: Known::Unknown,
+            known: Known::Local,
         };
         let locks = self.store.locks().await?;
         let argv = self.render_argv(job, &c.params, &person.account.to_string());
@@ -394,22 +393,8 @@ impl Engine {
                 .await?
             }
             Err(r) => {
-                let why = r.explain();
                 let shown = r.explain_in(crate::i18n::current());
-                self.store
-                    .audit(&AuditRecord {
-                        id: 0,
-                        at: Utc::now(),
-                        actor: person.account.clone(),
-                        actor_name: person.name.clone(),
-                        place: place.clone(),
-                        action: "run".into(),
-                        job: Some(job.name.clone()),
-                        params: Some(self.redact(Some(&job.name), &c.params)),
-                        decision: "refused".into(),
-                        reason: Some(why.clone()),
-                        execution_id: None,
-                    })
+                self.run_decision(&env, &person, &job.name, Some(&c.params), "refused", Some(r.explain()))
                     .await?;
                 reply(
                     Reply::new(Tone::Error)

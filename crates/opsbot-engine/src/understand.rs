@@ -4,7 +4,6 @@
 
 use crate::grammar::Grammar;
 use opsbot_core::job::{Catalog, JobSpec, closest};
-use opsbot_core::understand::is_cjk;
 use opsbot_core::{Candidate, Command, Context, Lang, Params, Understand, Verdict, When};
 
 /// What the engine makes of a text, and why.
@@ -18,15 +17,45 @@ pub struct Explanation {
     pub verdict: Verdict,
     /// Readings, best first.
     pub candidates: Vec<Candidate>,
-    /// When to run it, if the text says.
+    /// When to run it, if the text says and the reading is a run.
     pub when: Option<When>,
+    /// A time the text names (outside quoted values), whatever the reading: for a proposal the
+    /// LLM provider may make of a text nothing else understood.
+    pub time_in_text: Option<When>,
     /// The grammar's error, when the text was a command it could not read.
     pub error: Option<String>,
+}
+
+impl Explanation {
+    fn of(u: opsbot_core::Understanding, time_in_text: Option<When>) -> Self {
+        Explanation {
+            lang: u.lang,
+            source: if u.verdict == Verdict::Unknown { "none" } else { "nlu" },
+            verdict: u.verdict,
+            candidates: u.candidates,
+            when: u.when,
+            time_in_text,
+            error: None,
+        }
+    }
+
+    fn nothing(lang: Lang, time_in_text: Option<When>, error: Option<String>) -> Self {
+        Explanation {
+            lang,
+            source: "none",
+            verdict: Verdict::Unknown,
+            candidates: Vec::new(),
+            when: None,
+            time_in_text,
+            error,
+        }
+    }
 }
 
 /// Reads a text the way the engine does.
 pub fn explain(grammar: &Grammar, catalog: &Catalog, nlu: Option<&dyn Understand>, text: &str, ctx: &Context<'_>) -> Explanation {
     let lang = Lang::detect(text).unwrap_or_default();
+    let found = opsbot_nlu::time::find(text, ctx.now, ctx.tz).filter(|w| opsbot_nlu::time::outside_values(text, &w.span));
     let exact = |cmd: Command, when: Option<When>| Explanation {
         lang,
         source: "grammar",
@@ -37,17 +66,16 @@ pub fn explain(grammar: &Grammar, catalog: &Catalog, nlu: Option<&dyn Understand
             why: "the command grammar or an alias template".into(),
         }],
         when,
+        time_in_text: found.clone(),
         error: None,
     };
     // `run deploy app=api env=dev at 23:30`: the grammar reads what is left once the time is out.
-    if let Some(w) = opsbot_nlu::time::find(text, ctx.now, ctx.tz)
-        && opsbot_nlu::time::outside_values(text, &w.span)
-    {
+    if let Some(w) = &found {
         let rest = format!("{} {}", &text[..w.span.start], &text[w.span.end..]);
         if let Ok(Some(cmd @ Command::Run { .. })) = grammar.parse(rest.trim(), catalog)
             && (binds(catalog, &cmd) || has_pairs(text))
         {
-            return exact(cmd, Some(w));
+            return exact(cmd, Some(w.clone()));
         }
     }
     let error = match grammar.parse(text, catalog) {
@@ -56,18 +84,10 @@ pub fn explain(grammar: &Grammar, catalog: &Catalog, nlu: Option<&dyn Understand
         // with a job's name: natural language may read it when it is sure; else the grammar's
         // reading stands, and binding says exactly what is wrong.
         Ok(Some(cmd @ Command::Run { .. })) if !binds(catalog, &cmd) && !has_pairs(text) => {
-            if let Some(n) = nlu {
-                let u = n.understand(text, ctx);
-                if u.verdict == Verdict::Proceed {
-                    return Explanation {
-                        lang: u.lang,
-                        source: "nlu",
-                        verdict: u.verdict,
-                        candidates: u.candidates,
-                        when: u.when,
-                        error: None,
-                    };
-                }
+            if let Some(u) = nlu.map(|n| n.understand(text, ctx))
+                && u.verdict == Verdict::Proceed
+            {
+                return Explanation::of(u, found);
             }
             return exact(cmd, None);
         }
@@ -76,36 +96,15 @@ pub fn explain(grammar: &Grammar, catalog: &Catalog, nlu: Option<&dyn Understand
         Err(e) => Some(e.0),
     };
     let Some(n) = nlu else {
-        return Explanation {
-            lang,
-            source: "none",
-            verdict: Verdict::Unknown,
-            candidates: Vec::new(),
-            when: None,
-            error,
-        };
+        return Explanation::nothing(lang, found, error);
     };
     let u = n.understand(text, ctx);
     // A grammar error is precise; natural language overrides it only when it is sure, and never
     // for text written as a command (`key=value`, quotes: an unclosed quote stays an error).
     if error.is_some() && (u.verdict != Verdict::Proceed || text.contains(['=', '"', '\'', '\u{201C}', '\u{2018}'])) {
-        return Explanation {
-            lang: u.lang,
-            source: "none",
-            verdict: Verdict::Unknown,
-            candidates: Vec::new(),
-            when: None,
-            error,
-        };
+        return Explanation::nothing(u.lang, found, error);
     }
-    Explanation {
-        lang: u.lang,
-        source: if u.verdict == Verdict::Unknown { "none" } else { "nlu" },
-        verdict: u.verdict,
-        candidates: u.candidates,
-        when: u.when,
-        error: None,
-    }
+    Explanation::of(u, found)
 }
 
 fn binds(catalog: &Catalog, cmd: &Command) -> bool {
@@ -207,6 +206,15 @@ pub fn bind(
 /// A command as one canonical line (`run deploy app=web env=prod`, `status 23`), the values
 /// given (not defaults) in the job's declared order. `None` for a run that does not bind.
 pub fn canonical(catalog: &Catalog, cmd: &Command) -> Option<String> {
+    line(catalog, cmd, false)
+}
+
+/// [`canonical`] with the values of `secret` params shown as `••••`: for replies and the audit.
+pub fn canonical_shown(catalog: &Catalog, cmd: &Command) -> Option<String> {
+    line(catalog, cmd, true)
+}
+
+fn line(catalog: &Catalog, cmd: &Command, redact: bool) -> Option<String> {
     Some(match cmd {
         Command::Run { job, params, positional } => {
             let spec = catalog.get(job)?;
@@ -214,7 +222,12 @@ pub fn canonical(catalog: &Catalog, cmd: &Command) -> Option<String> {
             let mut s = format!("run {}", spec.name);
             for p in &spec.params {
                 if let Some(v) = bound.get(&p.name) {
-                    s.push_str(&format!(" {}={}", p.name, crate::grammar::quote_arg(v)));
+                    let shown = if redact && p.secret {
+                        "••••".to_string()
+                    } else {
+                        crate::grammar::quote_arg(v)
+                    };
+                    s.push_str(&format!(" {}={shown}", p.name));
                 }
             }
             s
@@ -254,29 +267,6 @@ pub fn canonical(catalog: &Catalog, cmd: &Command) -> Option<String> {
     })
 }
 
-/// [`canonical`] with the values of `secret` params shown as `••••`: for replies and the audit.
-pub fn canonical_shown(catalog: &Catalog, cmd: &Command) -> Option<String> {
-    match cmd {
-        Command::Run { job, params, positional } => {
-            let spec = catalog.get(job)?;
-            let (bound, _) = bind(spec, params.clone(), positional.clone(), false).ok()?;
-            let mut s = format!("run {}", spec.name);
-            for p in &spec.params {
-                if let Some(v) = bound.get(&p.name) {
-                    let shown = if p.secret {
-                        "••••".to_string()
-                    } else {
-                        crate::grammar::quote_arg(v)
-                    };
-                    s.push_str(&format!(" {}={shown}", p.name));
-                }
-            }
-            Some(s)
-        }
-        other => canonical(catalog, other),
-    }
-}
-
 /// Whether this reading would start (or schedule) a run without asking anything more than a
 /// missing value: the verdict proceeds and the values bind.
 pub fn would_run(catalog: &Catalog, e: &Explanation) -> bool {
@@ -287,9 +277,4 @@ pub fn would_run(catalog: &Catalog, e: &Explanation) -> bool {
                 .is_some_and(|spec| bind(spec, params.clone(), positional.clone(), true).is_ok()),
             _ => false,
         })
-}
-
-/// Whether text is mostly Chinese (for reports).
-pub fn is_chinese(text: &str) -> bool {
-    text.chars().any(is_cjk)
 }

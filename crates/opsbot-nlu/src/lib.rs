@@ -21,7 +21,7 @@ use lexicon::Builtin;
 use opsbot_core::config::{AliasPart, alias_parts};
 use opsbot_core::job::{Catalog, ParamKind, ParamSpec};
 use opsbot_core::understand::{CONFIRM_AT, OFFER_AT, PROCEED_AT, is_cjk};
-use opsbot_core::{Candidate, Command, Context, Lang, Understand, Understanding, Verdict, When};
+use opsbot_core::{Candidate, Command, Context, Lang, Understand, Understanding, Verdict};
 use std::collections::{HashMap, HashSet};
 
 /// Words for the version `latest`.
@@ -395,8 +395,8 @@ impl Nlu {
         }
 
         let mut toks: Vec<Tok> = Vec::with_capacity(joined.len());
-        for (idx, (low, orig)) in joined.iter().enumerate() {
-            let kind = self.kind_of(low, orig, joined.get(idx.wrapping_sub(1)).map(|(l, _)| l.as_str()));
+        for (low, orig) in &joined {
+            let kind = self.kind_of(low, orig);
             // `最新版` is the version `latest`.
             let orig = if kind == Kind::Version && LATEST.contains(&low.as_str()) {
                 "latest".to_string()
@@ -435,7 +435,7 @@ impl Nlu {
         toks
     }
 
-    fn kind_of(&self, low: &str, orig: &str, _prev: Option<&str>) -> Kind {
+    fn kind_of(&self, low: &str, orig: &str) -> Kind {
         if let Some((k, v)) = orig.split_once('=')
             && !k.is_empty()
             && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
@@ -893,10 +893,6 @@ impl Understand for Nlu {
     fn understand(&self, text: &str, ctx: &Context<'_>) -> Understanding {
         self.analyse(text, ctx)
     }
-
-    fn find_time(&self, text: &str, ctx: &Context<'_>) -> Option<When> {
-        time::find(text, ctx.now, ctx.tz)
-    }
 }
 
 fn same_kind(a: &ParamSpec, b: &ParamSpec) -> bool {
@@ -1012,36 +1008,25 @@ fn is_host(w: &str) -> bool {
         || (has_alpha && w.bytes().any(|b| b.is_ascii_digit()) && w.bytes().next().is_some_and(|b| b.is_ascii_alphabetic()))
 }
 
-/// `五` → 5, `十二` → 12, `二十三` → 23, `两` → 2 (up to 99).
+/// `五` → 5, `十二` → 12, `二十三` → 23, `两` → 2, `一百` → 100, `五百二十` → 520: the reading
+/// of [`time::cn_num`] (below a hundred), with hundreds.
 fn chinese_number(s: &str) -> Option<i64> {
-    let d = |c: char| {
-        "零一二三四五六七八九"
-            .chars()
-            .position(|x| x == c)
-            .map(|n| n as i64)
-            .or((c == '两').then_some(2))
+    let Some((h, rest)) = s.split_once('百') else {
+        return time::cn_num(s).filter(|_| !s.bytes().all(|b| b.is_ascii_digit())).map(i64::from);
     };
-    let cs: Vec<char> = s.chars().collect();
-    if let Some(p) = cs.iter().position(|&c| c == '百') {
-        let hundreds = if p == 0 { 1 } else { d(*cs.first()?)? };
-        let rest: String = cs[p + 1..].iter().filter(|&&c| c != '零').collect();
-        let tail = if rest.is_empty() {
-            0
-        } else if rest.chars().count() == 1 && p + 2 == cs.len() {
-            d(rest.chars().next()?)? * 10
-        } else {
-            chinese_number(&rest)?
-        };
-        return Some(hundreds * 100 + tail);
-    }
-    match cs.as_slice() {
-        ['十'] => Some(10),
-        [a] => d(*a),
-        ['十', b] => Some(10 + d(*b)?),
-        [a, '十'] => Some(d(*a)? * 10),
-        [a, '十', b] => Some(d(*a)? * 10 + d(*b)?),
-        _ => None,
-    }
+    let hundreds = if h.is_empty() {
+        1
+    } else {
+        i64::from(time::cn_num(h).filter(|n| (1..10).contains(n))?)
+    };
+    let rest = rest.trim_start_matches('零');
+    let tail = match rest.chars().count() {
+        0 => 0,
+        // `一百五` is 150: a lone digit after the hundreds counts tens.
+        1 if !s.contains('零') && rest != "十" => i64::from(time::cn_num(rest)?) * 10,
+        _ => i64::from(time::cn_num(rest)?),
+    };
+    Some(hundreds * 100 + tail)
 }
 
 /// `one` … `twenty`, `thirty` … `hundred`.

@@ -625,7 +625,7 @@ static CN_REL: LazyLock<Regex> = LazyLock::new(|| {
 });
 
 /// A number in ASCII digits or Chinese numerals (up to 99: `十一`, `二十三`, `两`).
-fn cn_num(s: &str) -> Option<u32> {
+pub(crate) fn cn_num(s: &str) -> Option<u32> {
     if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
         return s.parse().ok();
     }

@@ -85,9 +85,7 @@ pub fn build_engine(config: &Config, catalog: Arc<opsbot_core::Catalog>, store: 
             scrub.extend(adapter_secrets(&a.kind));
         }
         scrub.extend(llm.api_key.clone());
-        for job in catalog.jobs() {
-            scrub.extend(job.params.iter().filter(|p| p.secret).filter_map(|p| p.default.clone()));
-        }
+        // (Secret params' defaults the client masks by itself.)
         scrub.retain(|s| s.chars().count() >= 4);
         engine = engine.with_llm(Arc::new(client), scrub);
     }

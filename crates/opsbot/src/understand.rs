@@ -238,7 +238,7 @@ fn evaluate(catalog: &Catalog, file: &Path, jobs: Option<usize>, json_out: bool)
         let got = e.candidates.first().map(|x| line(catalog, &x.command)).unwrap_or_default();
         let conf = e.candidates.first().map(|x| x.confidence).unwrap_or(0.0);
         let runs = would_run(catalog, &e);
-        let lang = if opsbot_engine::understand::is_chinese(&c.text) {
+        let lang = if c.text.chars().any(opsbot_core::understand::is_cjk) {
             &mut zh
         } else {
             &mut en

@@ -117,6 +117,20 @@ fn card_text(fake: &FakeSlack, channel: &str, ts: &str) -> String {
     fake.message(channel, ts).map(|(t, _)| t).unwrap_or_default()
 }
 
+/// Waits until the card `ts` in `channel` (its latest post or update) contains `needle`.
+async fn wait_card(fake: &FakeSlack, channel: &str, ts: &str, needle: &str, bot: &Bot) {
+    let t = Instant::now();
+    while !card_text(fake, channel, ts).contains(needle) {
+        assert!(
+            t.elapsed() < WAIT,
+            "the card never showed {needle:?}: {:?}\n{}",
+            fake.message(channel, ts),
+            bot.serve.stderr()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn buttons_and_forms_are_checked_like_typed_commands() {
     let fake = FakeSlack::start().await.expect("fake Slack");
@@ -155,11 +169,7 @@ async fn buttons_and_forms_are_checked_like_typed_commands() {
     let from = fake.messages().len();
     fake.click(&ana, &ch, &card.ts, &cancel).await.unwrap();
     wait_message(&fake, from, "cancel", &bot).await;
-    let t = Instant::now();
-    while !card_text(&fake, &ch, &card.ts).contains("cancelled") {
-        assert!(t.elapsed() < WAIT, "card not cancelled: {:?}", fake.message(&ch, &card.ts));
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_card(&fake, &ch, &card.ts, "cancelled", &bot).await;
 
     // A missing parameter: the question carries "Fill in…", which opens the job's form as a
     // modal; submitting it runs the job, from Ana.
@@ -192,11 +202,7 @@ async fn buttons_and_forms_are_checked_like_typed_commands() {
     let card = wait_message(&fake, from, "queued", &bot).await;
     assert!(card.text.contains("secs=1"), "{card:?}");
     let id = run_id(&card.text);
-    let t = Instant::now();
-    while !card_text(&fake, &card.channel, &card.ts).contains(&format!("#{id} wait succeeded")) {
-        assert!(t.elapsed() < WAIT, "{:?}", fake.message(&card.channel, &card.ts));
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_card(&fake, &card.channel, &card.ts, &format!("#{id} wait succeeded"), &bot).await;
     // Bob's submission of the same form is refused like his typing would be.
     let from = fake.messages().len();
     fake.say(&bob, &ch, "!wait", None).await.unwrap();
@@ -239,16 +245,7 @@ async fn slash_commands_and_a_socket_refresh_in_the_middle_of_a_card() {
     // A command said right after the refresh is answered too (over the new connection).
     fake.say(&ana, &ch, "!whoami", None).await.unwrap();
     wait_message(&fake, from, "person `ana`", &bot).await;
-    let t = Instant::now();
-    while !card_text(&fake, &ch, &card.ts).contains(&format!("#{id} slow succeeded")) {
-        assert!(
-            t.elapsed() < WAIT,
-            "the card did not reach its end: {:?}\n{}",
-            fake.message(&ch, &card.ts),
-            bot.serve.stderr()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_card(&fake, &ch, &card.ts, &format!("#{id} slow succeeded"), &bot).await;
     let updates: Vec<String> = fake
         .messages()
         .into_iter()
@@ -531,11 +528,7 @@ async fn a_scheduled_run_starts_at_its_time_in_its_channel() {
     }
     let card = wait_message(&fake, 0, "hello —", &bot).await;
     let id = run_id(&card.text);
-    let t = Instant::now();
-    while !card_text(&fake, &ch, &card.ts).contains("succeeded") {
-        assert!(t.elapsed() < WAIT, "card not finished: {:?}", fake.message(&ch, &card.ts));
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_card(&fake, &ch, &card.ts, "succeeded", &bot).await;
     // It ran as Ana, who asked for it.
     let from = fake.messages().len();
     fake.say(&ana, &ch, &format!("!status {id}"), None).await.unwrap();
