@@ -1,27 +1,38 @@
 #!/usr/bin/env bash
-# Runs opsbot's criterion benchmarks and prints one markdown summary of their medians.
+# Runs opsbot's benchmarks and prints one markdown summary: criterion's medians, then the
+# tables of the benches that print their own.
 #
-#   bash bench/run.sh           # full run: about 3 minutes on 2 cores, plus the build
-#   bash bench/run.sh --quick   # 1 s warm-up, 3 s measurement: about 2 minutes, plus the build
+#   bash bench/run.sh           # full run: about 8 minutes on 2 cores, plus the builds
+#   bash bench/run.sh --quick   # 1 s warm-up, 3 s measurement, 1 run, 1,000 sleepers: about 5 minutes
 #
-# Benches: crates/opsbot-engine/benches/engine.rs (one engine step over a 500-job catalog,
-# the store calls inside it, the grammar alone) and crates/opsbot-worker/benches/throughput.rs
-# (trivial `true` jobs end to end through the worker, file SQLite) and
-# crates/opsbot-nlu/benches/nlu.rs (natural language per utterance, example and 500-job catalogs).
+# Criterion benches: crates/opsbot-engine/benches/engine.rs (one engine step over a 500-job
+# catalog, the store calls inside it, the grammar alone), crates/opsbot-worker/benches/throughput.rs
+# (trivial `true` jobs end to end through the worker, file SQLite),
+# crates/opsbot-nlu/benches/nlu.rs (natural language per utterance, example and 500-job catalogs)
+# and crates/opsbot-store/benches/store.rs (store calls and history queries at 1,000,000
+# executions; the first run generates that database once, ~1 minute, cached in target/bench-data).
+# Benches that print their own table: crates/opsbot-worker/benches/output.rs (output ingestion
+# MB/s, 10 and 130 MB) and crates/opsbot-worker/benches/sleepers.rs (10,000 concurrent sleeping
+# executions: ramp-up, memory, CPU while they sleep, drain; 1,000 with --quick).
 # Accuracy and p50/p99 over the labelled sets: bench/nlu/eval.sh.
 #
-# The table lists only results written by this run. "median" is criterion's median of its
-# per-sample mean times (an estimate of the typical time per step, not a per-call p50).
+# The first table lists only criterion results written by this run. "median" is criterion's
+# median of its per-sample mean times (an estimate of the typical time per step, not a per-call
+# p50). The tables of the other benches follow it as they printed them.
 set -euo pipefail
 
 usage() {
-    sed -n '2,12p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    sed -n '2,21p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 }
 
 extra=()
+own=()
 for arg in "$@"; do
     case "$arg" in
-        --quick) extra=(-- --warm-up-time 1 --measurement-time 3) ;;
+        --quick)
+            extra=(-- --warm-up-time 1 --measurement-time 3)
+            own=(-- --quick)
+            ;;
         -h | --help)
             usage
             exit 0
@@ -37,13 +48,17 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
 marker=$(mktemp)
-trap 'rm -f "$marker"' EXIT
+tables=$(mktemp -d)
+trap 'rm -rf "$marker" "$tables"' EXIT
 # Results older than this marker are from earlier runs and are left out of the table.
 sleep 1
 
 cargo bench -p opsbot-engine --bench engine ${extra[@]+"${extra[@]}"}
 cargo bench -p opsbot-worker --bench throughput ${extra[@]+"${extra[@]}"}
 cargo bench -p opsbot-nlu --bench nlu ${extra[@]+"${extra[@]}"}
+cargo bench -p opsbot-store --bench store ${extra[@]+"${extra[@]}"}
+cargo bench -p opsbot-worker --bench output ${own[@]+"${own[@]}"} | tee "$tables/1-output.txt"
+cargo bench -p opsbot-worker --bench sleepers ${own[@]+"${own[@]}"} | tee "$tables/2-sleepers.txt"
 
 cpus=$(nproc)
 model=$(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//' || true)
@@ -71,7 +86,7 @@ def target(group):
         return ("≥ 500 runs/s", lambda us, rps: rps is not None and rps >= 500)
     return ("", None)
 
-order = ["engine_step_memory", "engine_step_file_wal", "understand", "store_memory", "store_file_wal", "baseline", "worker_true_runs"]
+order = ["engine_step_memory", "engine_step_file_wal", "understand", "store_memory", "store_file_wal", "store_1m", "baseline", "worker_true_runs"]
 
 def natural(s):
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", s)]
@@ -112,3 +127,10 @@ for group, full_id, med, lo, hi, rps in rows:
     rate = f"{rps:,.0f}" if rps else ""
     print(f"| {full_id} | {us(med)} | {us(lo)} – {us(hi)} | {rate} | {text} | {meets} |")
 PY
+
+# The tables the output and sleepers benches printed at their end: from the caption (the line
+# before the table) to the table's last row.
+for f in "$tables"/*.txt; do
+    echo
+    awk '/^\|/ { if (!intable) { print prev; intable = 1 } print; next } { if (intable) exit; prev = $0 }' "$f"
+done

@@ -60,6 +60,47 @@ const WANTED_CAPS: &[&str] = &["account-tag", "extended-join", "account-notify",
 trait Stream: AsyncRead + AsyncWrite + Send + Unpin {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin> Stream for T {}
 
+/// The TCP connection, acknowledging what it reads at once (Linux `TCP_QUICKACK`, which lapses
+/// and is set again after every read). Servers that write small lines without `TCP_NODELAY`
+/// (ngIRCd among them) otherwise hold their second line until our delayed acknowledgement of
+/// the first — 40 ms on Linux — so a burst of commands waited 40 ms twice (measured in
+/// docs/benchmarks.md). One `setsockopt` per read.
+struct QuickAck(TcpStream);
+
+impl AsyncRead for QuickAck {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let r = std::pin::Pin::new(&mut self.0).poll_read(cx, buf);
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        if matches!(r, std::task::Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            let _ = self.0.set_quickack(true);
+        }
+        #[cfg(not(any(target_os = "linux", target_os = "android")))]
+        let _ = before;
+        r
+    }
+}
+
+impl AsyncWrite for QuickAck {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+    fn poll_flush(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+}
+
 /// One line for the connection to write, and where to say whether it was written.
 struct Outgoing {
     line: String,
@@ -158,6 +199,7 @@ impl IrcAdapter {
             .map_err(|_| format!("connecting to {where_} timed out"))?
             .map_err(|e| format!("cannot connect to {where_}: {e}"))?;
         let _ = tcp.set_nodelay(true);
+        let tcp = QuickAck(tcp);
         let Some(tls) = &self.tls else {
             return Ok(Box::new(tcp));
         };

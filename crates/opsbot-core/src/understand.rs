@@ -36,6 +36,8 @@ pub enum Command {
     },
     /// `whoami`
     Whoami,
+    /// `ping`: is the bot there and hearing me? Answered `PONG` (no job named `ping` exists).
+    Ping,
     /// `yes` outside a dialog
     Yes,
     /// `no` / `cancel` without an id, outside a dialog

@@ -435,6 +435,13 @@ impl ChatRuntime {
     async fn conversation(self: Arc<Self>, mut rx: mpsc::Receiver<Envelope>, pending: Arc<std::sync::atomic::AtomicUsize>) {
         while let Some(env) = rx.recv().await {
             let out = self.engine.handle(&env).await;
+            if out.ephemeral {
+                for reply in &out.replies {
+                    self.send_now(&env.place, reply).await;
+                }
+                pending.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+                continue;
+            }
             for reply in out.replies {
                 let card = reply.card_for.filter(|id| out.queued == Some(*id));
                 match card {
@@ -448,6 +455,20 @@ impl ChatRuntime {
     }
 
     // ---------------------------------------------------------------- outgoing
+
+    /// Sends a reply that is worth nothing later (`PONG`) at once, paced like the rest, without
+    /// the outbox: if the platform cannot take it now it is dropped (and logged).
+    async fn send_now(&self, place: &Place, reply: &Reply) {
+        let Some(slot) = self.slots.get(&place.platform) else {
+            tracing::error!(place = %place, "no adapter for this place; the message is dropped");
+            return;
+        };
+        slot.limiter.until_ready().await;
+        match slot.adapter.post(place, reply).await {
+            Ok(_) => slot.health.lock().unwrap_or_else(|p| p.into_inner()).sent += 1,
+            Err(e) => tracing::info!(place = %place, error = ?e, "an answer to `ping` could not be sent; dropped"),
+        }
+    }
 
     /// Queues a reply for one of our adapters and wakes its sender.
     async fn push(&self, place: &Place, kind: OutKind, execution: Option<i64>, reply: &Reply) {

@@ -27,6 +27,7 @@ pub const VERBS: &[&str] = &[
     "reject",
     "schedules",
     "unschedule",
+    "ping",
 ];
 
 pub use opsbot_core::understand::{NO, YES};
@@ -232,6 +233,10 @@ fn parse_with(text: &str, catalog: &Catalog, grammar: &Grammar) -> Result<Option
         }
         "list" | "jobs" if args.is_empty() => return Ok(Some(Command::List)),
         "whoami" if args.is_empty() => return Ok(Some(Command::Whoami)),
+        // A job or an alias of the catalog named `ping` keeps the word.
+        "ping" if args.is_empty() && !job_named("ping") && grammar.match_alias(&toks, catalog).is_none() => {
+            return Ok(Some(Command::Ping));
+        }
         "run" => {
             let Some(job) = args.first() else {
                 return Err(ParseError(

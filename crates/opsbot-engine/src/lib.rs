@@ -45,6 +45,9 @@ pub struct Outcome {
     /// job card of an approved run for the requester's. The door that handled the message
     /// delivers them.
     pub elsewhere: Vec<Elsewhere>,
+    /// The replies are worth nothing later (`PONG`): a chat door sends them at once instead of
+    /// keeping them in its outbox until the platform takes them.
+    pub ephemeral: bool,
 }
 
 /// A reply for another conversation than the one that spoke.
@@ -114,6 +117,9 @@ pub struct Engine {
     access: Arc<AccessConfig>,
     policies: policy::Policies,
     templates: minijinja::Environment<'static>,
+    /// Whether `ping` is the built-in (no job or alias of the catalog takes the word), so that
+    /// it can be answered before anything is read from the store.
+    ping_builtin: bool,
 }
 
 const DIALOG_PARAM: &str = "param";
@@ -127,8 +133,11 @@ impl Engine {
     /// [`Engine::with_access`] gives it the config's.
     pub fn new(catalog: Arc<Catalog>, bot: BotConfig, store: Arc<dyn Store>) -> Self {
         let access = AccessConfig::default();
+        let grammar = grammar::Grammar::new(&catalog);
+        let ping_builtin = matches!(grammar.parse("ping", &catalog), Ok(Some(Command::Ping)));
         Self {
-            grammar: grammar::Grammar::new(&catalog),
+            ping_builtin,
+            grammar,
             catalog,
             bot,
             store,
@@ -193,6 +202,15 @@ impl Engine {
 
     /// Handles one message. A store failure becomes a reply with an error id, logged with it.
     pub async fn handle(&self, env: &Envelope) -> Outcome {
+        // `ping` is answered at once: no identity, dialog or language to look up, nothing
+        // recorded (it is not an action), and the same answer for everyone who can reach us.
+        if self.ping_builtin
+            && env.button.is_none()
+            && env.text.len() <= 64
+            && grammar::address(env, &self.bot.name, &self.bot.prefixes).is_some_and(|t| t.trim().eq_ignore_ascii_case("ping"))
+        {
+            return Outcome { ephemeral: true, ..pong() };
+        }
         let lang = self.language_for(env).await;
         i18n::scope(lang, self.handle_scoped(env)).await
     }
@@ -347,6 +365,7 @@ impl Engine {
             })),
             Command::List => Ok(reply(self.list_for(env, person))),
             Command::Whoami => self.whoami(env, person).await,
+            Command::Ping => Ok(pong()),
             Command::Yes | Command::No => Ok(reply(Reply::text(Tone::Info, tr!("nothing-waiting")))),
             Command::Status(id) => self.status(env, person, id).await,
             Command::Logs { id, all } => self.logs(env, person, id, all).await,
@@ -780,6 +799,7 @@ impl Engine {
                     | Command::List
                     | Command::History { .. }
                     | Command::Whoami
+                    | Command::Ping
                     | Command::Approve(_)
                     | Command::Deny { .. }
                     | Command::Approvals
@@ -1211,6 +1231,11 @@ fn secret_in_public(job: &JobSpec, params: &Params, missing: &[String], lang: La
     } else {
         None
     }
+}
+
+/// The answer to `ping`.
+fn pong() -> Outcome {
+    reply(Reply::text(Tone::Info, "PONG"))
 }
 
 fn reply(r: Reply) -> Outcome {

@@ -88,6 +88,7 @@ pub fn help(catalog: &Catalog, bot: &str) -> Reply {
         ("cancel ID".into(), tr!("help-verb-cancel")),
         ("history [JOB] [--mine] [--limit N]".into(), tr!("help-verb-history")),
         ("whoami".into(), tr!("help-verb-whoami")),
+        ("ping".into(), tr!("help-verb-ping")),
         ("approvals · approve ID · deny ID [why]".into(), tr!("help-verb-approvals")),
         (
             "lock [JOB] key=value --reason \"…\" · unlock … · locks".into(),

@@ -252,6 +252,7 @@ fn line(catalog: &Catalog, cmd: &Command, redact: bool) -> Option<String> {
             s
         }
         Command::Whoami => "whoami".into(),
+        Command::Ping => "ping".into(),
         Command::Yes => "yes".into(),
         Command::No => "no".into(),
         Command::Approve(id) => format!("approve {id}"),

@@ -137,7 +137,8 @@ impl Runner for ExecRunner {
         let mut child = match cmd.spawn() {
             Ok(c) => c,
             Err(e) => {
-                return start_failed(outcome, &sink, format!("cannot start `{program}`: {e}"), begun).await;
+                let why = out_of_descriptors(&e).unwrap_or_else(|| e.to_string());
+                return start_failed(outcome, &sink, format!("cannot start `{program}`: {why}"), begun).await;
             }
         };
         let spawned = Instant::now();
@@ -278,6 +279,9 @@ impl ExecRunner {
         cmd.env("OPSBOT_REQUESTER", requester);
         if !cwd.as_os_str().is_empty() {
             if let Err(e) = std::fs::read_dir(cwd) {
+                if let Some(why) = out_of_descriptors(&e) {
+                    return Err(format!("cannot start `{program}`: {why}"));
+                }
                 return Err(format!("cannot start `{program}`: working directory `{}`: {e}", cwd.display()));
             }
             cmd.current_dir(cwd);
@@ -830,9 +834,33 @@ fn human_duration(d: Duration) -> String {
     parts.join(" ")
 }
 
+/// What to say when starting a job failed for want of file descriptors (the process's or the
+/// system's), which would otherwise read as a problem of the job's program or directory.
+fn out_of_descriptors(e: &std::io::Error) -> Option<String> {
+    match e.raw_os_error() {
+        Some(libc::EMFILE) => Some(format!(
+            "opsbot is out of file descriptors ({e}): each running job holds 3. Raise the open-file limit \
+             (`ulimit -n`, systemd `LimitNOFILE`) to at least 3 × [worker] concurrency + 200, or lower the concurrency"
+        )),
+        Some(libc::ENFILE) => Some(format!("the system is out of file descriptors ({e}); see `fs.file-max`")),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn running_out_of_descriptors_is_said_as_such() {
+        let emfile = out_of_descriptors(&std::io::Error::from_raw_os_error(libc::EMFILE)).expect("EMFILE");
+        assert!(
+            emfile.contains("out of file descriptors") && emfile.contains("LimitNOFILE"),
+            "{emfile}"
+        );
+        assert!(out_of_descriptors(&std::io::Error::from_raw_os_error(libc::ENFILE)).is_some());
+        assert_eq!(out_of_descriptors(&std::io::Error::from_raw_os_error(libc::ENOENT)), None);
+    }
 
     fn split(chunks: &[&[u8]]) -> Vec<String> {
         let mut s = LineSplitter::default();

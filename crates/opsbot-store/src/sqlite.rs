@@ -24,8 +24,38 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{Mutex, Notify, broadcast};
 
+// Writes with `RETURNING` are read with `fetch_all` even where they return one row: sqlx's
+// `fetch_one`/`fetch_optional` stop at the first row and reset the statement, and SQLite runs
+// its WAL auto-checkpoint only when a statement runs to its end — so a burst of such writes (a
+// worker claiming a backlog) grew the WAL without bound (448 MiB after 15,855 queued runs in a
+// benchmark; docs/benchmarks.md).
+
 /// How long a connection waits for another writer before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Short waits for another writer before the long ones ([`busy_wait`]).
+const BUSY_SHORT_TRIES: i32 = 100;
+const BUSY_SHORT: Duration = Duration::from_micros(50);
+const BUSY_LONG: Duration = Duration::from_millis(1);
+
+/// SQLite's busy handler for our connections: called when another connection (of this process
+/// or another) holds the write lock. SQLite's own handler (`busy_timeout`) sleeps 1, 2, 5, 10 …
+/// ms between tries; a write here holds the lock for 50–300 µs, so a process whose worker and
+/// chat runtime write at the same moment lost milliseconds per collision (a burst of 200
+/// `!run echo` over IRC spent 43 % of its statement time in those sleeps, docs/benchmarks.md).
+/// This one tries again every 50 µs for the first 100 tries, then every millisecond, and gives
+/// up (`SQLITE_BUSY`) after about [`BUSY_TIMEOUT`], as before.
+extern "C" fn busy_wait(_: *mut std::ffi::c_void, tries: std::ffi::c_int) -> std::ffi::c_int {
+    let long_tries = (BUSY_TIMEOUT.as_millis() / BUSY_LONG.as_millis()) as i32;
+    if tries < BUSY_SHORT_TRIES {
+        std::thread::sleep(BUSY_SHORT);
+        1
+    } else if tries < BUSY_SHORT_TRIES + long_tries {
+        std::thread::sleep(BUSY_LONG);
+        1
+    } else {
+        0
+    }
+}
 /// Connections in the pool of a file database.
 const MAX_CONNECTIONS: u32 = 4;
 /// Buffered state-change events per subscriber.
@@ -103,6 +133,20 @@ impl SqliteStore {
             let result = async {
                 let pool = SqlitePoolOptions::new()
                     .max_connections(MAX_CONNECTIONS)
+                    .after_connect(|conn, _| {
+                        Box::pin(async move {
+                            let mut handle = conn.lock_handle().await?;
+                            let db = handle.as_raw_handle().as_ptr();
+                            // SAFETY: `db` is this open connection's handle, locked for us
+                            // while the handler is installed; `busy_wait` is a plain function
+                            // that never unwinds and uses no argument pointer.
+                            let rc = unsafe { libsqlite3_sys::sqlite3_busy_handler(db, Some(busy_wait), std::ptr::null_mut()) };
+                            if rc != libsqlite3_sys::SQLITE_OK {
+                                return Err(sqlx::Error::Protocol(format!("cannot set the busy handler (SQLite error {rc})")));
+                            }
+                            Ok(())
+                        })
+                    })
                     .connect_with(options.clone())
                     .await?;
                 Self::from_pool(pool).await
@@ -742,8 +786,11 @@ impl Store for SqliteStore {
         .bind(&new.place.thread)
         .bind(now_ms())
         .bind(new.max_parallel.map(i64::from))
-        .fetch_one(&self.pool)
-        .await?;
+        .fetch_all(&self.pool)
+        .await?
+        .into_iter()
+        .next()
+        .ok_or(sqlx::Error::RowNotFound)?;
         let execution = execution_from_row(&row)?;
         // Wake the workers already waiting, and leave a permit for one about to wait.
         self.queue.notify_waiters();
@@ -832,8 +879,10 @@ impl Store for SqliteStore {
         .bind(now)
         .bind(now.saturating_add(duration_ms(lease)))
         .bind(only)
-        .fetch_optional(&self.pool)
-        .await?;
+        .fetch_all(&self.pool)
+        .await?
+        .into_iter()
+        .next();
         let Some(row) = row else { return Ok(None) };
         let execution = execution_from_row(&row)?;
         self.announce(execution.id, execution.state);
@@ -868,8 +917,10 @@ impl Store for SqliteStore {
         .bind(finish.cpu_ms)
         .bind(finish.max_rss_kb)
         .bind(&finish.detail)
-        .fetch_optional(&self.pool)
-        .await?;
+        .fetch_all(&self.pool)
+        .await?
+        .into_iter()
+        .next();
         match row {
             Some(_) => self.announce(id, state),
             None => tracing::debug!(execution = id, "finish ignored: the execution is not running"),
@@ -888,16 +939,20 @@ impl Store for SqliteStore {
             )
             .bind(id)
             .bind(now_ms())
-            .fetch_optional(&self.pool)
-            .await?;
+            .fetch_all(&self.pool)
+            .await?
+            .into_iter()
+            .next();
             if cancelled.is_some() {
                 self.announce(id, ExecState::Cancelled);
                 return Ok(CancelResult::CancelledQueued);
             }
             let requested = sqlx::query("UPDATE executions SET cancel_requested = 1 WHERE id = $1 AND state = 'running' RETURNING id")
                 .bind(id)
-                .fetch_optional(&self.pool)
-                .await?;
+                .fetch_all(&self.pool)
+                .await?
+                .into_iter()
+                .next();
             if requested.is_some() {
                 return Ok(CancelResult::Requested);
             }
@@ -965,8 +1020,10 @@ impl Store for SqliteStore {
             .bind(id)
             .bind(now)
             .bind(format!("its worker {worker} stopped before it finished"))
-            .fetch_optional(&self.pool)
-            .await?;
+            .fetch_all(&self.pool)
+            .await?
+            .into_iter()
+            .next();
             if let Some(row) = row {
                 let execution = execution_from_row(&row)?;
                 tracing::warn!(execution = id, %worker, "execution lost");
@@ -1206,8 +1263,11 @@ impl Store for SqliteStore {
             .bind(label)
             .bind(sha256)
             .bind(now_ms())
-            .fetch_one(&self.pool)
-            .await?;
+            .fetch_all(&self.pool)
+            .await?
+            .into_iter()
+            .next()
+            .ok_or(sqlx::Error::RowNotFound)?;
         token_from_row(&row)
     }
 
@@ -1351,8 +1411,11 @@ impl Store for SqliteStore {
         .bind(reply)
         .bind(m.card_for)
         .bind(now)
-        .fetch_one(&self.pool)
-        .await?;
+        .fetch_all(&self.pool)
+        .await?
+        .into_iter()
+        .next()
+        .ok_or(sqlx::Error::RowNotFound)?;
         chat_from_row(&row)
     }
 
@@ -1399,8 +1462,11 @@ impl Store for SqliteStore {
         .bind(&new.reason)
         .bind(now_ms())
         .bind(new.expires_at.timestamp_millis())
-        .fetch_one(&self.pool)
-        .await?;
+        .fetch_all(&self.pool)
+        .await?
+        .into_iter()
+        .next()
+        .ok_or(sqlx::Error::RowNotFound)?;
         approval_from_row(&row)
     }
 
@@ -1493,8 +1559,10 @@ impl Store for SqliteStore {
             .bind(&lock.by.id)
             .bind(&lock.by_name)
             .bind(now_ms())
-            .fetch_optional(&self.pool)
-            .await?;
+            .fetch_all(&self.pool)
+            .await?
+            .into_iter()
+            .next();
             if let Some(row) = row {
                 return Ok(Ok(lock_from_row(&row)?));
             }
@@ -1519,8 +1587,10 @@ impl Store for SqliteStore {
     async fn delete_lock(&self, scope: &str) -> Result<Option<Lock>, StoreError> {
         let row = sqlx::query("DELETE FROM locks WHERE scope = $1 RETURNING *")
             .bind(scope)
-            .fetch_optional(&self.pool)
-            .await?;
+            .fetch_all(&self.pool)
+            .await?
+            .into_iter()
+            .next();
         row.as_ref().map(lock_from_row).transpose()
     }
 
@@ -1543,8 +1613,10 @@ impl Store for SqliteStore {
     async fn take_link_code(&self, code_sha256: &str) -> Result<Option<(UserId, DateTime<Utc>)>, StoreError> {
         let row = sqlx::query("DELETE FROM link_codes WHERE code_sha256 = $1 RETURNING account_platform, account_id, expires_at")
             .bind(code_sha256)
-            .fetch_optional(&self.pool)
-            .await?;
+            .fetch_all(&self.pool)
+            .await?
+            .into_iter()
+            .next();
         row.as_ref()
             .map(|row| {
                 let account = UserId {
@@ -1622,8 +1694,11 @@ impl Store for SqliteStore {
         .bind(msg.execution)
         .bind(msg.reply.to_string())
         .bind(now_ms())
-        .fetch_one(&self.pool)
-        .await?;
+        .fetch_all(&self.pool)
+        .await?
+        .into_iter()
+        .next()
+        .ok_or(sqlx::Error::RowNotFound)?;
         col(&row, "id")
     }
 
@@ -1782,8 +1857,11 @@ impl Store for SqliteStore {
         .bind(&new.lang)
         .bind(&new.text)
         .bind(now_ms())
-        .fetch_one(&self.pool)
-        .await?;
+        .fetch_all(&self.pool)
+        .await?
+        .into_iter()
+        .next()
+        .ok_or(sqlx::Error::RowNotFound)?;
         schedule_from_row(&row)
     }
 
@@ -1815,8 +1893,10 @@ impl Store for SqliteStore {
         .bind(&by.id)
         .bind(now_ms())
         .bind(id)
-        .fetch_optional(&self.pool)
-        .await?;
+        .fetch_all(&self.pool)
+        .await?
+        .into_iter()
+        .next();
         row.as_ref().map(schedule_from_row).transpose()
     }
 

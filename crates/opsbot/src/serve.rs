@@ -8,17 +8,41 @@ use std::process::ExitCode;
 
 /// Raises the soft limit on open files to the hard limit: a server holding many connections
 /// should meet the system's real ceiling, not the 1024 default (jobs need descriptors too).
-fn raise_open_file_limit() {
+/// Returns the limit now in force, if it could be read.
+fn raise_open_file_limit() -> Option<u64> {
     let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: plain get/setrlimit on a local struct.
     unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return None;
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            let old = lim.rlim_cur;
             lim.rlim_cur = lim.rlim_max;
             if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
                 tracing::warn!("cannot raise the open-file limit");
+                return Some(old);
             }
         }
     }
+    Some(lim.rlim_cur)
+}
+
+/// Descriptors a running job holds (its stdout and stderr pipes and a pidfd), and what the
+/// process needs besides (store, connections, listeners).
+const FDS_PER_RUN: u64 = 3;
+const FDS_RESERVE: u64 = 200;
+
+/// A warning when the worker could run more jobs at once than the open-file limit allows.
+fn fd_warning(limit: u64, concurrency: u64) -> Option<String> {
+    let need = concurrency * FDS_PER_RUN + FDS_RESERVE;
+    (need > limit).then(|| {
+        format!(
+            "opsbot: warning: [worker] concurrency = {concurrency} needs about {need} open files, but the limit is {limit}; \
+             runs beyond about {} at once will fail to start. Raise the limit (`ulimit -n`, systemd `LimitNOFILE`) or lower the concurrency.",
+            limit.saturating_sub(FDS_RESERVE) / FDS_PER_RUN
+        )
+    })
 }
 
 /// How often due scheduled runs are looked for.
@@ -30,8 +54,11 @@ const WEB_DRAIN: std::time::Duration = std::time::Duration::from_secs(5);
 /// Runs engine, worker, notifier and the HTTP server until SIGINT or SIGTERM, then shuts down
 /// gracefully.
 pub async fn serve(config: &Path, db: Option<PathBuf>, listen: Option<SocketAddr>, no_web: bool) -> Result<ExitCode> {
-    raise_open_file_limit();
+    let fd_limit = raise_open_file_limit();
     let mut rt = Runtime::start(config, db, false).await?;
+    if let Some(w) = fd_limit.and_then(|l| fd_warning(l, rt.config.worker.concurrency as u64)) {
+        eprintln!("{w}");
+    }
     // Chat adapters: built from [adapters.*]; messages they make for web conversations come
     // back through `to_web`, and the web door hands theirs to the runtime.
     let (to_web, mut for_web) = tokio::sync::mpsc::unbounded_channel::<opsbot_engine::Elsewhere>();
@@ -220,4 +247,18 @@ async fn start_adapters(
     Ok(Some(
         opsbot_engine::chat::ChatRuntime::start(rt.engine.clone(), specs, Some(to_web)).await,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fd_warning;
+
+    #[test]
+    fn warns_when_the_worker_could_run_out_of_descriptors() {
+        assert_eq!(fd_warning(1024, 8), None);
+        assert_eq!(fd_warning(20_000, 6_000), None);
+        let w = fd_warning(20_000, 10_000).expect("10,000 runs need 30,200 descriptors");
+        assert!(w.contains("needs about 30200 open files, but the limit is 20000"), "{w}");
+        assert!(w.contains("beyond about 6600 at once"), "{w}");
+    }
 }

@@ -236,7 +236,8 @@ fn logical_lines(reply: &Reply) -> Vec<String> {
 }
 
 /// A job card in at most three short lines: state (with the first sentence), fields, and the
-/// commands to type (or the last output line).
+/// last output line — what a finished run said is worth more than its "Run again" — or else the
+/// commands to type.
 fn card_lines(reply: &Reply, budget: usize) -> Vec<String> {
     let max = budget.min(CARD_LINE_BYTES);
     let mut texts = reply.blocks.iter().filter_map(|b| match b {
@@ -273,10 +274,10 @@ fn card_lines(reply: &Reply, budget: usize) -> Vec<String> {
         Block::Code { text } => text_lines(text).last(),
         _ => None,
     });
-    if !buttons.is_empty() {
-        lines.push(buttons_line(&buttons));
-    } else if let Some(c) = last_code {
+    if let Some(c) = last_code {
         lines.push(format!("│ {c}"));
+    } else if !buttons.is_empty() {
+        lines.push(buttons_line(&buttons));
     } else if let Some(x) = texts.next() {
         lines.push(x);
     }
@@ -374,6 +375,11 @@ mod tests {
             .fields(vec![("requested by".into(), "ana".into()), ("duration".into(), "3s".into())])
             .code("a\nb\nlast line")
             .para("… 10 earlier lines")
+            .buttons(vec![opsbot_core::Button {
+                label: "Run again".into(),
+                command: "run deploy".into(),
+                tone: Tone::Info,
+            }])
             .card(4);
         let l = render(&r, 12, 400);
         assert_eq!(
@@ -384,5 +390,15 @@ mod tests {
                 "│ last line"
             ]
         );
+        // Without output, the commands to type.
+        let r = Reply::new(Tone::Progress)
+            .status(Tone::Progress, "#5 deploy running")
+            .buttons(vec![opsbot_core::Button {
+                label: "Cancel".into(),
+                command: "cancel 5".into(),
+                tone: Tone::Error,
+            }])
+            .card(5);
+        assert_eq!(render(&r, 12, 400), vec!["▶ #5 deploy running", "[Cancel: cancel 5]"]);
     }
 }

@@ -410,17 +410,17 @@ impl<'a> Cx<'a> {
                 continue;
             };
             let send_rate = match c.send_rate {
-                Some(r) if r.get_ref().is_finite() && *r.get_ref() > 0.0 && *r.get_ref() <= 1000.0 => *r.get_ref(),
+                Some(r) if r.get_ref().is_finite() && *r.get_ref() > 0.0 && *r.get_ref() <= 100_000.0 => *r.get_ref(),
                 Some(r) => {
-                    self.err(r.span(), "send_rate must be between 0 and 1000 messages per second", None);
+                    self.err(r.span(), "send_rate must be between 0 and 100000 messages per second", None);
                     1.0
                 }
                 None => 1.0,
             };
             let send_burst = match c.send_burst {
-                Some(b) if (1..=1000).contains(b.get_ref()) => *b.get_ref(),
+                Some(b) if (1..=100_000).contains(b.get_ref()) => *b.get_ref(),
                 Some(b) => {
-                    self.err(b.span(), "send_burst must be between 1 and 1000", None);
+                    self.err(b.span(), "send_burst must be between 1 and 100000", None);
                     5
                 }
                 None => 5,
@@ -592,11 +592,11 @@ impl<'a> Cx<'a> {
             );
             ok = false;
         }
-        if !(c.line_rate.is_finite() && c.line_rate > 0.0 && c.line_rate <= 1000.0) {
-            ok &= self.wrong(fields, "line_rate", "line_rate must be between 0 and 1000 lines per second", None);
+        if !(c.line_rate.is_finite() && c.line_rate > 0.0 && c.line_rate <= 100_000.0) {
+            ok &= self.wrong(fields, "line_rate", "line_rate must be between 0 and 100000 lines per second", None);
         }
-        if !(1..=1000).contains(&c.line_burst) {
-            ok &= self.wrong(fields, "line_burst", "line_burst must be between 1 and 1000", None);
+        if !(1..=100_000).contains(&c.line_burst) {
+            ok &= self.wrong(fields, "line_burst", "line_burst must be between 1 and 100000", None);
         }
         if !(2..=500).contains(&c.max_lines) {
             ok &= self.wrong(fields, "max_lines", "max_lines must be between 2 and 500", None);
@@ -901,7 +901,7 @@ send_rate = 0
             "`ops` is not a Matrix room id or alias",
             "`opsbot` is not a bare JID",
             "`nohost` is not host:port",
-            "send_rate must be between 0 and 1000",
+            "send_rate must be between 0 and 100000",
         ] {
             assert!(all.contains(want), "missing {want:?} in:\n{all}");
         }

@@ -11,6 +11,7 @@ help-verb-logs = output of a run
 help-verb-cancel = stop a queued or running run
 help-verb-history = recent runs
 help-verb-whoami = who opsbot thinks you are, your roles and what they allow
+help-verb-ping = answers PONG at once: opsbot is there and hears you
 help-verb-approvals = open approval requests; vote on one (your own `deny` withdraws it)
 help-verb-lock = stop runs of a job or a value until unlocked
 help-verb-link = tie another chat account to you

@@ -11,6 +11,7 @@ help-verb-logs = 某次运行的输出
 help-verb-cancel = 停止排队中或运行中的任务
 help-verb-history = 最近的运行记录
 help-verb-whoami = opsbot 认为你是谁、你的角色及其权限
+help-verb-ping = 立即回复 PONG：opsbot 在线并能收到你的消息
 help-verb-approvals = 待处理的审批申请；对其中一个投票（对自己的申请 `deny` 即撤回）
 help-verb-lock = 锁定某个任务或取值，解锁前禁止运行
 help-verb-link = 把另一个聊天账号关联到你

@@ -464,3 +464,31 @@ async fn an_end_posted_on_its_own_is_not_followed_by_a_late_card() {
     assert_eq!(fake.got().len(), 1, "{:#?}", fake.got());
     rt.stop().await;
 }
+
+#[tokio::test]
+async fn a_pong_is_sent_at_once_and_never_kept_for_later() {
+    let (rt, fake, tx, _engine, store) = setup(true).await;
+    tx.send(said("#ops", "!ping")).await.unwrap();
+    until(&fake, "PONG", |g| matches!(g, [Got::Post { text, .. }] if text.trim() == "PONG")).await;
+    // While the platform cannot take messages, a PONG is dropped (it would mean nothing
+    // later) and a reply to anything else waits in the outbox.
+    fake.kicked.send_replace(true);
+    tx.send(said("#kicked", "!ping")).await.unwrap();
+    tx.send(said("#kicked", "!status 5")).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while pending(&store).await == 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the status reply is kept");
+    fake.kicked.send_replace(false);
+    let got = until(&fake, "the status reply", |g| g.len() == 2).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let got_now = fake.got();
+    assert_eq!(got_now.len(), 2, "{got_now:?}");
+    let Got::Post { channel, text, .. } = &got[1] else { panic!() };
+    assert_eq!(channel, "#kicked");
+    assert!(text.contains("#5"), "{text}");
+    rt.stop().await;
+}

@@ -457,3 +457,46 @@ async fn a_suggestion_button_shows_all_it_would_run() {
     assert!(text_of(&o).contains("Did you mean `deploy`"), "{}", text_of(&o));
     assert!(buttons_of(&o).is_empty(), "{:?}", buttons_of(&o));
 }
+
+#[tokio::test]
+async fn ping_answers_pong_at_once_and_records_nothing() {
+    let (engine, store) = engine().await;
+    let before = store.audit_records(100).await.unwrap().len();
+    for text in ["!ping", "opsbot: ping", "!PING ", "ping"] {
+        let mut env = in_channel("U1", text);
+        env.direct = text == "ping";
+        let o = engine.handle(&env).await;
+        assert_eq!(text_of(&o).trim(), "PONG", "{text}");
+        assert!(o.ephemeral && o.queued.is_none(), "{text}");
+    }
+    // Not addressed, or with more words: not the built-in.
+    assert!(engine.handle(&in_channel("U1", "ping")).await.replies.is_empty());
+    let o = engine.handle(&in_channel("U1", "!ping the api")).await;
+    assert_ne!(text_of(&o).trim(), "PONG");
+    assert!(!o.ephemeral);
+    assert_eq!(store.audit_records(100).await.unwrap().len(), before, "a ping is not an action");
+    // It does not answer an open question, and the question stays open.
+    let d = |t: &str| Envelope::direct(UserId::new("chat", "U2"), Place::new("chat", "D2"), t);
+    let o = engine.handle(&d("note")).await;
+    assert_eq!(o.awaiting, Some(Awaiting::Param("force".into())));
+    assert_eq!(text_of(&engine.handle(&d("ping")).await).trim(), "PONG");
+    let o = engine.handle(&d("true")).await;
+    assert_eq!(o.awaiting, Some(Awaiting::Param("text".into())), "{}", text_of(&o));
+    // `help` lists it.
+    assert!(text_of(&engine.handle(&d("help")).await).contains("ping"));
+}
+
+#[tokio::test]
+async fn a_job_or_alias_named_ping_keeps_the_word() {
+    for jobs in [
+        "[jobs.ping]\nrunner = { type = \"exec\", argv = [\"true\"] }\n",
+        "[jobs.check]\naliases = [\"ping\"]\nrunner = { type = \"exec\", argv = [\"true\"] }\n",
+    ] {
+        let text = format!("[access]\ndefault_role = \"admin\"\n\n{jobs}");
+        let cfg = Config::parse(&text, Path::new("/tmp/opsbot-test.toml"), LoadOptions::default()).expect("config");
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::memory().await.expect("store"));
+        let engine = Engine::new(Arc::new(cfg.catalog), cfg.bot, store).with_access(cfg.access);
+        let o = engine.handle(&in_channel("U1", "!ping")).await;
+        assert!(o.queued.is_some() && !o.ephemeral, "{jobs}: {}", text_of(&o));
+    }
+}
