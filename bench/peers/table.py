@@ -18,7 +18,7 @@ PEERS = ["hubot", "errbot"]
 # (label, phase, field, kind): kind "time" (lower is better), "rate" (higher), "mem" (lower, kB)
 ROWS = [
     ("start → first `!ping` answer (ms)", "startup", "first_reply_ms", "time"),
-    ("RSS idle (MB)", "rss_idle", "kb", "mem"),
+    ("RSS idle (MiB)", "rss_idle", "kb", "mem"),
     ("`!ping` one at a time, 1000: p50 (ms)", "ping_seq", "p50_ms", "time"),
     ("… p95 (ms)", "ping_seq", "p95_ms", "time"),
     ("… p99 (ms)", "ping_seq", "p99_ms", "time"),
@@ -29,7 +29,7 @@ ROWS = [
     ("… p99 (ms)", "run_seq", "p99_ms", "time"),
     ("… runs/s", "run_seq", "per_s", "rate"),
     ("`!run echo` burst of 200: all answered (ms)", "run_burst200", "all_ms", "time"),
-    ("RSS after ~12k commands (MB)", "rss_after", "kb", "mem"),
+    ("RSS after ~12k commands (MiB)", "rss_after", "kb", "mem"),
 ]
 
 

@@ -23,6 +23,7 @@ use opsbot_core::job::{Catalog, ParamKind, ParamSpec};
 use opsbot_core::understand::{CONFIRM_AT, OFFER_AT, PROCEED_AT, is_cjk};
 use opsbot_core::{Candidate, Command, Context, Lang, Understand, Understanding, Verdict};
 use std::collections::{HashMap, HashSet};
+use std::sync::OnceLock;
 
 /// Words for the version `latest`.
 const LATEST: &[&str] = &["latest", "最新", "最新版", "最新版本"];
@@ -57,7 +58,13 @@ pub struct Nlu {
     stop: HashSet<&'static str>,
     danger: HashSet<&'static str>,
     chitchat: HashSet<&'static str>,
-    jieba: Jieba,
+    /// The Chinese words the segmenter is taught (lexicon and catalog), each once.
+    chinese_words: Vec<String>,
+    /// The segmenter, built from `chinese_words` at the first Chinese text: its tables take
+    /// 0.5 MiB that an idle bot, or one only ever written to in English, does not need. Built
+    /// from a few hundred words, it does not make the first Chinese reply noticeably slower
+    /// (docs/benchmarks.md, idle RSS).
+    jieba: OnceLock<Jieba>,
 }
 
 /// How a word of the request was read.
@@ -208,18 +215,14 @@ impl Nlu {
                 }
             }
         }
-        let mut jieba = Jieba::empty();
         let mut taught = HashSet::new();
-        let words = lexicon::chinese_words()
+        let chinese_words = lexicon::chinese_words()
             .map(str::to_string)
             .chain(triggers.keys().cloned())
             .chain(values.keys().cloned())
-            .chain(param_words.keys().cloned());
-        for w in words {
-            if w.chars().any(is_cjk) && taught.insert(w.clone()) {
-                jieba.add_word(&w, Some(100_000 * w.chars().count()), None);
-            }
-        }
+            .chain(param_words.keys().cloned())
+            .filter(|w| w.chars().any(is_cjk) && taught.insert(w.clone()))
+            .collect();
         Nlu {
             catalog: catalog.clone(),
             triggers,
@@ -230,8 +233,21 @@ impl Nlu {
             stop,
             danger: lexicon::DANGER.iter().copied().collect(),
             chitchat: lexicon::CHITCHAT.iter().copied().collect(),
-            jieba,
+            chinese_words,
+            jieba: OnceLock::new(),
         }
+    }
+
+    /// The Chinese segmenter, its dictionary the lexicon's and the catalog's Chinese words
+    /// (built at the first call).
+    fn jieba(&self) -> &Jieba {
+        self.jieba.get_or_init(|| {
+            let mut jieba = Jieba::empty();
+            for w in &self.chinese_words {
+                jieba.add_word(w, Some(100_000 * w.chars().count()), None);
+            }
+            jieba
+        })
     }
 
     /// Reads a text: the time in it (if any) is taken out first, then the rest is matched.
@@ -351,7 +367,7 @@ impl Nlu {
                 return;
             }
             if cjk {
-                for t in self.jieba.cut(run, true) {
+                for t in self.jieba().cut(run, true) {
                     let w = t.word.trim();
                     if !w.is_empty() {
                         raw.push(w.to_string());
