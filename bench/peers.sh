@@ -5,7 +5,7 @@
 # `!run echo` by running the process `echo hello` (opsbot's runs are executions in its store,
 # audited, with job cards, as in production).
 #
-#   bash bench/peers.sh                    # 3 runs of every bot, ~6 minutes plus installs and builds
+#   bash bench/peers.sh                    # 3 runs of every bot, ~10 minutes plus installs and builds
 #   bash bench/peers.sh --runs 1           # one run (figures without ranges)
 #   bash bench/peers.sh --bots "null opsbot"   # only these (null opsbot hubot errbot)
 #
