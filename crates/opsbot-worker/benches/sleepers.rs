@@ -12,8 +12,8 @@
 //!
 //! Steps: queue N executions (untimed), start a worker of concurrency N, poll the store until
 //! every execution is running with its process group recorded (= spawned) or final (could not
-//! start), measure the process for a steady window without touching the store, release the
-//! lock, poll until all are final. A harness-less bench printing a table: criterion measures
+//! start), measure the process for a steady window without touching the store, close the
+//! pipe's write end, poll until all are final. A harness-less bench printing a table: criterion measures
 //! time per iteration, not memory or CPU over a window. Nothing here asserts on timings.
 //!
 //! Open files: every running execution holds its stdout and stderr pipes and a pidfd, 3
