@@ -24,11 +24,20 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{Mutex, Notify, broadcast};
 
-// Writes with `RETURNING` are read with `fetch_all` even where they return one row: sqlx's
-// `fetch_one`/`fetch_optional` stop at the first row and reset the statement, and SQLite runs
-// its WAL auto-checkpoint only when a statement runs to its end — so a burst of such writes (a
-// worker claiming a backlog) grew the WAL without bound (448 MiB after 15,855 queued runs in a
-// benchmark; docs/benchmarks.md).
+/// A write with `RETURNING` that gives at most one row, run to its end. sqlx's `fetch_one` /
+/// `fetch_optional` stop at the first row and reset the statement, and SQLite runs its WAL
+/// auto-checkpoint only when a statement runs to its end — so a burst of such writes (a worker
+/// claiming a backlog) grew the WAL without bound (448 MiB after 15,855 queued runs in a
+/// benchmark; docs/benchmarks.md).
+trait Returning {
+    fn returning(self, pool: &SqlitePool) -> impl std::future::Future<Output = Result<Option<SqliteRow>, sqlx::Error>> + Send;
+}
+
+impl<'q> Returning for sqlx::query::Query<'q, Sqlite, <Sqlite as sqlx::Database>::Arguments> {
+    async fn returning(self, pool: &SqlitePool) -> Result<Option<SqliteRow>, sqlx::Error> {
+        Ok(self.fetch_all(pool).await?.into_iter().next())
+    }
+}
 
 /// How long a connection waits for another writer before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -786,10 +795,8 @@ impl Store for SqliteStore {
         .bind(&new.place.thread)
         .bind(now_ms())
         .bind(new.max_parallel.map(i64::from))
-        .fetch_all(&self.pool)
+        .returning(&self.pool)
         .await?
-        .into_iter()
-        .next()
         .ok_or(sqlx::Error::RowNotFound)?;
         let execution = execution_from_row(&row)?;
         // Wake the workers already waiting, and leave a permit for one about to wait.
@@ -879,10 +886,8 @@ impl Store for SqliteStore {
         .bind(now)
         .bind(now.saturating_add(duration_ms(lease)))
         .bind(only)
-        .fetch_all(&self.pool)
-        .await?
-        .into_iter()
-        .next();
+        .returning(&self.pool)
+        .await?;
         let Some(row) = row else { return Ok(None) };
         let execution = execution_from_row(&row)?;
         self.announce(execution.id, execution.state);
@@ -917,10 +922,8 @@ impl Store for SqliteStore {
         .bind(finish.cpu_ms)
         .bind(finish.max_rss_kb)
         .bind(&finish.detail)
-        .fetch_all(&self.pool)
-        .await?
-        .into_iter()
-        .next();
+        .returning(&self.pool)
+        .await?;
         match row {
             Some(_) => self.announce(id, state),
             None => tracing::debug!(execution = id, "finish ignored: the execution is not running"),
@@ -939,20 +942,16 @@ impl Store for SqliteStore {
             )
             .bind(id)
             .bind(now_ms())
-            .fetch_all(&self.pool)
-            .await?
-            .into_iter()
-            .next();
+            .returning(&self.pool)
+            .await?;
             if cancelled.is_some() {
                 self.announce(id, ExecState::Cancelled);
                 return Ok(CancelResult::CancelledQueued);
             }
             let requested = sqlx::query("UPDATE executions SET cancel_requested = 1 WHERE id = $1 AND state = 'running' RETURNING id")
                 .bind(id)
-                .fetch_all(&self.pool)
-                .await?
-                .into_iter()
-                .next();
+                .returning(&self.pool)
+                .await?;
             if requested.is_some() {
                 return Ok(CancelResult::Requested);
             }
@@ -1020,10 +1019,8 @@ impl Store for SqliteStore {
             .bind(id)
             .bind(now)
             .bind(format!("its worker {worker} stopped before it finished"))
-            .fetch_all(&self.pool)
-            .await?
-            .into_iter()
-            .next();
+            .returning(&self.pool)
+            .await?;
             if let Some(row) = row {
                 let execution = execution_from_row(&row)?;
                 tracing::warn!(execution = id, %worker, "execution lost");
@@ -1263,10 +1260,8 @@ impl Store for SqliteStore {
             .bind(label)
             .bind(sha256)
             .bind(now_ms())
-            .fetch_all(&self.pool)
+            .returning(&self.pool)
             .await?
-            .into_iter()
-            .next()
             .ok_or(sqlx::Error::RowNotFound)?;
         token_from_row(&row)
     }
@@ -1411,10 +1406,8 @@ impl Store for SqliteStore {
         .bind(reply)
         .bind(m.card_for)
         .bind(now)
-        .fetch_all(&self.pool)
+        .returning(&self.pool)
         .await?
-        .into_iter()
-        .next()
         .ok_or(sqlx::Error::RowNotFound)?;
         chat_from_row(&row)
     }
@@ -1462,10 +1455,8 @@ impl Store for SqliteStore {
         .bind(&new.reason)
         .bind(now_ms())
         .bind(new.expires_at.timestamp_millis())
-        .fetch_all(&self.pool)
+        .returning(&self.pool)
         .await?
-        .into_iter()
-        .next()
         .ok_or(sqlx::Error::RowNotFound)?;
         approval_from_row(&row)
     }
@@ -1559,10 +1550,8 @@ impl Store for SqliteStore {
             .bind(&lock.by.id)
             .bind(&lock.by_name)
             .bind(now_ms())
-            .fetch_all(&self.pool)
-            .await?
-            .into_iter()
-            .next();
+            .returning(&self.pool)
+            .await?;
             if let Some(row) = row {
                 return Ok(Ok(lock_from_row(&row)?));
             }
@@ -1587,10 +1576,8 @@ impl Store for SqliteStore {
     async fn delete_lock(&self, scope: &str) -> Result<Option<Lock>, StoreError> {
         let row = sqlx::query("DELETE FROM locks WHERE scope = $1 RETURNING *")
             .bind(scope)
-            .fetch_all(&self.pool)
-            .await?
-            .into_iter()
-            .next();
+            .returning(&self.pool)
+            .await?;
         row.as_ref().map(lock_from_row).transpose()
     }
 
@@ -1613,10 +1600,8 @@ impl Store for SqliteStore {
     async fn take_link_code(&self, code_sha256: &str) -> Result<Option<(UserId, DateTime<Utc>)>, StoreError> {
         let row = sqlx::query("DELETE FROM link_codes WHERE code_sha256 = $1 RETURNING account_platform, account_id, expires_at")
             .bind(code_sha256)
-            .fetch_all(&self.pool)
-            .await?
-            .into_iter()
-            .next();
+            .returning(&self.pool)
+            .await?;
         row.as_ref()
             .map(|row| {
                 let account = UserId {
@@ -1694,10 +1679,8 @@ impl Store for SqliteStore {
         .bind(msg.execution)
         .bind(msg.reply.to_string())
         .bind(now_ms())
-        .fetch_all(&self.pool)
+        .returning(&self.pool)
         .await?
-        .into_iter()
-        .next()
         .ok_or(sqlx::Error::RowNotFound)?;
         col(&row, "id")
     }
@@ -1857,10 +1840,8 @@ impl Store for SqliteStore {
         .bind(&new.lang)
         .bind(&new.text)
         .bind(now_ms())
-        .fetch_all(&self.pool)
+        .returning(&self.pool)
         .await?
-        .into_iter()
-        .next()
         .ok_or(sqlx::Error::RowNotFound)?;
         schedule_from_row(&row)
     }
@@ -1893,10 +1874,8 @@ impl Store for SqliteStore {
         .bind(&by.id)
         .bind(now_ms())
         .bind(id)
-        .fetch_all(&self.pool)
-        .await?
-        .into_iter()
-        .next();
+        .returning(&self.pool)
+        .await?;
         row.as_ref().map(schedule_from_row).transpose()
     }
 
