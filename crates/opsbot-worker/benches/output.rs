@@ -21,8 +21,10 @@
 //! Run with `cargo bench -p opsbot-worker --bench output [-- --quick] [-- --only NAME]` (or
 //! `bench/run.sh`).
 
+mod common;
+
 use opsbot_core::config::{Config, LoadOptions};
-use opsbot_core::{Catalog, ExecState, NewExecution, Params, Place, Runner, UserId};
+use opsbot_core::{Catalog, ExecState, Runner};
 use opsbot_runners::ExecRunner;
 use opsbot_store::{SqliteStore, Store};
 use opsbot_worker::{Worker, WorkerOptions};
@@ -115,17 +117,7 @@ fn one_run(rt: &tokio::runtime::Runtime, name: &str, catalog: &Arc<Catalog>, run
         let sqlite = SqliteStore::open(&db).await.expect("open the store");
         let pool = sqlite.pool().clone();
         let store: Arc<dyn Store> = Arc::new(sqlite);
-        let e = store
-            .create_execution(&NewExecution {
-                job: name.into(),
-                params: Params::new(),
-                requested_by: UserId::new("bench", "U1"),
-                requester_name: "Bench".into(),
-                place: Place::new("bench", "C1"),
-                max_parallel: None,
-            })
-            .await
-            .expect("queue the execution");
+        let e = store.create_execution(&common::queued(name)).await.expect("queue the execution");
         let size_before = file_size(&db, "");
         let mut events = store.subscribe();
         let (stop_tx, stop_rx) = watch::channel(false);

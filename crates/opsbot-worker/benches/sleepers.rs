@@ -25,8 +25,10 @@
 //! Run with `cargo bench -p opsbot-worker --bench sleepers [-- --count N] [-- --hold S]
 //! [-- --nofile N] [-- --quick]` (or `bench/run.sh`). `--quick`: 1,000 executions, 3 s window.
 
+mod common;
+
 use opsbot_core::config::{Config, LoadOptions};
-use opsbot_core::{Catalog, NewExecution, Params, Place, Runner, UserId};
+use opsbot_core::{Catalog, Runner};
 use opsbot_runners::ExecRunner;
 use opsbot_store::{SqliteStore, Store};
 use opsbot_worker::{Worker, WorkerOptions};
@@ -254,14 +256,7 @@ fn main() {
         let queue_start = Instant::now();
         for _ in 0..n {
             store
-                .create_execution(&NewExecution {
-                    job: "wait".into(),
-                    params: Params::new(),
-                    requested_by: UserId::new("bench", "U1"),
-                    requester_name: "Bench".into(),
-                    place: Place::new("bench", "C1"),
-                    max_parallel: None,
-                })
+                .create_execution(&common::queued("wait"))
                 .await
                 .expect("queue an execution");
         }

@@ -7,9 +7,11 @@
 //!
 //! Run with `cargo bench -p opsbot-worker --bench throughput` (or `bench/run.sh`).
 
+mod common;
+
 use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput};
 use opsbot_core::config::{Config, LoadOptions};
-use opsbot_core::{Catalog, ExecState, ExecutionId, NewExecution, Params, Place, Runner, UserId};
+use opsbot_core::{Catalog, ExecState, ExecutionId, Runner};
 use opsbot_runners::ExecRunner;
 use opsbot_store::{SqliteStore, Store};
 use opsbot_worker::{Worker, WorkerOptions};
@@ -54,17 +56,7 @@ fn batch(rt: &Runtime, catalog: &Arc<Catalog>, runner: &Arc<dyn Runner>, concurr
         let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("opsbot.db")).await.expect("open the store"));
         let mut pending: HashSet<ExecutionId> = HashSet::with_capacity(n as usize);
         for _ in 0..n {
-            let e = store
-                .create_execution(&NewExecution {
-                    job: "noop".into(),
-                    params: Params::new(),
-                    requested_by: UserId::new("bench", "U1"),
-                    requester_name: "Bench".into(),
-                    place: Place::new("bench", "C1"),
-                    max_parallel: None,
-                })
-                .await
-                .expect("queue an execution");
+            let e = store.create_execution(&common::queued("noop")).await.expect("queue an execution");
             pending.insert(e.id);
         }
         let mut events = store.subscribe();
