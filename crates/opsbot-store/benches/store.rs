@@ -228,12 +228,12 @@ fn cache_dir() -> PathBuf {
 /// `(highest migration, short hash of every migration's checksum)` of this build's store.
 async fn schema_key() -> (i64, String) {
     let store = SqliteStore::memory().await.expect("an in-memory store");
-    schema_of(store.pool()).await
+    schema_of(&mut store.conn().await.expect("a connection")).await
 }
 
-async fn schema_of(pool: &sqlx::SqlitePool) -> (i64, String) {
+async fn schema_of(conn: &mut sqlx::SqliteConnection) -> (i64, String) {
     let rows = sqlx::query("SELECT version, checksum FROM _sqlx_migrations ORDER BY version")
-        .fetch_all(pool)
+        .fetch_all(conn)
         .await
         .expect("the migrations table");
     let mut h = Sha256::new();
@@ -256,7 +256,7 @@ async fn generate(path: &Path, rows: u64) {
     }
     // The store creates the file and its schema, as in production.
     let store = SqliteStore::open(path).await.expect("create the database");
-    let pool = store.pool().clone();
+    let mut conn = store.conn().await.expect("a connection");
     let jobs_w = cumulative(JOBS.len(), 1.0);
     let users_w = cumulative(USERS as usize, 0.8);
     let mut rng = Rng(0x0005_eed0_f0b5_u64);
@@ -265,7 +265,7 @@ async fn generate(path: &Path, rows: u64) {
     let first = now - year_ms;
     let spacing = year_ms / rows.max(1) as i64;
 
-    let mut tx = pool.begin().await.expect("begin");
+    let mut tx = sqlx::Connection::begin(&mut *conn).await.expect("begin");
     let mut execs: Vec<ExecRow> = Vec::with_capacity(BATCH);
     let mut audits: Vec<AuditRow> = Vec::with_capacity(BATCH);
     let mut prev = GENESIS_HASH.to_string();
@@ -374,10 +374,11 @@ async fn generate(path: &Path, rows: u64) {
     tx.commit().await.expect("commit");
     // Leave everything in the main file, so that copying it copies the whole database.
     sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
-        .execute(&pool)
+        .execute(&mut *conn)
         .await
         .expect("checkpoint");
-    pool.close().await;
+    drop(conn);
+    store.close().await;
 }
 
 async fn insert_executions(tx: &mut sqlx::SqliteConnection, rows: &[ExecRow]) {
@@ -472,7 +473,7 @@ fn cached_database(rt: &Runtime, rows: u64) -> (PathBuf, String) {
             let opts = sqlx::sqlite::SqliteConnectOptions::new().filename(&path);
             match sqlx::SqlitePool::connect_with(opts).await {
                 Ok(pool) => {
-                    let key = schema_of(&pool).await;
+                    let key = schema_of(&mut pool.acquire().await.expect("a connection")).await;
                     pool.close().await;
                     key == (version, hash.clone())
                 }

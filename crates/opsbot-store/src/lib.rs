@@ -10,7 +10,7 @@ mod chain;
 mod sqlite;
 
 pub use chain::{GENESIS_HASH, audit_encoding, audit_hash};
-pub use sqlite::SqliteStore;
+pub use sqlite::{Conn, SqliteStore};
 
 use chrono::{DateTime, Utc};
 use opsbot_core::{ExecEvent, ExecState, Execution, ExecutionId, NewExecution, OutputLine, Params, Place, UserId};

@@ -15,8 +15,8 @@ use crate::{
 use chrono::{DateTime, Utc};
 use opsbot_core::{ExecEvent, ExecState, Execution, ExecutionId, NewExecution, OutputLine, Params, Place, Stream, UserId};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
-use sqlx::sqlite::{Sqlite, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
-use sqlx::{AssertSqlSafe, Row, SqlSafeStr};
+use sqlx::sqlite::{Sqlite, SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqliteRow, SqliteSynchronous};
+use sqlx::{AssertSqlSafe, ConnectOptions, Connection, Row, SqlSafeStr};
 use std::borrow::Cow;
 use std::path::Path;
 use std::str::FromStr;
@@ -30,12 +30,12 @@ use tokio::sync::{Mutex, Notify, broadcast};
 /// claiming a backlog) grew the WAL without bound (448 MiB after 15,855 queued runs in a
 /// benchmark; docs/benchmarks.md).
 trait Returning {
-    fn returning(self, pool: &SqlitePool) -> impl std::future::Future<Output = Result<Option<SqliteRow>, sqlx::Error>> + Send;
+    fn returning(self, conn: &mut SqliteConnection) -> impl std::future::Future<Output = Result<Option<SqliteRow>, sqlx::Error>> + Send;
 }
 
 impl<'q> Returning for sqlx::query::Query<'q, Sqlite, <Sqlite as sqlx::Database>::Arguments> {
-    async fn returning(self, pool: &SqlitePool) -> Result<Option<SqliteRow>, sqlx::Error> {
-        Ok(self.fetch_all(pool).await?.into_iter().next())
+    async fn returning(self, conn: &mut SqliteConnection) -> Result<Option<SqliteRow>, sqlx::Error> {
+        Ok(self.fetch_all(conn).await?.into_iter().next())
     }
 }
 
@@ -65,8 +65,8 @@ extern "C" fn busy_wait(_: *mut std::ffi::c_void, tries: std::ffi::c_int) -> std
         0
     }
 }
-/// Connections in the pool of a file database.
-const MAX_CONNECTIONS: u32 = 4;
+/// Connections to a file database, at most.
+const MAX_CONNECTIONS: usize = 4;
 /// Buffered state-change events per subscriber.
 const EVENT_CAPACITY: usize = 1024;
 /// Most executions one listing returns.
@@ -108,7 +108,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
 /// A [`Store`] on a SQLite database (a file, or memory for tests).
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
-    pool: SqlitePool,
+    conns: Arc<Conns>,
     events: broadcast::Sender<ExecEvent>,
     output: broadcast::Sender<ExecutionId>,
     queue: Arc<Notify>,
@@ -116,6 +116,92 @@ pub struct SqliteStore {
     /// through this lock one at a time; a stale head (another process appended) is refused by
     /// the `audit_chained` trigger and the append is redone under `BEGIN IMMEDIATE`.
     audit_head: Arc<Mutex<Option<(i64, String)>>>,
+}
+
+/// The store's connections: at most a few, each opened when first needed and then kept.
+///
+/// Not sqlx's `Pool`: that pings a connection every time it goes back to the pool, and (unless
+/// told otherwise) every time it is taken out. sqlx runs each SQLite connection on a thread of
+/// its own, so each ping is one more hand-off to that thread and back, on top of the
+/// statement's: a `!run echo` from chat is ~30 statements, and `perf` showed a burst of them
+/// spending a third of its time in the kernel switching threads (docs/benchmarks.md). A
+/// connection to a local file does not go stale, so there is nothing to test.
+#[derive(Debug)]
+struct Conns {
+    /// How to open another connection; `None` for a memory database, which is its one
+    /// connection (another would be another database).
+    options: Option<SqliteConnectOptions>,
+    idle: std::sync::Mutex<Vec<SqliteConnection>>,
+    /// One permit a connection in use or idle; closed by [`SqliteStore::close`].
+    permits: tokio::sync::Semaphore,
+}
+
+/// A connection of the store's, given back when dropped. Dereferences to sqlx's
+/// `SqliteConnection`, so `&mut *conn` is an executor.
+pub struct Conn<'a> {
+    conn: Option<SqliteConnection>,
+    idle: &'a std::sync::Mutex<Vec<SqliteConnection>>,
+    _permit: tokio::sync::SemaphorePermit<'a>,
+}
+
+impl std::ops::Deref for Conn<'_> {
+    type Target = SqliteConnection;
+    fn deref(&self) -> &SqliteConnection {
+        self.conn.as_ref().expect("a connection until dropped")
+    }
+}
+
+impl std::ops::DerefMut for Conn<'_> {
+    fn deref_mut(&mut self) -> &mut SqliteConnection {
+        self.conn.as_mut().expect("a connection until dropped")
+    }
+}
+
+impl Drop for Conn<'_> {
+    fn drop(&mut self) {
+        // A statement still running (its future was dropped) finishes on the connection's own
+        // thread before the next one starts there; a dropped transaction was rolled back the
+        // same way (sqlx queues the rollback).
+        if let Some(c) = self.conn.take() {
+            self.idle.lock().unwrap_or_else(|p| p.into_inner()).push(c);
+        }
+    }
+}
+
+impl Conns {
+    async fn get(&self) -> Result<Conn<'_>, StoreError> {
+        let permit = self.permits.acquire().await.map_err(|_| StoreError::Db(sqlx::Error::PoolClosed))?;
+        let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let conn = match idle {
+            Some(c) => c,
+            None => match &self.options {
+                Some(options) => connect(options).await?,
+                None => return Err(StoreError::Db(sqlx::Error::PoolClosed)),
+            },
+        };
+        Ok(Conn {
+            conn: Some(conn),
+            idle: &self.idle,
+            _permit: permit,
+        })
+    }
+}
+
+/// Opens one connection to a database file, with our busy handler.
+async fn connect(options: &SqliteConnectOptions) -> Result<SqliteConnection, sqlx::Error> {
+    let mut conn = options.connect().await?;
+    {
+        let mut handle = conn.lock_handle().await?;
+        let db = handle.as_raw_handle().as_ptr();
+        // SAFETY: `db` is this open connection's handle, locked for us while the handler is
+        // installed; `busy_wait` is a plain function that never unwinds and uses no argument
+        // pointer.
+        let rc = unsafe { libsqlite3_sys::sqlite3_busy_handler(db, Some(busy_wait), std::ptr::null_mut()) };
+        if rc != libsqlite3_sys::SQLITE_OK {
+            return Err(sqlx::Error::Protocol(format!("cannot set the busy handler (SQLite error {rc})")));
+        }
+    }
+    Ok(conn)
 }
 
 impl SqliteStore {
@@ -139,29 +225,12 @@ impl SqliteStore {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let result = async {
-                let pool = SqlitePoolOptions::new()
-                    .max_connections(MAX_CONNECTIONS)
-                    .after_connect(|conn, _| {
-                        Box::pin(async move {
-                            let mut handle = conn.lock_handle().await?;
-                            let db = handle.as_raw_handle().as_ptr();
-                            // SAFETY: `db` is this open connection's handle, locked for us
-                            // while the handler is installed; `busy_wait` is a plain function
-                            // that never unwinds and uses no argument pointer.
-                            let rc = unsafe { libsqlite3_sys::sqlite3_busy_handler(db, Some(busy_wait), std::ptr::null_mut()) };
-                            if rc != libsqlite3_sys::SQLITE_OK {
-                                return Err(sqlx::Error::Protocol(format!("cannot set the busy handler (SQLite error {rc})")));
-                            }
-                            Ok(())
-                        })
-                    })
-                    .connect_with(options.clone())
-                    .await?;
-                Self::from_pool(pool).await
-            }
-            .await;
-            match result {
+            let conns = Conns {
+                options: Some(options.clone()),
+                idle: std::sync::Mutex::new(Vec::new()),
+                permits: tokio::sync::Semaphore::new(MAX_CONNECTIONS),
+            };
+            match Self::from_conns(conns).await {
                 Ok(store) => return Ok(store),
                 // Only the races above heal by waiting; a file that is not a database never does.
                 Err(e) if attempt < OPEN_ATTEMPTS && is_open_race(&e) => {
@@ -176,31 +245,50 @@ impl SqliteStore {
     /// A fresh, migrated in-memory database (one connection, kept for the store's life).
     pub async fn memory() -> Result<SqliteStore, StoreError> {
         let options = SqliteConnectOptions::from_str("sqlite::memory:")?.foreign_keys(true);
-        // Each connection to `:memory:` is its own database, so there must be exactly one and
-        // the pool must never close it.
-        let pool = SqlitePoolOptions::new()
-            .max_connections(1)
-            .min_connections(1)
-            .idle_timeout(None)
-            .max_lifetime(None)
-            .connect_with(options)
-            .await?;
-        Self::from_pool(pool).await
+        // Each connection to `:memory:` is its own database, so there is exactly one.
+        let conns = Conns {
+            options: None,
+            idle: std::sync::Mutex::new(vec![options.connect().await?]),
+            permits: tokio::sync::Semaphore::new(1),
+        };
+        Self::from_conns(conns).await
     }
 
-    /// The underlying connection pool (for maintenance and tests).
-    pub fn pool(&self) -> &SqlitePool {
-        &self.pool
+    /// One of the store's connections, for maintenance and tests (`&mut *conn` is a sqlx
+    /// executor); it goes back to the store when dropped.
+    pub async fn conn(&self) -> Result<Conn<'_>, StoreError> {
+        self.conns.get().await
     }
 
-    /// Migrates the database behind `pool` and wraps it.
-    async fn from_pool(pool: SqlitePool) -> Result<SqliteStore, StoreError> {
-        migrator().run(&pool).await?;
-        chain_unchained(&pool).await?;
+    /// Closes the store's connections (the last one to a file checkpoints its write-ahead log
+    /// into it): every call after this, on any clone of the store, fails. Waits for the
+    /// connections in use to be given back.
+    pub async fn close(&self) {
+        let max = if self.conns.options.is_some() { MAX_CONNECTIONS } else { 1 };
+        // All permits: no connection is in use after this.
+        if let Ok(all) = self.conns.permits.acquire_many(max as u32).await {
+            self.conns.permits.close();
+            let idle = std::mem::take(&mut *self.conns.idle.lock().unwrap_or_else(|p| p.into_inner()));
+            for c in idle {
+                if let Err(e) = c.close().await {
+                    tracing::debug!(error = %e, "closing a database connection");
+                }
+            }
+            drop(all);
+        }
+    }
+
+    /// Migrates the database behind `conns` and wraps it.
+    async fn from_conns(conns: Conns) -> Result<SqliteStore, StoreError> {
+        {
+            let mut conn = conns.get().await?;
+            migrator().run(&mut *conn).await?;
+            chain_unchained(&mut conn).await?;
+        }
         let (events, _) = broadcast::channel(EVENT_CAPACITY);
         let (output, _) = broadcast::channel(EVENT_CAPACITY);
         Ok(SqliteStore {
-            pool,
+            conns: Arc::new(conns),
             events,
             output,
             queue: Arc::new(Notify::new()),
@@ -520,12 +608,14 @@ async fn insert_audit<'c>(conn: impl sqlx::SqliteExecutor<'c>, r: &AuditRecord, 
 /// order, once: under `BEGIN IMMEDIATE`, so of several processes opening the file at once one
 /// does it and the others find it done. A record that cannot be read is left without a hash
 /// (verification reports it) and the chain goes on from the record before it.
-async fn chain_unchained(pool: &SqlitePool) -> Result<(), StoreError> {
-    let pending: Option<i64> = sqlx::query_scalar("SELECT MAX(up_to) FROM audit_unchained").fetch_one(pool).await?;
+async fn chain_unchained(conn: &mut SqliteConnection) -> Result<(), StoreError> {
+    let pending: Option<i64> = sqlx::query_scalar("SELECT MAX(up_to) FROM audit_unchained")
+        .fetch_one(&mut *conn)
+        .await?;
     if pending.is_none() {
         return Ok(());
     }
-    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
     let Some(up_to): Option<i64> = sqlx::query_scalar("SELECT MAX(up_to) FROM audit_unchained")
         .fetch_one(&mut *tx)
         .await?
@@ -795,7 +885,7 @@ impl Store for SqliteStore {
         .bind(&new.place.thread)
         .bind(now_ms())
         .bind(new.max_parallel.map(i64::from))
-        .returning(&self.pool)
+        .returning(&mut *self.conn().await?)
         .await?
         .ok_or(sqlx::Error::RowNotFound)?;
         let execution = execution_from_row(&row)?;
@@ -808,7 +898,7 @@ impl Store for SqliteStore {
     async fn execution(&self, id: ExecutionId) -> Result<Option<Execution>, StoreError> {
         let row = sqlx::query("SELECT * FROM executions WHERE id = $1")
             .bind(id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *self.conn().await?)
             .await?;
         row.as_ref().map(execution_from_row).transpose()
     }
@@ -864,7 +954,7 @@ impl Store for SqliteStore {
         for t in [filter.since, filter.until].into_iter().flatten() {
             query = query.bind(t.timestamp_millis());
         }
-        let rows = query.bind(i64::from(limit)).fetch_all(&self.pool).await?;
+        let rows = query.bind(i64::from(limit)).fetch_all(&mut *self.conn().await?).await?;
         rows.iter().map(execution_from_row).collect()
     }
 
@@ -886,7 +976,7 @@ impl Store for SqliteStore {
         .bind(now)
         .bind(now.saturating_add(duration_ms(lease)))
         .bind(only)
-        .returning(&self.pool)
+        .returning(&mut *self.conn().await?)
         .await?;
         let Some(row) = row else { return Ok(None) };
         let execution = execution_from_row(&row)?;
@@ -922,7 +1012,7 @@ impl Store for SqliteStore {
         .bind(finish.cpu_ms)
         .bind(finish.max_rss_kb)
         .bind(&finish.detail)
-        .returning(&self.pool)
+        .returning(&mut *self.conn().await?)
         .await?;
         match row {
             Some(_) => self.announce(id, state),
@@ -942,7 +1032,7 @@ impl Store for SqliteStore {
             )
             .bind(id)
             .bind(now_ms())
-            .returning(&self.pool)
+            .returning(&mut *self.conn().await?)
             .await?;
             if cancelled.is_some() {
                 self.announce(id, ExecState::Cancelled);
@@ -950,14 +1040,14 @@ impl Store for SqliteStore {
             }
             let requested = sqlx::query("UPDATE executions SET cancel_requested = 1 WHERE id = $1 AND state = 'running' RETURNING id")
                 .bind(id)
-                .returning(&self.pool)
+                .returning(&mut *self.conn().await?)
                 .await?;
             if requested.is_some() {
                 return Ok(CancelResult::Requested);
             }
             let row = sqlx::query("SELECT state FROM executions WHERE id = $1")
                 .bind(id)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&mut *self.conn().await?)
                 .await?;
             let Some(row) = row else {
                 return Ok(CancelResult::NotFound);
@@ -973,7 +1063,7 @@ impl Store for SqliteStore {
     async fn cancel_requested(&self, worker: &str) -> Result<Vec<ExecutionId>, StoreError> {
         let rows = sqlx::query("SELECT id FROM executions WHERE state = 'running' AND worker = $1 AND cancel_requested = 1 ORDER BY id")
             .bind(worker)
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *self.conn().await?)
             .await?;
         rows.iter().map(|row| col(row, "id")).collect()
     }
@@ -982,7 +1072,7 @@ impl Store for SqliteStore {
         sqlx::query("UPDATE executions SET pgid = $1 WHERE id = $2 AND state = 'running'")
             .bind(pgid)
             .bind(id)
-            .execute(&self.pool)
+            .execute(&mut *self.conn().await?)
             .await?;
         Ok(())
     }
@@ -991,7 +1081,7 @@ impl Store for SqliteStore {
         sqlx::query("UPDATE executions SET lease_until = $2 WHERE state = 'running' AND worker = $1")
             .bind(worker)
             .bind(now_ms().saturating_add(duration_ms(lease)))
-            .execute(&self.pool)
+            .execute(&mut *self.conn().await?)
             .await?;
         Ok(())
     }
@@ -999,7 +1089,7 @@ impl Store for SqliteStore {
     async fn recover_lost(&self, is_dead: &IsDead<'_>) -> Result<Vec<Execution>, StoreError> {
         let now = now_ms();
         let running = sqlx::query("SELECT id, worker, lease_until FROM executions WHERE state = 'running' ORDER BY id")
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *self.conn().await?)
             .await?;
         let mut lost = Vec::new();
         for row in &running {
@@ -1019,7 +1109,7 @@ impl Store for SqliteStore {
             .bind(id)
             .bind(now)
             .bind(format!("its worker {worker} stopped before it finished"))
-            .returning(&self.pool)
+            .returning(&mut *self.conn().await?)
             .await?;
             if let Some(row) = row {
                 let execution = execution_from_row(&row)?;
@@ -1045,44 +1135,39 @@ impl Store for SqliteStore {
         .bind(i64::try_from(lines.len()).unwrap_or(i64::MAX))
         .bind(i64::try_from(bytes).unwrap_or(i64::MAX))
         .bind(body)
-        .execute(&self.pool)
+        .execute(&mut *self.conn().await?)
         .await?;
         let _ = self.output.send(id);
         Ok(())
     }
 
     async fn output_tail(&self, id: ExecutionId, n: usize) -> Result<(Vec<OutputLine>, u64), StoreError> {
-        // The count and the last chunk it covers come from one statement; the lines are then read
-        // from that chunk back, so a chunk stored in between cannot shift them (chunks are
-        // append-only).
-        let total_row = sqlx::query(
-            "SELECT COALESCE(SUM(n_lines), 0) AS total, COALESCE(MAX(seq), 0) AS last FROM output_chunks WHERE execution_id = $1",
+        // The newest page of chunks and the line count come from one statement (one snapshot:
+        // the count covers exactly the chunks stored so far); older pages, when those are not
+        // enough lines, are read from there back, so a chunk stored in between cannot shift
+        // them (chunks are append-only).
+        let first = sqlx::query(
+            "SELECT seq, n_lines, body, \
+             (SELECT COALESCE(SUM(n_lines), 0) FROM output_chunks WHERE execution_id = $1) AS total \
+             FROM output_chunks WHERE execution_id = $1 ORDER BY seq DESC LIMIT $2",
         )
         .bind(id)
-        .fetch_one(&self.pool)
+        .bind(TAIL_PAGE)
+        .fetch_all(&mut *self.conn().await?)
         .await?;
-        let total: i64 = col(&total_row, "total")?;
-        let last: i64 = col(&total_row, "last")?;
+        let total: i64 = match first.first() {
+            Some(row) => col(row, "total")?,
+            None => 0,
+        };
         let total = u64::try_from(total).map_err(|_| StoreError::Corrupt(format!("execution #{id}: negative line count")))?;
-        // Newest chunks first, a page at a time, until there are enough lines.
         let mut chunks: Vec<Vec<OutputLine>> = Vec::new();
         let mut have = 0usize;
-        let mut before = last.saturating_add(1);
-        while have < n {
-            let rows = sqlx::query(
-                "SELECT seq, n_lines, body FROM output_chunks WHERE execution_id = $1 AND seq < $2 \
-                 ORDER BY seq DESC LIMIT $3",
-            )
-            .bind(id)
-            .bind(before)
-            .bind(TAIL_PAGE)
-            .fetch_all(&self.pool)
-            .await?;
-            if rows.is_empty() {
-                break;
-            }
+        let mut rows = first;
+        loop {
+            let full_page = rows.len() as i64 == TAIL_PAGE;
+            let mut before = None;
             for row in &rows {
-                before = col(row, "seq")?;
+                before = Some(col::<i64>(row, "seq")?);
                 let lines = chunk_from_row(row, id)?;
                 have += lines.len();
                 chunks.push(lines);
@@ -1090,6 +1175,19 @@ impl Store for SqliteStore {
                     break;
                 }
             }
+            // Enough lines, or no older chunks.
+            let Some(before) = before.filter(|_| have < n && full_page) else {
+                break;
+            };
+            rows = sqlx::query(
+                "SELECT seq, n_lines, body FROM output_chunks WHERE execution_id = $1 AND seq < $2 \
+                 ORDER BY seq DESC LIMIT $3",
+            )
+            .bind(id)
+            .bind(before)
+            .bind(TAIL_PAGE)
+            .fetch_all(&mut *self.conn().await?)
+            .await?;
         }
         let mut lines: Vec<OutputLine> = chunks.into_iter().rev().flatten().collect();
         let skip = lines.len().saturating_sub(n);
@@ -1101,7 +1199,7 @@ impl Store for SqliteStore {
         // Find the chunks covering lines skip..skip+max from their line counts, then read only those.
         let counts = sqlx::query("SELECT seq, n_lines FROM output_chunks WHERE execution_id = $1 ORDER BY seq")
             .bind(id)
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *self.conn().await?)
             .await?;
         let (mut first_seq, mut last_seq, mut before_first, mut seen) = (None, None, 0u64, 0u64);
         for row in &counts {
@@ -1128,7 +1226,7 @@ impl Store for SqliteStore {
                 .bind(id)
                 .bind(first)
                 .bind(last)
-                .fetch_all(&self.pool)
+                .fetch_all(&mut *self.conn().await?)
                 .await?;
         let mut lines = Vec::new();
         for row in &rows {
@@ -1141,7 +1239,7 @@ impl Store for SqliteStore {
     async fn output_all(&self, id: ExecutionId) -> Result<Vec<OutputLine>, StoreError> {
         let rows = sqlx::query("SELECT seq, n_lines, body FROM output_chunks WHERE execution_id = $1 ORDER BY seq")
             .bind(id)
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *self.conn().await?)
             .await?;
         let mut lines = Vec::new();
         for row in &rows {
@@ -1168,7 +1266,7 @@ impl Store for SqliteStore {
         .bind(&dialog.kind)
         .bind(dialog.state.to_string())
         .bind(dialog.expires_at.timestamp_millis())
-        .execute(&self.pool)
+        .execute(&mut *self.conn().await?)
         .await?;
         Ok(())
     }
@@ -1178,7 +1276,7 @@ impl Store for SqliteStore {
             .bind(place.key())
             .bind(&user.platform)
             .bind(&user.id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *self.conn().await?)
             .await?;
         row.as_ref().map(dialog_from_row).transpose()
     }
@@ -1188,7 +1286,7 @@ impl Store for SqliteStore {
             .bind(place.key())
             .bind(&user.platform)
             .bind(&user.id)
-            .execute(&self.pool)
+            .execute(&mut *self.conn().await?)
             .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -1203,7 +1301,7 @@ impl Store for SqliteStore {
                 ..record.clone()
             };
             let hash = audit_hash(&prev, &r);
-            match insert_audit(&self.pool, &r, &prev, &hash).await {
+            match insert_audit(&mut *self.conn().await?, &r, &prev, &hash).await {
                 Ok(()) => {
                     *head = Some((r.id, hash));
                     return Ok(r.id);
@@ -1212,7 +1310,8 @@ impl Store for SqliteStore {
             }
         }
         // Under the write lock from before the head is read until the record is in.
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut conn = self.conn().await?;
+        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
         let (last_id, prev) = audit_head(&mut *tx).await?;
         let r = AuditRecord {
             id: last_id + 1,
@@ -1236,7 +1335,7 @@ impl Store for SqliteStore {
                 AuditBind::Int(v) => q.bind(v),
             };
         }
-        let rows = q.bind(i64::from(limit)).fetch_all(&self.pool).await?;
+        let rows = q.bind(i64::from(limit)).fetch_all(&mut *self.conn().await?).await?;
         rows.iter().map(audit_from_row).collect()
     }
 
@@ -1250,7 +1349,10 @@ impl Store for SqliteStore {
                 AuditBind::Int(v) => q.bind(v),
             };
         }
-        let rows = q.bind(i64::from(limit.clamp(1, MAX_LIST))).fetch_all(&self.pool).await?;
+        let rows = q
+            .bind(i64::from(limit.clamp(1, MAX_LIST)))
+            .fetch_all(&mut *self.conn().await?)
+            .await?;
         rows.iter().map(chained_from_row).collect()
     }
 
@@ -1260,7 +1362,7 @@ impl Store for SqliteStore {
             .bind(label)
             .bind(sha256)
             .bind(now_ms())
-            .returning(&self.pool)
+            .returning(&mut *self.conn().await?)
             .await?
             .ok_or(sqlx::Error::RowNotFound)?;
         token_from_row(&row)
@@ -1271,7 +1373,7 @@ impl Store for SqliteStore {
         // most once a minute, so bogus tokens never take the write lock.
         let row = sqlx::query("SELECT * FROM api_tokens WHERE token_sha256 = $1 AND revoked_at IS NULL")
             .bind(sha256)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *self.conn().await?)
             .await?;
         let Some(mut token) = row.as_ref().map(token_from_row).transpose()? else {
             return Ok(None);
@@ -1281,7 +1383,7 @@ impl Store for SqliteStore {
             sqlx::query("UPDATE api_tokens SET last_used_at = $1 WHERE id = $2")
                 .bind(now.timestamp_millis())
                 .bind(token.id)
-                .execute(&self.pool)
+                .execute(&mut *self.conn().await?)
                 .await?;
             token.last_used_at = Some(now);
         }
@@ -1292,13 +1394,15 @@ impl Store for SqliteStore {
         let done = sqlx::query("UPDATE api_tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
             .bind(now_ms())
             .bind(id)
-            .execute(&self.pool)
+            .execute(&mut *self.conn().await?)
             .await?;
         Ok(done.rows_affected() == 1)
     }
 
     async fn tokens(&self) -> Result<Vec<ApiToken>, StoreError> {
-        let rows = sqlx::query("SELECT * FROM api_tokens ORDER BY id").fetch_all(&self.pool).await?;
+        let rows = sqlx::query("SELECT * FROM api_tokens ORDER BY id")
+            .fetch_all(&mut *self.conn().await?)
+            .await?;
         rows.iter().map(token_from_row).collect()
     }
 
@@ -1309,7 +1413,7 @@ impl Store for SqliteStore {
             .bind(&session.csrf)
             .bind(session.created_at.timestamp_millis())
             .bind(session.expires_at.timestamp_millis())
-            .execute(&self.pool)
+            .execute(&mut *self.conn().await?)
             .await?;
         Ok(())
     }
@@ -1318,7 +1422,7 @@ impl Store for SqliteStore {
         let row = sqlx::query("SELECT * FROM web_sessions WHERE id_sha256 = $1 AND expires_at > $2")
             .bind(id_sha256)
             .bind(now_ms())
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *self.conn().await?)
             .await?;
         row.as_ref()
             .map(|row| {
@@ -1337,7 +1441,7 @@ impl Store for SqliteStore {
     async fn delete_session(&self, id_sha256: &str) -> Result<bool, StoreError> {
         let done = sqlx::query("DELETE FROM web_sessions WHERE id_sha256 = $1")
             .bind(id_sha256)
-            .execute(&self.pool)
+            .execute(&mut *self.conn().await?)
             .await?;
         Ok(done.rows_affected() > 0)
     }
@@ -1345,7 +1449,7 @@ impl Store for SqliteStore {
     async fn delete_user_sessions(&self, user: &str) -> Result<u64, StoreError> {
         let done = sqlx::query("DELETE FROM web_sessions WHERE user_name = $1")
             .bind(user)
-            .execute(&self.pool)
+            .execute(&mut *self.conn().await?)
             .await?;
         Ok(done.rows_affected())
     }
@@ -1353,7 +1457,7 @@ impl Store for SqliteStore {
     async fn purge_sessions(&self) -> Result<u64, StoreError> {
         let done = sqlx::query("DELETE FROM web_sessions WHERE expires_at <= $1")
             .bind(now_ms())
-            .execute(&self.pool)
+            .execute(&mut *self.conn().await?)
             .await?;
         Ok(done.rows_affected())
     }
@@ -1361,7 +1465,7 @@ impl Store for SqliteStore {
     async fn generated_password(&self, user: &str) -> Result<Option<String>, StoreError> {
         let row = sqlx::query("SELECT hash FROM web_passwords WHERE user_name = $1")
             .bind(user)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *self.conn().await?)
             .await?;
         row.as_ref().map(|r| col(r, "hash")).transpose()
     }
@@ -1372,7 +1476,7 @@ impl Store for SqliteStore {
                 .bind(user)
                 .bind(hash)
                 .bind(now_ms())
-                .execute(&self.pool)
+                .execute(&mut *self.conn().await?)
                 .await?;
         if done.rows_affected() > 0 {
             return Ok((hash.to_string(), true));
@@ -1387,7 +1491,7 @@ impl Store for SqliteStore {
     async fn delete_generated_password(&self, user: &str) -> Result<bool, StoreError> {
         let done = sqlx::query("DELETE FROM web_passwords WHERE user_name = $1")
             .bind(user)
-            .execute(&self.pool)
+            .execute(&mut *self.conn().await?)
             .await?;
         Ok(done.rows_affected() > 0)
     }
@@ -1406,7 +1510,7 @@ impl Store for SqliteStore {
         .bind(reply)
         .bind(m.card_for)
         .bind(now)
-        .returning(&self.pool)
+        .returning(&mut *self.conn().await?)
         .await?
         .ok_or(sqlx::Error::RowNotFound)?;
         chat_from_row(&row)
@@ -1417,7 +1521,7 @@ impl Store for SqliteStore {
             .bind(channel)
             .bind(before.unwrap_or(i64::MAX))
             .bind(i64::from(limit.min(MAX_LIST)))
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *self.conn().await?)
             .await?;
         let mut out = rows.iter().map(chat_from_row).collect::<Result<Vec<_>, _>>()?;
         out.reverse();
@@ -1429,7 +1533,7 @@ impl Store for SqliteStore {
             .bind(reply.to_string())
             .bind(now_ms())
             .bind(execution)
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *self.conn().await?)
             .await?;
         let mut out = rows.iter().map(chat_from_row).collect::<Result<Vec<_>, _>>()?;
         out.sort_by_key(|m| m.id);
@@ -1455,7 +1559,7 @@ impl Store for SqliteStore {
         .bind(&new.reason)
         .bind(now_ms())
         .bind(new.expires_at.timestamp_millis())
-        .returning(&self.pool)
+        .returning(&mut *self.conn().await?)
         .await?
         .ok_or(sqlx::Error::RowNotFound)?;
         approval_from_row(&row)
@@ -1464,7 +1568,7 @@ impl Store for SqliteStore {
     async fn approval(&self, id: i64) -> Result<Option<Approval>, StoreError> {
         let row = sqlx::query("SELECT * FROM approvals WHERE id = $1")
             .bind(id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *self.conn().await?)
             .await?;
         row.as_ref().map(approval_from_row).transpose()
     }
@@ -1476,7 +1580,7 @@ impl Store for SqliteStore {
         } else {
             sqlx::query("SELECT * FROM approvals ORDER BY id DESC LIMIT $1")
         };
-        let rows = query.bind(i64::from(limit)).fetch_all(&self.pool).await?;
+        let rows = query.bind(i64::from(limit)).fetch_all(&mut *self.conn().await?).await?;
         rows.iter().map(approval_from_row).collect()
     }
 
@@ -1496,7 +1600,7 @@ impl Store for SqliteStore {
         .bind(i64::from(vote.approve))
         .bind(&vote.reason)
         .bind(vote.at.timestamp_millis())
-        .execute(&self.pool)
+        .execute(&mut *self.conn().await?)
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -1504,7 +1608,7 @@ impl Store for SqliteStore {
     async fn votes(&self, approval_id: i64) -> Result<Vec<Vote>, StoreError> {
         let rows = sqlx::query("SELECT * FROM approval_votes WHERE approval_id = $1 ORDER BY id")
             .bind(approval_id)
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *self.conn().await?)
             .await?;
         rows.iter().map(vote_from_row).collect()
     }
@@ -1518,7 +1622,7 @@ impl Store for SqliteStore {
             .bind(now_ms())
             .bind(note)
             .bind(id)
-            .execute(&self.pool)
+            .execute(&mut *self.conn().await?)
             .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -1527,7 +1631,7 @@ impl Store for SqliteStore {
         sqlx::query("UPDATE approvals SET execution_id = $1 WHERE id = $2")
             .bind(execution)
             .bind(id)
-            .execute(&self.pool)
+            .execute(&mut *self.conn().await?)
             .await?;
         Ok(())
     }
@@ -1550,14 +1654,14 @@ impl Store for SqliteStore {
             .bind(&lock.by.id)
             .bind(&lock.by_name)
             .bind(now_ms())
-            .returning(&self.pool)
+            .returning(&mut *self.conn().await?)
             .await?;
             if let Some(row) = row {
                 return Ok(Ok(lock_from_row(&row)?));
             }
             let existing = sqlx::query("SELECT * FROM locks WHERE scope = $1")
                 .bind(&scope)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&mut *self.conn().await?)
                 .await?;
             if let Some(row) = existing {
                 return Ok(Err(lock_from_row(&row)?));
@@ -1569,14 +1673,16 @@ impl Store for SqliteStore {
     }
 
     async fn locks(&self) -> Result<Vec<Lock>, StoreError> {
-        let rows = sqlx::query("SELECT * FROM locks ORDER BY id").fetch_all(&self.pool).await?;
+        let rows = sqlx::query("SELECT * FROM locks ORDER BY id")
+            .fetch_all(&mut *self.conn().await?)
+            .await?;
         rows.iter().map(lock_from_row).collect()
     }
 
     async fn delete_lock(&self, scope: &str) -> Result<Option<Lock>, StoreError> {
         let row = sqlx::query("DELETE FROM locks WHERE scope = $1 RETURNING *")
             .bind(scope)
-            .returning(&self.pool)
+            .returning(&mut *self.conn().await?)
             .await?;
         row.as_ref().map(lock_from_row).transpose()
     }
@@ -1592,7 +1698,7 @@ impl Store for SqliteStore {
         .bind(code_sha256)
         .bind(now_ms())
         .bind(expires_at.timestamp_millis())
-        .execute(&self.pool)
+        .execute(&mut *self.conn().await?)
         .await?;
         Ok(())
     }
@@ -1600,7 +1706,7 @@ impl Store for SqliteStore {
     async fn take_link_code(&self, code_sha256: &str) -> Result<Option<(UserId, DateTime<Utc>)>, StoreError> {
         let row = sqlx::query("DELETE FROM link_codes WHERE code_sha256 = $1 RETURNING account_platform, account_id, expires_at")
             .bind(code_sha256)
-            .returning(&self.pool)
+            .returning(&mut *self.conn().await?)
             .await?;
         row.as_ref()
             .map(|row| {
@@ -1627,7 +1733,7 @@ impl Store for SqliteStore {
         .bind(&link.linked_by.platform)
         .bind(&link.linked_by.id)
         .bind(link.at.timestamp_millis())
-        .execute(&self.pool)
+        .execute(&mut *self.conn().await?)
         .await?;
         Ok(())
     }
@@ -1636,7 +1742,7 @@ impl Store for SqliteStore {
         let row = sqlx::query("SELECT person FROM account_links WHERE account_platform = $1 AND account_id = $2")
             .bind(&account.platform)
             .bind(&account.id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *self.conn().await?)
             .await?;
         row.as_ref().map(|r| col(r, "person")).transpose()
     }
@@ -1646,12 +1752,12 @@ impl Store for SqliteStore {
             Some(person) => {
                 sqlx::query("SELECT * FROM account_links WHERE person = $1 ORDER BY account_platform, account_id")
                     .bind(person)
-                    .fetch_all(&self.pool)
+                    .fetch_all(&mut *self.conn().await?)
                     .await?
             }
             None => {
                 sqlx::query("SELECT * FROM account_links ORDER BY person, account_platform, account_id")
-                    .fetch_all(&self.pool)
+                    .fetch_all(&mut *self.conn().await?)
                     .await?
             }
         };
@@ -1662,7 +1768,7 @@ impl Store for SqliteStore {
         let done = sqlx::query("DELETE FROM account_links WHERE account_platform = $1 AND account_id = $2")
             .bind(&account.platform)
             .bind(&account.id)
-            .execute(&self.pool)
+            .execute(&mut *self.conn().await?)
             .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -1679,7 +1785,7 @@ impl Store for SqliteStore {
         .bind(msg.execution)
         .bind(msg.reply.to_string())
         .bind(now_ms())
-        .returning(&self.pool)
+        .returning(&mut *self.conn().await?)
         .await?
         .ok_or(sqlx::Error::RowNotFound)?;
         col(&row, "id")
@@ -1695,7 +1801,7 @@ impl Store for SqliteStore {
         .bind(adapter)
         .bind(serde_json::to_string(skip).unwrap_or_else(|_| "[]".into()))
         .bind(limit as i64)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.conn().await?)
         .await?;
         rows.iter()
             .map(|row| {
@@ -1727,7 +1833,7 @@ impl Store for SqliteStore {
         .bind(outcome)
         .bind(error)
         .bind(id)
-        .execute(&self.pool)
+        .execute(&mut *self.conn().await?)
         .await?;
         Ok(())
     }
@@ -1736,14 +1842,14 @@ impl Store for SqliteStore {
         sqlx::query("UPDATE outbox SET attempts = attempts + 1, last_error = $1 WHERE id = $2")
             .bind(error)
             .bind(id)
-            .execute(&self.pool)
+            .execute(&mut *self.conn().await?)
             .await?;
         Ok(())
     }
 
     async fn outbox_backlog(&self) -> Result<Vec<(String, u64)>, StoreError> {
         let rows = sqlx::query("SELECT adapter, COUNT(*) AS n FROM outbox WHERE done_at IS NULL GROUP BY adapter ORDER BY adapter")
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *self.conn().await?)
             .await?;
         rows.iter()
             .map(|r| Ok((col(r, "adapter")?, col::<i64>(r, "n")?.max(0) as u64)))
@@ -1753,7 +1859,7 @@ impl Store for SqliteStore {
     async fn outbox_prune(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
         let done = sqlx::query("DELETE FROM outbox WHERE done_at IS NOT NULL AND done_at < $1")
             .bind(before.timestamp_millis())
-            .execute(&self.pool)
+            .execute(&mut *self.conn().await?)
             .await?;
         Ok(done.rows_affected())
     }
@@ -1771,7 +1877,7 @@ impl Store for SqliteStore {
         .bind(&card.message_id)
         .bind(card.state.as_str())
         .bind(now_ms())
-        .execute(&self.pool)
+        .execute(&mut *self.conn().await?)
         .await?;
         Ok(())
     }
@@ -1779,7 +1885,7 @@ impl Store for SqliteStore {
     async fn chat_cards_of(&self, execution: ExecutionId) -> Result<Vec<ChatCard>, StoreError> {
         let rows = sqlx::query("SELECT * FROM chat_cards WHERE execution_id = $1 ORDER BY created_at, adapter, channel")
             .bind(execution)
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *self.conn().await?)
             .await?;
         rows.iter()
             .map(|r| {
@@ -1803,7 +1909,7 @@ impl Store for SqliteStore {
         let row = sqlx::query("SELECT value FROM adapter_state WHERE adapter = $1 AND key = $2")
             .bind(adapter)
             .bind(key)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *self.conn().await?)
             .await?;
         row.as_ref().map(|r| col(r, "value")).transpose()
     }
@@ -1817,7 +1923,7 @@ impl Store for SqliteStore {
         .bind(key)
         .bind(value)
         .bind(now_ms())
-        .execute(&self.pool)
+        .execute(&mut *self.conn().await?)
         .await?;
         Ok(())
     }
@@ -1840,7 +1946,7 @@ impl Store for SqliteStore {
         .bind(&new.lang)
         .bind(&new.text)
         .bind(now_ms())
-        .returning(&self.pool)
+        .returning(&mut *self.conn().await?)
         .await?
         .ok_or(sqlx::Error::RowNotFound)?;
         schedule_from_row(&row)
@@ -1849,7 +1955,7 @@ impl Store for SqliteStore {
     async fn schedule(&self, id: i64) -> Result<Option<Schedule>, StoreError> {
         let row = sqlx::query("SELECT * FROM schedules WHERE id = $1")
             .bind(id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *self.conn().await?)
             .await?;
         row.as_ref().map(schedule_from_row).transpose()
     }
@@ -1860,7 +1966,7 @@ impl Store for SqliteStore {
         } else {
             sqlx::query("SELECT * FROM schedules ORDER BY id DESC LIMIT $1")
         };
-        let rows = query.bind(list_limit(limit)).fetch_all(&self.pool).await?;
+        let rows = query.bind(list_limit(limit)).fetch_all(&mut *self.conn().await?).await?;
         rows.iter().map(schedule_from_row).collect()
     }
 
@@ -1874,7 +1980,7 @@ impl Store for SqliteStore {
         .bind(&by.id)
         .bind(now_ms())
         .bind(id)
-        .returning(&self.pool)
+        .returning(&mut *self.conn().await?)
         .await?;
         row.as_ref().map(schedule_from_row).transpose()
     }
@@ -1891,7 +1997,7 @@ impl Store for SqliteStore {
         )
         .bind(now)
         .bind(list_limit(limit))
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.conn().await?)
         .await?;
         schedules_soonest_first(&rows)
     }
@@ -1916,7 +2022,7 @@ impl Store for SqliteStore {
         .bind(now_ms())
         .bind(id)
         .bind(STALE_SCHEDULE_DETAIL)
-        .execute(&self.pool)
+        .execute(&mut *self.conn().await?)
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -1933,7 +2039,7 @@ impl Store for SqliteStore {
         .bind(STALE_SCHEDULE_DETAIL)
         .bind(now_ms())
         .bind(older_than)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.conn().await?)
         .await?;
         schedules_soonest_first(&rows)
     }
@@ -1941,7 +2047,7 @@ impl Store for SqliteStore {
     async fn cron_next(&self, name: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
         let row = sqlx::query("SELECT next_at FROM cron_schedules WHERE name = $1")
             .bind(name)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *self.conn().await?)
             .await?;
         row.as_ref()
             .map(|r| time(col(r, "next_at")?, &format!("cron schedule `{name}`")))
@@ -1960,13 +2066,13 @@ impl Store for SqliteStore {
                 .bind(name)
                 .bind(expected.timestamp_millis()),
         };
-        let done = query.execute(&self.pool).await?;
+        let done = query.execute(&mut *self.conn().await?).await?;
         Ok(done.rows_affected() == 1)
     }
 
     async fn count_by_state(&self) -> Result<Vec<(ExecState, u64)>, StoreError> {
         let rows = sqlx::query("SELECT state, COUNT(*) AS n FROM executions GROUP BY state")
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *self.conn().await?)
             .await?;
         rows.iter()
             .map(|r| {
@@ -1978,7 +2084,7 @@ impl Store for SqliteStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        sqlx::query("SELECT 1").execute(&mut *self.conn().await?).await?;
         Ok(())
     }
 

@@ -115,7 +115,7 @@ fn one_run(rt: &tokio::runtime::Runtime, name: &str, catalog: &Arc<Catalog>, run
         let dir = tempfile::tempdir().expect("tempdir");
         let db = dir.path().join("opsbot.db");
         let sqlite = SqliteStore::open(&db).await.expect("open the store");
-        let pool = sqlite.pool().clone();
+        let maint = sqlite.clone();
         let store: Arc<dyn Store> = Arc::new(sqlite);
         let e = store.create_execution(&common::queued(name)).await.expect("queue the execution");
         let size_before = file_size(&db, "");
@@ -152,7 +152,7 @@ fn one_run(rt: &tokio::runtime::Runtime, name: &str, catalog: &Arc<Catalog>, run
              FROM output_chunks WHERE execution_id = $1",
         )
         .bind(e.id)
-        .fetch_one(&pool)
+        .fetch_one(&mut *maint.conn().await.expect("a connection"))
         .await
         .expect("output totals");
         let run = Run {
@@ -180,7 +180,7 @@ fn one_run(rt: &tokio::runtime::Runtime, name: &str, catalog: &Arc<Catalog>, run
             assert_eq!(run.stored_lines, lines as i64, "{name}: lines stored");
             assert_eq!(run.stored_bytes, text_bytes, "{name}: text bytes stored");
         }
-        pool.close().await;
+        maint.close().await;
         run
     })
 }

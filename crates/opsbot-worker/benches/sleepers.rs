@@ -179,13 +179,13 @@ struct Counts {
     other_final: i64,
 }
 
-async fn counts(pool: &sqlx::SqlitePool) -> Counts {
+async fn counts(conn: &mut sqlx::SqliteConnection) -> Counts {
     let row = sqlx::query(
         "SELECT COALESCE(SUM(state = 'queued'), 0) AS q, COALESCE(SUM(state = 'running'), 0) AS r, \
          COALESCE(SUM(state = 'running' AND pgid IS NOT NULL), 0) AS s, COALESCE(SUM(state = 'succeeded'), 0) AS ok, \
          COALESCE(SUM(state NOT IN ('queued', 'running', 'succeeded')), 0) AS bad FROM executions",
     )
-    .fetch_one(pool)
+    .fetch_one(conn)
     .await
     .expect("count the executions");
     Counts {
@@ -251,7 +251,7 @@ fn main() {
     rt.block_on(async {
         let db = dir.path().join("opsbot.db");
         let sqlite = SqliteStore::open(&db).await.expect("open the store");
-        let pool = sqlite.pool().clone();
+        let maint = sqlite.clone();
         let store: Arc<dyn Store> = Arc::new(sqlite);
         let queue_start = Instant::now();
         for _ in 0..n {
@@ -282,7 +282,7 @@ fn main() {
         let mut curve: Vec<(Duration, i64)> = Vec::new();
         loop {
             tokio::time::sleep(Duration::from_millis(50)).await;
-            let c = counts(&pool).await;
+            let c = counts(&mut maint.conn().await.expect("a connection")).await;
             let t = start.elapsed();
             curve.push((t, c.spawned));
             if c.queued == 0 && all_claimed.is_none() {
@@ -335,7 +335,7 @@ fn main() {
                 "SELECT id, state, detail, (SELECT COUNT(*) FROM executions r WHERE r.state = 'running' AND r.started_at <= e.started_at) AS running_before \
                  FROM executions e WHERE state NOT IN ('queued', 'running', 'succeeded') ORDER BY started_at, id LIMIT 1",
             )
-            .fetch_one(&pool)
+            .fetch_one(&mut *maint.conn().await.expect("a connection"))
             .await
             .expect("the first execution that did not start");
             let id: i64 = first.get("id");
@@ -401,7 +401,7 @@ fn main() {
                 .write(true)
                 .custom_flags(libc::O_NONBLOCK)
                 .open(&fifo);
-            c = counts(&pool).await;
+            c = counts(&mut maint.conn().await.expect("a connection")).await;
             if (c.queued == 0 && c.running == 0) || released.elapsed() > PHASE_LIMIT {
                 break;
             }
@@ -423,7 +423,7 @@ fn main() {
         row("peak RSS of the process (VmHWM)", format!("{} MiB", mib(status_kb("VmHWM:"))));
         let _ = stop_tx.send(true);
         handle.await.expect("the worker task");
-        pool.close().await;
+        maint.close().await;
     });
 
     println!();

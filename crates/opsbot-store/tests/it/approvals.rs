@@ -81,7 +81,7 @@ async fn approvals_round_trip(store: &SqliteStore) {
     assert_eq!(got.requirements.to_string(), new.requirements.to_string());
     let (params, requirements): (String, String) = sqlx::query_as("SELECT params, requirements FROM approvals WHERE id = $1")
         .bind(a.id)
-        .fetch_one(store.pool())
+        .fetch_one(&mut *store.conn().await.expect("a connection"))
         .await
         .expect("raw row");
     assert_eq!(params, serde_json::to_string(&new.params).unwrap());

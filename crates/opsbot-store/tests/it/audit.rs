@@ -60,14 +60,19 @@ async fn audit_is_append_only(store: &SqliteStore) {
     let id = store.audit(&record("run", "accepted")).await.expect("audit");
     let update = sqlx::query("UPDATE audit SET decision = 'refused' WHERE id = $1")
         .bind(id)
-        .execute(store.pool())
+        .execute(&mut *store.conn().await.expect("a connection"))
         .await;
     let err = update.expect_err("update refused");
     assert!(err.to_string().contains("audit records are append-only"), "{err}");
-    let delete = sqlx::query("DELETE FROM audit WHERE id = $1").bind(id).execute(store.pool()).await;
+    let delete = sqlx::query("DELETE FROM audit WHERE id = $1")
+        .bind(id)
+        .execute(&mut *store.conn().await.expect("a connection"))
+        .await;
     let err = delete.expect_err("delete refused");
     assert!(err.to_string().contains("audit records are append-only"), "{err}");
-    let delete_all = sqlx::query("DELETE FROM audit").execute(store.pool()).await;
+    let delete_all = sqlx::query("DELETE FROM audit")
+        .execute(&mut *store.conn().await.expect("a connection"))
+        .await;
     assert!(delete_all.is_err());
 
     let all = store.audit_records(10).await.expect("list");

@@ -72,7 +72,7 @@ async fn assert_intact(store: &dyn Store, n: u64) {
 async fn drop_triggers(store: &SqliteStore) {
     for t in ["audit_no_update", "audit_no_delete", "audit_chained"] {
         sqlx::query(AssertSqlSafe(format!("DROP TRIGGER {t}")))
-            .execute(store.pool())
+            .execute(&mut *store.conn().await.expect("a connection"))
             .await
             .expect("drop trigger");
     }
@@ -81,7 +81,7 @@ async fn drop_triggers(store: &SqliteStore) {
 /// Runs SQL on the file as the attacker.
 async fn sql(store: &SqliteStore, statement: &str) {
     sqlx::query(AssertSqlSafe(statement.to_string()))
-        .execute(store.pool())
+        .execute(&mut *store.conn().await.expect("a connection"))
         .await
         .unwrap_or_else(|e| panic!("{statement}: {e}"));
 }
@@ -153,7 +153,7 @@ async fn a_new_record_must_extend_the_chain(store: &SqliteStore) {
              VALUES ({id}, 1, 'x', 'y', 'z', 'p', 'c', 'run', 'accepted', {prev}, {hash})"
         );
         let err = sqlx::query(AssertSqlSafe(statement))
-            .execute(store.pool())
+            .execute(&mut *store.conn().await.expect("a connection"))
             .await
             .expect_err("refused");
         assert!(
@@ -412,7 +412,7 @@ async fn records_from_before_the_chain_are_chained_when_the_file_is_opened() {
         );
     }
     let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM audit_unchained")
-        .fetch_one(store.pool())
+        .fetch_one(&mut *store.conn().await.expect("a connection"))
         .await
         .expect("count");
     assert_eq!(left, 0, "done once");
@@ -425,10 +425,13 @@ async fn records_from_before_the_chain_are_chained_when_the_file_is_opened() {
         "UPDATE audit SET hash = NULL, prev_hash = NULL WHERE id = 2",
         "DELETE FROM audit WHERE id = 3",
     ] {
-        let err = sqlx::query(statement).execute(store.pool()).await.expect_err(statement);
+        let err = sqlx::query(statement)
+            .execute(&mut *store.conn().await.expect("a connection"))
+            .await
+            .expect_err(statement);
         assert!(err.to_string().contains("append-only"), "{statement}: {err}");
     }
-    store.pool().close().await;
+    store.close().await;
 
     // Opening again changes nothing.
     let again = SqliteStore::open(&path).await.expect("reopen");

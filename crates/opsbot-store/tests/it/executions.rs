@@ -188,12 +188,12 @@ async fn unreadable_rows_are_corrupt(store: &SqliteStore) {
     let b = store.create_execution(&new_exec("job")).await.expect("create");
     sqlx::query("UPDATE executions SET state = 'exploded' WHERE id = $1")
         .bind(a.id)
-        .execute(store.pool())
+        .execute(&mut *store.conn().await.expect("a connection"))
         .await
         .expect("raw update");
     sqlx::query("UPDATE executions SET params = '{not json' WHERE id = $1")
         .bind(b.id)
-        .execute(store.pool())
+        .execute(&mut *store.conn().await.expect("a connection"))
         .await
         .expect("raw update");
     let err = store.execution(a.id).await.expect_err("bad state");

@@ -12,16 +12,32 @@ async fn open_creates_file_and_folders_with_settings() {
     let path = dir.path().join("a").join("b").join("opsbot.db");
     let store = SqliteStore::open(&path).await.expect("open");
     assert!(path.exists());
-    let pool = store.pool();
-    let mode: String = sqlx::query("PRAGMA journal_mode").fetch_one(pool).await.expect("pragma").get(0);
+    let mut conn = store.conn().await.expect("a connection");
+    let mode: String = sqlx::query("PRAGMA journal_mode")
+        .fetch_one(&mut *conn)
+        .await
+        .expect("pragma")
+        .get(0);
     assert_eq!(mode, "wal");
-    let fk: i64 = sqlx::query("PRAGMA foreign_keys").fetch_one(pool).await.expect("pragma").get(0);
+    let fk: i64 = sqlx::query("PRAGMA foreign_keys")
+        .fetch_one(&mut *conn)
+        .await
+        .expect("pragma")
+        .get(0);
     assert_eq!(fk, 1);
     // Our own busy handler replaces SQLite's `busy_timeout` (which then reads 0); it waits about
     // as long (below: `a_writer_waits_for_another_connections_transaction`).
-    let busy: i64 = sqlx::query("PRAGMA busy_timeout").fetch_one(pool).await.expect("pragma").get(0);
+    let busy: i64 = sqlx::query("PRAGMA busy_timeout")
+        .fetch_one(&mut *conn)
+        .await
+        .expect("pragma")
+        .get(0);
     assert_eq!(busy, 0);
-    let sync: i64 = sqlx::query("PRAGMA synchronous").fetch_one(pool).await.expect("pragma").get(0);
+    let sync: i64 = sqlx::query("PRAGMA synchronous")
+        .fetch_one(&mut *conn)
+        .await
+        .expect("pragma")
+        .get(0);
     assert_eq!(sync, 1, "NORMAL");
 }
 
@@ -68,7 +84,7 @@ async fn reopening_keeps_data_and_migrates_once() {
             })
             .await
             .expect("audit");
-        store.pool().close().await;
+        store.close().await;
         (id, audit_id)
     };
 
@@ -81,13 +97,13 @@ async fn reopening_keeps_data_and_migrates_once() {
         assert_eq!(store.audit_records(10).await.expect("audit")[0].id, audit_id);
         // Each migration is recorded once, however often the file is opened.
         let row = sqlx::query("SELECT COUNT(*), COUNT(DISTINCT version) FROM _sqlx_migrations")
-            .fetch_one(store.pool())
+            .fetch_one(&mut *store.conn().await.expect("a connection"))
             .await
             .expect("count");
         let (rows, versions): (i64, i64) = (row.get(0), row.get(1));
         assert_eq!(rows, versions);
         assert_eq!(versions, 9, "0001_init … 0009_schedules");
-        store.pool().close().await;
+        store.close().await;
     }
 
     let store = SqliteStore::open(&path).await.expect("reopen");

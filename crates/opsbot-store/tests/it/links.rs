@@ -36,7 +36,7 @@ async fn link_codes_are_single_use(store: &SqliteStore) {
         Some((bo, at_ms(1_900_000_000_000)))
     );
     let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM link_codes")
-        .fetch_one(store.pool())
+        .fetch_one(&mut *store.conn().await.expect("a connection"))
         .await
         .expect("count");
     assert_eq!(left, 0);

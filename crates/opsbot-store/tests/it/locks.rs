@@ -69,7 +69,7 @@ async fn locks_put_conflict_delete(store: &SqliteStore) {
     assert!(retaken.id > taken.id);
     let raw: String = sqlx::query_scalar("SELECT params FROM locks WHERE id = $1")
         .bind(retaken.id)
-        .fetch_one(store.pool())
+        .fetch_one(&mut *store.conn().await.expect("a connection"))
         .await
         .expect("raw");
     assert_eq!(raw, serde_json::to_string(&again.params).unwrap());

@@ -507,7 +507,7 @@ async fn schedules_survive_reopening_the_file() {
         let other = store.create_schedule(&new_schedule("backup", due_ms)).await.expect("create");
         let cancelled = store.cancel_schedule(other.id, &bob()).await.expect("cancel").expect("pending");
         assert!(store.advance_cron("nightly", None, at_ms(due_ms)).await.expect("cron"));
-        store.pool().close().await;
+        store.close().await;
         (made, cancelled)
     };
 

@@ -19,7 +19,7 @@ async fn healthz_and_readyz_answer() {
 #[tokio::test]
 async fn a_store_failure_is_503_for_readyz_and_500_internal_elsewhere_without_details() {
     let t = TestApp::new().await;
-    t.store.pool().close().await;
+    t.store.close().await;
     let r = t.call(Request::get("/readyz").body(Body::empty()).unwrap()).await;
     assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.text());
     assert_eq!(r.code(), "not_ready");
