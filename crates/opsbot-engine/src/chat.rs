@@ -515,9 +515,12 @@ impl ChatRuntime {
         }
     }
 
-    /// Posts a run's job card as queued and at once brings it up to date if a worker already
-    /// took the run — under the lock [`ChatRuntime::deliver_notice`] takes, so no state is
-    /// missed and none is shown twice.
+    /// Posts a run's job card. Where the platform can edit messages the card is posted as
+    /// queued and brought up to date at once if a worker already took the run, so the card
+    /// shows every state. Where it cannot (IRC) every state is a message of its own, so
+    /// the card is posted in the state the run is in by now — as running, for a short queue —
+    /// instead of a "queued" line that is stale at once. Under the lock
+    /// [`ChatRuntime::deliver_notice`] takes, so no state is missed and none is shown twice.
     async fn post_card(&self, place: &Place, id: i64, queued: Reply) {
         let _order = self.cards.lock().await;
         // A run so quick (or a process so busy) that its end was posted on its own before the
@@ -527,20 +530,38 @@ impl ChatRuntime {
         {
             return;
         }
+        let edits = self.slots.get(&place.platform).is_some_and(|s| s.caps.edit);
+        let now = if edits {
+            None
+        } else {
+            match self.engine.notice_for(id).await {
+                Ok(n) => n.filter(|n| n.state != ExecState::Queued),
+                Err(e) => {
+                    tracing::warn!(execution = id, error = %e, "cannot read a run's state for its card; posting it as queued");
+                    None
+                }
+            }
+        };
+        let (state, reply) = match now {
+            Some(n) => (n.state, n.reply),
+            None => (ExecState::Queued, queued),
+        };
         let card = ChatCard {
             place: place.clone(),
             execution: id,
             message_id: None,
-            state: ExecState::Queued,
+            state,
         };
         if let Err(e) = self.engine.store().put_chat_card(&card).await {
             tracing::error!(execution = id, error = %e, "cannot record a job card; its updates will come as new messages");
         }
-        self.push(place, OutKind::Card, Some(id), &queued).await;
-        match self.engine.notice_for(id).await {
-            Ok(Some(n)) if n.state != ExecState::Queued => self.update_cards(&n, vec![card]).await,
-            Ok(_) => {}
-            Err(e) => tracing::warn!(execution = id, error = %e, "cannot read a run's state for its card"),
+        self.push(place, OutKind::Card, Some(id), &reply).await;
+        if edits {
+            match self.engine.notice_for(id).await {
+                Ok(Some(n)) if n.state != ExecState::Queued => self.update_cards(&n, vec![card]).await,
+                Ok(_) => {}
+                Err(e) => tracing::warn!(execution = id, error = %e, "cannot read a run's state for its card"),
+            }
         }
     }
 

@@ -294,6 +294,70 @@ async fn without_edits_each_state_change_is_a_follow_up_and_a_card_never_goes_ba
     rt.stop().await;
 }
 
+/// A card posted when its run has started already: where the platform cannot edit, it is
+/// posted as running (a "queued" line would be stale at once, and one more line in the
+/// channel); where it can, it is posted as queued and edited at once, so it shows every state.
+#[tokio::test]
+async fn a_card_posted_after_its_run_started_shows_where_the_run_is() {
+    for edit in [false, true] {
+        let (rt, fake, tx, _engine, store) = setup(edit).await;
+        tx.send(said("#ops", "!deploy web to prod")).await.unwrap();
+        // No worker here: the first card is queued on both.
+        let got = until(&fake, "the card", |g| g.len() == 1).await;
+        assert!(matches!(&got[0], Got::Post { text, .. } if text.contains("queued")), "{got:?}");
+        let run = store
+            .executions(&opsbot_store::ExecutionFilter {
+                limit: 10,
+                ..Default::default()
+            })
+            .await
+            .unwrap()[0]
+            .id;
+        store
+            .claim("test:1", Duration::from_secs(60), Some(run))
+            .await
+            .unwrap()
+            .expect("claimed");
+        // The run's card for another place (as a run approved elsewhere gets), posted now.
+        let place = Place::new("fake", "#deploys");
+        rt.deliver_elsewhere(vec![opsbot_engine::Elsewhere {
+            place: place.clone(),
+            reply: Reply::text(opsbot_core::Tone::Info, format!("#{run} deploy queued")).card(run),
+        }])
+        .await;
+        let there = |g: &[Got]| {
+            g.iter()
+                .filter(|x| matches!(x, Got::Post { channel, .. } | Got::Edit { channel, .. } if channel == "#deploys"))
+                .cloned()
+                .collect::<Vec<_>>()
+        };
+        let want = if edit { 2 } else { 1 };
+        until(&fake, "the second card", |g| there(g).len() == want).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let got = there(&fake.got());
+        if edit {
+            match &got[..] {
+                [Got::Post { id, text: first, .. }, Got::Edit { id: edited, text, .. }] => {
+                    assert!(first.contains("queued") && text.contains(&format!("#{run} running")), "{got:#?}");
+                    assert_eq!(id, edited, "the card itself is edited");
+                }
+                _ => panic!("a card and its edit: {got:#?}"),
+            }
+        } else {
+            match &got[..] {
+                [Got::Post { text, .. }] => {
+                    assert!(text.contains(&format!("#{run} running")) && !text.contains("queued"), "{text}");
+                }
+                _ => panic!("one message, the card as running: {got:#?}"),
+            }
+        }
+        let cards = store.chat_cards_of(run).await.unwrap();
+        let card = cards.iter().find(|c| c.place == place).expect("the card is recorded");
+        assert_eq!(card.state, opsbot_core::ExecState::Running, "{cards:?}");
+        rt.stop().await;
+    }
+}
+
 #[tokio::test]
 async fn a_burst_of_200_gets_200_replies_in_order() {
     let (rt, fake, tx, _engine, _store) = setup(true).await;
