@@ -180,3 +180,24 @@ async fn a_burst_of_queued_runs_does_not_grow_the_wal_without_bound() {
     let wal = std::fs::metadata(dir.path().join("opsbot.db-wal")).map(|m| m.len()).unwrap_or(0);
     assert!(wal < 16 << 20, "the WAL grew to {} MiB", wal >> 20);
 }
+
+/// `close` ends the store for all its clones, and the last connection leaves the file whole
+/// (its write-ahead log checkpointed into it and removed).
+#[tokio::test]
+async fn a_closed_store_refuses_calls_and_leaves_its_file_whole() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("opsbot.db");
+    let store = SqliteStore::open(&path).await.expect("open");
+    let id = store.create_execution(&new_exec("deploy")).await.expect("create").id;
+    let clone = store.clone();
+    assert!(std::path::Path::new(&format!("{}-wal", path.display())).exists(), "WAL while open");
+    store.close().await;
+    let err = clone.execution(id).await.expect_err("closed");
+    assert!(err.to_string().contains("closed"), "{err}");
+    assert!(
+        !std::path::Path::new(&format!("{}-wal", path.display())).exists(),
+        "WAL removed at close"
+    );
+    let again = SqliteStore::open(&path).await.expect("reopen");
+    assert_eq!(again.execution(id).await.expect("get").map(|e| e.id), Some(id));
+}
