@@ -183,6 +183,18 @@ async fn until(fake: &Fake, what: &str, f: impl Fn(&[Got]) -> bool) -> Vec<Got> 
     panic!("{what}: never happened; got {:#?}", fake.got());
 }
 
+/// The newest run in the store.
+async fn last_run(store: &Arc<dyn Store>) -> i64 {
+    store
+        .executions(&opsbot_store::ExecutionFilter {
+            limit: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap()[0]
+        .id
+}
+
 async fn pending(store: &Arc<dyn Store>) -> u64 {
     store.outbox_backlog().await.unwrap().iter().map(|(_, n)| *n).sum()
 }
@@ -219,14 +231,7 @@ async fn a_card_is_edited_in_place_and_updates_made_while_down_arrive_once_back(
         panic!("{got:?}")
     };
     assert!(text.contains("queued"), "{text}");
-    let run = store
-        .executions(&opsbot_store::ExecutionFilter {
-            limit: 10,
-            ..Default::default()
-        })
-        .await
-        .unwrap()[0]
-        .id;
+    let run = last_run(&store).await;
 
     // The platform goes away while the run goes on: its updates wait in the outbox.
     fake.set_up(false);
@@ -261,14 +266,7 @@ async fn without_edits_each_state_change_is_a_follow_up_and_a_card_never_goes_ba
     let (rt, fake, tx, engine, store) = setup(false).await;
     tx.send(said("#ops", "!deploy web to prod")).await.unwrap();
     until(&fake, "the card", |g| g.len() == 1).await;
-    let run = store
-        .executions(&opsbot_store::ExecutionFilter {
-            limit: 10,
-            ..Default::default()
-        })
-        .await
-        .unwrap()[0]
-        .id;
+    let run = last_run(&store).await;
     run_to_end(&rt, &engine, &store, run, async || {
         until(&fake, "the running line", |g| g.len() == 2).await;
     })
@@ -305,14 +303,7 @@ async fn a_card_posted_after_its_run_started_shows_where_the_run_is() {
         // No worker here: the first card is queued on both.
         let got = until(&fake, "the card", |g| g.len() == 1).await;
         assert!(matches!(&got[0], Got::Post { text, .. } if text.contains("queued")), "{got:?}");
-        let run = store
-            .executions(&opsbot_store::ExecutionFilter {
-                limit: 10,
-                ..Default::default()
-            })
-            .await
-            .unwrap()[0]
-            .id;
+        let run = last_run(&store).await;
         store
             .claim("test:1", Duration::from_secs(60), Some(run))
             .await
