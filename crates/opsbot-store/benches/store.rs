@@ -6,7 +6,7 @@
 //! regenerated when missing or when the migrations change. Generating it through the `Store`
 //! API would take ~180 µs a row (≈ 3 minutes), so the schema comes from the store's own
 //! migrations (`SqliteStore::open`) and the rows are written by plain multi-row `INSERT`s in
-//! one transaction through the same pool: 1,000,000 executions (20 jobs and 500 users, both
+//! one transaction on one of the store's connections: 1,000,000 executions (20 jobs and 500 users, both
 //! skewed: a few jobs and people make most runs; 92 % succeeded, 5 % failed, the rest
 //! cancelled / timed out / lost; one year of timestamps, rising with the id; params JSON) and
 //! their audit records (one `run accepted` per execution, a `cancel` per cancelled one, a
@@ -878,7 +878,7 @@ fn main() {
             .fetch_one(&maint)
             .await
             .expect("count");
-        // What a passive checkpoint can do now, with the store's pool still open: (busy, frames
+        // What a passive checkpoint can do now, with the store's connections still open: (busy, frames
         // in the WAL, frames checkpointed).
         let ck = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
             .fetch_one(&maint)
