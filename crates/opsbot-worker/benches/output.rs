@@ -83,15 +83,6 @@ struct Run {
     detail: Option<String>,
 }
 
-fn status_kb(field: &str) -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
-}
-
 /// Resets VmHWM to the current RSS (Linux ≥ 4.0); false when it cannot.
 fn reset_peak_rss() -> bool {
     std::fs::write("/proc/self/clear_refs", "5").is_ok()
@@ -141,7 +132,7 @@ fn one_run(rt: &tokio::runtime::Runtime, name: &str, catalog: &Arc<Catalog>, run
         let wall = start.elapsed();
         let cpu = cpu_time().saturating_sub(cpu0);
         let (main_size, wal) = (file_size(&db, ""), file_size(&db, "-wal"));
-        let hwm_kb = status_kb("VmHWM:");
+        let hwm_kb = common::status_kb("VmHWM:");
         let _ = stop_tx.send(true);
         handle.await.expect("the worker task");
 

@@ -109,24 +109,6 @@ fn set_nofile(soft: u64, hard: u64) -> Result<(), std::io::Error> {
     }
 }
 
-fn status_kb(field: &str) -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
-}
-
-fn meminfo_kb(field: &str) -> u64 {
-    std::fs::read_to_string("/proc/meminfo")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
-}
-
 fn cpu_time() -> Duration {
     // SAFETY: rusage is plain data; getrusage only writes into it.
     let mut u: libc::rusage = unsafe { std::mem::zeroed() };
@@ -266,9 +248,9 @@ fn main() {
         let worker = Worker::new(store.clone(), catalog.clone(), runner.clone(), WorkerOptions::new(n));
         // Let the runtime's threads and the pool settle before the baseline.
         tokio::time::sleep(Duration::from_millis(300)).await;
-        let rss0 = status_kb("VmRSS:");
-        let threads0 = status_kb("Threads:");
-        let avail0 = meminfo_kb("MemAvailable:");
+        let rss0 = common::status_kb("VmRSS:");
+        let threads0 = common::status_kb("Threads:");
+        let avail0 = common::meminfo_kb("MemAvailable:");
         let fds0 = fds();
         row("before: RSS / threads / open fds", format!("{} MiB / {threads0} / {}", mib(rss0), fds_text(&fds0)));
 
@@ -357,10 +339,10 @@ fn main() {
         tokio::time::sleep(args.hold).await;
         let cpu = cpu_time().saturating_sub(cpu0);
         let wall = w0.elapsed();
-        let rss = status_kb("VmRSS:");
-        let hwm = status_kb("VmHWM:");
-        let threads = status_kb("Threads:");
-        let avail = meminfo_kb("MemAvailable:");
+        let rss = common::status_kb("VmRSS:");
+        let hwm = common::status_kb("VmHWM:");
+        let threads = common::status_kb("Threads:");
+        let avail = common::meminfo_kb("MemAvailable:");
         let fds1 = fds();
         let running = last.running.max(1) as u64;
         row(
@@ -420,7 +402,7 @@ fn main() {
             "final states: succeeded / other",
             format!("{} / {} (still running: {}, queued: {})", c.succeeded, c.other_final, c.running, c.queued),
         );
-        row("peak RSS of the process (VmHWM)", format!("{} MiB", mib(status_kb("VmHWM:"))));
+        row("peak RSS of the process (VmHWM)", format!("{} MiB", mib(common::status_kb("VmHWM:"))));
         let _ = stop_tx.send(true);
         handle.await.expect("the worker task");
         maint.close().await;

@@ -13,31 +13,21 @@ async fn open_creates_file_and_folders_with_settings() {
     let store = SqliteStore::open(&path).await.expect("open");
     assert!(path.exists());
     let mut conn = store.conn().await.expect("a connection");
-    let mode: String = sqlx::query("PRAGMA journal_mode")
-        .fetch_one(&mut *conn)
-        .await
-        .expect("pragma")
-        .get(0);
+    let mut pragma = async |name: &str| -> sqlx::sqlite::SqliteRow {
+        sqlx::query(sqlx::AssertSqlSafe(format!("PRAGMA {name}")))
+            .fetch_one(&mut *conn)
+            .await
+            .expect("pragma")
+    };
+    let mode: String = pragma("journal_mode").await.get(0);
     assert_eq!(mode, "wal");
-    let fk: i64 = sqlx::query("PRAGMA foreign_keys")
-        .fetch_one(&mut *conn)
-        .await
-        .expect("pragma")
-        .get(0);
+    let fk: i64 = pragma("foreign_keys").await.get(0);
     assert_eq!(fk, 1);
     // Our own busy handler replaces SQLite's `busy_timeout` (which then reads 0); it waits about
     // as long (below: `a_writer_waits_for_another_connections_transaction`).
-    let busy: i64 = sqlx::query("PRAGMA busy_timeout")
-        .fetch_one(&mut *conn)
-        .await
-        .expect("pragma")
-        .get(0);
+    let busy: i64 = pragma("busy_timeout").await.get(0);
     assert_eq!(busy, 0);
-    let sync: i64 = sqlx::query("PRAGMA synchronous")
-        .fetch_one(&mut *conn)
-        .await
-        .expect("pragma")
-        .get(0);
+    let sync: i64 = pragma("synchronous").await.get(0);
     assert_eq!(sync, 1, "NORMAL");
 }
 
