@@ -66,7 +66,7 @@ extern "C" fn busy_wait(_: *mut std::ffi::c_void, tries: std::ffi::c_int) -> std
     }
 }
 /// Connections to a file database, at most.
-const MAX_CONNECTIONS: usize = 4;
+const MAX_CONNECTIONS: u32 = 4;
 /// Buffered state-change events per subscriber.
 const EVENT_CAPACITY: usize = 1024;
 /// Most executions one listing returns.
@@ -134,6 +134,8 @@ struct Conns {
     idle: std::sync::Mutex<Vec<SqliteConnection>>,
     /// One permit a connection in use or idle; closed by [`SqliteStore::close`].
     permits: tokio::sync::Semaphore,
+    /// How many connections there may be (the permits when none is taken).
+    size: u32,
 }
 
 /// A connection of the store's, given back when dropped. Dereferences to sqlx's
@@ -169,6 +171,15 @@ impl Drop for Conn<'_> {
 }
 
 impl Conns {
+    fn new(options: Option<SqliteConnectOptions>, open: Vec<SqliteConnection>, size: u32) -> Conns {
+        Conns {
+            options,
+            idle: std::sync::Mutex::new(open),
+            permits: tokio::sync::Semaphore::new(size as usize),
+            size,
+        }
+    }
+
     async fn get(&self) -> Result<Conn<'_>, StoreError> {
         let permit = self.permits.acquire().await.map_err(|_| StoreError::Db(sqlx::Error::PoolClosed))?;
         let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
@@ -225,11 +236,7 @@ impl SqliteStore {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let conns = Conns {
-                options: Some(options.clone()),
-                idle: std::sync::Mutex::new(Vec::new()),
-                permits: tokio::sync::Semaphore::new(MAX_CONNECTIONS),
-            };
+            let conns = Conns::new(Some(options.clone()), Vec::new(), MAX_CONNECTIONS);
             match Self::from_conns(conns).await {
                 Ok(store) => return Ok(store),
                 // Only the races above heal by waiting; a file that is not a database never does.
@@ -246,11 +253,7 @@ impl SqliteStore {
     pub async fn memory() -> Result<SqliteStore, StoreError> {
         let options = SqliteConnectOptions::from_str("sqlite::memory:")?.foreign_keys(true);
         // Each connection to `:memory:` is its own database, so there is exactly one.
-        let conns = Conns {
-            options: None,
-            idle: std::sync::Mutex::new(vec![options.connect().await?]),
-            permits: tokio::sync::Semaphore::new(1),
-        };
+        let conns = Conns::new(None, vec![options.connect().await?], 1);
         Self::from_conns(conns).await
     }
 
@@ -264,9 +267,8 @@ impl SqliteStore {
     /// into it): every call after this, on any clone of the store, fails. Waits for the
     /// connections in use to be given back.
     pub async fn close(&self) {
-        let max = if self.conns.options.is_some() { MAX_CONNECTIONS } else { 1 };
         // All permits: no connection is in use after this.
-        if let Ok(all) = self.conns.permits.acquire_many(max as u32).await {
+        if let Ok(all) = self.conns.permits.acquire_many(self.conns.size).await {
             self.conns.permits.close();
             let idle = std::mem::take(&mut *self.conns.idle.lock().unwrap_or_else(|p| p.into_inner()));
             for c in idle {
