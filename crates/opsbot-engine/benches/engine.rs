@@ -354,8 +354,8 @@ fn bench_store_parts(c: &mut Criterion) {
     }
 
     // What any hand-off to another thread and back costs on this machine: the pattern sqlx's
-    // SQLite driver uses (a channel to the connection's own thread, a oneshot back), with no
-    // database work at all.
+    // SQLite driver used before the store ran its statements on the calling thread (a channel to
+    // the connection's own thread, a oneshot back), with no database work at all.
     let (tx, rx) = std::sync::mpsc::channel::<tokio::sync::oneshot::Sender<()>>();
     let echo = std::thread::spawn(move || {
         while let Ok(back) = rx.recv() {

@@ -30,9 +30,10 @@
 use chrono::{DateTime, TimeDelta, Utc};
 use criterion::{BenchmarkId, Criterion};
 use opsbot_core::{ExecState, ExecutionId, NewExecution, Params, Place, UserId};
+use opsbot_store::rusqlite;
 use opsbot_store::{AuditFilter, AuditRecord, ExecutionFilter, Finish, GENESIS_HASH, SqliteStore, Store, audit_hash};
+use rusqlite::ToSql;
 use sha2::{Digest, Sha256};
-use sqlx::{AssertSqlSafe, Row};
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::hint::black_box;
@@ -228,22 +229,23 @@ fn cache_dir() -> PathBuf {
 /// `(highest migration, short hash of every migration's checksum)` of this build's store.
 async fn schema_key() -> (i64, String) {
     let store = SqliteStore::memory().await.expect("an in-memory store");
-    schema_of(&mut store.conn().await.expect("a connection")).await
+    schema_of(&store.conn().expect("a connection"))
 }
 
-async fn schema_of(conn: &mut sqlx::SqliteConnection) -> (i64, String) {
-    let rows = sqlx::query("SELECT version, checksum FROM _sqlx_migrations ORDER BY version")
-        .fetch_all(conn)
-        .await
+fn schema_of(conn: &rusqlite::Connection) -> (i64, String) {
+    let mut stmt = conn
+        .prepare("SELECT version, checksum FROM _sqlx_migrations ORDER BY version")
+        .expect("the migrations table");
+    let rows = stmt
+        .query_map([], |r| Ok((r.get::<_, i64>("version")?, r.get::<_, Vec<u8>>("checksum")?)))
+        .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
         .expect("the migrations table");
     let mut h = Sha256::new();
     let mut top = 0;
-    for r in &rows {
-        let v: i64 = r.get("version");
-        let c: Vec<u8> = r.get("checksum");
+    for (v, c) in &rows {
         h.update(v.to_be_bytes());
-        h.update(&c);
-        top = top.max(v);
+        h.update(c);
+        top = top.max(*v);
     }
     (top, hex::encode(&h.finalize()[..6]))
 }
@@ -256,7 +258,7 @@ async fn generate(path: &Path, rows: u64) {
     }
     // The store creates the file and its schema, as in production.
     let store = SqliteStore::open(path).await.expect("create the database");
-    let mut conn = store.conn().await.expect("a connection");
+    let mut conn = store.conn().expect("a connection");
     let jobs_w = cumulative(JOBS.len(), 1.0);
     let users_w = cumulative(USERS as usize, 0.8);
     let mut rng = Rng(0x0005_eed0_f0b5_u64);
@@ -265,7 +267,7 @@ async fn generate(path: &Path, rows: u64) {
     let first = now - year_ms;
     let spacing = year_ms / rows.max(1) as i64;
 
-    let mut tx = sqlx::Connection::begin(&mut *conn).await.expect("begin");
+    let tx = conn.transaction().expect("begin");
     let mut execs: Vec<ExecRow> = Vec::with_capacity(BATCH);
     let mut audits: Vec<AuditRow> = Vec::with_capacity(BATCH);
     let mut prev = GENESIS_HASH.to_string();
@@ -361,27 +363,25 @@ async fn generate(path: &Path, rows: u64) {
         }
         execs.push(row);
         if execs.len() >= BATCH {
-            insert_executions(&mut tx, &execs).await;
+            insert_executions(&tx, &execs);
             execs.clear();
         }
         if audits.len() >= BATCH {
-            insert_audits(&mut tx, &audits).await;
+            insert_audits(&tx, &audits);
             audits.clear();
         }
     }
-    insert_executions(&mut tx, &execs).await;
-    insert_audits(&mut tx, &audits).await;
-    tx.commit().await.expect("commit");
+    insert_executions(&tx, &execs);
+    insert_audits(&tx, &audits);
+    tx.commit().expect("commit");
     // Leave everything in the main file, so that copying it copies the whole database.
-    sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
-        .execute(&mut *conn)
-        .await
+    conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
         .expect("checkpoint");
     drop(conn);
     store.close().await;
 }
 
-async fn insert_executions(tx: &mut sqlx::SqliteConnection, rows: &[ExecRow]) {
+fn insert_executions(tx: &rusqlite::Connection, rows: &[ExecRow]) {
     if rows.is_empty() {
         return;
     }
@@ -392,38 +392,57 @@ async fn insert_executions(tx: &mut sqlx::SqliteConnection, rows: &[ExecRow]) {
          duration_ms, cpu_ms, max_rss_kb, detail, worker, lease_until, cancel_requested, pgid) VALUES {}",
         vec![one; rows.len()].join(", ")
     );
-    let mut q = sqlx::query(AssertSqlSafe(sql));
+    let mut q = tx.prepare_cached(&sql).expect("prepare the executions insert");
+    let mut bound = Binder::default();
     for r in rows {
         let u = user(r.user);
         let p = place(r.place, r.thread);
-        q = q
-            .bind(r.id)
-            .bind(JOBS[r.job])
-            .bind(r.params.as_str())
-            .bind(u.platform)
-            .bind(u.id)
-            .bind(user_name(r.user))
-            .bind(p.platform)
-            .bind(p.channel)
-            .bind(p.thread)
-            .bind(r.state.as_str())
-            .bind(r.created_at)
-            .bind(r.started_at)
-            .bind(r.finished_at)
-            .bind(r.exit_code)
-            .bind(r.duration_ms)
-            .bind(r.cpu_ms)
-            .bind(r.max_rss_kb)
-            .bind(r.detail)
-            .bind(WORKER)
-            .bind(None::<i64>)
-            .bind(i64::from(r.state == ExecState::Cancelled))
-            .bind(r.pgid);
+        let values: [&dyn ToSql; 22] = [
+            &r.id,
+            &JOBS[r.job],
+            &r.params,
+            &u.platform,
+            &u.id,
+            &user_name(r.user),
+            &p.platform,
+            &p.channel,
+            &p.thread,
+            &r.state.as_str(),
+            &r.created_at,
+            &r.started_at,
+            &r.finished_at,
+            &r.exit_code,
+            &r.duration_ms,
+            &r.cpu_ms,
+            &r.max_rss_kb,
+            &r.detail,
+            &WORKER,
+            &None::<i64>,
+            &i64::from(r.state == ExecState::Cancelled),
+            &r.pgid,
+        ];
+        bound.bind(&mut q, &values);
     }
-    q.execute(&mut *tx).await.expect("insert executions");
+    q.raw_execute().expect("insert executions");
 }
 
-async fn insert_audits(tx: &mut sqlx::SqliteConnection, rows: &[AuditRow]) {
+/// Binds values to the next parameters of a multi-row `INSERT`, row after row.
+#[derive(Default)]
+struct Binder {
+    /// Parameters bound so far.
+    next: usize,
+}
+
+impl Binder {
+    fn bind(&mut self, stmt: &mut rusqlite::Statement<'_>, values: &[&dyn ToSql]) {
+        for v in values {
+            self.next += 1;
+            stmt.raw_bind_parameter(self.next, v).expect("bind a value");
+        }
+    }
+}
+
+fn insert_audits(tx: &rusqlite::Connection, rows: &[AuditRow]) {
     if rows.is_empty() {
         return;
     }
@@ -433,28 +452,33 @@ async fn insert_audits(tx: &mut sqlx::SqliteConnection, rows: &[AuditRow]) {
          place_thread, action, job, params, decision, reason, execution_id, prev_hash, hash) VALUES {}",
         vec![one; rows.len()].join(", ")
     );
-    let mut q = sqlx::query(AssertSqlSafe(sql));
+    let mut q = tx.prepare_cached(&sql).expect("prepare the audit insert");
+    let mut bound = Binder::default();
     for a in rows {
         let r = &a.record;
-        q = q
-            .bind(r.id)
-            .bind(r.at.timestamp_millis())
-            .bind(r.actor.platform.as_str())
-            .bind(r.actor.id.as_str())
-            .bind(r.actor_name.as_str())
-            .bind(r.place.platform.as_str())
-            .bind(r.place.channel.as_str())
-            .bind(r.place.thread.as_deref())
-            .bind(r.action.as_str())
-            .bind(r.job.as_deref())
-            .bind(a.params.as_deref())
-            .bind(r.decision.as_str())
-            .bind(r.reason.as_deref())
-            .bind(r.execution_id)
-            .bind(a.prev_hash.as_str())
-            .bind(a.hash.as_str());
+        bound.bind(
+            &mut q,
+            &[
+                &r.id,
+                &r.at.timestamp_millis(),
+                &r.actor.platform,
+                &r.actor.id,
+                &r.actor_name,
+                &r.place.platform,
+                &r.place.channel,
+                &r.place.thread,
+                &r.action,
+                &r.job,
+                &a.params,
+                &r.decision,
+                &r.reason,
+                &r.execution_id,
+                &a.prev_hash,
+                &a.hash,
+            ],
+        );
     }
-    q.execute(&mut *tx).await.expect("insert audit records");
+    q.raw_execute().expect("insert audit records");
 }
 
 /// The cached database for this schema, generated if missing. Returns its path and a line
@@ -469,17 +493,10 @@ fn cached_database(rt: &Runtime, rows: u64) -> (PathBuf, String) {
     if path.exists() {
         // The name says which migrations built it; check the file agrees (a half-written file
         // is never renamed to this name).
-        let ok = rt.block_on(async {
-            let opts = sqlx::sqlite::SqliteConnectOptions::new().filename(&path);
-            match sqlx::SqlitePool::connect_with(opts).await {
-                Ok(pool) => {
-                    let key = schema_of(&mut pool.acquire().await.expect("a connection")).await;
-                    pool.close().await;
-                    key == (version, hash.clone())
-                }
-                Err(_) => false,
-            }
-        });
+        let ok = match rusqlite::Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE) {
+            Ok(conn) => schema_of(&conn) == (version, hash.clone()),
+            Err(_) => false,
+        };
         if ok {
             let how = std::fs::read_to_string(&note).unwrap_or_default();
             let text = format!("cached {} ({})", path.display(), how.trim());
@@ -572,29 +589,34 @@ fn main() {
     let store: Arc<dyn Store> = Arc::new(rt.block_on(SqliteStore::open(&db)).expect("open the copy"));
     let tally = Mutex::new(Tally::new());
 
-    // The bench's own maintenance queries go through a second pool on the copy, open only
-    // while they run (an open connection must not be what keeps the WAL from being reset).
-    let maint = rt.block_on(sqlite_pool(&db)).expect("a second pool on the copy");
+    // The bench's own maintenance queries go through a connection of their own on the copy,
+    // open only while they run (an open connection must not be what keeps the WAL from being
+    // reset).
+    let maint = maint_conn(&db);
     // Reference points taken from the data (generated when the cache was made, maybe long
     // ago), so the filters match what was generated.
     let top_user = user(0);
     let mid_user = user(250);
     let rare_job = JOBS[JOBS.len() - 1];
-    let (oldest_id, newest_id, first_at, last_at) = rt.block_on(async {
-        let row = sqlx::query("SELECT MIN(id) AS lo, MAX(id) AS hi, MIN(created_at) AS t0, MAX(created_at) AS t1 FROM executions")
-            .fetch_one(&maint)
-            .await
-            .expect("id range");
+    let (oldest_id, newest_id, first_at, last_at) = {
         let at = |ms: i64| DateTime::<Utc>::from_timestamp_millis(ms).expect("a timestamp in range");
-        let range = (
-            row.get::<i64, _>("lo"),
-            row.get::<i64, _>("hi"),
-            at(row.get("t0")),
-            at(row.get("t1")),
-        );
-        maint.close().await;
+        let range = maint
+            .query_row(
+                "SELECT MIN(id) AS lo, MAX(id) AS hi, MIN(created_at) AS t0, MAX(created_at) AS t1 FROM executions",
+                [],
+                |row| {
+                    Ok((
+                        row.get::<_, i64>("lo")?,
+                        row.get::<_, i64>("hi")?,
+                        at(row.get("t0")?),
+                        at(row.get("t1")?),
+                    ))
+                },
+            )
+            .expect("id range");
+        close(maint);
         range
-    });
+    };
     let now = Utc::now();
     let deep = oldest_id + 2_000.min((newest_id - oldest_id) / 2);
     let filter = |f: ExecutionFilter| ExecutionFilter { limit: PAGE, ..f };
@@ -828,15 +850,16 @@ fn main() {
     });
     wal.push(("after create_execution and audit_append", wal_size(&db)));
     // The queued rows the insert bench left would be claimed first; cancel them (untimed).
-    rt.block_on(async {
-        let maint = sqlite_pool(&db).await.expect("a second pool on the copy");
-        sqlx::query("UPDATE executions SET state = 'cancelled', finished_at = $1 WHERE state = 'queued'")
-            .bind(Utc::now().timestamp_millis())
-            .execute(&maint)
-            .await
+    {
+        let maint = maint_conn(&db);
+        maint
+            .execute(
+                "UPDATE executions SET state = 'cancelled', finished_at = ?1 WHERE state = 'queued'",
+                [Utc::now().timestamp_millis()],
+            )
             .expect("cancel the queued rows");
-        maint.close().await;
-    });
+        close(maint);
+    }
     // The worker's claim: one queued run (plain, and of a job with `concurrency = 2`, which
     // counts the job's running ones), claimed; queueing and finishing it are not timed.
     for (name, max_parallel) in [("claim", None), ("claim_max_parallel", Some(2))] {
@@ -871,23 +894,19 @@ fn main() {
     wal.push(("after the claims", wal_size(&db)));
 
     let size_after = std::fs::metadata(&db).map(|m| m.len()).unwrap_or(0);
-    let (added, checkpoint) = rt.block_on(async {
-        let maint = sqlite_pool(&db).await.expect("a second pool on the copy");
-        let row = sqlx::query("SELECT COUNT(*) AS n FROM executions WHERE id > $1")
-            .bind(newest_id)
-            .fetch_one(&maint)
-            .await
+    let (added, checkpoint) = {
+        let maint = maint_conn(&db);
+        let added: i64 = maint
+            .query_row("SELECT COUNT(*) AS n FROM executions WHERE id > ?1", [newest_id], |r| r.get("n"))
             .expect("count");
         // What a passive checkpoint can do now, with the store's connections still open: (busy, frames
         // in the WAL, frames checkpointed).
-        let ck = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
-            .fetch_one(&maint)
-            .await
+        let ck: (i64, i64, i64) = maint
+            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
             .expect("checkpoint");
-        let ck: (i64, i64, i64) = (ck.get(0), ck.get(1), ck.get(2));
-        maint.close().await;
-        (row.get::<i64, _>("n"), ck)
-    });
+        close(maint);
+        (added, ck)
+    };
     let sizes = Sizes {
         copy,
         before: size_before,
@@ -929,12 +948,16 @@ async fn finish(store: &dyn Store, id: ExecutionId) {
         .expect("finish");
 }
 
-/// A second pool on the copy, for the bench's own maintenance queries.
-async fn sqlite_pool(db: &Path) -> Result<sqlx::SqlitePool, sqlx::Error> {
-    let opts = sqlx::sqlite::SqliteConnectOptions::new()
-        .filename(db)
-        .busy_timeout(Duration::from_secs(5));
-    sqlx::sqlite::SqlitePoolOptions::new().max_connections(1).connect_with(opts).await
+/// A connection of its own on the copy, for the bench's own maintenance queries.
+fn maint_conn(db: &Path) -> rusqlite::Connection {
+    let conn = rusqlite::Connection::open(db).expect("a second connection to the copy");
+    conn.busy_timeout(Duration::from_secs(5)).expect("set the busy timeout");
+    conn
+}
+
+/// Closes a maintenance connection.
+fn close(conn: rusqlite::Connection) {
+    conn.close().map_err(|(_, e)| e).expect("close the second connection");
 }
 
 fn print_table(tally: &Tally, rows: u64, how: &str, s: &Sizes) {

@@ -10,6 +10,9 @@ mod chain;
 mod sqlite;
 
 pub use chain::{GENESIS_HASH, audit_encoding, audit_hash};
+/// The SQLite library the store is built on, for tests and tools that reach into the database
+/// file ([`SqliteStore::conn`]).
+pub use rusqlite;
 pub use sqlite::{Conn, SqliteStore};
 
 use chrono::{DateTime, Utc};
@@ -27,15 +30,28 @@ pub const AUDIT_PAGE: u32 = 1000;
 /// What went wrong talking to the store.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// The database refused or failed.
+    /// The database refused or failed. (Not a `source`: rusqlite's error already says what its
+    /// own source, SQLite's code, would repeat.)
     #[error("database error: {0}")]
-    Db(#[from] sqlx::Error),
+    Db(rusqlite::Error),
     /// Migrations could not be applied.
     #[error("cannot prepare the database: {0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
+    Migrate(String),
+    /// The database's folder could not be made.
+    #[error("cannot open the database: {0}")]
+    Io(String),
+    /// The store was closed ([`SqliteStore::close`]); nothing more can be asked of it.
+    #[error("the store is closed")]
+    Closed,
     /// A stored row could not be read back (corrupt or from a newer version).
     #[error("unreadable record: {0}")]
     Corrupt(String),
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Db(e)
+    }
 }
 
 /// Which executions to list (newest first).

@@ -14,29 +14,168 @@ use crate::{
 };
 use chrono::{DateTime, Utc};
 use opsbot_core::{ExecEvent, ExecState, Execution, ExecutionId, NewExecution, OutputLine, Params, Place, Stream, UserId};
-use sqlx::migrate::{Migration, MigrationType, Migrator};
-use sqlx::sqlite::{Sqlite, SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqliteRow, SqliteSynchronous};
-use sqlx::{AssertSqlSafe, ConnectOptions, Connection, Row, SqlSafeStr};
+use rusqlite::types::{FromSql, ToSqlOutput, Value, ValueRef};
+use rusqlite::{Connection, OpenFlags, ToSql, TransactionBehavior};
+use sha2::{Digest, Sha384};
 use std::borrow::Cow;
-use std::path::Path;
-use std::str::FromStr;
-use std::sync::Arc;
-use std::time::Duration;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar};
+use std::time::{Duration, Instant};
 use tokio::sync::{Mutex, Notify, broadcast};
 
-/// A write with `RETURNING` that gives at most one row, run to its end. sqlx's `fetch_one` /
-/// `fetch_optional` stop at the first row and reset the statement, and SQLite runs its WAL
-/// auto-checkpoint only when a statement runs to its end — so a burst of such writes (a worker
-/// claiming a backlog) grew the WAL without bound (448 MiB after 15,855 queued runs in a
-/// benchmark; docs/benchmarks.md).
-trait Returning {
-    fn returning(self, conn: &mut SqliteConnection) -> impl std::future::Future<Output = Result<Option<SqliteRow>, sqlx::Error>> + Send;
+/// A statement with its values, run on one of the store's connections on the calling thread.
+///
+/// Parameters are numbered (`$1`, `$2` … in the SQL, any order, each as often as needed) and
+/// bound by number, as PostgreSQL does; values are bound in [`Query::bind`] order.
+struct Query<'s> {
+    sql: Cow<'s, str>,
+    args: Vec<Value>,
+    /// The first value that could not be turned into a SQLite value.
+    bad: Option<rusqlite::Error>,
 }
 
-impl<'q> Returning for sqlx::query::Query<'q, Sqlite, <Sqlite as sqlx::Database>::Arguments> {
-    async fn returning(self, conn: &mut SqliteConnection) -> Result<Option<SqliteRow>, sqlx::Error> {
-        Ok(self.fetch_all(conn).await?.into_iter().next())
+/// A statement on SQL text.
+fn query<'s>(sql: impl Into<Cow<'s, str>>) -> Query<'s> {
+    Query {
+        sql: sql.into(),
+        args: Vec::new(),
+        bad: None,
     }
+}
+
+/// One row read: its values by column, owned, so the statement is free again at once.
+struct Row {
+    names: Arc<[String]>,
+    values: Vec<Value>,
+}
+
+/// What a write did.
+struct Done {
+    rows: usize,
+}
+
+impl Done {
+    fn rows_affected(&self) -> u64 {
+        self.rows as u64
+    }
+}
+
+impl<'s> Query<'s> {
+    /// Adds the value of the next parameter.
+    fn bind<T: ToSql>(mut self, value: T) -> Self {
+        match value.to_sql() {
+            Ok(ToSqlOutput::Borrowed(v)) => self.args.push(owned(v)),
+            Ok(ToSqlOutput::Owned(v)) => self.args.push(v),
+            Ok(_) => {
+                self.bad
+                    .get_or_insert(rusqlite::Error::ToSqlConversionFailure("a value SQLite cannot store".into()));
+                self.args.push(Value::Null);
+            }
+            Err(e) => {
+                self.bad.get_or_insert(e);
+                self.args.push(Value::Null);
+            }
+        }
+        self
+    }
+
+    /// The statement, prepared (or taken from the connection's cache), with every parameter bound.
+    fn prepare<'c>(self, conn: &'c Connection) -> Result<rusqlite::CachedStatement<'c>, StoreError> {
+        if let Some(e) = self.bad {
+            return Err(e.into());
+        }
+        let mut stmt = conn.prepare_cached(&self.sql)?;
+        let mut highest = 0;
+        for i in 1..=stmt.parameter_count() {
+            // `$N` or `?N` is value N; a bare `?` is the next one.
+            let n = stmt
+                .parameter_name(i)
+                .and_then(|name| name.get(1..))
+                .and_then(|digits| digits.parse::<usize>().ok())
+                .unwrap_or(i);
+            let value = self
+                .args
+                .get(n.wrapping_sub(1))
+                .ok_or(rusqlite::Error::InvalidParameterCount(n, self.args.len()))?;
+            stmt.raw_bind_parameter(i, value)?;
+            highest = highest.max(n);
+        }
+        if highest != self.args.len() {
+            return Err(rusqlite::Error::InvalidParameterCount(highest, self.args.len()).into());
+        }
+        Ok(stmt)
+    }
+
+    /// Runs the statement, reading at most `max` rows (and stopping there).
+    fn rows(self, conn: &Connection, max: usize) -> Result<Vec<Row>, StoreError> {
+        let mut stmt = self.prepare(conn)?;
+        let names: Arc<[String]> = stmt.column_names().into_iter().map(String::from).collect();
+        let width = names.len();
+        let mut rows = stmt.raw_query();
+        let mut out = Vec::new();
+        while out.len() < max {
+            let Some(row) = rows.next()? else { break };
+            let mut values = Vec::with_capacity(width);
+            for i in 0..width {
+                values.push(owned(row.get_ref(i)?));
+            }
+            out.push(Row {
+                names: names.clone(),
+                values,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Every row.
+    fn fetch_all(self, conn: &Connection) -> Result<Vec<Row>, StoreError> {
+        self.rows(conn, usize::MAX)
+    }
+
+    /// The first row, if any (a read: the statement stops there).
+    fn fetch_optional(self, conn: &Connection) -> Result<Option<Row>, StoreError> {
+        Ok(self.rows(conn, 1)?.into_iter().next())
+    }
+
+    /// The first row; none is an error.
+    fn fetch_one(self, conn: &Connection) -> Result<Row, StoreError> {
+        self.fetch_optional(conn)?.ok_or_else(no_row)
+    }
+
+    /// A write with `RETURNING` that gives at most one row, run to its end. SQLite runs its WAL
+    /// auto-checkpoint only when a statement runs to its end, so a burst of writes stopped at
+    /// their first row (a worker claiming a backlog) grew the WAL without bound (448 MiB after
+    /// 15,855 queued runs in a benchmark; docs/benchmarks.md).
+    fn returning(self, conn: &Connection) -> Result<Option<Row>, StoreError> {
+        Ok(self.fetch_all(conn)?.into_iter().next())
+    }
+
+    /// A statement that returns no rows; how many rows it changed.
+    fn execute(self, conn: &Connection) -> Result<Done, StoreError> {
+        let mut stmt = self.prepare(conn)?;
+        Ok(Done { rows: stmt.raw_execute()? })
+    }
+}
+
+/// A value as an owned one. Text that is not UTF-8 is kept as its bytes, so reading the column
+/// as text fails there, as corruption of that column.
+fn owned(v: ValueRef<'_>) -> Value {
+    match v {
+        ValueRef::Text(bytes) => match std::str::from_utf8(bytes) {
+            Ok(text) => Value::Text(text.to_string()),
+            Err(_) => Value::Blob(bytes.to_vec()),
+        },
+        ValueRef::Null => Value::Null,
+        ValueRef::Integer(i) => Value::Integer(i),
+        ValueRef::Real(f) => Value::Real(f),
+        ValueRef::Blob(b) => Value::Blob(b.to_vec()),
+    }
+}
+
+/// The error for a statement that should have given a row and gave none.
+fn no_row() -> StoreError {
+    StoreError::Db(rusqlite::Error::QueryReturnedNoRows)
 }
 
 /// How long a connection waits for another writer before giving up.
@@ -53,20 +192,22 @@ const BUSY_LONG: Duration = Duration::from_millis(1);
 /// `!run echo` over IRC spent 43 % of its statement time in those sleeps, docs/benchmarks.md).
 /// This one tries again every 50 µs for the first 100 tries, then every millisecond, and gives
 /// up (`SQLITE_BUSY`) after about [`BUSY_TIMEOUT`], as before.
-extern "C" fn busy_wait(_: *mut std::ffi::c_void, tries: std::ffi::c_int) -> std::ffi::c_int {
+fn busy_wait(tries: i32) -> bool {
     let long_tries = (BUSY_TIMEOUT.as_millis() / BUSY_LONG.as_millis()) as i32;
     if tries < BUSY_SHORT_TRIES {
         std::thread::sleep(BUSY_SHORT);
-        1
+        true
     } else if tries < BUSY_SHORT_TRIES + long_tries {
         std::thread::sleep(BUSY_LONG);
-        1
+        true
     } else {
-        0
+        false
     }
 }
-/// Connections to a file database, at most.
-const MAX_CONNECTIONS: u32 = 4;
+/// Idle connections to a file database kept for the next call, at most.
+const MAX_IDLE: usize = 4;
+/// Prepared statements each connection keeps (the store has about a hundred distinct ones).
+const STATEMENT_CACHE: usize = 128;
 /// Buffered state-change events per subscriber.
 const EVENT_CAPACITY: usize = 1024;
 /// Most executions one listing returns.
@@ -79,6 +220,17 @@ const TAIL_PAGE: i64 = 32;
 const LOCK_ATTEMPTS: u32 = 5;
 /// Attempts at opening a file (another process may be creating or migrating it right now).
 const OPEN_ATTEMPTS: u32 = 5;
+/// The table that records which migrations a database has had. The name and the columns are
+/// sqlx's (the store used sqlx's migrator until 2026-11), so a file an older opsbot wrote opens
+/// as it is.
+const MIGRATIONS_TABLE: &str = "CREATE TABLE IF NOT EXISTS _sqlx_migrations (
+    version BIGINT PRIMARY KEY,
+    description TEXT NOT NULL,
+    installed_on TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP,
+    success BOOLEAN NOT NULL,
+    checksum BLOB NOT NULL,
+    execution_time BIGINT NOT NULL
+)";
 
 /// The migrations, embedded in the binary, in order.
 const MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -118,100 +270,133 @@ pub struct SqliteStore {
     audit_head: Arc<Mutex<Option<(i64, String)>>>,
 }
 
-/// The store's connections: at most a few, each opened when first needed and then kept.
+/// The store's connections, each opened when first needed and then kept.
 ///
-/// Not sqlx's `Pool`: that pings a connection every time it goes back to the pool, and (unless
-/// told otherwise) every time it is taken out. sqlx runs each SQLite connection on a thread of
-/// its own, so each ping is one more hand-off to that thread and back, on top of the
-/// statement's: a `!run echo` from chat is ~30 statements, and `perf` showed a burst of them
-/// spending a third of its time in the kernel switching threads (docs/benchmarks.md). A
-/// connection to a local file does not go stale, so there is nothing to test.
+/// Statements run on the calling thread, through rusqlite: every call takes a connection, runs
+/// its statements to the end without awaiting anything, and gives it back. A statement here
+/// takes microseconds (a primary-key read 2 µs, an insert 12 µs on the benchmark machine); the
+/// longest are the history listings at a million executions (0.3–3 ms, docs/benchmarks.md).
+/// sqlx, used before, ran each connection on a thread of its own and handed every statement to
+/// it and back: 29–70 µs a statement, ~1 ms of each `!run echo` from chat. A call never holds a
+/// connection across an `.await`, so calls on one thread never wait for each other, and a write
+/// waits for another connection's write lock only for the length of that one statement (or
+/// `BEGIN IMMEDIATE` block), in [`busy_wait`].
 #[derive(Debug)]
 struct Conns {
-    /// How to open another connection; `None` for a memory database, which is its one
-    /// connection (another would be another database).
-    options: Option<SqliteConnectOptions>,
-    idle: std::sync::Mutex<Vec<SqliteConnection>>,
-    /// One permit a connection in use or idle; closed by [`SqliteStore::close`].
-    permits: tokio::sync::Semaphore,
-    /// How many connections there may be (the permits when none is taken).
-    size: u32,
+    /// The database file; `None` for a memory database, which is its one connection (another
+    /// would be another database).
+    path: Option<PathBuf>,
+    idle: std::sync::Mutex<Vec<Connection>>,
+    /// Signalled when a connection is given back (a memory store's one connection is waited for).
+    given_back: Condvar,
+    /// Set by [`SqliteStore::close`]: no connection is taken or kept after it.
+    closed: AtomicBool,
 }
 
-/// A connection of the store's, given back when dropped. Dereferences to sqlx's
-/// `SqliteConnection`, so `&mut *conn` is an executor.
+/// A connection of the store's, given back when dropped. Dereferences to
+/// [`rusqlite::Connection`]. On a memory store it is the store's only connection: a call made
+/// while one is held waits for it.
 pub struct Conn<'a> {
-    conn: Option<SqliteConnection>,
-    idle: &'a std::sync::Mutex<Vec<SqliteConnection>>,
-    _permit: tokio::sync::SemaphorePermit<'a>,
+    conn: Option<Connection>,
+    home: &'a Conns,
 }
 
 impl std::ops::Deref for Conn<'_> {
-    type Target = SqliteConnection;
-    fn deref(&self) -> &SqliteConnection {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
         self.conn.as_ref().expect("a connection until dropped")
     }
 }
 
 impl std::ops::DerefMut for Conn<'_> {
-    fn deref_mut(&mut self) -> &mut SqliteConnection {
+    fn deref_mut(&mut self) -> &mut Connection {
         self.conn.as_mut().expect("a connection until dropped")
     }
 }
 
 impl Drop for Conn<'_> {
     fn drop(&mut self) {
-        // A statement still running (its future was dropped) finishes on the connection's own
-        // thread before the next one starts there; a dropped transaction was rolled back the
-        // same way (sqlx queues the rollback).
-        if let Some(c) = self.conn.take() {
-            self.idle.lock().unwrap_or_else(|p| p.into_inner()).push(c);
+        let Some(c) = self.conn.take() else { return };
+        let mut idle = self.home.idle.lock().unwrap_or_else(|p| p.into_inner());
+        // A memory database lives in its connection: always kept. A file's spare connection
+        // beyond the few kept, or one given back after `close`, is closed here.
+        if self.home.path.is_none() || (idle.len() < MAX_IDLE && !self.home.closed.load(Ordering::Acquire)) {
+            idle.push(c);
+            drop(idle);
+            self.home.given_back.notify_one();
+        } else {
+            drop(idle);
+            close_connection(c);
         }
     }
 }
 
 impl Conns {
-    fn new(options: Option<SqliteConnectOptions>, open: Vec<SqliteConnection>, size: u32) -> Conns {
+    fn new(path: Option<PathBuf>, open: Vec<Connection>) -> Conns {
         Conns {
-            options,
+            path,
             idle: std::sync::Mutex::new(open),
-            permits: tokio::sync::Semaphore::new(size as usize),
-            size,
+            given_back: Condvar::new(),
+            closed: AtomicBool::new(false),
         }
     }
 
-    async fn get(&self) -> Result<Conn<'_>, StoreError> {
-        let permit = self.permits.acquire().await.map_err(|_| StoreError::Db(sqlx::Error::PoolClosed))?;
-        let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
-        let conn = match idle {
-            Some(c) => c,
-            None => match &self.options {
-                Some(options) => connect(options).await?,
-                None => return Err(StoreError::Db(sqlx::Error::PoolClosed)),
-            },
-        };
-        Ok(Conn {
-            conn: Some(conn),
-            idle: &self.idle,
-            _permit: permit,
-        })
+    fn get(&self) -> Result<Conn<'_>, StoreError> {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            if self.closed.load(Ordering::Acquire) {
+                return Err(StoreError::Closed);
+            }
+            if let Some(c) = idle.pop() {
+                return Ok(Conn { conn: Some(c), home: self });
+            }
+            match &self.path {
+                Some(path) => {
+                    drop(idle);
+                    return Ok(Conn {
+                        conn: Some(connect(path)?),
+                        home: self,
+                    });
+                }
+                // The memory database's one connection is in use on another thread, for one
+                // call's statements.
+                None => idle = self.given_back.wait(idle).unwrap_or_else(|p| p.into_inner()),
+            }
+        }
     }
 }
 
-/// Opens one connection to a database file, with our busy handler.
-async fn connect(options: &SqliteConnectOptions) -> Result<SqliteConnection, sqlx::Error> {
-    let mut conn = options.connect().await?;
-    {
-        let mut handle = conn.lock_handle().await?;
-        let db = handle.as_raw_handle().as_ptr();
-        // SAFETY: `db` is this open connection's handle, locked for us while the handler is
-        // installed; `busy_wait` is a plain function that never unwinds and uses no argument
-        // pointer.
-        let rc = unsafe { libsqlite3_sys::sqlite3_busy_handler(db, Some(busy_wait), std::ptr::null_mut()) };
-        if rc != libsqlite3_sys::SQLITE_OK {
-            return Err(sqlx::Error::Protocol(format!("cannot set the busy handler (SQLite error {rc})")));
-        }
+/// Closes a connection, logging (not failing on) an error.
+fn close_connection(c: Connection) {
+    if let Err((_, e)) = c.close() {
+        tracing::debug!(error = %e, "closing a database connection");
     }
+}
+
+/// Sets up a fresh connection as the store needs it: foreign keys enforced, our busy handler,
+/// room for the store's prepared statements.
+fn prepare_connection(conn: &Connection) -> Result<(), StoreError> {
+    conn.execute_batch("PRAGMA foreign_keys = ON")?;
+    conn.busy_handler(Some(busy_wait))?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    Ok(())
+}
+
+/// Opens one connection to a database file (creating it when missing), in WAL mode.
+fn connect(path: &Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    prepare_connection(&conn)?;
+    let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(StoreError::Corrupt(format!(
+            "{}: the database cannot use a write-ahead log (its journal mode stays `{mode}`)",
+            path.display()
+        )));
+    }
+    conn.execute_batch("PRAGMA synchronous = NORMAL")?;
     Ok(conn)
 }
 
@@ -221,23 +406,16 @@ impl SqliteStore {
         if let Some(parent) = path.parent()
             && !parent.as_os_str().is_empty()
         {
-            tokio::fs::create_dir_all(parent).await.map_err(sqlx::Error::Io)?;
+            tokio::fs::create_dir_all(parent)
+                .await
+                .map_err(|e| StoreError::Io(format!("cannot create the folder {}: {e}", parent.display())))?;
         }
-        let options = SqliteConnectOptions::new()
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .busy_timeout(BUSY_TIMEOUT)
-            .foreign_keys(true)
-            .synchronous(SqliteSynchronous::Normal);
-        // Switching a fresh file to WAL and applying the first migration cannot wait on
-        // `busy_timeout` when another process does the same at the same moment; retrying
-        // finds the file ready.
+        // Switching a fresh file to WAL when another process does the same at the same moment
+        // cannot wait in the busy handler; retrying finds the file ready.
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let conns = Conns::new(Some(options.clone()), Vec::new(), MAX_CONNECTIONS);
-            match Self::from_conns(conns).await {
+            match connect(path).and_then(|c| Self::from_conns(Conns::new(Some(path.to_path_buf()), vec![c]))) {
                 Ok(store) => return Ok(store),
                 // Only the races above heal by waiting; a file that is not a database never does.
                 Err(e) if attempt < OPEN_ATTEMPTS && is_open_race(&e) => {
@@ -251,41 +429,102 @@ impl SqliteStore {
 
     /// A fresh, migrated in-memory database (one connection, kept for the store's life).
     pub async fn memory() -> Result<SqliteStore, StoreError> {
-        let options = SqliteConnectOptions::from_str("sqlite::memory:")?.foreign_keys(true);
-        // Each connection to `:memory:` is its own database, so there is exactly one.
-        let conns = Conns::new(None, vec![options.connect().await?], 1);
-        Self::from_conns(conns).await
+        let conn = Connection::open_in_memory()?;
+        prepare_connection(&conn)?;
+        Self::from_conns(Conns::new(None, vec![conn]))
     }
 
-    /// One of the store's connections, for maintenance and tests (`&mut *conn` is a sqlx
-    /// executor); it goes back to the store when dropped.
-    pub async fn conn(&self) -> Result<Conn<'_>, StoreError> {
-        self.conns.get().await
+    /// One of the store's connections, for maintenance and tests; it goes back to the store
+    /// when dropped. On a memory store it is the only one: drop it before calling the store.
+    pub fn conn(&self) -> Result<Conn<'_>, StoreError> {
+        self.conns.get()
     }
 
     /// Closes the store's connections (the last one to a file checkpoints its write-ahead log
-    /// into it): every call after this, on any clone of the store, fails. Waits for the
-    /// connections in use to be given back.
+    /// into it and removes it): every call after this, on any clone of the store, fails. A
+    /// connection in use on another thread at this moment is closed when its call ends.
     pub async fn close(&self) {
-        // All permits: no connection is in use after this.
-        if let Ok(all) = self.conns.permits.acquire_many(self.conns.size).await {
-            self.conns.permits.close();
-            let idle = std::mem::take(&mut *self.conns.idle.lock().unwrap_or_else(|p| p.into_inner()));
-            for c in idle {
-                if let Err(e) = c.close().await {
-                    tracing::debug!(error = %e, "closing a database connection");
+        self.conns.closed.store(true, Ordering::Release);
+        let idle = std::mem::take(&mut *self.conns.idle.lock().unwrap_or_else(|p| p.into_inner()));
+        idle.into_iter().for_each(close_connection);
+        self.conns.given_back.notify_all();
+    }
+
+    /// Applies the embedded migrations, up to and including version `up_to` (all of them when
+    /// `None`), to `conn`, recording each in `_sqlx_migrations` as sqlx did. [`SqliteStore::open`]
+    /// does this itself; tests use it to make a database as an older opsbot left it.
+    ///
+    /// Each migration runs in its own `BEGIN IMMEDIATE` transaction, after checking again that
+    /// no other process applied it meanwhile. A database that has a migration this build does
+    /// not know (written by a newer opsbot), or one whose text differs from this build's, is
+    /// refused, as is one whose migration was left half applied.
+    pub fn migrate(conn: &mut Connection, up_to: Option<i64>) -> Result<(), StoreError> {
+        conn.execute_batch(MIGRATIONS_TABLE)?;
+        let failed: Option<i64> = conn
+            .query_row(
+                "SELECT version FROM _sqlx_migrations WHERE success = false ORDER BY version LIMIT 1",
+                [],
+                |r| r.get(0),
+            )
+            .map(Some)
+            .or_else(|e| {
+                if e == rusqlite::Error::QueryReturnedNoRows {
+                    Ok(None)
+                } else {
+                    Err(e)
                 }
-            }
-            drop(all);
+            })?;
+        if let Some(v) = failed {
+            return Err(StoreError::Migrate(format!(
+                "migration {v} was left half applied; restore the database from a backup"
+            )));
         }
+        let known = |version: i64| MIGRATIONS.iter().find(|(v, _, _)| *v == version);
+        for (version, checksum) in applied_migrations(conn)? {
+            let Some((_, description, sql)) = known(version) else {
+                return Err(StoreError::Migrate(format!(
+                    "the database has migration {version}, which this opsbot does not know: it was written by a newer opsbot"
+                )));
+            };
+            if Sha384::digest(sql.as_bytes()).as_slice() != checksum.as_slice() {
+                return Err(StoreError::Migrate(format!(
+                    "migration {version} ({description}) in the database differs from this opsbot's"
+                )));
+            }
+        }
+        for &(version, description, sql) in MIGRATIONS.iter().filter(|(v, _, _)| up_to.is_none_or(|last| *v <= last)) {
+            let started = Instant::now();
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let done: bool = tx.query_row(
+                "SELECT EXISTS (SELECT 1 FROM _sqlx_migrations WHERE version = ?1)",
+                [version],
+                |r| r.get(0),
+            )?;
+            if done {
+                continue;
+            }
+            tx.execute_batch(sql)
+                .map_err(|e| StoreError::Migrate(format!("migration {version} ({description}) failed: {e}")))?;
+            tx.execute(
+                "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) VALUES (?1, ?2, TRUE, ?3, ?4)",
+                rusqlite::params![
+                    version,
+                    description,
+                    Sha384::digest(sql.as_bytes()).as_slice(),
+                    i64::try_from(started.elapsed().as_nanos()).unwrap_or(i64::MAX)
+                ],
+            )?;
+            tx.commit()?;
+        }
+        Ok(())
     }
 
     /// Migrates the database behind `conns` and wraps it.
-    async fn from_conns(conns: Conns) -> Result<SqliteStore, StoreError> {
+    fn from_conns(conns: Conns) -> Result<SqliteStore, StoreError> {
         {
-            let mut conn = conns.get().await?;
-            migrator().run(&mut *conn).await?;
-            chain_unchained(&mut conn).await?;
+            let mut conn = conns.get()?;
+            Self::migrate(&mut conn, None)?;
+            chain_unchained(&mut conn)?;
         }
         let (events, _) = broadcast::channel(EVENT_CAPACITY);
         let (output, _) = broadcast::channel(EVENT_CAPACITY);
@@ -305,22 +544,11 @@ impl SqliteStore {
     }
 }
 
-/// The embedded migrations as a sqlx migrator.
-fn migrator() -> Migrator {
-    Migrator::with_migrations(
-        MIGRATIONS
-            .iter()
-            .map(|&(version, description, sql)| {
-                Migration::new(
-                    version,
-                    Cow::Borrowed(description),
-                    MigrationType::Simple,
-                    sql.into_sql_str(),
-                    false,
-                )
-            })
-            .collect(),
-    )
+/// The migrations recorded in the database: version and checksum, in order.
+fn applied_migrations(conn: &Connection) -> Result<Vec<(i64, Vec<u8>)>, StoreError> {
+    let mut stmt = conn.prepare("SELECT version, checksum FROM _sqlx_migrations ORDER BY version")?;
+    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(rows.collect::<Result<_, _>>()?)
 }
 
 /// Now, in unix milliseconds.
@@ -333,17 +561,14 @@ fn duration_ms(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
-/// Reads a column, reporting undecodable values as corruption.
-fn col<'r, T>(row: &'r SqliteRow, name: &str) -> Result<T, StoreError>
-where
-    T: sqlx::Decode<'r, Sqlite> + sqlx::Type<Sqlite>,
-{
-    row.try_get(name).map_err(|e| match e {
-        sqlx::Error::ColumnDecode { .. } | sqlx::Error::ColumnNotFound(_) | sqlx::Error::ColumnIndexOutOfBounds { .. } => {
-            StoreError::Corrupt(e.to_string())
-        }
-        other => StoreError::Db(other),
-    })
+/// Reads a column, reporting a missing column or an undecodable value as corruption.
+fn col<T: FromSql>(row: &Row, name: &str) -> Result<T, StoreError> {
+    let i = row
+        .names
+        .iter()
+        .position(|n| n == name)
+        .ok_or_else(|| StoreError::Corrupt(format!("no column `{name}`")))?;
+    T::column_result(ValueRef::from(&row.values[i])).map_err(|e| StoreError::Corrupt(format!("column `{name}`: {e}")))
 }
 
 /// A stored unix-millisecond timestamp as a date.
@@ -372,7 +597,7 @@ fn parse_state(s: &str, what: &str) -> Result<ExecState, StoreError> {
 }
 
 /// One `executions` row.
-fn execution_from_row(row: &SqliteRow) -> Result<Execution, StoreError> {
+fn execution_from_row(row: &Row) -> Result<Execution, StoreError> {
     let id: i64 = col(row, "id")?;
     let what = format!("execution #{id}");
     let state: String = col(row, "state")?;
@@ -404,7 +629,7 @@ fn execution_from_row(row: &SqliteRow) -> Result<Execution, StoreError> {
 }
 
 /// The `place_platform`, `place_channel`, `place_thread` columns every table shares.
-fn place_from_row(row: &SqliteRow) -> Result<Place, StoreError> {
+fn place_from_row(row: &Row) -> Result<Place, StoreError> {
     Ok(Place {
         platform: col(row, "place_platform")?,
         channel: col(row, "place_channel")?,
@@ -423,7 +648,7 @@ fn is_open_race(e: &StoreError) -> bool {
 }
 
 /// One `api_tokens` row.
-fn token_from_row(row: &SqliteRow) -> Result<ApiToken, StoreError> {
+fn token_from_row(row: &Row) -> Result<ApiToken, StoreError> {
     let id: i64 = col(row, "id")?;
     let what = format!("api token {id}");
     Ok(ApiToken {
@@ -437,7 +662,7 @@ fn token_from_row(row: &SqliteRow) -> Result<ApiToken, StoreError> {
 }
 
 /// One `chat_messages` row.
-fn chat_from_row(row: &SqliteRow) -> Result<ChatMessage, StoreError> {
+fn chat_from_row(row: &Row) -> Result<ChatMessage, StoreError> {
     let id: i64 = col(row, "id")?;
     let what = format!("chat message {id}");
     let reply: Option<String> = col(row, "reply")?;
@@ -457,7 +682,7 @@ fn chat_from_row(row: &SqliteRow) -> Result<ChatMessage, StoreError> {
 }
 
 /// One `dialogs` row.
-fn dialog_from_row(row: &SqliteRow) -> Result<Dialog, StoreError> {
+fn dialog_from_row(row: &Row) -> Result<Dialog, StoreError> {
     let state: String = col(row, "state")?;
     let kind: String = col(row, "kind")?;
     let what = format!("dialog `{kind}`");
@@ -474,7 +699,7 @@ fn dialog_from_row(row: &SqliteRow) -> Result<Dialog, StoreError> {
 }
 
 /// One `audit` row.
-fn audit_from_row(row: &SqliteRow) -> Result<AuditRecord, StoreError> {
+fn audit_from_row(row: &Row) -> Result<AuditRecord, StoreError> {
     let id: i64 = col(row, "id")?;
     let what = format!("audit record {id}");
     let params: Option<String> = col(row, "params")?;
@@ -497,7 +722,7 @@ fn audit_from_row(row: &SqliteRow) -> Result<AuditRecord, StoreError> {
 }
 
 /// One `audit` row with its hashes; a row that cannot be read is returned as such.
-fn chained_from_row(row: &SqliteRow) -> Result<ChainedAudit, StoreError> {
+fn chained_from_row(row: &Row) -> Result<ChainedAudit, StoreError> {
     let id: i64 = col(row, "id")?;
     let hashes = (|| -> Result<(Option<String>, Option<String>), StoreError> { Ok((col(row, "prev_hash")?, col(row, "hash")?)) })();
     let (prev_hash, hash, unreadable) = match hashes {
@@ -564,13 +789,12 @@ enum AuditBind<'a> {
 
 /// The newest audit record's id and hash, and the id the next one gets: above every stored id
 /// and every id SQLite ever assigned (`sqlite_sequence`), so an id is never used twice.
-async fn audit_head<'c>(conn: impl sqlx::SqliteExecutor<'c>) -> Result<(i64, String), StoreError> {
-    let row = sqlx::query(
+fn audit_head(conn: &Connection) -> Result<(i64, String), StoreError> {
+    let row = query(
         "SELECT (SELECT hash FROM audit ORDER BY id DESC LIMIT 1) AS head, \
          MAX(COALESCE((SELECT MAX(id) FROM audit), 0), COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'audit'), 0)) AS last_id",
     )
-    .fetch_one(conn)
-    .await?;
+    .fetch_one(conn)?;
     let head: Option<String> = col(&row, "head")?;
     // A newest record without a hash is reported by verification; new records chain to the
     // start value, as the `audit_chained` trigger expects.
@@ -578,9 +802,9 @@ async fn audit_head<'c>(conn: impl sqlx::SqliteExecutor<'c>) -> Result<(i64, Str
 }
 
 /// Inserts an audit record with its id and hashes.
-async fn insert_audit<'c>(conn: impl sqlx::SqliteExecutor<'c>, r: &AuditRecord, prev_hash: &str, hash: &str) -> Result<(), StoreError> {
+fn insert_audit(conn: &Connection, r: &AuditRecord, prev_hash: &str, hash: &str) -> Result<(), StoreError> {
     let params = r.params.as_ref().map(params_json).transpose()?;
-    sqlx::query(
+    query(
         "INSERT INTO audit (id, at, actor_platform, actor_id, actor_name, place_platform, place_channel, \
          place_thread, action, job, params, decision, reason, execution_id, prev_hash, hash) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
@@ -601,8 +825,7 @@ async fn insert_audit<'c>(conn: impl sqlx::SqliteExecutor<'c>, r: &AuditRecord, 
     .bind(r.execution_id)
     .bind(prev_hash)
     .bind(hash)
-    .execute(conn)
-    .await?;
+    .execute(conn)?;
     Ok(())
 }
 
@@ -610,29 +833,23 @@ async fn insert_audit<'c>(conn: impl sqlx::SqliteExecutor<'c>, r: &AuditRecord, 
 /// order, once: under `BEGIN IMMEDIATE`, so of several processes opening the file at once one
 /// does it and the others find it done. A record that cannot be read is left without a hash
 /// (verification reports it) and the chain goes on from the record before it.
-async fn chain_unchained(conn: &mut SqliteConnection) -> Result<(), StoreError> {
-    let pending: Option<i64> = sqlx::query_scalar("SELECT MAX(up_to) FROM audit_unchained")
-        .fetch_one(&mut *conn)
-        .await?;
+fn chain_unchained(conn: &mut Connection) -> Result<(), StoreError> {
+    let pending: Option<i64> = col(&query("SELECT MAX(up_to) AS up_to FROM audit_unchained").fetch_one(conn)?, "up_to")?;
     if pending.is_none() {
         return Ok(());
     }
-    let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
-    let Some(up_to): Option<i64> = sqlx::query_scalar("SELECT MAX(up_to) FROM audit_unchained")
-        .fetch_one(&mut *tx)
-        .await?
-    else {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let Some(up_to): Option<i64> = col(&query("SELECT MAX(up_to) AS up_to FROM audit_unchained").fetch_one(&tx)?, "up_to")? else {
         return Ok(());
     };
     let mut prev = GENESIS_HASH.to_string();
     let (mut after, mut chained) = (0, 0u64);
     loop {
-        let rows = sqlx::query("SELECT * FROM audit WHERE id > $1 AND id <= $2 ORDER BY id LIMIT $3")
+        let rows = query("SELECT * FROM audit WHERE id > $1 AND id <= $2 ORDER BY id LIMIT $3")
             .bind(after)
             .bind(up_to)
             .bind(i64::from(crate::AUDIT_PAGE))
-            .fetch_all(&mut *tx)
-            .await?;
+            .fetch_all(&tx)?;
         let Some(last) = rows.last() else { break };
         after = col(last, "id")?;
         for row in &rows {
@@ -649,18 +866,17 @@ async fn chain_unchained(conn: &mut SqliteConnection) -> Result<(), StoreError> 
                 }
             };
             let hash = audit_hash(&prev, &record);
-            sqlx::query("UPDATE audit SET prev_hash = $1, hash = $2 WHERE id = $3")
+            query("UPDATE audit SET prev_hash = $1, hash = $2 WHERE id = $3")
                 .bind(&prev)
                 .bind(&hash)
                 .bind(link.id)
-                .execute(&mut *tx)
-                .await?;
+                .execute(&tx)?;
             prev = hash;
             chained += 1;
         }
     }
-    sqlx::query("DELETE FROM audit_unchained").execute(&mut *tx).await?;
-    tx.commit().await?;
+    query("DELETE FROM audit_unchained").execute(&tx)?;
+    tx.commit()?;
     tracing::info!(records = chained, "audit records from before the hash chain are now chained");
     Ok(())
 }
@@ -671,7 +887,7 @@ fn parse_json(json: &str, what: &str) -> Result<serde_json::Value, StoreError> {
 }
 
 /// One `approvals` row.
-fn approval_from_row(row: &SqliteRow) -> Result<Approval, StoreError> {
+fn approval_from_row(row: &Row) -> Result<Approval, StoreError> {
     let id: i64 = col(row, "id")?;
     let what = format!("approval request {id}");
     let params: String = col(row, "params")?;
@@ -700,7 +916,7 @@ fn approval_from_row(row: &SqliteRow) -> Result<Approval, StoreError> {
 }
 
 /// One `schedules` row.
-fn schedule_from_row(row: &SqliteRow) -> Result<Schedule, StoreError> {
+fn schedule_from_row(row: &Row) -> Result<Schedule, StoreError> {
     let id: i64 = col(row, "id")?;
     let what = format!("schedule {id}");
     let params: String = col(row, "params")?;
@@ -732,7 +948,7 @@ fn schedule_from_row(row: &SqliteRow) -> Result<Schedule, StoreError> {
 }
 
 /// Schedule rows sorted soonest first (`RETURNING` gives no order).
-fn schedules_soonest_first(rows: &[SqliteRow]) -> Result<Vec<Schedule>, StoreError> {
+fn schedules_soonest_first(rows: &[Row]) -> Result<Vec<Schedule>, StoreError> {
     let mut out = rows.iter().map(schedule_from_row).collect::<Result<Vec<_>, _>>()?;
     out.sort_by_key(|s| (s.run_at, s.id));
     Ok(out)
@@ -744,7 +960,7 @@ fn list_limit(limit: u32) -> i64 {
 }
 
 /// One `approval_votes` row.
-fn vote_from_row(row: &SqliteRow) -> Result<Vote, StoreError> {
+fn vote_from_row(row: &Row) -> Result<Vote, StoreError> {
     let approval_id: i64 = col(row, "approval_id")?;
     let what = format!("vote on approval request {approval_id}");
     let approve: i64 = col(row, "approve")?;
@@ -772,7 +988,7 @@ fn voter_key(vote: &Vote) -> String {
 }
 
 /// One `locks` row.
-fn lock_from_row(row: &SqliteRow) -> Result<Lock, StoreError> {
+fn lock_from_row(row: &Row) -> Result<Lock, StoreError> {
     let id: i64 = col(row, "id")?;
     let what = format!("lock {id}");
     let params: String = col(row, "params")?;
@@ -792,7 +1008,7 @@ fn lock_from_row(row: &SqliteRow) -> Result<Lock, StoreError> {
 }
 
 /// One `account_links` row.
-fn link_from_row(row: &SqliteRow) -> Result<AccountLink, StoreError> {
+fn link_from_row(row: &Row) -> Result<AccountLink, StoreError> {
     let account = UserId {
         platform: col(row, "account_platform")?,
         id: col(row, "account_id")?,
@@ -862,7 +1078,7 @@ fn unpack_lines(body: &str, n_lines: i64, what: &str) -> Result<Vec<OutputLine>,
 }
 
 /// One `output_chunks` row's lines.
-fn chunk_from_row(row: &SqliteRow, id: ExecutionId) -> Result<Vec<OutputLine>, StoreError> {
+fn chunk_from_row(row: &Row, id: ExecutionId) -> Result<Vec<OutputLine>, StoreError> {
     let seq: i64 = col(row, "seq")?;
     let n_lines: i64 = col(row, "n_lines")?;
     let body: String = col(row, "body")?;
@@ -872,7 +1088,7 @@ fn chunk_from_row(row: &SqliteRow, id: ExecutionId) -> Result<Vec<OutputLine>, S
 #[async_trait::async_trait]
 impl Store for SqliteStore {
     async fn create_execution(&self, new: &NewExecution) -> Result<Execution, StoreError> {
-        let row = sqlx::query(
+        let row = query(
             "INSERT INTO executions (job, params, requested_by_platform, requested_by_id, requester_name, \
              place_platform, place_channel, place_thread, state, created_at, cancel_requested, max_parallel) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'queued', $9, 0, $10) RETURNING *",
@@ -887,9 +1103,8 @@ impl Store for SqliteStore {
         .bind(&new.place.thread)
         .bind(now_ms())
         .bind(new.max_parallel.map(i64::from))
-        .returning(&mut *self.conn().await?)
-        .await?
-        .ok_or(sqlx::Error::RowNotFound)?;
+        .returning(&*self.conn()?)?
+        .ok_or_else(no_row)?;
         let execution = execution_from_row(&row)?;
         // Wake the workers already waiting, and leave a permit for one about to wait.
         self.queue.notify_waiters();
@@ -898,10 +1113,9 @@ impl Store for SqliteStore {
     }
 
     async fn execution(&self, id: ExecutionId) -> Result<Option<Execution>, StoreError> {
-        let row = sqlx::query("SELECT * FROM executions WHERE id = $1")
+        let row = query("SELECT * FROM executions WHERE id = $1")
             .bind(id)
-            .fetch_optional(&mut *self.conn().await?)
-            .await?;
+            .fetch_optional(&*self.conn()?)?;
         row.as_ref().map(execution_from_row).transpose()
     }
 
@@ -940,7 +1154,7 @@ impl Store for SqliteStore {
         }
         param(&mut sql, " ORDER BY id DESC LIMIT ?");
 
-        let mut query = sqlx::query(AssertSqlSafe(sql));
+        let mut query = query(sql);
         if let Some(job) = &filter.job {
             query = query.bind(job);
         }
@@ -956,7 +1170,7 @@ impl Store for SqliteStore {
         for t in [filter.since, filter.until].into_iter().flatten() {
             query = query.bind(t.timestamp_millis());
         }
-        let rows = query.bind(i64::from(limit)).fetch_all(&mut *self.conn().await?).await?;
+        let rows = query.bind(i64::from(limit)).fetch_all(&*self.conn()?)?;
         rows.iter().map(execution_from_row).collect()
     }
 
@@ -964,7 +1178,7 @@ impl Store for SqliteStore {
         let now = now_ms();
         // One statement: SQLite runs it under the write lock, so two processes sharing the
         // file never claim the same row.
-        let row = sqlx::query(
+        let row = query(
             "UPDATE executions SET state = 'running', worker = $1, started_at = $2, lease_until = $3 \
              WHERE id = ( \
                  SELECT e.id FROM executions e \
@@ -978,8 +1192,7 @@ impl Store for SqliteStore {
         .bind(now)
         .bind(now.saturating_add(duration_ms(lease)))
         .bind(only)
-        .returning(&mut *self.conn().await?)
-        .await?;
+        .returning(&*self.conn()?)?;
         let Some(row) = row else { return Ok(None) };
         let execution = execution_from_row(&row)?;
         self.announce(execution.id, execution.state);
@@ -1001,7 +1214,7 @@ impl Store for SqliteStore {
                 inferred
             }
         };
-        let row = sqlx::query(
+        let row = query(
             "UPDATE executions SET state = $2, finished_at = $3, exit_code = $4, duration_ms = $5, cpu_ms = $6, \
              max_rss_kb = $7, detail = $8, lease_until = NULL \
              WHERE id = $1 AND state = 'running' RETURNING id",
@@ -1014,8 +1227,7 @@ impl Store for SqliteStore {
         .bind(finish.cpu_ms)
         .bind(finish.max_rss_kb)
         .bind(&finish.detail)
-        .returning(&mut *self.conn().await?)
-        .await?;
+        .returning(&*self.conn()?)?;
         match row {
             Some(_) => self.announce(id, state),
             None => tracing::debug!(execution = id, "finish ignored: the execution is not running"),
@@ -1027,30 +1239,27 @@ impl Store for SqliteStore {
         // States only move forward (queued → running → final), so this settles within a few
         // rounds even when a worker claims or finishes it meanwhile.
         loop {
-            let cancelled = sqlx::query(
+            let cancelled = query(
                 "UPDATE executions SET state = 'cancelled', finished_at = $2, cancel_requested = 1, \
                  detail = 'cancelled before it started', lease_until = NULL \
                  WHERE id = $1 AND state = 'queued' RETURNING id",
             )
             .bind(id)
             .bind(now_ms())
-            .returning(&mut *self.conn().await?)
-            .await?;
+            .returning(&*self.conn()?)?;
             if cancelled.is_some() {
                 self.announce(id, ExecState::Cancelled);
                 return Ok(CancelResult::CancelledQueued);
             }
-            let requested = sqlx::query("UPDATE executions SET cancel_requested = 1 WHERE id = $1 AND state = 'running' RETURNING id")
+            let requested = query("UPDATE executions SET cancel_requested = 1 WHERE id = $1 AND state = 'running' RETURNING id")
                 .bind(id)
-                .returning(&mut *self.conn().await?)
-                .await?;
+                .returning(&*self.conn()?)?;
             if requested.is_some() {
                 return Ok(CancelResult::Requested);
             }
-            let row = sqlx::query("SELECT state FROM executions WHERE id = $1")
+            let row = query("SELECT state FROM executions WHERE id = $1")
                 .bind(id)
-                .fetch_optional(&mut *self.conn().await?)
-                .await?;
+                .fetch_optional(&*self.conn()?)?;
             let Some(row) = row else {
                 return Ok(CancelResult::NotFound);
             };
@@ -1063,36 +1272,32 @@ impl Store for SqliteStore {
     }
 
     async fn cancel_requested(&self, worker: &str) -> Result<Vec<ExecutionId>, StoreError> {
-        let rows = sqlx::query("SELECT id FROM executions WHERE state = 'running' AND worker = $1 AND cancel_requested = 1 ORDER BY id")
+        let rows = query("SELECT id FROM executions WHERE state = 'running' AND worker = $1 AND cancel_requested = 1 ORDER BY id")
             .bind(worker)
-            .fetch_all(&mut *self.conn().await?)
-            .await?;
+            .fetch_all(&*self.conn()?)?;
         rows.iter().map(|row| col(row, "id")).collect()
     }
 
     async fn set_pgid(&self, id: ExecutionId, pgid: i64) -> Result<(), StoreError> {
-        sqlx::query("UPDATE executions SET pgid = $1 WHERE id = $2 AND state = 'running'")
+        query("UPDATE executions SET pgid = $1 WHERE id = $2 AND state = 'running'")
             .bind(pgid)
             .bind(id)
-            .execute(&mut *self.conn().await?)
-            .await?;
+            .execute(&*self.conn()?)?;
         Ok(())
     }
 
     async fn heartbeat(&self, worker: &str, lease: Duration) -> Result<(), StoreError> {
-        sqlx::query("UPDATE executions SET lease_until = $2 WHERE state = 'running' AND worker = $1")
+        query("UPDATE executions SET lease_until = $2 WHERE state = 'running' AND worker = $1")
             .bind(worker)
             .bind(now_ms().saturating_add(duration_ms(lease)))
-            .execute(&mut *self.conn().await?)
-            .await?;
+            .execute(&*self.conn()?)?;
         Ok(())
     }
 
     async fn recover_lost(&self, is_dead: &IsDead<'_>) -> Result<Vec<Execution>, StoreError> {
         let now = now_ms();
-        let running = sqlx::query("SELECT id, worker, lease_until FROM executions WHERE state = 'running' ORDER BY id")
-            .fetch_all(&mut *self.conn().await?)
-            .await?;
+        let running =
+            query("SELECT id, worker, lease_until FROM executions WHERE state = 'running' ORDER BY id").fetch_all(&*self.conn()?)?;
         let mut lost = Vec::new();
         for row in &running {
             let id: i64 = col(row, "id")?;
@@ -1104,15 +1309,14 @@ impl Store for SqliteStore {
                 continue;
             }
             // Re-checks `running`: it may have finished since the select.
-            let row = sqlx::query(
+            let row = query(
                 "UPDATE executions SET state = 'lost', finished_at = $2, detail = $3, lease_until = NULL \
                  WHERE id = $1 AND state = 'running' RETURNING *",
             )
             .bind(id)
             .bind(now)
             .bind(format!("its worker {worker} stopped before it finished"))
-            .returning(&mut *self.conn().await?)
-            .await?;
+            .returning(&*self.conn()?)?;
             if let Some(row) = row {
                 let execution = execution_from_row(&row)?;
                 tracing::warn!(execution = id, %worker, "execution lost");
@@ -1129,7 +1333,7 @@ impl Store for SqliteStore {
         }
         let (body, bytes) = pack_lines(lines);
         // One statement, so the next sequence number cannot be taken twice.
-        sqlx::query(
+        query(
             "INSERT INTO output_chunks (execution_id, seq, n_lines, n_bytes, body) \
              SELECT $1, COALESCE(MAX(seq), 0) + 1, $2, $3, $4 FROM output_chunks WHERE execution_id = $1",
         )
@@ -1137,8 +1341,7 @@ impl Store for SqliteStore {
         .bind(i64::try_from(lines.len()).unwrap_or(i64::MAX))
         .bind(i64::try_from(bytes).unwrap_or(i64::MAX))
         .bind(body)
-        .execute(&mut *self.conn().await?)
-        .await?;
+        .execute(&*self.conn()?)?;
         let _ = self.output.send(id);
         Ok(())
     }
@@ -1148,15 +1351,14 @@ impl Store for SqliteStore {
         // the count covers exactly the chunks stored so far); older pages, when those are not
         // enough lines, are read from there back, so a chunk stored in between cannot shift
         // them (chunks are append-only).
-        let first = sqlx::query(
+        let first = query(
             "SELECT seq, n_lines, body, \
              (SELECT COALESCE(SUM(n_lines), 0) FROM output_chunks WHERE execution_id = $1) AS total \
              FROM output_chunks WHERE execution_id = $1 ORDER BY seq DESC LIMIT $2",
         )
         .bind(id)
         .bind(TAIL_PAGE)
-        .fetch_all(&mut *self.conn().await?)
-        .await?;
+        .fetch_all(&*self.conn()?)?;
         let total: i64 = match first.first() {
             Some(row) => col(row, "total")?,
             None => 0,
@@ -1181,15 +1383,14 @@ impl Store for SqliteStore {
             let Some(before) = before.filter(|_| have < n && full_page) else {
                 break;
             };
-            rows = sqlx::query(
+            rows = query(
                 "SELECT seq, n_lines, body FROM output_chunks WHERE execution_id = $1 AND seq < $2 \
                  ORDER BY seq DESC LIMIT $3",
             )
             .bind(id)
             .bind(before)
             .bind(TAIL_PAGE)
-            .fetch_all(&mut *self.conn().await?)
-            .await?;
+            .fetch_all(&*self.conn()?)?;
         }
         let mut lines: Vec<OutputLine> = chunks.into_iter().rev().flatten().collect();
         let skip = lines.len().saturating_sub(n);
@@ -1199,10 +1400,9 @@ impl Store for SqliteStore {
 
     async fn output_range(&self, id: ExecutionId, skip: u64, max: usize) -> Result<Vec<OutputLine>, StoreError> {
         // Find the chunks covering lines skip..skip+max from their line counts, then read only those.
-        let counts = sqlx::query("SELECT seq, n_lines FROM output_chunks WHERE execution_id = $1 ORDER BY seq")
+        let counts = query("SELECT seq, n_lines FROM output_chunks WHERE execution_id = $1 ORDER BY seq")
             .bind(id)
-            .fetch_all(&mut *self.conn().await?)
-            .await?;
+            .fetch_all(&*self.conn()?)?;
         let (mut first_seq, mut last_seq, mut before_first, mut seen) = (None, None, 0u64, 0u64);
         for row in &counts {
             let seq: i64 = col(row, "seq")?;
@@ -1223,13 +1423,11 @@ impl Store for SqliteStore {
         let (Some(first), Some(last)) = (first_seq, last_seq) else {
             return Ok(Vec::new());
         };
-        let rows =
-            sqlx::query("SELECT seq, n_lines, body FROM output_chunks WHERE execution_id = $1 AND seq >= $2 AND seq <= $3 ORDER BY seq")
-                .bind(id)
-                .bind(first)
-                .bind(last)
-                .fetch_all(&mut *self.conn().await?)
-                .await?;
+        let rows = query("SELECT seq, n_lines, body FROM output_chunks WHERE execution_id = $1 AND seq >= $2 AND seq <= $3 ORDER BY seq")
+            .bind(id)
+            .bind(first)
+            .bind(last)
+            .fetch_all(&*self.conn()?)?;
         let mut lines = Vec::new();
         for row in &rows {
             lines.extend(chunk_from_row(row, id)?);
@@ -1239,10 +1437,9 @@ impl Store for SqliteStore {
     }
 
     async fn output_all(&self, id: ExecutionId) -> Result<Vec<OutputLine>, StoreError> {
-        let rows = sqlx::query("SELECT seq, n_lines, body FROM output_chunks WHERE execution_id = $1 ORDER BY seq")
+        let rows = query("SELECT seq, n_lines, body FROM output_chunks WHERE execution_id = $1 ORDER BY seq")
             .bind(id)
-            .fetch_all(&mut *self.conn().await?)
-            .await?;
+            .fetch_all(&*self.conn()?)?;
         let mut lines = Vec::new();
         for row in &rows {
             lines.extend(chunk_from_row(row, id)?);
@@ -1251,7 +1448,7 @@ impl Store for SqliteStore {
     }
 
     async fn put_dialog(&self, dialog: &Dialog) -> Result<(), StoreError> {
-        sqlx::query(
+        query(
             "INSERT INTO dialogs (place_key, user_platform, user_id, place_platform, place_channel, place_thread, \
              kind, state, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
              ON CONFLICT (place_key, user_platform, user_id) DO UPDATE SET \
@@ -1268,28 +1465,25 @@ impl Store for SqliteStore {
         .bind(&dialog.kind)
         .bind(dialog.state.to_string())
         .bind(dialog.expires_at.timestamp_millis())
-        .execute(&mut *self.conn().await?)
-        .await?;
+        .execute(&*self.conn()?)?;
         Ok(())
     }
 
     async fn dialog(&self, place: &Place, user: &UserId) -> Result<Option<Dialog>, StoreError> {
-        let row = sqlx::query("SELECT * FROM dialogs WHERE place_key = $1 AND user_platform = $2 AND user_id = $3")
+        let row = query("SELECT * FROM dialogs WHERE place_key = $1 AND user_platform = $2 AND user_id = $3")
             .bind(place.key())
             .bind(&user.platform)
             .bind(&user.id)
-            .fetch_optional(&mut *self.conn().await?)
-            .await?;
+            .fetch_optional(&*self.conn()?)?;
         row.as_ref().map(dialog_from_row).transpose()
     }
 
     async fn delete_dialog(&self, place: &Place, user: &UserId) -> Result<bool, StoreError> {
-        let done = sqlx::query("DELETE FROM dialogs WHERE place_key = $1 AND user_platform = $2 AND user_id = $3")
+        let done = query("DELETE FROM dialogs WHERE place_key = $1 AND user_platform = $2 AND user_id = $3")
             .bind(place.key())
             .bind(&user.platform)
             .bind(&user.id)
-            .execute(&mut *self.conn().await?)
-            .await?;
+            .execute(&*self.conn()?)?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -1303,7 +1497,7 @@ impl Store for SqliteStore {
                 ..record.clone()
             };
             let hash = audit_hash(&prev, &r);
-            match insert_audit(&mut *self.conn().await?, &r, &prev, &hash).await {
+            match insert_audit(&*self.conn()?, &r, &prev, &hash) {
                 Ok(()) => {
                     *head = Some((r.id, hash));
                     return Ok(r.id);
@@ -1312,16 +1506,16 @@ impl Store for SqliteStore {
             }
         }
         // Under the write lock from before the head is read until the record is in.
-        let mut conn = self.conn().await?;
-        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
-        let (last_id, prev) = audit_head(&mut *tx).await?;
+        let mut conn = self.conn()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let (last_id, prev) = audit_head(&tx)?;
         let r = AuditRecord {
             id: last_id + 1,
             ..record.clone()
         };
         let hash = audit_hash(&prev, &r);
-        insert_audit(&mut *tx, &r, &prev, &hash).await?;
-        tx.commit().await?;
+        insert_audit(&tx, &r, &prev, &hash)?;
+        tx.commit()?;
         *head = Some((r.id, hash));
         Ok(r.id)
     }
@@ -1330,102 +1524,91 @@ impl Store for SqliteStore {
         let limit = if f.limit == 0 { 50 } else { f.limit.min(MAX_LIST) };
         let (clause, binds, n) = audit_where(f, None);
         let sql = format!("SELECT * FROM audit{clause} ORDER BY id DESC LIMIT ${n}");
-        let mut q = sqlx::query(AssertSqlSafe(sql));
+        let mut q = query(sql);
         for b in binds {
             q = match b {
                 AuditBind::Text(s) => q.bind(s),
                 AuditBind::Int(v) => q.bind(v),
             };
         }
-        let rows = q.bind(i64::from(limit)).fetch_all(&mut *self.conn().await?).await?;
+        let rows = q.bind(i64::from(limit)).fetch_all(&*self.conn()?)?;
         rows.iter().map(audit_from_row).collect()
     }
 
     async fn audit_chain(&self, f: &AuditFilter, after_id: i64, limit: u32) -> Result<Vec<ChainedAudit>, StoreError> {
         let (clause, binds, n) = audit_where(f, Some(after_id));
         let sql = format!("SELECT * FROM audit{clause} ORDER BY id LIMIT ${n}");
-        let mut q = sqlx::query(AssertSqlSafe(sql));
+        let mut q = query(sql);
         for b in binds {
             q = match b {
                 AuditBind::Text(s) => q.bind(s),
                 AuditBind::Int(v) => q.bind(v),
             };
         }
-        let rows = q
-            .bind(i64::from(limit.clamp(1, MAX_LIST)))
-            .fetch_all(&mut *self.conn().await?)
-            .await?;
+        let rows = q.bind(i64::from(limit.clamp(1, MAX_LIST))).fetch_all(&*self.conn()?)?;
         rows.iter().map(chained_from_row).collect()
     }
 
     async fn create_token(&self, user: &str, label: &str, sha256: &str) -> Result<ApiToken, StoreError> {
-        let row = sqlx::query("INSERT INTO api_tokens (user_name, label, token_sha256, created_at) VALUES ($1, $2, $3, $4) RETURNING *")
+        let row = query("INSERT INTO api_tokens (user_name, label, token_sha256, created_at) VALUES ($1, $2, $3, $4) RETURNING *")
             .bind(user)
             .bind(label)
             .bind(sha256)
             .bind(now_ms())
-            .returning(&mut *self.conn().await?)
-            .await?
-            .ok_or(sqlx::Error::RowNotFound)?;
+            .returning(&*self.conn()?)?
+            .ok_or_else(no_row)?;
         token_from_row(&row)
     }
 
     async fn token_by_hash(&self, sha256: &str) -> Result<Option<ApiToken>, StoreError> {
         // A read for every request; the write of `last_used_at` only for a valid token and at
         // most once a minute, so bogus tokens never take the write lock.
-        let row = sqlx::query("SELECT * FROM api_tokens WHERE token_sha256 = $1 AND revoked_at IS NULL")
+        let row = query("SELECT * FROM api_tokens WHERE token_sha256 = $1 AND revoked_at IS NULL")
             .bind(sha256)
-            .fetch_optional(&mut *self.conn().await?)
-            .await?;
+            .fetch_optional(&*self.conn()?)?;
         let Some(mut token) = row.as_ref().map(token_from_row).transpose()? else {
             return Ok(None);
         };
         let now = Utc::now();
         if token.last_used_at.is_none_or(|t| now - t > chrono::Duration::seconds(60)) {
-            sqlx::query("UPDATE api_tokens SET last_used_at = $1 WHERE id = $2")
+            query("UPDATE api_tokens SET last_used_at = $1 WHERE id = $2")
                 .bind(now.timestamp_millis())
                 .bind(token.id)
-                .execute(&mut *self.conn().await?)
-                .await?;
+                .execute(&*self.conn()?)?;
             token.last_used_at = Some(now);
         }
         Ok(Some(token))
     }
 
     async fn revoke_token(&self, id: i64) -> Result<bool, StoreError> {
-        let done = sqlx::query("UPDATE api_tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
+        let done = query("UPDATE api_tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
             .bind(now_ms())
             .bind(id)
-            .execute(&mut *self.conn().await?)
-            .await?;
+            .execute(&*self.conn()?)?;
         Ok(done.rows_affected() == 1)
     }
 
     async fn tokens(&self) -> Result<Vec<ApiToken>, StoreError> {
-        let rows = sqlx::query("SELECT * FROM api_tokens ORDER BY id")
-            .fetch_all(&mut *self.conn().await?)
-            .await?;
+        let rows = query("SELECT * FROM api_tokens ORDER BY id").fetch_all(&*self.conn()?)?;
         rows.iter().map(token_from_row).collect()
     }
 
     async fn create_session(&self, session: &WebSession) -> Result<(), StoreError> {
-        sqlx::query("INSERT INTO web_sessions (id_sha256, user_name, csrf, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)")
+        query("INSERT INTO web_sessions (id_sha256, user_name, csrf, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)")
             .bind(&session.id_sha256)
             .bind(&session.user)
             .bind(&session.csrf)
             .bind(session.created_at.timestamp_millis())
             .bind(session.expires_at.timestamp_millis())
-            .execute(&mut *self.conn().await?)
-            .await?;
+            .execute(&*self.conn()?)?;
         Ok(())
     }
 
     async fn session_by_hash(&self, id_sha256: &str) -> Result<Option<WebSession>, StoreError> {
-        let row = sqlx::query("SELECT * FROM web_sessions WHERE id_sha256 = $1 AND expires_at > $2")
+        let row = query("SELECT * FROM web_sessions WHERE id_sha256 = $1 AND expires_at > $2")
             .bind(id_sha256)
             .bind(now_ms())
-            .fetch_optional(&mut *self.conn().await?)
-            .await?;
+            .fetch_optional(&*self.conn()?)?;
         row.as_ref()
             .map(|row| {
                 let what = "web session";
@@ -1441,45 +1624,39 @@ impl Store for SqliteStore {
     }
 
     async fn delete_session(&self, id_sha256: &str) -> Result<bool, StoreError> {
-        let done = sqlx::query("DELETE FROM web_sessions WHERE id_sha256 = $1")
+        let done = query("DELETE FROM web_sessions WHERE id_sha256 = $1")
             .bind(id_sha256)
-            .execute(&mut *self.conn().await?)
-            .await?;
+            .execute(&*self.conn()?)?;
         Ok(done.rows_affected() > 0)
     }
 
     async fn delete_user_sessions(&self, user: &str) -> Result<u64, StoreError> {
-        let done = sqlx::query("DELETE FROM web_sessions WHERE user_name = $1")
+        let done = query("DELETE FROM web_sessions WHERE user_name = $1")
             .bind(user)
-            .execute(&mut *self.conn().await?)
-            .await?;
+            .execute(&*self.conn()?)?;
         Ok(done.rows_affected())
     }
 
     async fn purge_sessions(&self) -> Result<u64, StoreError> {
-        let done = sqlx::query("DELETE FROM web_sessions WHERE expires_at <= $1")
+        let done = query("DELETE FROM web_sessions WHERE expires_at <= $1")
             .bind(now_ms())
-            .execute(&mut *self.conn().await?)
-            .await?;
+            .execute(&*self.conn()?)?;
         Ok(done.rows_affected())
     }
 
     async fn generated_password(&self, user: &str) -> Result<Option<String>, StoreError> {
-        let row = sqlx::query("SELECT hash FROM web_passwords WHERE user_name = $1")
+        let row = query("SELECT hash FROM web_passwords WHERE user_name = $1")
             .bind(user)
-            .fetch_optional(&mut *self.conn().await?)
-            .await?;
+            .fetch_optional(&*self.conn()?)?;
         row.as_ref().map(|r| col(r, "hash")).transpose()
     }
 
     async fn put_generated_password(&self, user: &str, hash: &str) -> Result<(String, bool), StoreError> {
-        let done =
-            sqlx::query("INSERT INTO web_passwords (user_name, hash, created_at) VALUES ($1, $2, $3) ON CONFLICT (user_name) DO NOTHING")
-                .bind(user)
-                .bind(hash)
-                .bind(now_ms())
-                .execute(&mut *self.conn().await?)
-                .await?;
+        let done = query("INSERT INTO web_passwords (user_name, hash, created_at) VALUES ($1, $2, $3) ON CONFLICT (user_name) DO NOTHING")
+            .bind(user)
+            .bind(hash)
+            .bind(now_ms())
+            .execute(&*self.conn()?)?;
         if done.rows_affected() > 0 {
             return Ok((hash.to_string(), true));
         }
@@ -1491,17 +1668,16 @@ impl Store for SqliteStore {
     }
 
     async fn delete_generated_password(&self, user: &str) -> Result<bool, StoreError> {
-        let done = sqlx::query("DELETE FROM web_passwords WHERE user_name = $1")
+        let done = query("DELETE FROM web_passwords WHERE user_name = $1")
             .bind(user)
-            .execute(&mut *self.conn().await?)
-            .await?;
+            .execute(&*self.conn()?)?;
         Ok(done.rows_affected() > 0)
     }
 
     async fn post_chat(&self, m: &NewChatMessage) -> Result<ChatMessage, StoreError> {
         let now = now_ms();
         let reply = m.reply.as_ref().map(serde_json::Value::to_string);
-        let row = sqlx::query(
+        let row = query(
             "INSERT INTO chat_messages (channel, author, author_name, text, reply, card_for, created_at, updated_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $7) RETURNING *",
         )
@@ -1512,38 +1688,35 @@ impl Store for SqliteStore {
         .bind(reply)
         .bind(m.card_for)
         .bind(now)
-        .returning(&mut *self.conn().await?)
-        .await?
-        .ok_or(sqlx::Error::RowNotFound)?;
+        .returning(&*self.conn()?)?
+        .ok_or_else(no_row)?;
         chat_from_row(&row)
     }
 
     async fn chat_history(&self, channel: &str, before: Option<i64>, limit: u32) -> Result<Vec<ChatMessage>, StoreError> {
-        let rows = sqlx::query("SELECT * FROM chat_messages WHERE channel = $1 AND id < $2 ORDER BY id DESC LIMIT $3")
+        let rows = query("SELECT * FROM chat_messages WHERE channel = $1 AND id < $2 ORDER BY id DESC LIMIT $3")
             .bind(channel)
             .bind(before.unwrap_or(i64::MAX))
             .bind(i64::from(limit.min(MAX_LIST)))
-            .fetch_all(&mut *self.conn().await?)
-            .await?;
+            .fetch_all(&*self.conn()?)?;
         let mut out = rows.iter().map(chat_from_row).collect::<Result<Vec<_>, _>>()?;
         out.reverse();
         Ok(out)
     }
 
     async fn update_chat_cards(&self, execution: ExecutionId, reply: &serde_json::Value) -> Result<Vec<ChatMessage>, StoreError> {
-        let rows = sqlx::query("UPDATE chat_messages SET reply = $1, updated_at = $2 WHERE card_for = $3 RETURNING *")
+        let rows = query("UPDATE chat_messages SET reply = $1, updated_at = $2 WHERE card_for = $3 RETURNING *")
             .bind(reply.to_string())
             .bind(now_ms())
             .bind(execution)
-            .fetch_all(&mut *self.conn().await?)
-            .await?;
+            .fetch_all(&*self.conn()?)?;
         let mut out = rows.iter().map(chat_from_row).collect::<Result<Vec<_>, _>>()?;
         out.sort_by_key(|m| m.id);
         Ok(out)
     }
 
     async fn create_approval(&self, new: &NewApproval) -> Result<Approval, StoreError> {
-        let row = sqlx::query(
+        let row = query(
             "INSERT INTO approvals (job, params, requested_by_platform, requested_by_id, requester_person, requester_name, \
              place_platform, place_channel, place_thread, requirements, reason, state, created_at, expires_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'pending', $12, $13) RETURNING *",
@@ -1561,35 +1734,33 @@ impl Store for SqliteStore {
         .bind(&new.reason)
         .bind(now_ms())
         .bind(new.expires_at.timestamp_millis())
-        .returning(&mut *self.conn().await?)
-        .await?
-        .ok_or(sqlx::Error::RowNotFound)?;
+        .returning(&*self.conn()?)?
+        .ok_or_else(no_row)?;
         approval_from_row(&row)
     }
 
     async fn approval(&self, id: i64) -> Result<Option<Approval>, StoreError> {
-        let row = sqlx::query("SELECT * FROM approvals WHERE id = $1")
+        let row = query("SELECT * FROM approvals WHERE id = $1")
             .bind(id)
-            .fetch_optional(&mut *self.conn().await?)
-            .await?;
+            .fetch_optional(&*self.conn()?)?;
         row.as_ref().map(approval_from_row).transpose()
     }
 
     async fn approvals(&self, pending_only: bool, limit: u32) -> Result<Vec<Approval>, StoreError> {
         let limit = if limit == 0 { DEFAULT_LIST } else { limit.min(MAX_LIST) };
         let query = if pending_only {
-            sqlx::query("SELECT * FROM approvals WHERE state = 'pending' ORDER BY id DESC LIMIT $1")
+            query("SELECT * FROM approvals WHERE state = 'pending' ORDER BY id DESC LIMIT $1")
         } else {
-            sqlx::query("SELECT * FROM approvals ORDER BY id DESC LIMIT $1")
+            query("SELECT * FROM approvals ORDER BY id DESC LIMIT $1")
         };
-        let rows = query.bind(i64::from(limit)).fetch_all(&mut *self.conn().await?).await?;
+        let rows = query.bind(i64::from(limit)).fetch_all(&*self.conn()?)?;
         rows.iter().map(approval_from_row).collect()
     }
 
     async fn add_vote(&self, vote: &Vote) -> Result<bool, StoreError> {
         // The unique indexes decide, inside the INSERT: of two votes by the same person only
         // one gets in, whatever the timing.
-        let done = sqlx::query(
+        let done = query(
             "INSERT INTO approval_votes (approval_id, voter_key, voter_platform, voter_id, voter_person, voter_name, \
              approve, reason, at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING",
         )
@@ -1602,16 +1773,14 @@ impl Store for SqliteStore {
         .bind(i64::from(vote.approve))
         .bind(&vote.reason)
         .bind(vote.at.timestamp_millis())
-        .execute(&mut *self.conn().await?)
-        .await?;
+        .execute(&*self.conn()?)?;
         Ok(done.rows_affected() == 1)
     }
 
     async fn votes(&self, approval_id: i64) -> Result<Vec<Vote>, StoreError> {
-        let rows = sqlx::query("SELECT * FROM approval_votes WHERE approval_id = $1 ORDER BY id")
+        let rows = query("SELECT * FROM approval_votes WHERE approval_id = $1 ORDER BY id")
             .bind(approval_id)
-            .fetch_all(&mut *self.conn().await?)
-            .await?;
+            .fetch_all(&*self.conn()?)?;
         rows.iter().map(vote_from_row).collect()
     }
 
@@ -1619,22 +1788,20 @@ impl Store for SqliteStore {
         if state == ApprovalState::Pending {
             return Ok(false);
         }
-        let done = sqlx::query("UPDATE approvals SET state = $1, decided_at = $2, decision_note = $3 WHERE id = $4 AND state = 'pending'")
+        let done = query("UPDATE approvals SET state = $1, decided_at = $2, decision_note = $3 WHERE id = $4 AND state = 'pending'")
             .bind(state.as_str())
             .bind(now_ms())
             .bind(note)
             .bind(id)
-            .execute(&mut *self.conn().await?)
-            .await?;
+            .execute(&*self.conn()?)?;
         Ok(done.rows_affected() == 1)
     }
 
     async fn set_approval_execution(&self, id: i64, execution: ExecutionId) -> Result<(), StoreError> {
-        sqlx::query("UPDATE approvals SET execution_id = $1 WHERE id = $2")
+        query("UPDATE approvals SET execution_id = $1 WHERE id = $2")
             .bind(execution)
             .bind(id)
-            .execute(&mut *self.conn().await?)
-            .await?;
+            .execute(&*self.conn()?)?;
         Ok(())
     }
 
@@ -1644,7 +1811,7 @@ impl Store for SqliteStore {
         // The unique scope decides, inside the INSERT. When it is taken, the lock in the way
         // is read; if it was removed in between, try again.
         for _ in 0..LOCK_ATTEMPTS {
-            let row = sqlx::query(
+            let row = query(
                 "INSERT INTO locks (scope, job, params, reason, by_platform, by_id, by_name, at) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (scope) DO NOTHING RETURNING *",
             )
@@ -1656,15 +1823,13 @@ impl Store for SqliteStore {
             .bind(&lock.by.id)
             .bind(&lock.by_name)
             .bind(now_ms())
-            .returning(&mut *self.conn().await?)
-            .await?;
+            .returning(&*self.conn()?)?;
             if let Some(row) = row {
                 return Ok(Ok(lock_from_row(&row)?));
             }
-            let existing = sqlx::query("SELECT * FROM locks WHERE scope = $1")
+            let existing = query("SELECT * FROM locks WHERE scope = $1")
                 .bind(&scope)
-                .fetch_optional(&mut *self.conn().await?)
-                .await?;
+                .fetch_optional(&*self.conn()?)?;
             if let Some(row) = existing {
                 return Ok(Err(lock_from_row(&row)?));
             }
@@ -1675,22 +1840,19 @@ impl Store for SqliteStore {
     }
 
     async fn locks(&self) -> Result<Vec<Lock>, StoreError> {
-        let rows = sqlx::query("SELECT * FROM locks ORDER BY id")
-            .fetch_all(&mut *self.conn().await?)
-            .await?;
+        let rows = query("SELECT * FROM locks ORDER BY id").fetch_all(&*self.conn()?)?;
         rows.iter().map(lock_from_row).collect()
     }
 
     async fn delete_lock(&self, scope: &str) -> Result<Option<Lock>, StoreError> {
-        let row = sqlx::query("DELETE FROM locks WHERE scope = $1 RETURNING *")
+        let row = query("DELETE FROM locks WHERE scope = $1 RETURNING *")
             .bind(scope)
-            .returning(&mut *self.conn().await?)
-            .await?;
+            .returning(&*self.conn()?)?;
         row.as_ref().map(lock_from_row).transpose()
     }
 
     async fn create_link_code(&self, code_sha256: &str, account: &UserId, expires_at: DateTime<Utc>) -> Result<(), StoreError> {
-        sqlx::query(
+        query(
             "INSERT INTO link_codes (account_platform, account_id, code_sha256, created_at, expires_at) \
              VALUES ($1, $2, $3, $4, $5) ON CONFLICT (account_platform, account_id) DO UPDATE SET \
              code_sha256 = excluded.code_sha256, created_at = excluded.created_at, expires_at = excluded.expires_at",
@@ -1700,16 +1862,14 @@ impl Store for SqliteStore {
         .bind(code_sha256)
         .bind(now_ms())
         .bind(expires_at.timestamp_millis())
-        .execute(&mut *self.conn().await?)
-        .await?;
+        .execute(&*self.conn()?)?;
         Ok(())
     }
 
     async fn take_link_code(&self, code_sha256: &str) -> Result<Option<(UserId, DateTime<Utc>)>, StoreError> {
-        let row = sqlx::query("DELETE FROM link_codes WHERE code_sha256 = $1 RETURNING account_platform, account_id, expires_at")
+        let row = query("DELETE FROM link_codes WHERE code_sha256 = $1 RETURNING account_platform, account_id, expires_at")
             .bind(code_sha256)
-            .returning(&mut *self.conn().await?)
-            .await?;
+            .returning(&*self.conn()?)?;
         row.as_ref()
             .map(|row| {
                 let account = UserId {
@@ -1723,7 +1883,7 @@ impl Store for SqliteStore {
     }
 
     async fn link_account(&self, link: &AccountLink) -> Result<(), StoreError> {
-        sqlx::query(
+        query(
             "INSERT INTO account_links (account_platform, account_id, person, linked_by_platform, linked_by_id, at) \
              VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (account_platform, account_id) DO UPDATE SET \
              person = excluded.person, linked_by_platform = excluded.linked_by_platform, \
@@ -1735,48 +1895,38 @@ impl Store for SqliteStore {
         .bind(&link.linked_by.platform)
         .bind(&link.linked_by.id)
         .bind(link.at.timestamp_millis())
-        .execute(&mut *self.conn().await?)
-        .await?;
+        .execute(&*self.conn()?)?;
         Ok(())
     }
 
     async fn linked_person(&self, account: &UserId) -> Result<Option<String>, StoreError> {
-        let row = sqlx::query("SELECT person FROM account_links WHERE account_platform = $1 AND account_id = $2")
+        let row = query("SELECT person FROM account_links WHERE account_platform = $1 AND account_id = $2")
             .bind(&account.platform)
             .bind(&account.id)
-            .fetch_optional(&mut *self.conn().await?)
-            .await?;
+            .fetch_optional(&*self.conn()?)?;
         row.as_ref().map(|r| col(r, "person")).transpose()
     }
 
     async fn account_links(&self, person: Option<&str>) -> Result<Vec<AccountLink>, StoreError> {
         let rows = match person {
-            Some(person) => {
-                sqlx::query("SELECT * FROM account_links WHERE person = $1 ORDER BY account_platform, account_id")
-                    .bind(person)
-                    .fetch_all(&mut *self.conn().await?)
-                    .await?
-            }
-            None => {
-                sqlx::query("SELECT * FROM account_links ORDER BY person, account_platform, account_id")
-                    .fetch_all(&mut *self.conn().await?)
-                    .await?
-            }
+            Some(person) => query("SELECT * FROM account_links WHERE person = $1 ORDER BY account_platform, account_id")
+                .bind(person)
+                .fetch_all(&*self.conn()?)?,
+            None => query("SELECT * FROM account_links ORDER BY person, account_platform, account_id").fetch_all(&*self.conn()?)?,
         };
         rows.iter().map(link_from_row).collect()
     }
 
     async fn unlink_account(&self, account: &UserId) -> Result<bool, StoreError> {
-        let done = sqlx::query("DELETE FROM account_links WHERE account_platform = $1 AND account_id = $2")
+        let done = query("DELETE FROM account_links WHERE account_platform = $1 AND account_id = $2")
             .bind(&account.platform)
             .bind(&account.id)
-            .execute(&mut *self.conn().await?)
-            .await?;
+            .execute(&*self.conn()?)?;
         Ok(done.rows_affected() == 1)
     }
 
     async fn outbox_push(&self, msg: &NewOutgoing) -> Result<i64, StoreError> {
-        let row = sqlx::query(
+        let row = query(
             "INSERT INTO outbox (adapter, channel, thread, kind, execution_id, reply, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
         )
@@ -1787,15 +1937,14 @@ impl Store for SqliteStore {
         .bind(msg.execution)
         .bind(msg.reply.to_string())
         .bind(now_ms())
-        .returning(&mut *self.conn().await?)
-        .await?
-        .ok_or(sqlx::Error::RowNotFound)?;
+        .returning(&*self.conn()?)?
+        .ok_or_else(no_row)?;
         col(&row, "id")
     }
 
     async fn outbox_pending(&self, adapter: &str, skip: &[String], limit: u32) -> Result<Vec<Outgoing>, StoreError> {
         // The place key as Place::key builds it: adapter/channel[/thread].
-        let rows = sqlx::query(
+        let rows = query(
             "SELECT * FROM outbox WHERE adapter = $1 AND done_at IS NULL \
              AND (adapter || '/' || channel || COALESCE('/' || thread, '')) NOT IN (SELECT value FROM json_each($2)) \
              ORDER BY id LIMIT $3",
@@ -1803,8 +1952,7 @@ impl Store for SqliteStore {
         .bind(adapter)
         .bind(serde_json::to_string(skip).unwrap_or_else(|_| "[]".into()))
         .bind(limit as i64)
-        .fetch_all(&mut *self.conn().await?)
-        .await?;
+        .fetch_all(&*self.conn()?)?;
         rows.iter()
             .map(|row| {
                 let id: i64 = col(row, "id")?;
@@ -1828,46 +1976,40 @@ impl Store for SqliteStore {
     }
 
     async fn outbox_done(&self, id: i64, outcome: &str, error: Option<&str>) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE outbox SET done_at = $1, outcome = $2, last_error = COALESCE($3, last_error) WHERE id = $4 AND done_at IS NULL",
-        )
-        .bind(now_ms())
-        .bind(outcome)
-        .bind(error)
-        .bind(id)
-        .execute(&mut *self.conn().await?)
-        .await?;
+        query("UPDATE outbox SET done_at = $1, outcome = $2, last_error = COALESCE($3, last_error) WHERE id = $4 AND done_at IS NULL")
+            .bind(now_ms())
+            .bind(outcome)
+            .bind(error)
+            .bind(id)
+            .execute(&*self.conn()?)?;
         Ok(())
     }
 
     async fn outbox_failed(&self, id: i64, error: &str) -> Result<(), StoreError> {
-        sqlx::query("UPDATE outbox SET attempts = attempts + 1, last_error = $1 WHERE id = $2")
+        query("UPDATE outbox SET attempts = attempts + 1, last_error = $1 WHERE id = $2")
             .bind(error)
             .bind(id)
-            .execute(&mut *self.conn().await?)
-            .await?;
+            .execute(&*self.conn()?)?;
         Ok(())
     }
 
     async fn outbox_backlog(&self) -> Result<Vec<(String, u64)>, StoreError> {
-        let rows = sqlx::query("SELECT adapter, COUNT(*) AS n FROM outbox WHERE done_at IS NULL GROUP BY adapter ORDER BY adapter")
-            .fetch_all(&mut *self.conn().await?)
-            .await?;
+        let rows = query("SELECT adapter, COUNT(*) AS n FROM outbox WHERE done_at IS NULL GROUP BY adapter ORDER BY adapter")
+            .fetch_all(&*self.conn()?)?;
         rows.iter()
             .map(|r| Ok((col(r, "adapter")?, col::<i64>(r, "n")?.max(0) as u64)))
             .collect()
     }
 
     async fn outbox_prune(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
-        let done = sqlx::query("DELETE FROM outbox WHERE done_at IS NOT NULL AND done_at < $1")
+        let done = query("DELETE FROM outbox WHERE done_at IS NOT NULL AND done_at < $1")
             .bind(before.timestamp_millis())
-            .execute(&mut *self.conn().await?)
-            .await?;
+            .execute(&*self.conn()?)?;
         Ok(done.rows_affected())
     }
 
     async fn put_chat_card(&self, card: &ChatCard) -> Result<(), StoreError> {
-        sqlx::query(
+        query(
             "INSERT INTO chat_cards (adapter, channel, thread, execution_id, message_id, state, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (adapter, channel, thread, execution_id) DO UPDATE SET \
              message_id = COALESCE(excluded.message_id, chat_cards.message_id), state = excluded.state",
@@ -1879,16 +2021,14 @@ impl Store for SqliteStore {
         .bind(&card.message_id)
         .bind(card.state.as_str())
         .bind(now_ms())
-        .execute(&mut *self.conn().await?)
-        .await?;
+        .execute(&*self.conn()?)?;
         Ok(())
     }
 
     async fn chat_cards_of(&self, execution: ExecutionId) -> Result<Vec<ChatCard>, StoreError> {
-        let rows = sqlx::query("SELECT * FROM chat_cards WHERE execution_id = $1 ORDER BY created_at, adapter, channel")
+        let rows = query("SELECT * FROM chat_cards WHERE execution_id = $1 ORDER BY created_at, adapter, channel")
             .bind(execution)
-            .fetch_all(&mut *self.conn().await?)
-            .await?;
+            .fetch_all(&*self.conn()?)?;
         rows.iter()
             .map(|r| {
                 let thread: String = col(r, "thread")?;
@@ -1908,16 +2048,15 @@ impl Store for SqliteStore {
     }
 
     async fn adapter_value(&self, adapter: &str, key: &str) -> Result<Option<String>, StoreError> {
-        let row = sqlx::query("SELECT value FROM adapter_state WHERE adapter = $1 AND key = $2")
+        let row = query("SELECT value FROM adapter_state WHERE adapter = $1 AND key = $2")
             .bind(adapter)
             .bind(key)
-            .fetch_optional(&mut *self.conn().await?)
-            .await?;
+            .fetch_optional(&*self.conn()?)?;
         row.as_ref().map(|r| col(r, "value")).transpose()
     }
 
     async fn put_adapter_value(&self, adapter: &str, key: &str, value: &str) -> Result<(), StoreError> {
-        sqlx::query(
+        query(
             "INSERT INTO adapter_state (adapter, key, value, updated_at) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (adapter, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
         )
@@ -1925,13 +2064,12 @@ impl Store for SqliteStore {
         .bind(key)
         .bind(value)
         .bind(now_ms())
-        .execute(&mut *self.conn().await?)
-        .await?;
+        .execute(&*self.conn()?)?;
         Ok(())
     }
 
     async fn create_schedule(&self, new: &NewSchedule) -> Result<Schedule, StoreError> {
-        let row = sqlx::query(
+        let row = query(
             "INSERT INTO schedules (job, params, requested_by_platform, requested_by_id, requester_name, \
              place_platform, place_channel, place_thread, run_at, lang, text, state, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'pending', $12) RETURNING *",
@@ -1948,33 +2086,31 @@ impl Store for SqliteStore {
         .bind(&new.lang)
         .bind(&new.text)
         .bind(now_ms())
-        .returning(&mut *self.conn().await?)
-        .await?
-        .ok_or(sqlx::Error::RowNotFound)?;
+        .returning(&*self.conn()?)?
+        .ok_or_else(no_row)?;
         schedule_from_row(&row)
     }
 
     async fn schedule(&self, id: i64) -> Result<Option<Schedule>, StoreError> {
-        let row = sqlx::query("SELECT * FROM schedules WHERE id = $1")
+        let row = query("SELECT * FROM schedules WHERE id = $1")
             .bind(id)
-            .fetch_optional(&mut *self.conn().await?)
-            .await?;
+            .fetch_optional(&*self.conn()?)?;
         row.as_ref().map(schedule_from_row).transpose()
     }
 
     async fn schedules(&self, pending_only: bool, limit: u32) -> Result<Vec<Schedule>, StoreError> {
         let query = if pending_only {
-            sqlx::query("SELECT * FROM schedules WHERE state = 'pending' ORDER BY run_at, id LIMIT $1")
+            query("SELECT * FROM schedules WHERE state = 'pending' ORDER BY run_at, id LIMIT $1")
         } else {
-            sqlx::query("SELECT * FROM schedules ORDER BY id DESC LIMIT $1")
+            query("SELECT * FROM schedules ORDER BY id DESC LIMIT $1")
         };
-        let rows = query.bind(list_limit(limit)).fetch_all(&mut *self.conn().await?).await?;
+        let rows = query.bind(list_limit(limit)).fetch_all(&*self.conn()?)?;
         rows.iter().map(schedule_from_row).collect()
     }
 
     async fn cancel_schedule(&self, id: i64, by: &UserId) -> Result<Option<Schedule>, StoreError> {
         // The WHERE re-checks the state inside the UPDATE: of two cancels only one matches.
-        let row = sqlx::query(
+        let row = query(
             "UPDATE schedules SET state = 'cancelled', cancelled_by_platform = $1, cancelled_by_id = $2, finished_at = $3 \
              WHERE id = $4 AND state = 'pending' RETURNING *",
         )
@@ -1982,8 +2118,7 @@ impl Store for SqliteStore {
         .bind(&by.id)
         .bind(now_ms())
         .bind(id)
-        .returning(&mut *self.conn().await?)
-        .await?;
+        .returning(&*self.conn()?)?;
         row.as_ref().map(schedule_from_row).transpose()
     }
 
@@ -1991,7 +2126,7 @@ impl Store for SqliteStore {
         let now = now.timestamp_millis();
         // One statement: SQLite runs it under the write lock, so two processes sharing the
         // file never claim the same row (the outer `state` check keeps it right elsewhere too).
-        let rows = sqlx::query(
+        let rows = query(
             "UPDATE schedules SET state = 'firing', claimed_at = $1 \
              WHERE state = 'pending' AND id IN ( \
                  SELECT id FROM schedules WHERE state = 'pending' AND run_at <= $1 ORDER BY run_at, id LIMIT $2) \
@@ -1999,8 +2134,7 @@ impl Store for SqliteStore {
         )
         .bind(now)
         .bind(list_limit(limit))
-        .fetch_all(&mut *self.conn().await?)
-        .await?;
+        .fetch_all(&*self.conn()?)?;
         schedules_soonest_first(&rows)
     }
 
@@ -2014,7 +2148,7 @@ impl Store for SqliteStore {
         if !matches!(state, ScheduleState::Fired | ScheduleState::Failed) {
             return Ok(false);
         }
-        let done = sqlx::query(
+        let done = query(
             "UPDATE schedules SET state = $1, execution_id = $2, detail = $3, finished_at = $4 \
              WHERE id = $5 AND (state = 'firing' OR (state = 'failed' AND execution_id IS NULL AND detail = $6))",
         )
@@ -2024,8 +2158,7 @@ impl Store for SqliteStore {
         .bind(now_ms())
         .bind(id)
         .bind(STALE_SCHEDULE_DETAIL)
-        .execute(&mut *self.conn().await?)
-        .await?;
+        .execute(&*self.conn()?)?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -2034,23 +2167,21 @@ impl Store for SqliteStore {
         // now is not stale. The claim time is never before the run time, so every row found
         // is also due before `older_than`.
         let older_than = older_than.timestamp_millis();
-        let rows = sqlx::query(
+        let rows = query(
             "UPDATE schedules SET state = 'failed', detail = $1, finished_at = $2 \
              WHERE state = 'firing' AND run_at < $3 AND COALESCE(claimed_at, run_at) < $3 RETURNING *",
         )
         .bind(STALE_SCHEDULE_DETAIL)
         .bind(now_ms())
         .bind(older_than)
-        .fetch_all(&mut *self.conn().await?)
-        .await?;
+        .fetch_all(&*self.conn()?)?;
         schedules_soonest_first(&rows)
     }
 
     async fn cron_next(&self, name: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
-        let row = sqlx::query("SELECT next_at FROM cron_schedules WHERE name = $1")
+        let row = query("SELECT next_at FROM cron_schedules WHERE name = $1")
             .bind(name)
-            .fetch_optional(&mut *self.conn().await?)
-            .await?;
+            .fetch_optional(&*self.conn()?)?;
         row.as_ref()
             .map(|r| time(col(r, "next_at")?, &format!("cron schedule `{name}`")))
             .transpose()
@@ -2058,24 +2189,22 @@ impl Store for SqliteStore {
 
     async fn advance_cron(&self, name: &str, expected: Option<DateTime<Utc>>, next: DateTime<Utc>) -> Result<bool, StoreError> {
         let query = match expected {
-            None => sqlx::query("INSERT INTO cron_schedules (name, next_at, updated_at) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING")
+            None => query("INSERT INTO cron_schedules (name, next_at, updated_at) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING")
                 .bind(name)
                 .bind(next.timestamp_millis())
                 .bind(now_ms()),
-            Some(expected) => sqlx::query("UPDATE cron_schedules SET next_at = $1, updated_at = $2 WHERE name = $3 AND next_at = $4")
+            Some(expected) => query("UPDATE cron_schedules SET next_at = $1, updated_at = $2 WHERE name = $3 AND next_at = $4")
                 .bind(next.timestamp_millis())
                 .bind(now_ms())
                 .bind(name)
                 .bind(expected.timestamp_millis()),
         };
-        let done = query.execute(&mut *self.conn().await?).await?;
+        let done = query.execute(&*self.conn()?)?;
         Ok(done.rows_affected() == 1)
     }
 
     async fn count_by_state(&self) -> Result<Vec<(ExecState, u64)>, StoreError> {
-        let rows = sqlx::query("SELECT state, COUNT(*) AS n FROM executions GROUP BY state")
-            .fetch_all(&mut *self.conn().await?)
-            .await?;
+        let rows = query("SELECT state, COUNT(*) AS n FROM executions GROUP BY state").fetch_all(&*self.conn()?)?;
         rows.iter()
             .map(|r| {
                 let state: String = col(r, "state")?;
@@ -2086,7 +2215,7 @@ impl Store for SqliteStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&mut *self.conn().await?).await?;
+        query("SELECT 1").fetch_one(&*self.conn()?)?;
         Ok(())
     }
 

@@ -28,7 +28,6 @@ use opsbot_core::{Catalog, ExecState, Runner};
 use opsbot_runners::ExecRunner;
 use opsbot_store::{SqliteStore, Store};
 use opsbot_worker::{Worker, WorkerOptions};
-use sqlx::Row;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -138,20 +137,22 @@ fn one_run(rt: &tokio::runtime::Runtime, name: &str, catalog: &Arc<Catalog>, run
 
         let x = store.execution(e.id).await.expect("read").expect("the execution");
         assert_eq!(x.state, ExecState::Succeeded, "{name}: the job did not succeed: {:?}", x.detail);
-        let row = sqlx::query(
-            "SELECT COUNT(*) AS chunks, COALESCE(SUM(n_lines), 0) AS lines, COALESCE(SUM(n_bytes), 0) AS bytes \
-             FROM output_chunks WHERE execution_id = $1",
-        )
-        .bind(e.id)
-        .fetch_one(&mut *maint.conn().await.expect("a connection"))
-        .await
-        .expect("output totals");
+        let (stored_lines, stored_bytes, chunks) = maint
+            .conn()
+            .expect("a connection")
+            .query_row(
+                "SELECT COUNT(*) AS chunks, COALESCE(SUM(n_lines), 0) AS lines, COALESCE(SUM(n_bytes), 0) AS bytes \
+                 FROM output_chunks WHERE execution_id = ?1",
+                [e.id],
+                |r| Ok((r.get("lines")?, r.get("bytes")?, r.get("chunks")?)),
+            )
+            .expect("output totals");
         let run = Run {
             wall,
             job_ms: x.duration_ms.unwrap_or(0),
-            stored_lines: row.get("lines"),
-            stored_bytes: row.get("bytes"),
-            chunks: row.get("chunks"),
+            stored_lines,
+            stored_bytes,
+            chunks,
             db_growth: main_size.saturating_sub(size_before),
             wal,
             cpu,

@@ -32,7 +32,6 @@ use opsbot_core::{Catalog, Runner};
 use opsbot_runners::ExecRunner;
 use opsbot_store::{SqliteStore, Store};
 use opsbot_worker::{Worker, WorkerOptions};
-use sqlx::Row;
 use std::collections::BTreeMap;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
@@ -161,22 +160,23 @@ struct Counts {
     other_final: i64,
 }
 
-async fn counts(conn: &mut sqlx::SqliteConnection) -> Counts {
-    let row = sqlx::query(
+fn counts(conn: &opsbot_store::rusqlite::Connection) -> Counts {
+    conn.query_row(
         "SELECT COALESCE(SUM(state = 'queued'), 0) AS q, COALESCE(SUM(state = 'running'), 0) AS r, \
          COALESCE(SUM(state = 'running' AND pgid IS NOT NULL), 0) AS s, COALESCE(SUM(state = 'succeeded'), 0) AS ok, \
          COALESCE(SUM(state NOT IN ('queued', 'running', 'succeeded')), 0) AS bad FROM executions",
+        [],
+        |row| {
+            Ok(Counts {
+                queued: row.get("q")?,
+                running: row.get("r")?,
+                spawned: row.get("s")?,
+                succeeded: row.get("ok")?,
+                other_final: row.get("bad")?,
+            })
+        },
     )
-    .fetch_one(conn)
-    .await
-    .expect("count the executions");
-    Counts {
-        queued: row.get("q"),
-        running: row.get("r"),
-        spawned: row.get("s"),
-        succeeded: row.get("ok"),
-        other_final: row.get("bad"),
-    }
+    .expect("count the executions")
 }
 
 fn mib(kb: u64) -> String {
@@ -264,7 +264,7 @@ fn main() {
         let mut curve: Vec<(Duration, i64)> = Vec::new();
         loop {
             tokio::time::sleep(Duration::from_millis(50)).await;
-            let c = counts(&mut maint.conn().await.expect("a connection")).await;
+            let c = counts(&maint.conn().expect("a connection"));
             let t = start.elapsed();
             curve.push((t, c.spawned));
             if c.queued == 0 && all_claimed.is_none() {
@@ -313,17 +313,16 @@ fn main() {
             format!("{:.2} s / {:.2} s", ramp_cpu.as_secs_f64(), ramp.as_secs_f64()),
         );
         if last.other_final > 0 {
-            let first = sqlx::query(
-                "SELECT id, state, detail, (SELECT COUNT(*) FROM executions r WHERE r.state = 'running' AND r.started_at <= e.started_at) AS running_before \
-                 FROM executions e WHERE state NOT IN ('queued', 'running', 'succeeded') ORDER BY started_at, id LIMIT 1",
-            )
-            .fetch_one(&mut *maint.conn().await.expect("a connection"))
-            .await
-            .expect("the first execution that did not start");
-            let id: i64 = first.get("id");
-            let state: String = first.get("state");
-            let detail: Option<String> = first.get("detail");
-            let before: i64 = first.get("running_before");
+            let (id, state, detail, before): (i64, String, Option<String>, i64) = maint
+                .conn()
+                .expect("a connection")
+                .query_row(
+                    "SELECT id, state, detail, (SELECT COUNT(*) FROM executions r WHERE r.state = 'running' AND r.started_at <= e.started_at) AS running_before \
+                     FROM executions e WHERE state NOT IN ('queued', 'running', 'succeeded') ORDER BY started_at, id LIMIT 1",
+                    [],
+                    |r| Ok((r.get("id")?, r.get("state")?, r.get("detail")?, r.get("running_before")?)),
+                )
+                .expect("the first execution that did not start");
             row(
                 "FIRST EXECUTION THAT DID NOT START",
                 format!("#{id} ({state}) with {before} running: {}", detail.unwrap_or_default()),
@@ -383,7 +382,7 @@ fn main() {
                 .write(true)
                 .custom_flags(libc::O_NONBLOCK)
                 .open(&fifo);
-            c = counts(&mut maint.conn().await.expect("a connection")).await;
+            c = counts(&maint.conn().expect("a connection"));
             if (c.queued == 0 && c.running == 0) || released.elapsed() > PHASE_LIMIT {
                 break;
             }

@@ -79,10 +79,12 @@ async fn approvals_round_trip(store: &SqliteStore) {
         serde_json::to_string(&new.params).unwrap()
     );
     assert_eq!(got.requirements.to_string(), new.requirements.to_string());
-    let (params, requirements): (String, String) = sqlx::query_as("SELECT params, requirements FROM approvals WHERE id = $1")
-        .bind(a.id)
-        .fetch_one(&mut *store.conn().await.expect("a connection"))
-        .await
+    let (params, requirements): (String, String) = store
+        .conn()
+        .expect("a connection")
+        .query_row("SELECT params, requirements FROM approvals WHERE id = ?1", [a.id], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
         .expect("raw row");
     assert_eq!(params, serde_json::to_string(&new.params).unwrap());
     assert_eq!(requirements, new.requirements.to_string());

@@ -58,21 +58,16 @@ on_both!(audit_appends_and_lists);
 
 async fn audit_is_append_only(store: &SqliteStore) {
     let id = store.audit(&record("run", "accepted")).await.expect("audit");
-    let update = sqlx::query("UPDATE audit SET decision = 'refused' WHERE id = $1")
-        .bind(id)
-        .execute(&mut *store.conn().await.expect("a connection"))
-        .await;
+    let update = store
+        .conn()
+        .expect("a connection")
+        .execute("UPDATE audit SET decision = 'refused' WHERE id = ?1", [id]);
     let err = update.expect_err("update refused");
     assert!(err.to_string().contains("audit records are append-only"), "{err}");
-    let delete = sqlx::query("DELETE FROM audit WHERE id = $1")
-        .bind(id)
-        .execute(&mut *store.conn().await.expect("a connection"))
-        .await;
+    let delete = store.conn().expect("a connection").execute("DELETE FROM audit WHERE id = ?1", [id]);
     let err = delete.expect_err("delete refused");
     assert!(err.to_string().contains("audit records are append-only"), "{err}");
-    let delete_all = sqlx::query("DELETE FROM audit")
-        .execute(&mut *store.conn().await.expect("a connection"))
-        .await;
+    let delete_all = store.conn().expect("a connection").execute("DELETE FROM audit", []);
     assert!(delete_all.is_err());
 
     let all = store.audit_records(10).await.expect("list");

@@ -4,10 +4,8 @@
 
 use crate::{ana, at_ms, ops};
 use opsbot_core::Params;
+use opsbot_store::rusqlite;
 use opsbot_store::{AuditFilter, AuditRecord, AuditVerification, ChainProblem, ChainedAudit, GENESIS_HASH, SqliteStore, Store, audit_hash};
-use sqlx::migrate::{Migration, MigrationType, Migrator};
-use sqlx::{AssertSqlSafe, SqlSafeStr};
-use std::borrow::Cow;
 
 /// Record number `n` (varied fields, so swapped records differ).
 fn record(n: i64) -> AuditRecord {
@@ -69,20 +67,19 @@ async fn assert_intact(store: &dyn Store, n: u64) {
 }
 
 /// What an attacker with the file does first: drop the append-only triggers.
-async fn drop_triggers(store: &SqliteStore) {
+fn drop_triggers(store: &SqliteStore) {
+    let conn = store.conn().expect("a connection");
     for t in ["audit_no_update", "audit_no_delete", "audit_chained"] {
-        sqlx::query(AssertSqlSafe(format!("DROP TRIGGER {t}")))
-            .execute(&mut *store.conn().await.expect("a connection"))
-            .await
-            .expect("drop trigger");
+        conn.execute_batch(&format!("DROP TRIGGER {t}")).expect("drop trigger");
     }
 }
 
 /// Runs SQL on the file as the attacker.
-async fn sql(store: &SqliteStore, statement: &str) {
-    sqlx::query(AssertSqlSafe(statement.to_string()))
-        .execute(&mut *store.conn().await.expect("a connection"))
-        .await
+fn sql(store: &SqliteStore, statement: &str) {
+    store
+        .conn()
+        .expect("a connection")
+        .execute_batch(statement)
         .unwrap_or_else(|e| panic!("{statement}: {e}"));
 }
 
@@ -152,10 +149,7 @@ async fn a_new_record_must_extend_the_chain(store: &SqliteStore) {
             "INSERT INTO audit (id, at, actor_platform, actor_id, actor_name, place_platform, place_channel, action, decision, prev_hash, hash) \
              VALUES ({id}, 1, 'x', 'y', 'z', 'p', 'c', 'run', 'accepted', {prev}, {hash})"
         );
-        let err = sqlx::query(AssertSqlSafe(statement))
-            .execute(&mut *store.conn().await.expect("a connection"))
-            .await
-            .expect_err("refused");
+        let err = store.conn().expect("a connection").execute_batch(&statement).expect_err("refused");
         assert!(
             err.to_string().contains("must extend the hash chain") || err.to_string().contains("UNIQUE"),
             "{err}"
@@ -167,8 +161,8 @@ on_both!(a_new_record_must_extend_the_chain);
 
 async fn a_changed_record_is_found(store: &SqliteStore) {
     let ids = append(store, 5).await;
-    drop_triggers(store).await;
-    sql(store, &format!("UPDATE audit SET decision = 'refused' WHERE id = {}", ids[2])).await;
+    drop_triggers(store);
+    sql(store, &format!("UPDATE audit SET decision = 'refused' WHERE id = {}", ids[2]));
     let (id, after, problem, checked) = broken(store).await;
     assert_eq!((id, after, checked), (ids[2], Some(ids[1]), 3));
     assert!(matches!(problem, ChainProblem::Altered { .. }), "{problem:?}");
@@ -177,8 +171,8 @@ on_both!(a_changed_record_is_found);
 
 async fn a_deleted_record_is_found(store: &SqliteStore) {
     let ids = append(store, 5).await;
-    drop_triggers(store).await;
-    sql(store, &format!("DELETE FROM audit WHERE id = {}", ids[2])).await;
+    drop_triggers(store);
+    sql(store, &format!("DELETE FROM audit WHERE id = {}", ids[2]));
     let (id, after, problem, _) = broken(store).await;
     assert_eq!((id, after), (ids[3], Some(ids[1])), "the record after the hole does not link");
     assert!(matches!(problem, ChainProblem::Unlinked { .. }), "{problem:?}");
@@ -186,15 +180,15 @@ async fn a_deleted_record_is_found(store: &SqliteStore) {
     // Deleting the first record is found too, and so is renumbering to close the gap.
     let store2 = SqliteStore::memory().await.expect("store");
     let ids = append(&store2, 3).await;
-    drop_triggers(&store2).await;
-    sql(&store2, &format!("DELETE FROM audit WHERE id = {}", ids[0])).await;
+    drop_triggers(&store2);
+    sql(&store2, &format!("DELETE FROM audit WHERE id = {}", ids[0]));
     let (id, after, problem, _) = broken(&store2).await;
     assert_eq!((id, after), (ids[1], None));
     assert!(
         matches!(&problem, ChainProblem::Unlinked { expected, .. } if expected == GENESIS_HASH),
         "{problem:?}"
     );
-    sql(&store2, &format!("UPDATE audit SET id = id - 1 WHERE id > {}", ids[0])).await;
+    sql(&store2, &format!("UPDATE audit SET id = id - 1 WHERE id > {}", ids[0]));
     let (id, _, problem, _) = broken(&store2).await;
     assert_eq!(id, ids[0]);
     assert!(matches!(problem, ChainProblem::Unlinked { .. }), "{problem:?}");
@@ -202,8 +196,7 @@ async fn a_deleted_record_is_found(store: &SqliteStore) {
     sql(
         &store2,
         &format!("UPDATE audit SET prev_hash = '{GENESIS_HASH}' WHERE id = {}", ids[0]),
-    )
-    .await;
+    );
     let (id, _, problem, _) = broken(&store2).await;
     assert_eq!(id, ids[0]);
     assert!(matches!(problem, ChainProblem::Altered { .. }), "{problem:?}");
@@ -215,32 +208,32 @@ const COLUMNS: &str = "at, actor_platform, actor_id, actor_name, place_platform,
                        action, job, params, decision, reason, execution_id, prev_hash, hash";
 
 /// Swaps the given columns of records `a` and `b`.
-async fn swap(store: &SqliteStore, a: i64, b: i64, columns: &str) {
+fn swap(store: &SqliteStore, a: i64, b: i64, columns: &str) {
     let cols: Vec<&str> = columns.split(',').map(str::trim).collect();
     let set = cols
         .iter()
         .map(|c| format!("{c} = (SELECT {c} FROM audit_copy WHERE audit_copy.id = CASE audit.id WHEN {a} THEN {b} ELSE {a} END)"))
         .collect::<Vec<_>>()
         .join(", ");
-    sql(store, "CREATE TABLE audit_copy AS SELECT * FROM audit").await;
-    sql(store, &format!("UPDATE audit SET {set} WHERE id IN ({a}, {b})")).await;
-    sql(store, "DROP TABLE audit_copy").await;
+    sql(store, "CREATE TABLE audit_copy AS SELECT * FROM audit");
+    sql(store, &format!("UPDATE audit SET {set} WHERE id IN ({a}, {b})"));
+    sql(store, "DROP TABLE audit_copy");
 }
 
 async fn a_reordered_pair_is_found(store: &SqliteStore) {
     let ids = append(store, 5).await;
-    drop_triggers(store).await;
+    drop_triggers(store);
     // Whole rows trade places (the same as swapping their ids).
-    swap(store, ids[1], ids[2], COLUMNS).await;
+    swap(store, ids[1], ids[2], COLUMNS);
     let (id, after, problem, _) = broken(store).await;
     assert_eq!((id, after), (ids[1], Some(ids[0])));
     assert!(matches!(problem, ChainProblem::Unlinked { .. }), "{problem:?}");
-    swap(store, ids[1], ids[2], COLUMNS).await;
+    swap(store, ids[1], ids[2], COLUMNS);
     assert_intact(store, 5).await;
 
     // Only the contents trade places; each keeps the hashes of its position.
     let contents = COLUMNS.trim_end_matches(", prev_hash, hash");
-    swap(store, ids[3], ids[4], contents).await;
+    swap(store, ids[3], ids[4], contents);
     let (id, after, problem, _) = broken(store).await;
     assert_eq!((id, after), (ids[3], Some(ids[2])));
     assert!(matches!(problem, ChainProblem::Altered { .. }), "{problem:?}");
@@ -249,11 +242,11 @@ on_both!(a_reordered_pair_is_found);
 
 async fn an_edited_hash_is_found(store: &SqliteStore) {
     let ids = append(store, 4).await;
-    drop_triggers(store).await;
+    drop_triggers(store);
     let links = chain(store).await;
     // A forged hash column: it no longer matches the record.
     let forged = "ab".repeat(32);
-    sql(store, &format!("UPDATE audit SET hash = '{forged}' WHERE id = {}", ids[1])).await;
+    sql(store, &format!("UPDATE audit SET hash = '{forged}' WHERE id = {}", ids[1]));
     let (id, _, problem, _) = broken(store).await;
     assert_eq!(id, ids[1]);
     assert_eq!(
@@ -275,8 +268,7 @@ async fn an_edited_hash_is_found(store: &SqliteStore) {
     sql(
         store,
         &format!("UPDATE audit SET decision = 'refused', hash = '{rehashed}' WHERE id = {}", ids[1]),
-    )
-    .await;
+    );
     let (id, after, problem, _) = broken(store).await;
     assert_eq!((id, after), (ids[2], Some(ids[1])));
     assert!(
@@ -288,19 +280,18 @@ on_both!(an_edited_hash_is_found);
 
 async fn a_record_added_without_a_hash_is_found(store: &SqliteStore) {
     let ids = append(store, 3).await;
-    drop_triggers(store).await;
+    drop_triggers(store);
     sql(
         store,
         "INSERT INTO audit (at, actor_platform, actor_id, actor_name, place_platform, place_channel, action, decision) \
          VALUES (1, 'terminal', 'mallory', 'M', 'terminal', 'ops', 'run', 'accepted')",
-    )
-    .await;
+    );
     let (id, after, problem, checked) = broken(store).await;
     assert!(id > ids[2]);
     assert_eq!((after, problem, checked), (Some(ids[2]), ChainProblem::Unhashed, 4));
 
     // Something opsbot never writes is reported as unreadable, not as an error.
-    sql(store, &format!("UPDATE audit SET params = 'not json' WHERE id = {}", ids[0])).await;
+    sql(store, &format!("UPDATE audit SET params = 'not json' WHERE id = {}", ids[0]));
     let (id, after, problem, _) = broken(store).await;
     assert_eq!((id, after), (ids[0], None));
     assert!(matches!(problem, ChainProblem::Unreadable(_)), "{problem:?}");
@@ -342,65 +333,42 @@ async fn concurrent_appends_from_two_pools_stay_chained() {
     assert_eq!(execs.len() as u64, total / 2, "each (task, i) appended once by each store");
 }
 
-/// The migrations up to (not including) the hash chain, as the earlier opsbot applied them.
-fn migrator_up_to(version: i64) -> Migrator {
-    let all: [(i64, &str, &'static str); 6] = [
-        (1, "init", include_str!("../../migrations/sqlite/0001_init.sql")),
-        (2, "api tokens", include_str!("../../migrations/sqlite/0002_api_tokens.sql")),
-        (3, "execution pgid", include_str!("../../migrations/sqlite/0003_execution_pgid.sql")),
-        (4, "listing index", include_str!("../../migrations/sqlite/0004_listing_index.sql")),
-        (5, "web sessions and chat", include_str!("../../migrations/sqlite/0005_web.sql")),
-        (6, "audit hash chain", include_str!("../../migrations/sqlite/0006_audit_chain.sql")),
-    ];
-    Migrator::with_migrations(
-        all.into_iter()
-            .filter(|(v, _, _)| *v <= version)
-            .map(|(v, d, s)| Migration::new(v, Cow::Borrowed(d), MigrationType::Simple, s.into_sql_str(), false))
-            .collect(),
-    )
-}
-
 /// A file at migration 5 with `n` audit records written as the store wrote them then (no hash).
-async fn file_before_the_chain(path: &std::path::Path, n: i64) -> sqlx::SqlitePool {
-    let options = sqlx::sqlite::SqliteConnectOptions::new().filename(path).create_if_missing(true);
-    let pool = sqlx::sqlite::SqlitePoolOptions::new()
-        .max_connections(1)
-        .connect_with(options)
-        .await
-        .expect("pool");
-    migrator_up_to(5).run(&pool).await.expect("migrations 1-5");
+fn file_before_the_chain(path: &std::path::Path, n: i64) -> rusqlite::Connection {
+    let mut conn = rusqlite::Connection::open(path).expect("open the file");
+    SqliteStore::migrate(&mut conn, Some(5)).expect("migrations 1-5");
     for i in 1..=n {
         let r = record(i);
-        sqlx::query(
+        conn.execute(
             "INSERT INTO audit (at, actor_platform, actor_id, actor_name, place_platform, place_channel, \
              place_thread, action, job, params, decision, reason, execution_id) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+            rusqlite::params![
+                r.at.timestamp_millis(),
+                r.actor.platform,
+                r.actor.id,
+                r.actor_name,
+                r.place.platform,
+                r.place.channel,
+                r.place.thread,
+                r.action,
+                r.job,
+                r.params.as_ref().map(|p| serde_json::to_string(p).expect("json")),
+                r.decision,
+                r.reason,
+                r.execution_id,
+            ],
         )
-        .bind(r.at.timestamp_millis())
-        .bind(&r.actor.platform)
-        .bind(&r.actor.id)
-        .bind(&r.actor_name)
-        .bind(&r.place.platform)
-        .bind(&r.place.channel)
-        .bind(&r.place.thread)
-        .bind(&r.action)
-        .bind(&r.job)
-        .bind(r.params.as_ref().map(|p| serde_json::to_string(p).expect("json")))
-        .bind(&r.decision)
-        .bind(&r.reason)
-        .bind(r.execution_id)
-        .execute(&pool)
-        .await
         .expect("old insert");
     }
-    pool
+    conn
 }
 
 #[tokio::test]
 async fn records_from_before_the_chain_are_chained_when_the_file_is_opened() {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("opsbot.db");
-    file_before_the_chain(&path, 5).await.close().await;
+    file_before_the_chain(&path, 5).close().expect("close the old file");
 
     let store = SqliteStore::open(&path).await.expect("open and migrate");
     assert_intact(&store, 5).await;
@@ -411,9 +379,10 @@ async fn records_from_before_the_chain_are_chained_when_the_file_is_opened() {
             "content unchanged"
         );
     }
-    let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM audit_unchained")
-        .fetch_one(&mut *store.conn().await.expect("a connection"))
-        .await
+    let left: i64 = store
+        .conn()
+        .expect("a connection")
+        .query_row("SELECT COUNT(*) FROM audit_unchained", [], |r| r.get(0))
         .expect("count");
     assert_eq!(left, 0, "done once");
 
@@ -425,10 +394,7 @@ async fn records_from_before_the_chain_are_chained_when_the_file_is_opened() {
         "UPDATE audit SET hash = NULL, prev_hash = NULL WHERE id = 2",
         "DELETE FROM audit WHERE id = 3",
     ] {
-        let err = sqlx::query(statement)
-            .execute(&mut *store.conn().await.expect("a connection"))
-            .await
-            .expect_err(statement);
+        let err = store.conn().expect("a connection").execute_batch(statement).expect_err(statement);
         assert!(err.to_string().contains("append-only"), "{statement}: {err}");
     }
     store.close().await;
@@ -443,8 +409,8 @@ async fn records_from_before_the_chain_are_chained_when_the_file_is_opened() {
 #[tokio::test]
 async fn the_backfill_exception_of_the_update_trigger_is_narrow() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let pool = file_before_the_chain(&dir.path().join("opsbot.db"), 2).await;
-    migrator_up_to(6).run(&pool).await.expect("migration 6");
+    let mut conn = file_before_the_chain(&dir.path().join("opsbot.db"), 2);
+    SqliteStore::migrate(&mut conn, Some(6)).expect("migration 6");
     let h = "cd".repeat(32);
     let refused = [
         format!("UPDATE audit SET prev_hash = '{GENESIS_HASH}', hash = '{h}', decision = 'refused' WHERE id = 1"),
@@ -453,30 +419,22 @@ async fn the_backfill_exception_of_the_update_trigger_is_narrow() {
         "UPDATE audit SET decision = 'refused' WHERE id = 1".to_string(),
     ];
     for s in &refused {
-        let err = sqlx::query(AssertSqlSafe(s.clone())).execute(&pool).await.expect_err(s);
+        let err = conn.execute_batch(s).expect_err(s);
         assert!(err.to_string().contains("append-only"), "{s}: {err}");
     }
     let once = format!("UPDATE audit SET prev_hash = '{GENESIS_HASH}', hash = '{h}' WHERE id = 1");
-    sqlx::query(AssertSqlSafe(once.clone()))
-        .execute(&pool)
-        .await
-        .expect("the backfill update");
-    let err = sqlx::query(AssertSqlSafe(once)).execute(&pool).await.expect_err("only once");
+    conn.execute_batch(&once).expect("the backfill update");
+    let err = conn.execute_batch(&once).expect_err("only once");
     assert!(err.to_string().contains("append-only"), "{err}");
     // A record added after the migration is not covered, even without a hash.
-    sqlx::query("DROP TRIGGER audit_chained").execute(&pool).await.expect("drop");
-    sqlx::query(
+    conn.execute_batch("DROP TRIGGER audit_chained").expect("drop");
+    conn.execute_batch(
         "INSERT INTO audit (at, actor_platform, actor_id, actor_name, place_platform, place_channel, action, decision) \
          VALUES (1, 'x', 'y', 'z', 'p', 'c', 'run', 'accepted')",
     )
-    .execute(&pool)
-    .await
     .expect("insert");
-    let err = sqlx::query(AssertSqlSafe(format!(
-        "UPDATE audit SET prev_hash = '{GENESIS_HASH}', hash = '{h}' WHERE id = 3"
-    )))
-    .execute(&pool)
-    .await
-    .expect_err("not an old record");
+    let err = conn
+        .execute_batch(&format!("UPDATE audit SET prev_hash = '{GENESIS_HASH}', hash = '{h}' WHERE id = 3"))
+        .expect_err("not an old record");
     assert!(err.to_string().contains("append-only"), "{err}");
 }

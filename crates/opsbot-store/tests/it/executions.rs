@@ -186,16 +186,13 @@ async fn list_limit_is_capped_at_1000() {
 async fn unreadable_rows_are_corrupt(store: &SqliteStore) {
     let a = store.create_execution(&new_exec("job")).await.expect("create");
     let b = store.create_execution(&new_exec("job")).await.expect("create");
-    sqlx::query("UPDATE executions SET state = 'exploded' WHERE id = $1")
-        .bind(a.id)
-        .execute(&mut *store.conn().await.expect("a connection"))
-        .await
-        .expect("raw update");
-    sqlx::query("UPDATE executions SET params = '{not json' WHERE id = $1")
-        .bind(b.id)
-        .execute(&mut *store.conn().await.expect("a connection"))
-        .await
-        .expect("raw update");
+    {
+        let conn = store.conn().expect("a connection");
+        conn.execute("UPDATE executions SET state = 'exploded' WHERE id = ?1", [a.id])
+            .expect("raw update");
+        conn.execute("UPDATE executions SET params = '{not json' WHERE id = ?1", [b.id])
+            .expect("raw update");
+    }
     let err = store.execution(a.id).await.expect_err("bad state");
     assert!(matches!(&err, StoreError::Corrupt(m) if m.contains("exploded")), "{err}");
     let err = store.execution(b.id).await.expect_err("bad params");

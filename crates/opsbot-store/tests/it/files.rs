@@ -2,9 +2,14 @@
 
 use crate::{ana, at_ms, finished, line, new_exec, ops};
 use opsbot_core::{ExecState, Stream};
+use opsbot_store::rusqlite;
 use opsbot_store::{AuditRecord, Dialog, SqliteStore, Store};
-use sqlx::{Connection, Row};
 use std::time::Duration;
+
+/// The value of `PRAGMA name` on `conn`.
+fn pragma<T: rusqlite::types::FromSql>(conn: &rusqlite::Connection, name: &str) -> T {
+    conn.pragma_query_value(None, name, |r| r.get(0)).expect("pragma")
+}
 
 #[tokio::test]
 async fn open_creates_file_and_folders_with_settings() {
@@ -12,22 +17,16 @@ async fn open_creates_file_and_folders_with_settings() {
     let path = dir.path().join("a").join("b").join("opsbot.db");
     let store = SqliteStore::open(&path).await.expect("open");
     assert!(path.exists());
-    let mut conn = store.conn().await.expect("a connection");
-    let mut pragma = async |name: &str| -> sqlx::sqlite::SqliteRow {
-        sqlx::query(sqlx::AssertSqlSafe(format!("PRAGMA {name}")))
-            .fetch_one(&mut *conn)
-            .await
-            .expect("pragma")
-    };
-    let mode: String = pragma("journal_mode").await.get(0);
+    let conn = store.conn().expect("a connection");
+    let mode: String = pragma(&conn, "journal_mode");
     assert_eq!(mode, "wal");
-    let fk: i64 = pragma("foreign_keys").await.get(0);
+    let fk: i64 = pragma(&conn, "foreign_keys");
     assert_eq!(fk, 1);
     // Our own busy handler replaces SQLite's `busy_timeout` (which then reads 0); it waits about
     // as long (below: `a_writer_waits_for_another_connections_transaction`).
-    let busy: i64 = pragma("busy_timeout").await.get(0);
+    let busy: i64 = pragma(&conn, "busy_timeout");
     assert_eq!(busy, 0);
-    let sync: i64 = pragma("synchronous").await.get(0);
+    let sync: i64 = pragma(&conn, "synchronous");
     assert_eq!(sync, 1, "NORMAL");
 }
 
@@ -86,11 +85,13 @@ async fn reopening_keeps_data_and_migrates_once() {
         assert!(store.dialog(&ops(), &ana()).await.expect("dialog").is_some());
         assert_eq!(store.audit_records(10).await.expect("audit")[0].id, audit_id);
         // Each migration is recorded once, however often the file is opened.
-        let row = sqlx::query("SELECT COUNT(*), COUNT(DISTINCT version) FROM _sqlx_migrations")
-            .fetch_one(&mut *store.conn().await.expect("a connection"))
-            .await
+        let (rows, versions): (i64, i64) = store
+            .conn()
+            .expect("a connection")
+            .query_row("SELECT COUNT(*), COUNT(DISTINCT version) FROM _sqlx_migrations", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
             .expect("count");
-        let (rows, versions): (i64, i64) = (row.get(0), row.get(1));
         assert_eq!(rows, versions);
         assert_eq!(versions, 9, "0001_init … 0009_schedules");
         store.close().await;
@@ -138,14 +139,14 @@ async fn a_writer_waits_for_another_connections_transaction() {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("opsbot.db");
     let store = SqliteStore::open(&path).await.expect("open");
-    // Another connection (as another process would) holds the write lock for 400 ms.
-    let mut other = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
-        .await
-        .expect("connect");
-    sqlx::query("BEGIN IMMEDIATE").execute(&mut other).await.expect("begin");
-    let release = tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(400)).await;
-        sqlx::query("COMMIT").execute(&mut other).await.expect("commit");
+    // Another connection (as another process would) holds the write lock for 400 ms. It lets go
+    // on a thread of its own: the store's write runs on this test's one runtime thread, which it
+    // blocks while it waits.
+    let other = rusqlite::Connection::open(&path).expect("connect");
+    other.execute_batch("BEGIN IMMEDIATE").expect("begin");
+    let release = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(400));
+        other.execute_batch("COMMIT").expect("commit");
         other
     });
     // The store's write waits (SQLite calls our busy handler) and then succeeds.
@@ -153,7 +154,7 @@ async fn a_writer_waits_for_another_connections_transaction() {
         .create_execution(&new_exec("deploy"))
         .await
         .expect("the write waited for the lock");
-    let _other = release.await.expect("released");
+    let _other = release.join().expect("released");
     assert_eq!(store.execution(e.id).await.expect("read").expect("stored").job, "deploy");
 }
 

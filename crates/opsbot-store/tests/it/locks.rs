@@ -67,10 +67,10 @@ async fn locks_put_conflict_delete(store: &SqliteStore) {
     let retaken = store.put_lock(&again).await.expect("put").expect("free again");
     assert_eq!((retaken.scope.as_str(), retaken.reason.as_str()), (taken.scope.as_str(), "mine"));
     assert!(retaken.id > taken.id);
-    let raw: String = sqlx::query_scalar("SELECT params FROM locks WHERE id = $1")
-        .bind(retaken.id)
-        .fetch_one(&mut *store.conn().await.expect("a connection"))
-        .await
+    let raw: String = store
+        .conn()
+        .expect("a connection")
+        .query_row("SELECT params FROM locks WHERE id = ?1", [retaken.id], |r| r.get(0))
         .expect("raw");
     assert_eq!(raw, serde_json::to_string(&again.params).unwrap());
 }

@@ -41,6 +41,7 @@ mod output;
 mod recover;
 mod schedules;
 mod tokens;
+mod upgrade;
 mod web;
 
 /// A file store in a fresh temp dir (keep the dir alive as long as the store).

@@ -37,22 +37,11 @@ fn trail() -> (Sandbox, PathBuf) {
 
 /// Runs SQL statements on the database file directly.
 fn tamper(db: &Path, statements: &[&str]) {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-    rt.block_on(async {
-        let options = sqlx::sqlite::SqliteConnectOptions::new().filename(db);
-        let pool = sqlx::sqlite::SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect_with(options)
-            .await
-            .expect("open the file");
-        for s in statements {
-            sqlx::query(sqlx::AssertSqlSafe(s.to_string()))
-                .execute(&pool)
-                .await
-                .unwrap_or_else(|e| panic!("{s}: {e}"));
-        }
-        pool.close().await;
-    });
+    let conn = opsbot_store::rusqlite::Connection::open(db).expect("open the file");
+    for s in statements {
+        conn.execute_batch(s).unwrap_or_else(|e| panic!("{s}: {e}"));
+    }
+    conn.close().map_err(|(_, e)| e).expect("close the file");
 }
 
 const DROP_TRIGGERS: [&str; 3] = [

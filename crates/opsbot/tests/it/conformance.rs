@@ -562,7 +562,7 @@ runner = {{ type = "exec", argv = ["echo", "hello"] }}
     let db = bot._sandbox.db();
     let start = Instant::now();
     loop {
-        let found = web_chat(&db, "ops").await;
+        let found = web_chat(&db, "ops");
         if found.contains("hello") && found.contains("approve") {
             break;
         }
@@ -608,21 +608,17 @@ runner = {{ type = "exec", argv = ["echo", "hello"] }}
 }
 
 /// The stored replies of a web chat channel, read from the database file (read-only).
-async fn web_chat(db: &std::path::Path, channel: &str) -> String {
-    use sqlx::Row;
-    let options = sqlx::sqlite::SqliteConnectOptions::new().filename(db).read_only(true);
-    let Ok(pool) = sqlx::sqlite::SqlitePoolOptions::new()
-        .max_connections(1)
-        .connect_with(options)
-        .await
-    else {
+fn web_chat(db: &std::path::Path, channel: &str) -> String {
+    use opsbot_store::rusqlite::{Connection, OpenFlags};
+    let Ok(conn) = Connection::open_with_flags(db, OpenFlags::SQLITE_OPEN_READ_ONLY) else {
         return String::new();
     };
-    let rows = sqlx::query("SELECT COALESCE(reply, '') AS reply FROM chat_messages WHERE channel = $1")
-        .bind(channel)
-        .fetch_all(&pool)
-        .await
+    let rows = conn
+        .prepare("SELECT COALESCE(reply, '') AS reply FROM chat_messages WHERE channel = ?1")
+        .and_then(|mut stmt| {
+            stmt.query_map([channel], |r| r.get::<_, String>("reply"))?
+                .collect::<Result<Vec<_>, _>>()
+        })
         .unwrap_or_default();
-    pool.close().await;
-    rows.iter().map(|r| r.get::<String, _>("reply")).collect::<Vec<_>>().join("\n")
+    rows.join("\n")
 }
