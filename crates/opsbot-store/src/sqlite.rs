@@ -19,8 +19,8 @@ use rusqlite::{Connection, OpenFlags, ToSql, TransactionBehavior};
 use sha2::{Digest, Sha384};
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Weak};
 use std::time::{Duration, Instant};
 use tokio::sync::{Mutex, Notify, broadcast};
 
@@ -109,6 +109,7 @@ impl<'s> Query<'s> {
 
     /// Runs the statement, reading at most `max` rows (and stopping there).
     fn rows(self, conn: &Connection, max: usize) -> Result<Vec<Row>, StoreError> {
+        let traced = Traced::start(&self);
         let mut stmt = self.prepare(conn)?;
         let names: Arc<[String]> = stmt.column_names().into_iter().map(String::from).collect();
         let width = names.len();
@@ -124,6 +125,10 @@ impl<'s> Query<'s> {
                 names: names.clone(),
                 values,
             });
+        }
+        drop(rows);
+        if let Some(t) = traced {
+            t.done(out.len());
         }
         Ok(out)
     }
@@ -153,8 +158,35 @@ impl<'s> Query<'s> {
 
     /// A statement that returns no rows; how many rows it changed.
     fn execute(self, conn: &Connection) -> Result<Done, StoreError> {
+        let traced = Traced::start(&self);
         let mut stmt = self.prepare(conn)?;
-        Ok(Done { rows: stmt.raw_execute()? })
+        let rows = stmt.raw_execute()?;
+        if let Some(t) = traced {
+            t.done(rows);
+        }
+        Ok(Done { rows })
+    }
+}
+
+/// Logs each statement with its time, at `trace` level under `opsbot_store::sql`
+/// (`OPSBOT_LOG=opsbot_store::sql=trace`): how the statements of one run were counted for
+/// docs/benchmarks.md. Costs one check of the level when that is off.
+struct Traced {
+    sql: String,
+    started: Instant,
+}
+
+impl Traced {
+    fn start(q: &Query<'_>) -> Option<Traced> {
+        tracing::enabled!(target: "opsbot_store::sql", tracing::Level::TRACE).then(|| Traced {
+            sql: q.sql.split_whitespace().collect::<Vec<_>>().join(" "),
+            started: Instant::now(),
+        })
+    }
+
+    fn done(self, rows: usize) {
+        let micros = u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        tracing::trace!(target: "opsbot_store::sql", rows, micros, sql = %self.sql, "statement");
     }
 }
 
@@ -204,6 +236,15 @@ fn busy_wait(tries: i32) -> bool {
         false
     }
 }
+/// Rows changed in a file database after which a checkpoint is started in the background
+/// ([`Conns::start_checkpoint`]): about a thousand pages of write-ahead log, SQLite's own default.
+const CHECKPOINT_AFTER_CHANGES: u64 = 256;
+/// How often, and how many times, a background checkpoint tries to catch up with the writers.
+const CHECKPOINT_RETRY: Duration = Duration::from_millis(5);
+const CHECKPOINT_TRIES: u32 = 200;
+/// SQLite's own checkpoint, run by the writer at the end of its commit, kept as a backstop for
+/// when the background one cannot catch up (writes without a pause): pages of write-ahead log.
+const BACKSTOP_CHECKPOINT_PAGES: u32 = 3_000;
 /// Idle connections to a file database kept for the next call, at most.
 const MAX_IDLE: usize = 4;
 /// Prepared statements each connection keeps (the store has about a hundred distinct ones).
@@ -291,6 +332,12 @@ struct Conns {
     given_back: Condvar,
     /// Set by [`SqliteStore::close`]: no connection is taken or kept after it.
     closed: AtomicBool,
+    /// Rows changed (file database) since the last background checkpoint started.
+    changes: AtomicU64,
+    /// A background checkpoint is running.
+    checkpointing: AtomicBool,
+    /// This, for the checkpoint thread (which must not keep the store alive).
+    me: Weak<Conns>,
 }
 
 /// A connection of the store's, given back when dropped. Dereferences to
@@ -299,6 +346,8 @@ struct Conns {
 pub struct Conn<'a> {
     conn: Option<Connection>,
     home: &'a Conns,
+    /// The connection's count of changed rows when it was taken.
+    changes_before: u64,
 }
 
 impl std::ops::Deref for Conn<'_> {
@@ -317,6 +366,12 @@ impl std::ops::DerefMut for Conn<'_> {
 impl Drop for Conn<'_> {
     fn drop(&mut self) {
         let Some(c) = self.conn.take() else { return };
+        if self.home.path.is_some() {
+            let changed = c.total_changes().saturating_sub(self.changes_before);
+            if changed > 0 && self.home.changes.fetch_add(changed, Ordering::AcqRel) + changed >= CHECKPOINT_AFTER_CHANGES {
+                self.home.start_checkpoint();
+            }
+        }
         let mut idle = self.home.idle.lock().unwrap_or_else(|p| p.into_inner());
         // A memory database lives in its connection: always kept. A file's spare connection
         // beyond the few kept, or one given back after `close`, is closed here.
@@ -332,12 +387,71 @@ impl Drop for Conn<'_> {
 }
 
 impl Conns {
-    fn new(path: Option<PathBuf>, open: Vec<Connection>) -> Conns {
-        Conns {
+    fn new(path: Option<PathBuf>, open: Vec<Connection>) -> Arc<Conns> {
+        Arc::new_cyclic(|me| Conns {
             path,
             idle: std::sync::Mutex::new(open),
             given_back: Condvar::new(),
             closed: AtomicBool::new(false),
+            changes: AtomicU64::new(0),
+            checkpointing: AtomicBool::new(false),
+            me: me.clone(),
+        })
+    }
+
+    /// Starts a checkpoint of the write-ahead log on a thread of its own, unless one is running.
+    ///
+    /// SQLite's automatic checkpoint runs inside the commit that crosses its threshold: that
+    /// write, and the call waiting for it, then copies a thousand pages into the database and
+    /// syncs it — 4–6 ms on the benchmark machine, every ~15 `!run echo` (their p99 6.1 ms, 2.8
+    /// without it). Here a `PASSIVE` checkpoint runs beside the writers instead; it catches up
+    /// in the pauses between writes, and SQLite's own is kept as a backstop at
+    /// [`BACKSTOP_CHECKPOINT_PAGES`].
+    fn start_checkpoint(&self) {
+        if self.checkpointing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        self.changes.store(0, Ordering::Release);
+        let me = self.me.clone();
+        let spawned = std::thread::Builder::new().name("opsbot-checkpoint".into()).spawn(move || {
+            if let Some(conns) = me.upgrade() {
+                conns.checkpoint();
+                conns.checkpointing.store(false, Ordering::Release);
+            }
+        });
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "cannot start a thread to checkpoint the database; SQLite's own checkpoint will");
+            self.checkpointing.store(false, Ordering::Release);
+        }
+    }
+
+    /// `PASSIVE` checkpoints (they wait for no one) until the writers pause: only a log copied
+    /// whole is started over from its beginning by the next write, instead of growing. A
+    /// checkpoint copies the log as it was when it began, so it tries again every
+    /// [`CHECKPOINT_RETRY`] until the log has not grown since the last try, for at most
+    /// [`CHECKPOINT_TRIES`] tries (chat traffic pauses soon; without a pause, the next 256
+    /// changed rows start this again, and SQLite's own checkpoint is the backstop).
+    fn checkpoint(&self) {
+        let mut last = None;
+        for _ in 0..CHECKPOINT_TRIES {
+            let result = self.get().and_then(|c| {
+                Ok(c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+                    Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+                })?)
+            });
+            match result {
+                Ok((frames, copied)) if copied >= frames && last.is_some_and(|l| frames <= l) => {
+                    tracing::debug!(frames, "checkpoint: the write-ahead log is all in the database");
+                    return;
+                }
+                Ok((frames, _)) => last = Some(frames),
+                Err(StoreError::Closed) => return,
+                Err(e) => {
+                    tracing::warn!(error = %e, "checkpointing the database failed");
+                    return;
+                }
+            }
+            std::thread::sleep(CHECKPOINT_RETRY);
         }
     }
 
@@ -348,20 +462,25 @@ impl Conns {
                 return Err(StoreError::Closed);
             }
             if let Some(c) = idle.pop() {
-                return Ok(Conn { conn: Some(c), home: self });
+                return Ok(self.lend(c));
             }
             match &self.path {
                 Some(path) => {
                     drop(idle);
-                    return Ok(Conn {
-                        conn: Some(connect(path)?),
-                        home: self,
-                    });
+                    return Ok(self.lend(connect(path)?));
                 }
                 // The memory database's one connection is in use on another thread, for one
                 // call's statements.
                 None => idle = self.given_back.wait(idle).unwrap_or_else(|p| p.into_inner()),
             }
+        }
+    }
+
+    fn lend(&self, c: Connection) -> Conn<'_> {
+        Conn {
+            changes_before: c.total_changes(),
+            conn: Some(c),
+            home: self,
         }
     }
 }
@@ -396,7 +515,9 @@ fn connect(path: &Path) -> Result<Connection, StoreError> {
             path.display()
         )));
     }
-    conn.execute_batch("PRAGMA synchronous = NORMAL")?;
+    conn.execute_batch(&format!(
+        "PRAGMA synchronous = NORMAL; PRAGMA wal_autocheckpoint = {BACKSTOP_CHECKPOINT_PAGES}"
+    ))?;
     Ok(conn)
 }
 
@@ -520,7 +641,7 @@ impl SqliteStore {
     }
 
     /// Migrates the database behind `conns` and wraps it.
-    fn from_conns(conns: Conns) -> Result<SqliteStore, StoreError> {
+    fn from_conns(conns: Arc<Conns>) -> Result<SqliteStore, StoreError> {
         {
             let mut conn = conns.get()?;
             Self::migrate(&mut conn, None)?;
@@ -529,7 +650,7 @@ impl SqliteStore {
         let (events, _) = broadcast::channel(EVENT_CAPACITY);
         let (output, _) = broadcast::channel(EVENT_CAPACITY);
         Ok(SqliteStore {
-            conns: Arc::new(conns),
+            conns,
             events,
             output,
             queue: Arc::new(Notify::new()),
