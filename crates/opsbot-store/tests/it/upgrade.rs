@@ -123,31 +123,32 @@ async fn refused(path: &std::path::Path, why: &str) {
     assert!(text.contains(why), "expected `{why}` in: {text}");
 }
 
+/// The fixture with `sql` run on it first.
+fn tampered(sql: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let (dir, path) = fixture();
+    Connection::open(&path).expect("open").execute_batch(sql).expect(sql);
+    (dir, path)
+}
+
 #[tokio::test]
 async fn the_migrator_refuses_a_newer_a_changed_or_a_half_migrated_file() {
-    let (_dir, path) = fixture();
-    let c = Connection::open(&path).expect("open");
-    c.execute(
-        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) VALUES (99, 'future', TRUE, x'00', 1)",
-        [],
-    )
-    .expect("a migration from the future");
-    drop(c);
-    refused(&path, "newer opsbot").await;
-
-    let (_dir, path) = fixture();
-    let c = Connection::open(&path).expect("open");
-    c.execute("UPDATE _sqlx_migrations SET checksum = x'00' WHERE version = 4", [])
-        .expect("change");
-    drop(c);
-    refused(&path, "migration 4 (listing index) in the database differs").await;
-
-    let (_dir, path) = fixture();
-    let c = Connection::open(&path).expect("open");
-    c.execute("UPDATE _sqlx_migrations SET success = FALSE WHERE version = 9", [])
-        .expect("half");
-    drop(c);
-    refused(&path, "migration 9 was left half applied").await;
+    for (sql, why) in [
+        (
+            "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) VALUES (99, 'future', TRUE, x'00', 1)",
+            "newer opsbot",
+        ),
+        (
+            "UPDATE _sqlx_migrations SET checksum = x'00' WHERE version = 4",
+            "migration 4 (listing index) in the database differs",
+        ),
+        (
+            "UPDATE _sqlx_migrations SET success = FALSE WHERE version = 9",
+            "migration 9 was left half applied",
+        ),
+    ] {
+        let (_dir, path) = tampered(sql);
+        refused(&path, why).await;
+    }
 }
 
 #[tokio::test]
