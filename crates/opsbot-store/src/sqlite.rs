@@ -314,14 +314,17 @@ pub struct SqliteStore {
 /// The store's connections, each opened when first needed and then kept.
 ///
 /// Statements run on the calling thread, through rusqlite: every call takes a connection, runs
-/// its statements to the end without awaiting anything, and gives it back. A statement here
-/// takes microseconds (a primary-key read 2 µs, an insert 12 µs on the benchmark machine); the
-/// longest are the history listings at a million executions (0.3–3 ms, docs/benchmarks.md).
+/// its statements to the end without awaiting anything, and gives it back. A call takes
+/// microseconds (on the benchmark machine, file in WAL mode: a dialog lookup 3.5 µs, an
+/// execution insert with its commit 49 µs); the longest are the history listings at a million
+/// executions (0.3–3 ms, docs/benchmarks.md).
 /// sqlx, used before, ran each connection on a thread of its own and handed every statement to
 /// it and back: 29–70 µs a statement, ~1 ms of each `!run echo` from chat. A call never holds a
 /// connection across an `.await`, so calls on one thread never wait for each other, and a write
-/// waits for another connection's write lock only for the length of that one statement (or
-/// `BEGIN IMMEDIATE` block), in [`busy_wait`].
+/// waits for another of this process's connections only for the length of one statement (or
+/// `BEGIN IMMEDIATE` block), in [`busy_wait`]. Another process holding the write lock longer
+/// (a `sqlite3` shell left in a transaction) holds up the waiting call's runtime thread, up to
+/// [`BUSY_TIMEOUT`].
 #[derive(Debug)]
 struct Conns {
     /// The database file; `None` for a memory database, which is its one connection (another
