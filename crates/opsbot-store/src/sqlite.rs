@@ -50,17 +50,6 @@ struct Row {
     values: Vec<Value>,
 }
 
-/// What a write did.
-struct Done {
-    rows: usize,
-}
-
-impl Done {
-    fn rows_affected(&self) -> u64 {
-        self.rows as u64
-    }
-}
-
 impl<'s> Query<'s> {
     /// Adds the value of the next parameter.
     fn bind<T: ToSql>(mut self, value: T) -> Self {
@@ -157,14 +146,14 @@ impl<'s> Query<'s> {
     }
 
     /// A statement that returns no rows; how many rows it changed.
-    fn execute(self, conn: &Connection) -> Result<Done, StoreError> {
+    fn execute(self, conn: &Connection) -> Result<u64, StoreError> {
         let traced = Traced::start(&self);
         let mut stmt = self.prepare(conn)?;
         let rows = stmt.raw_execute()?;
         if let Some(t) = traced {
             t.done(rows);
         }
-        Ok(Done { rows })
+        Ok(rows as u64)
     }
 }
 
@@ -762,13 +751,11 @@ fn place_from_row(row: &Row) -> Result<Place, StoreError> {
 }
 
 /// Whether an error opening a fresh file comes from another process opening it at the same
-/// moment (busy/locked, or a migration it already applied: a table or index that "already
-/// exists", a column added twice — "duplicate column name").
+/// moment: SQLite answers busy or locked (switching a fresh file to WAL does not wait in the busy
+/// handler). Migrations themselves cannot collide: each checks again under `BEGIN IMMEDIATE`.
 fn is_open_race(e: &StoreError) -> bool {
-    let text = e.to_string().to_lowercase();
-    ["locked", "busy", "already exists", "unique constraint", "duplicate column"]
-        .iter()
-        .any(|w| text.contains(w))
+    matches!(e, StoreError::Db(rusqlite::Error::SqliteFailure(f, _))
+        if matches!(f.code, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked))
 }
 
 /// One `api_tokens` row.
@@ -1603,12 +1590,12 @@ impl Store for SqliteStore {
     }
 
     async fn delete_dialog(&self, place: &Place, user: &UserId) -> Result<bool, StoreError> {
-        let done = query("DELETE FROM dialogs WHERE place_key = $1 AND user_platform = $2 AND user_id = $3")
+        let changed = query("DELETE FROM dialogs WHERE place_key = $1 AND user_platform = $2 AND user_id = $3")
             .bind(place.key())
             .bind(&user.platform)
             .bind(&user.id)
             .execute(&*self.conn()?)?;
-        Ok(done.rows_affected() == 1)
+        Ok(changed == 1)
     }
 
     async fn audit(&self, record: &AuditRecord) -> Result<i64, StoreError> {
@@ -1705,11 +1692,11 @@ impl Store for SqliteStore {
     }
 
     async fn revoke_token(&self, id: i64) -> Result<bool, StoreError> {
-        let done = query("UPDATE api_tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
+        let changed = query("UPDATE api_tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
             .bind(now_ms())
             .bind(id)
             .execute(&*self.conn()?)?;
-        Ok(done.rows_affected() == 1)
+        Ok(changed == 1)
     }
 
     async fn tokens(&self) -> Result<Vec<ApiToken>, StoreError> {
@@ -1748,24 +1735,24 @@ impl Store for SqliteStore {
     }
 
     async fn delete_session(&self, id_sha256: &str) -> Result<bool, StoreError> {
-        let done = query("DELETE FROM web_sessions WHERE id_sha256 = $1")
+        let changed = query("DELETE FROM web_sessions WHERE id_sha256 = $1")
             .bind(id_sha256)
             .execute(&*self.conn()?)?;
-        Ok(done.rows_affected() > 0)
+        Ok(changed > 0)
     }
 
     async fn delete_user_sessions(&self, user: &str) -> Result<u64, StoreError> {
-        let done = query("DELETE FROM web_sessions WHERE user_name = $1")
+        let changed = query("DELETE FROM web_sessions WHERE user_name = $1")
             .bind(user)
             .execute(&*self.conn()?)?;
-        Ok(done.rows_affected())
+        Ok(changed)
     }
 
     async fn purge_sessions(&self) -> Result<u64, StoreError> {
-        let done = query("DELETE FROM web_sessions WHERE expires_at <= $1")
+        let changed = query("DELETE FROM web_sessions WHERE expires_at <= $1")
             .bind(now_ms())
             .execute(&*self.conn()?)?;
-        Ok(done.rows_affected())
+        Ok(changed)
     }
 
     async fn generated_password(&self, user: &str) -> Result<Option<String>, StoreError> {
@@ -1776,12 +1763,13 @@ impl Store for SqliteStore {
     }
 
     async fn put_generated_password(&self, user: &str, hash: &str) -> Result<(String, bool), StoreError> {
-        let done = query("INSERT INTO web_passwords (user_name, hash, created_at) VALUES ($1, $2, $3) ON CONFLICT (user_name) DO NOTHING")
-            .bind(user)
-            .bind(hash)
-            .bind(now_ms())
-            .execute(&*self.conn()?)?;
-        if done.rows_affected() > 0 {
+        let changed =
+            query("INSERT INTO web_passwords (user_name, hash, created_at) VALUES ($1, $2, $3) ON CONFLICT (user_name) DO NOTHING")
+                .bind(user)
+                .bind(hash)
+                .bind(now_ms())
+                .execute(&*self.conn()?)?;
+        if changed > 0 {
             return Ok((hash.to_string(), true));
         }
         let stored = self
@@ -1792,10 +1780,10 @@ impl Store for SqliteStore {
     }
 
     async fn delete_generated_password(&self, user: &str) -> Result<bool, StoreError> {
-        let done = query("DELETE FROM web_passwords WHERE user_name = $1")
+        let changed = query("DELETE FROM web_passwords WHERE user_name = $1")
             .bind(user)
             .execute(&*self.conn()?)?;
-        Ok(done.rows_affected() > 0)
+        Ok(changed > 0)
     }
 
     async fn post_chat(&self, m: &NewChatMessage) -> Result<ChatMessage, StoreError> {
@@ -1884,7 +1872,7 @@ impl Store for SqliteStore {
     async fn add_vote(&self, vote: &Vote) -> Result<bool, StoreError> {
         // The unique indexes decide, inside the INSERT: of two votes by the same person only
         // one gets in, whatever the timing.
-        let done = query(
+        let changed = query(
             "INSERT INTO approval_votes (approval_id, voter_key, voter_platform, voter_id, voter_person, voter_name, \
              approve, reason, at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING",
         )
@@ -1898,7 +1886,7 @@ impl Store for SqliteStore {
         .bind(&vote.reason)
         .bind(vote.at.timestamp_millis())
         .execute(&*self.conn()?)?;
-        Ok(done.rows_affected() == 1)
+        Ok(changed == 1)
     }
 
     async fn votes(&self, approval_id: i64) -> Result<Vec<Vote>, StoreError> {
@@ -1912,13 +1900,13 @@ impl Store for SqliteStore {
         if state == ApprovalState::Pending {
             return Ok(false);
         }
-        let done = query("UPDATE approvals SET state = $1, decided_at = $2, decision_note = $3 WHERE id = $4 AND state = 'pending'")
+        let changed = query("UPDATE approvals SET state = $1, decided_at = $2, decision_note = $3 WHERE id = $4 AND state = 'pending'")
             .bind(state.as_str())
             .bind(now_ms())
             .bind(note)
             .bind(id)
             .execute(&*self.conn()?)?;
-        Ok(done.rows_affected() == 1)
+        Ok(changed == 1)
     }
 
     async fn set_approval_execution(&self, id: i64, execution: ExecutionId) -> Result<(), StoreError> {
@@ -2042,11 +2030,11 @@ impl Store for SqliteStore {
     }
 
     async fn unlink_account(&self, account: &UserId) -> Result<bool, StoreError> {
-        let done = query("DELETE FROM account_links WHERE account_platform = $1 AND account_id = $2")
+        let changed = query("DELETE FROM account_links WHERE account_platform = $1 AND account_id = $2")
             .bind(&account.platform)
             .bind(&account.id)
             .execute(&*self.conn()?)?;
-        Ok(done.rows_affected() == 1)
+        Ok(changed == 1)
     }
 
     async fn outbox_push(&self, msg: &NewOutgoing) -> Result<i64, StoreError> {
@@ -2126,10 +2114,10 @@ impl Store for SqliteStore {
     }
 
     async fn outbox_prune(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
-        let done = query("DELETE FROM outbox WHERE done_at IS NOT NULL AND done_at < $1")
+        let changed = query("DELETE FROM outbox WHERE done_at IS NOT NULL AND done_at < $1")
             .bind(before.timestamp_millis())
             .execute(&*self.conn()?)?;
-        Ok(done.rows_affected())
+        Ok(changed)
     }
 
     async fn put_chat_card(&self, card: &ChatCard) -> Result<(), StoreError> {
@@ -2272,7 +2260,7 @@ impl Store for SqliteStore {
         if !matches!(state, ScheduleState::Fired | ScheduleState::Failed) {
             return Ok(false);
         }
-        let done = query(
+        let changed = query(
             "UPDATE schedules SET state = $1, execution_id = $2, detail = $3, finished_at = $4 \
              WHERE id = $5 AND (state = 'firing' OR (state = 'failed' AND execution_id IS NULL AND detail = $6))",
         )
@@ -2283,7 +2271,7 @@ impl Store for SqliteStore {
         .bind(id)
         .bind(STALE_SCHEDULE_DETAIL)
         .execute(&*self.conn()?)?;
-        Ok(done.rows_affected() == 1)
+        Ok(changed == 1)
     }
 
     async fn fail_stale_schedules(&self, older_than: DateTime<Utc>) -> Result<Vec<Schedule>, StoreError> {
@@ -2323,8 +2311,8 @@ impl Store for SqliteStore {
                 .bind(name)
                 .bind(expected.timestamp_millis()),
         };
-        let done = query.execute(&*self.conn()?)?;
-        Ok(done.rows_affected() == 1)
+        let changed = query.execute(&*self.conn()?)?;
+        Ok(changed == 1)
     }
 
     async fn count_by_state(&self) -> Result<Vec<(ExecState, u64)>, StoreError> {
