@@ -275,11 +275,7 @@ impl Engine {
     }
 
     async fn handle_inner(&self, env: &Envelope) -> Result<Outcome, EngineError> {
-        // Who is talking and whether they have a question of ours open: two reads of the store,
-        // made at once (each is a round trip to a connection's thread).
-        let (person, dialog) = tokio::try_join!(self.identify(&env.user, env.display_name.as_deref()), async {
-            Ok::<_, EngineError>(self.store.dialog(&env.place, &env.user).await?)
-        })?;
+        let person = self.identify(&env.user, env.display_name.as_deref()).await?;
         let addressed = grammar::address(env, &self.bot.name, &self.bot.prefixes);
         if env.text.len() > grammar::MAX_MESSAGE_LEN {
             // A long paste in a channel that is not for us is none of our business.
@@ -298,7 +294,7 @@ impl Engine {
         }
         // A dialog answer needs no mention: the person is talking to us already.
         let mut notes = Vec::new();
-        if let Some(d) = dialog {
+        if let Some(d) = self.store.dialog(&env.place, &env.user).await? {
             let text = addressed.unwrap_or(env.text.trim());
             match self.continue_dialog(env, &person, d, text, addressed.is_some()).await? {
                 DialogStep::Answered(o) => return Ok(o),
@@ -1143,21 +1139,7 @@ impl Engine {
 
     /// Builds the notice for an execution's current state (start or end), if it warrants one.
     pub async fn notice_for(&self, id: ExecutionId) -> Result<Option<Notice>, EngineError> {
-        self.notice(id, false).await
-    }
-
-    /// [`Engine::notice_for`]; `ended` (the run was announced finished) reads its output's tail
-    /// at the same time as the run instead of after it: the end of a run is what a person waits
-    /// for, and each read is a round trip to a connection's thread.
-    async fn notice(&self, id: ExecutionId, ended: bool) -> Result<Option<Notice>, EngineError> {
-        let (e, tail) = if ended {
-            // The run's output was all stored before its end was.
-            let (e, tail) = tokio::try_join!(self.store.execution(id), self.store.output_tail(id, self.bot.output_tail))?;
-            (e, Some(tail))
-        } else {
-            (self.store.execution(id).await?, None)
-        };
-        let Some(e) = e else {
+        let Some(e) = self.store.execution(id).await? else {
             return Ok(None);
         };
         let job = self.catalog.get(&e.job);
@@ -1176,10 +1158,7 @@ impl Engine {
             ExecState::Queued => return Ok(None),
             ExecState::Running => i18n::sync_scope(lang, || present::started(&e, job)),
             _ => {
-                let (tail, total) = match tail {
-                    Some(t) => t,
-                    None => self.store.output_tail(id, self.bot.output_tail).await?,
-                };
+                let (tail, total) = self.store.output_tail(id, self.bot.output_tail).await?;
                 i18n::sync_scope(lang, || present::finished(&e, job, &tail, total))
             }
         };
@@ -1205,7 +1184,7 @@ impl Engine {
                 }
                 Err(broadcast::error::RecvError::Closed) => return,
             };
-            match self.notice(ev.id, ev.state.is_final()).await {
+            match self.notice_for(ev.id).await {
                 Ok(Some(n)) if n.state == ev.state || ev.state.is_final() => {
                     if out.send(n).await.is_err() {
                         return;
