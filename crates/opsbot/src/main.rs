@@ -46,7 +46,8 @@ struct Cli {
     /// Use this SQLite file instead of the config's `[store] path`.
     #[arg(long, global = true, env = "OPSBOT_DB", value_name = "PATH")]
     db: Option<PathBuf>,
-    /// Log filter for opsbot's own log on stderr (e.g. `info`, `opsbot_worker=debug`).
+    /// Log filter for opsbot's own log on stderr (e.g. `info`, `opsbot_worker=debug`;
+    /// `opsbot_store::sql=trace` logs every SQL statement with its time).
     #[arg(long, global = true, env = "OPSBOT_LOG", default_value = "warn", value_name = "FILTER")]
     log: String,
     /// For `run`, `status` and `logs`: talk to the opsbot server at URL (`opsbot serve`'s REST
