@@ -31,7 +31,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
@@ -101,12 +101,25 @@ impl AsyncWrite for QuickAck {
     }
 }
 
-/// One line for the connection to write, and where to say whether it was written.
-struct Outgoing {
-    line: String,
-    ack: oneshot::Sender<Result<(), String>>,
-    /// For a `USERHOST` line: where the answer (`(nick, user@host)` pairs) goes.
-    userhost: Option<oneshot::Sender<Vec<(String, String)>>>,
+/// Where the answer to one `USERHOST` goes: its `(nick, user@host)` pairs.
+type UserhostWaiter = oneshot::Sender<Vec<(String, String)>>;
+
+/// The connection's write side, shared by the session and [`IrcAdapter::post`]: a reply is
+/// written by the task that sends it, crossing no task of its own on the way out.
+struct Line {
+    w: tokio::sync::Mutex<Writer<tokio::io::WriteHalf<Box<dyn Stream>>>>,
+    /// Those waiting for answers to the `USERHOST`s sent, in order (the server answers in
+    /// order); a waiter is queued before its line is written, under the writer's lock.
+    userhost: Mutex<std::collections::VecDeque<UserhostWaiter>>,
+    /// Why a write made by `post` failed; the session ends with it.
+    broken: Mutex<Option<String>>,
+    broke: tokio::sync::Notify,
+}
+
+impl Line {
+    async fn send(&self, line: &str) -> Result<(), String> {
+        self.w.lock().await.send(line).await
+    }
 }
 
 /// What one connection keeps between the lines it handles.
@@ -114,8 +127,6 @@ struct Outgoing {
 struct Conn {
     /// Channels to rejoin after a kick, and when.
     rejoins: Vec<(Instant, String)>,
-    /// Those waiting for answers to the `USERHOST`s sent, in order (the server answers in order).
-    userhost: std::collections::VecDeque<oneshot::Sender<Vec<(String, String)>>>,
     /// While `WHOIS NickServ` is being answered: until when, and whether NickServ has shown
     /// itself to be a network service.
     nickserv: Option<(Instant, bool)>,
@@ -124,7 +135,7 @@ struct Conn {
 /// What `post` shares with the running connection.
 struct Shared {
     /// Set by `run` while connected.
-    out: Mutex<Option<mpsc::Sender<Outgoing>>>,
+    out: Mutex<Option<Arc<Line>>>,
     /// The nick the server gave us (the configured one, or with `_`/digits after a collision).
     nick: Mutex<String>,
     /// Paces the lines sent (`line_rate`, `line_burst`).
@@ -185,7 +196,7 @@ impl IrcAdapter {
         self.cfg.port.unwrap_or(if self.cfg.tls { 6697 } else { 6667 })
     }
 
-    fn sender(&self) -> Result<mpsc::Sender<Outgoing>, SendError> {
+    fn sender(&self) -> Result<Arc<Line>, SendError> {
         lock(&self.shared.out)
             .clone()
             .ok_or_else(|| SendError::Unavailable(format!("not connected to {}", self.cfg.server)))
@@ -216,22 +227,28 @@ impl IrcAdapter {
     }
 
     /// One connection, from connecting to the end.
-    async fn session(&self, ctx: &AdapterContext, mut rx: mpsc::Receiver<Outgoing>, tx: mpsc::Sender<Outgoing>) -> Result<(), String> {
+    async fn session(&self, ctx: &AdapterContext) -> Result<(), String> {
         let setup = async {
             let stream = self.connect().await?;
             let (r, w) = tokio::io::split(stream);
             let mut reader = LineReader::new(r);
-            let mut w = Writer { w };
+            let mut w = Writer { w, buf: Vec::new() };
             let nick = tokio::time::timeout(REGISTER_TIMEOUT, self.register(&mut reader, &mut w))
                 .await
                 .map_err(|_| format!("{} did not complete registration within {REGISTER_TIMEOUT:?}", self.cfg.server))??;
             Ok::<_, String>((reader, w, nick))
         };
         // Stopping while connecting or registering needs no goodbye.
-        let (mut reader, mut w, nick) = tokio::select! {
+        let (mut reader, w, nick) = tokio::select! {
             r = setup => r?,
             _ = ctx.stopped() => return Ok(()),
         };
+        let w = Arc::new(Line {
+            w: tokio::sync::Mutex::new(w),
+            userhost: Mutex::default(),
+            broken: Mutex::default(),
+            broke: tokio::sync::Notify::new(),
+        });
         *lock(&self.shared.nick) = nick.clone();
         self.shared.joined.send_replace(Vec::new());
         info!(adapter = %self.name, server = %self.cfg.server, %nick, "registered on IRC");
@@ -249,7 +266,7 @@ impl IrcAdapter {
         for ch in &self.cfg.channels {
             w.send(&format!("JOIN {}", ch.trim())).await?;
         }
-        *lock(&self.shared.out) = Some(tx);
+        *lock(&self.shared.out) = Some(w.clone());
         ctx.connected();
 
         let mut last_read = Instant::now();
@@ -260,6 +277,7 @@ impl IrcAdapter {
             let nickserv_deadline = conn.nickserv.map(|n| n.0);
             tokio::select! {
                 _ = ctx.stopped() => {
+                    let mut w = w.w.lock().await;
                     let _ = w.send("QUIT :bye").await;
                     let _ = tokio::time::timeout(Duration::from_secs(2), w.w.shutdown()).await;
                     return Ok(());
@@ -271,15 +289,10 @@ impl IrcAdapter {
                     last_read = Instant::now();
                     pinged = false;
                     let Some(msg) = parse(&line) else { continue };
-                    self.handle(ctx, &mut w, msg, &mut conn).await?;
+                    self.handle(ctx, &w, msg, &mut conn).await?;
                 }
-                Some(out) = rx.recv() => {
-                    let r = w.send(&out.line).await;
-                    if r.is_ok() && let Some(waiter) = out.userhost {
-                        conn.userhost.push_back(waiter);
-                    }
-                    let _ = out.ack.send(r.clone());
-                    r?;
+                _ = w.broke.notified() => {
+                    return Err(lock(&w.broken).clone().unwrap_or_else(|| "writing to the IRC server failed".into()));
                 }
                 _ = tokio::time::sleep_until(nickserv_deadline.unwrap_or_else(Instant::now)), if nickserv_deadline.is_some() => {
                     conn.nickserv = None;
@@ -472,13 +485,7 @@ impl IrcAdapter {
     }
 
     /// One message after registration.
-    async fn handle<W: AsyncWrite + Unpin>(
-        &self,
-        ctx: &AdapterContext,
-        w: &mut Writer<W>,
-        msg: Message,
-        conn: &mut Conn,
-    ) -> Result<(), String> {
+    async fn handle(&self, ctx: &AdapterContext, w: &Line, msg: Message, conn: &mut Conn) -> Result<(), String> {
         let nick = lock(&self.shared.nick).clone();
         let from_me = source_nick(msg.prefix.as_ref()).is_some_and(|n| irc_eq(n, &nick));
         match msg.command {
@@ -527,7 +534,8 @@ impl IrcAdapter {
             }
             Command::Response(code, args) => match code {
                 Response::RPL_USERHOST => {
-                    if let Some(waiter) = conn.userhost.pop_front() {
+                    let waiter = lock(&w.userhost).pop_front();
+                    if let Some(waiter) = waiter {
                         let _ = waiter.send(parse_userhost(args.last().map(String::as_str).unwrap_or("")));
                     }
                 }
@@ -658,8 +666,7 @@ impl Adapter for IrcAdapter {
         }
         let _clear = Clear(&self.shared);
         self.shared.joined.send_replace(Vec::new());
-        let (tx, rx) = mpsc::channel(16);
-        let r = self.session(ctx, rx, tx).await;
+        let r = self.session(ctx).await;
         if let Err(e) = &r {
             warn!(adapter = %self.name, "IRC connection ended: {e}");
         }
@@ -727,17 +734,22 @@ impl<'a> Target<'a> {
 }
 
 impl IrcAdapter {
-    /// Sends one line through the connection (paced), waiting until it is written.
-    async fn send_line(&self, line: String, userhost: Option<oneshot::Sender<Vec<(String, String)>>>) -> Result<(), SendError> {
+    /// Writes one line to the connection (paced); a `USERHOST` line with where its answer goes.
+    /// A failed write ends the connection (the session reconnects).
+    async fn send_line(&self, line: String, userhost: Option<UserhostWaiter>) -> Result<(), SendError> {
         self.shared.limiter.until_ready().await;
-        let tx = self.sender()?;
-        let (ack, done) = oneshot::channel();
-        tx.send(Outgoing { line, ack, userhost })
-            .await
-            .map_err(|_| SendError::Unavailable("the IRC connection closed".into()))?;
-        done.await
-            .map_err(|_| SendError::Unavailable("the IRC connection closed".into()))?
-            .map_err(SendError::Unavailable)
+        let conn = self.sender()?;
+        let mut w = conn.w.lock().await;
+        if let Some(waiter) = userhost {
+            // Queued before the line is written: the answer may be read before this task
+            // runs again.
+            lock(&conn.userhost).push_back(waiter);
+        }
+        w.send(&line).await.map_err(|e| {
+            *lock(&conn.broken) = Some(e.clone());
+            conn.broke.notify_one();
+            SendError::Unavailable(e)
+        })
     }
 
     /// Waits (up to [`CHECK_TIMEOUT`]) until the bot is in `ch`: a reply written to a channel
@@ -807,18 +819,27 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// The write side of the connection: whole lines, CR LF added, with a timeout.
+/// The write side of the connection: whole lines, CR LF added, with a timeout. Cancel-safe:
+/// what a dropped `send` did not write yet stays in `buf` and goes out first with the next
+/// line, so a line is never cut short in the stream.
 struct Writer<W> {
     w: W,
+    buf: Vec<u8>,
 }
 
 impl<W: AsyncWrite + Unpin> Writer<W> {
     async fn send(&mut self, line: &str) -> Result<(), String> {
         // Lines are built from sanitised parts; this is the last guard against a line break.
-        let mut bytes: Vec<u8> = line.bytes().filter(|b| !matches!(b, b'\r' | b'\n' | 0)).collect();
-        bytes.extend_from_slice(b"\r\n");
+        self.buf.extend(line.bytes().filter(|b| !matches!(b, b'\r' | b'\n' | 0)));
+        self.buf.extend_from_slice(b"\r\n");
         match tokio::time::timeout(WRITE_TIMEOUT, async {
-            self.w.write_all(&bytes).await?;
+            while !self.buf.is_empty() {
+                let n = self.w.write(&self.buf).await?;
+                if n == 0 {
+                    return Err(std::io::ErrorKind::WriteZero.into());
+                }
+                self.buf.drain(..n);
+            }
             self.w.flush().await
         })
         .await
@@ -1007,6 +1028,26 @@ pub fn sasl_plain_chunks(user: &str, pass: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A reply is written from the sender's own task, which may be dropped mid-line (a stop, a
+    /// timeout around `post`): the rest of that line goes out before the next one, whole.
+    #[tokio::test]
+    async fn a_line_cut_off_by_a_dropped_send_is_finished_before_the_next() {
+        use tokio::io::AsyncReadExt;
+        let (a, mut server) = tokio::io::duplex(8);
+        let mut w = Writer { w: a, buf: Vec::new() };
+        let first = format!("PRIVMSG #ops :{}", "x".repeat(40));
+        // The pipe takes 8 bytes and is then full: the send is dropped while it waits.
+        assert!(tokio::time::timeout(Duration::from_millis(50), w.send(&first)).await.is_err());
+        let reader = tokio::spawn(async move {
+            let mut got = Vec::new();
+            server.read_to_end(&mut got).await.map(|_| got)
+        });
+        w.send("PRIVMSG #ops :second").await.unwrap();
+        drop(w);
+        let got = String::from_utf8(reader.await.unwrap().unwrap()).unwrap();
+        assert_eq!(got, format!("{first}\r\nPRIVMSG #ops :second\r\n"));
+    }
 
     #[test]
     fn mentions() {

@@ -95,12 +95,64 @@ impl AdapterState for NoState {
     async fn save(&self, _key: &str, _value: &str) {}
 }
 
+/// Takes incoming messages straight from an adapter's task, without waiting: the chat runtime
+/// hands each to its conversation's queue right there, so a message crosses no task of its own
+/// between the adapter and the conversation that handles it.
+pub trait Deliver: Send + Sync {
+    /// Takes `env`, or gives it back when opsbot no longer takes messages (it is stopping).
+    fn deliver(&self, env: Envelope) -> Result<(), Box<Envelope>>;
+}
+
+/// Where an adapter puts what it receives: the chat runtime's conversations
+/// ([`Inbox::direct`]), or a channel (tests and one-off use, [`AdapterContext::standalone`]).
+#[derive(Clone)]
+pub struct Inbox(InboxTo);
+
+#[derive(Clone)]
+enum InboxTo {
+    Channel(mpsc::Sender<Envelope>),
+    Direct(Arc<dyn Deliver>),
+}
+
+/// The inbox no longer takes messages: opsbot is stopping (or the test dropped its receiver).
+/// Carries the message back.
+#[derive(Debug, thiserror::Error)]
+#[error("opsbot no longer takes messages (stopping)")]
+pub struct InboxClosed(pub Box<Envelope>);
+
+impl Inbox {
+    /// An inbox handing messages to `to` from the adapter's own task.
+    pub fn direct(to: Arc<dyn Deliver>) -> Self {
+        Self(InboxTo::Direct(to))
+    }
+
+    /// An inbox that is a channel; `send` waits while it is full.
+    pub fn channel(tx: mpsc::Sender<Envelope>) -> Self {
+        Self(InboxTo::Channel(tx))
+    }
+
+    /// Hands over one incoming message (or button press). Fails only once opsbot no longer
+    /// takes messages; an adapter then ends its connection.
+    pub async fn send(&self, env: Envelope) -> Result<(), InboxClosed> {
+        match &self.0 {
+            InboxTo::Direct(d) => d.deliver(env).map_err(InboxClosed),
+            InboxTo::Channel(tx) => tx.send(env).await.map_err(|e| InboxClosed(Box::new(e.0))),
+        }
+    }
+}
+
+impl From<mpsc::Sender<Envelope>> for Inbox {
+    fn from(tx: mpsc::Sender<Envelope>) -> Self {
+        Self::channel(tx)
+    }
+}
+
 /// What [`Adapter::run`] gets: where to put incoming messages, where to keep state, how to
 /// report that the connection is up, and when to stop.
 #[derive(Clone)]
 pub struct AdapterContext {
     /// Every incoming message (or button press), normalised.
-    pub inbox: mpsc::Sender<Envelope>,
+    pub inbox: Inbox,
     /// Persistent values under this adapter's name.
     pub state: Arc<dyn AdapterState>,
     connected: Arc<watch::Sender<bool>>,
@@ -111,13 +163,13 @@ impl AdapterContext {
     /// A context; `connected` is set by [`AdapterContext::connected`] and cleared by the
     /// runtime when `run` returns; `shutdown` turns true when opsbot stops.
     pub fn new(
-        inbox: mpsc::Sender<Envelope>,
+        inbox: impl Into<Inbox>,
         state: Arc<dyn AdapterState>,
         connected: Arc<watch::Sender<bool>>,
         shutdown: watch::Receiver<bool>,
     ) -> Self {
         Self {
-            inbox,
+            inbox: inbox.into(),
             state,
             connected,
             shutdown,

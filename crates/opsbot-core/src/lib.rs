@@ -18,7 +18,10 @@ pub mod understand;
 pub mod verify;
 pub mod when;
 
-pub use adapter::{Adapter, AdapterContext, AdapterState, Capabilities, NoState, Posted, SendError, WebhookRequest, WebhookResponse};
+pub use adapter::{
+    Adapter, AdapterContext, AdapterState, Capabilities, Deliver, Inbox, InboxClosed, NoState, Posted, SendError, WebhookRequest,
+    WebhookResponse,
+};
 pub use config::{Config, Diagnostic, LoadError};
 pub use envelope::{Envelope, Place, UserId};
 pub use execution::{ExecEvent, ExecState, Execution, ExecutionId, NewExecution, OutputLine, Stream};

@@ -5,7 +5,8 @@
 //!   [`MAX_BACKOFF`], so an adapter is back within about 5 s of its server returning), and
 //!   keeps a [`Health`] record (`/metrics`, `/readyz`, `opsbot serve`'s log).
 //! - **Incoming**: messages are handled in order within one conversation (place) and in
-//!   parallel across conversations.
+//!   parallel across conversations; an adapter's task hands each message straight to its
+//!   conversation's task.
 //! - **Outgoing**: every reply goes through the store's outbox and one sender per adapter,
 //!   paced by the adapter's `send_rate`/`send_burst`; a reply the platform cannot take now
 //!   (down, rate limited) stays queued and is sent when it can — nothing lost, nothing sent
@@ -17,7 +18,7 @@
 
 use crate::{Elsewhere, Engine, Notice};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
-use opsbot_core::{Adapter, AdapterContext, AdapterState, Capabilities, Envelope, ExecState, Place, Reply, SendError};
+use opsbot_core::{Adapter, AdapterContext, AdapterState, Capabilities, Deliver, Envelope, ExecState, Inbox, Place, Reply, SendError};
 use opsbot_store::{ChatCard, NewOutgoing, OutKind, Outgoing};
 use std::collections::HashMap;
 use std::num::NonZeroU32;
@@ -37,8 +38,6 @@ const CONVERSATION_IDLE: Duration = Duration::from_secs(120);
 /// Messages waiting in one conversation; more are answered with "send it again" instead of
 /// holding up every other conversation of the adapter.
 const CONVERSATION_QUEUE: usize = 1024;
-/// Messages from all adapters waiting for the dispatcher.
-const INBOX: usize = 1024;
 /// A place the platform refuses for now is retried after this, doubling up to
 /// [`PLACE_BACKOFF_MAX`]; other places go on meanwhile.
 const PLACE_BACKOFF: Duration = Duration::from_secs(1);
@@ -104,6 +103,19 @@ struct Slot {
     wake: Notify,
     limiter: DefaultDirectRateLimiter,
     health: Mutex<Health>,
+}
+
+/// Every adapter's inbox: hands messages to [`ChatRuntime::take`] (weakly held: an adapter
+/// keeps its inbox for webhooks, and the runtime holds the adapter).
+struct Incoming(std::sync::Weak<ChatRuntime>);
+
+impl Deliver for Incoming {
+    fn deliver(&self, env: Envelope) -> Result<(), Box<Envelope>> {
+        match self.0.upgrade() {
+            Some(rt) => rt.take(env),
+            None => Err(Box::new(env)),
+        }
+    }
 }
 
 /// Persists adapter values in the store under the adapter's name.
@@ -211,12 +223,12 @@ impl ChatRuntime {
             senders: Mutex::new(Vec::new()),
             tasks: Mutex::new(Vec::new()),
         });
-        let (inbox_tx, inbox_rx) = mpsc::channel::<Envelope>(INBOX);
+        let inbox = Inbox::direct(Arc::new(Incoming(Arc::downgrade(&rt))));
         let mut tasks = Vec::new();
         let mut senders = Vec::new();
-        tasks.push(tokio::spawn(rt.clone().dispatch(inbox_rx)));
+        tasks.push(tokio::spawn(rt.clone().sweep()));
         for slot in rt.slots.values() {
-            tasks.push(tokio::spawn(rt.clone().supervise(slot.clone(), inbox_tx.clone())));
+            tasks.push(tokio::spawn(rt.clone().supervise(slot.clone(), inbox.clone())));
             senders.push(tokio::spawn(rt.clone().send_loop(slot.clone())));
         }
         rt.tasks.lock().unwrap_or_else(|p| p.into_inner()).extend(tasks);
@@ -281,7 +293,7 @@ impl ChatRuntime {
 
     // ---------------------------------------------------------------- supervision
 
-    async fn supervise(self: Arc<Self>, slot: Arc<Slot>, inbox: mpsc::Sender<Envelope>) {
+    async fn supervise(self: Arc<Self>, slot: Arc<Slot>, inbox: Inbox) {
         let name = slot.adapter.name().to_string();
         let state: Arc<dyn AdapterState> = Arc::new(StoreState {
             engine: self.engine.clone(),
@@ -360,78 +372,87 @@ impl ChatRuntime {
 
     // ---------------------------------------------------------------- incoming
 
-    /// Hands each incoming message to its conversation's task without ever waiting on one
-    /// conversation, and retires the tasks of conversations idle for [`CONVERSATION_IDLE`].
-    async fn dispatch(self: Arc<Self>, mut inbox: mpsc::Receiver<Envelope>) {
+    /// Retires, every [`CONVERSATION_IDLE`]`/4`, the tasks of conversations idle for
+    /// [`CONVERSATION_IDLE`] with none of their messages queued or being handled.
+    async fn sweep(self: Arc<Self>) {
         use std::sync::atomic::Ordering;
         let mut stop = self.shutdown.subscribe();
         let mut sweep = tokio::time::interval(CONVERSATION_IDLE / 4);
         sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            let env = tokio::select! {
-                e = inbox.recv() => match e { Some(e) => e, None => return },
-                _ = sweep.tick() => {
-                    // Only this task sends to conversations, so a conversation with nothing
-                    // pending that is removed here gets no message after its last one.
-                    let mut map = self.conversations.lock().unwrap_or_else(|p| p.into_inner());
-                    map.retain(|_, c| c.pending.load(Ordering::SeqCst) > 0 || c.last.elapsed() < CONVERSATION_IDLE);
-                    continue;
-                }
+            tokio::select! {
+                _ = sweep.tick() => {}
                 _ = until(&mut stop) => return,
-            };
-            let key = env.place.key();
-            let place = env.place.clone();
-            let full = {
-                let mut map = self.conversations.lock().unwrap_or_else(|p| p.into_inner());
-                // A conversation whose task is gone (it panicked) starts afresh.
-                if map.get(&key).is_some_and(|c| c.tx.is_closed()) {
-                    map.remove(&key);
-                }
-                let c = map.entry(key.clone()).or_insert_with(|| {
-                    let (tx, rx) = mpsc::channel(CONVERSATION_QUEUE);
-                    let pending = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-                    tokio::spawn(self.clone().conversation(rx, pending.clone()));
-                    Conversation {
-                        tx,
-                        pending,
-                        last: Instant::now(),
-                        told_full: None,
-                    }
-                });
-                c.last = Instant::now();
-                c.pending.fetch_add(1, Ordering::SeqCst);
-                match c.tx.try_send(env) {
-                    Ok(()) => None,
-                    Err(e) => {
-                        c.pending.fetch_sub(1, Ordering::SeqCst);
-                        let env = match e {
-                            mpsc::error::TrySendError::Full(env) | mpsc::error::TrySendError::Closed(env) => env,
-                        };
-                        // Say so at most once a minute per conversation.
-                        let tell = c.told_full.is_none_or(|t| t.elapsed() > Duration::from_secs(60));
-                        if tell {
-                            c.told_full = Some(Instant::now());
-                        }
-                        Some((env, tell))
-                    }
-                }
-            };
-            if let Some((env, tell)) = full {
-                tracing::warn!(place = %key, user = %env.user, "a conversation has {CONVERSATION_QUEUE} messages waiting; this one is not read");
-                if tell {
-                    let r = Reply::text(
-                        opsbot_core::Tone::Warning,
-                        format!(
-                            "I'm still working through {CONVERSATION_QUEUE} earlier messages here, so I did not read the latest ones. Send them again in a minute."
-                        ),
-                    );
-                    self.push(&place, OutKind::Message, None, &r).await;
-                }
             }
+            // Messages are handed to conversations only under this lock, so a conversation
+            // with nothing pending that is removed here gets no message after its last one.
+            let mut map = self.conversations.lock().unwrap_or_else(|p| p.into_inner());
+            map.retain(|_, c| c.pending.load(Ordering::SeqCst) > 0 || c.last.elapsed() < CONVERSATION_IDLE);
         }
     }
 
-    /// Handles one conversation's messages in order; ends when the dispatcher retires it.
+    /// Hands an incoming message to its conversation's task, from the adapter's own task and
+    /// without waiting on the conversation: a conversation with [`CONVERSATION_QUEUE`]
+    /// messages queued gets a "send it again" note instead of stalling the adapter (and with
+    /// it every other conversation). Gives the message back once opsbot is stopping.
+    fn take(self: &Arc<Self>, env: Envelope) -> Result<(), Box<Envelope>> {
+        use std::sync::atomic::Ordering;
+        if self.stopping() {
+            return Err(Box::new(env));
+        }
+        let key = env.place.key();
+        let full = {
+            let mut map = self.conversations.lock().unwrap_or_else(|p| p.into_inner());
+            // A conversation whose task is gone (it panicked) starts afresh.
+            if map.get(&key).is_some_and(|c| c.tx.is_closed()) {
+                map.remove(&key);
+            }
+            let c = map.entry(key.clone()).or_insert_with(|| {
+                let (tx, rx) = mpsc::channel(CONVERSATION_QUEUE);
+                let pending = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+                tokio::spawn(self.clone().conversation(rx, pending.clone()));
+                Conversation {
+                    tx,
+                    pending,
+                    last: Instant::now(),
+                    told_full: None,
+                }
+            });
+            c.last = Instant::now();
+            c.pending.fetch_add(1, Ordering::SeqCst);
+            match c.tx.try_send(env) {
+                Ok(()) => None,
+                Err(e) => {
+                    c.pending.fetch_sub(1, Ordering::SeqCst);
+                    let env = match e {
+                        mpsc::error::TrySendError::Full(env) | mpsc::error::TrySendError::Closed(env) => env,
+                    };
+                    // Say so at most once a minute per conversation.
+                    let tell = c.told_full.is_none_or(|t| t.elapsed() > Duration::from_secs(60));
+                    if tell {
+                        c.told_full = Some(Instant::now());
+                    }
+                    Some((env, tell))
+                }
+            }
+        };
+        if let Some((env, tell)) = full {
+            tracing::warn!(place = %key, user = %env.user, "a conversation has {CONVERSATION_QUEUE} messages waiting; this one is not read");
+            if tell {
+                let r = Reply::text(
+                    opsbot_core::Tone::Warning,
+                    format!(
+                        "I'm still working through {CONVERSATION_QUEUE} earlier messages here, so I did not read the latest ones. Send them again in a minute."
+                    ),
+                );
+                let rt = self.clone();
+                tokio::spawn(async move { rt.push(&env.place, OutKind::Message, None, &r).await });
+            }
+        }
+        Ok(())
+    }
+
+    /// Handles one conversation's messages in order; ends when [`ChatRuntime::sweep`] retires it.
     async fn conversation(self: Arc<Self>, mut rx: mpsc::Receiver<Envelope>, pending: Arc<std::sync::atomic::AtomicUsize>) {
         while let Some(env) = rx.recv().await {
             let out = self.engine.handle(&env).await;

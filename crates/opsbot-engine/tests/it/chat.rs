@@ -50,6 +50,10 @@ struct Fake {
     limited: AtomicU32,
     /// While true, #kicked cannot be reached (the rest can).
     kicked: watch::Sender<bool>,
+    /// While false, a PONG for #slow is held in `post` (its conversation's task waits there);
+    /// `held` counts the PONGs that came to wait.
+    gate: watch::Sender<bool>,
+    held: AtomicU32,
 }
 
 impl Fake {
@@ -66,6 +70,8 @@ impl Fake {
                 posts: AtomicU32::new(0),
                 limited: AtomicU32::new(0),
                 kicked: watch::channel(false).0,
+                gate: watch::channel(true).0,
+                held: AtomicU32::new(0),
             }),
             tx,
         )
@@ -125,6 +131,10 @@ impl Adapter for Fake {
         }
         if *self.kicked.borrow() && place.channel == "#kicked" {
             return Err(SendError::Unavailable("not in #kicked".into()));
+        }
+        if place.channel == "#slow" && reply.plain_text().trim() == "PONG" {
+            self.held.fetch_add(1, Ordering::SeqCst);
+            let _ = self.gate.subscribe().wait_for(|open| *open).await;
         }
         let id = format!("m{}", self.posts.fetch_add(1, Ordering::SeqCst) + 1);
         self.got.lock().unwrap().push(Got::Post {
@@ -545,5 +555,43 @@ async fn a_pong_is_sent_at_once_and_never_kept_for_later() {
     let Got::Post { channel, text, .. } = &got[1] else { panic!() };
     assert_eq!(channel, "#kicked");
     assert!(text.contains("#5"), "{text}");
+    rt.stop().await;
+}
+
+#[tokio::test]
+async fn a_place_that_is_behind_neither_stalls_the_adapter_nor_the_other_places() {
+    let (rt, fake, tx, _engine, _store) = setup(true).await;
+    fake.gate.send_replace(false);
+    tx.send(said("#slow", "!ping")).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while fake.held.load(Ordering::SeqCst) == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("the first PONG is being sent");
+    // #slow's task is stuck in its first message: 1,024 more wait in its queue, the five after
+    // them are not read, and #slow is told so once.
+    for _ in 0..1024 + 5 {
+        tx.send(said("#slow", "!ping")).await.unwrap();
+    }
+    tx.send(said("#ops", "!status 3")).await.unwrap();
+    let got = until(&fake, "the reply in #ops and the note in #slow", |g| g.len() == 2).await;
+    let text_in = |ch: &str| {
+        got.iter()
+            .find_map(|g| match g {
+                Got::Post { channel, text, .. } if channel == ch => Some(text.clone()),
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("nothing in {ch}: {got:#?}"))
+    };
+    assert!(text_in("#ops").contains("#3"), "{got:#?}");
+    assert!(text_in("#slow").contains("1024 earlier messages"), "{got:#?}");
+    // Once it moves again, every message it took is answered, in order, and nothing more.
+    fake.gate.send_replace(true);
+    let got = until(&fake, "1,025 PONGs", |g| g.len() == 2 + 1025).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(fake.got().len(), got.len(), "no more than the messages taken are answered");
+    assert_eq!(fake.held.load(Ordering::SeqCst), 1025);
     rt.stop().await;
 }
