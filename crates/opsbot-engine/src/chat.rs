@@ -38,6 +38,8 @@ const CONVERSATION_IDLE: Duration = Duration::from_secs(120);
 /// Messages waiting in one conversation; more are answered with "send it again" instead of
 /// holding up every other conversation of the adapter.
 const CONVERSATION_QUEUE: usize = 1024;
+/// Outbox rows read at once by an adapter's sender.
+const SEND_BATCH: u32 = 64;
 /// A place the platform refuses for now is retried after this, doubling up to
 /// [`PLACE_BACKOFF_MAX`]; other places go on meanwhile.
 const PLACE_BACKOFF: Duration = Duration::from_secs(1);
@@ -678,7 +680,7 @@ impl ChatRuntime {
             }
             blocked.retain(|_, t| *t > Instant::now());
             let skip: Vec<String> = blocked.keys().cloned().collect();
-            let batch = match self.engine.store().outbox_pending(&name, &skip, 64).await {
+            let batch = match self.engine.store().outbox_pending(&name, &skip, SEND_BATCH).await {
                 Ok(b) => b,
                 Err(e) => {
                     tracing::error!(adapter = %name, error = %e, "cannot read the chat outbox");
@@ -690,15 +692,13 @@ impl ChatRuntime {
                 if self.draining() {
                     return;
                 }
-                // Wake for new messages, or when the first refused place may be tried again.
-                let next = blocked.values().map(|t| t.saturating_duration_since(Instant::now())).min();
-                tokio::select! {
-                    _ = slot.wake.notified() => {}
-                    _ = tokio::time::sleep(next.unwrap_or(Duration::from_secs(5)).min(Duration::from_secs(5))) => {}
-                    _ = until(&mut stop) => {}
-                }
+                self.idle(&slot, &blocked, &mut stop).await;
                 continue;
             }
+            // Whether the outbox may hold more for us than this batch: a full batch, or a stop
+            // on the way. Otherwise the next read waits for a push (a push wakes the sender
+            // even while it is delivering), not one more read to find nothing.
+            let mut more = batch.len() >= SEND_BATCH as usize;
             for (i, msg) in batch.iter().enumerate() {
                 let key = msg.place.key();
                 if blocked.contains_key(&key) {
@@ -727,6 +727,7 @@ impl ChatRuntime {
                         self.failed(msg.id, &format!("rate limited for {wait:?}")).await;
                         tracing::info!(adapter = %name, wait_ms = wait.as_millis() as u64, "rate limited by the platform; waiting");
                         tokio::time::sleep(wait.min(Duration::from_secs(300))).await;
+                        more = true;
                         break;
                     }
                     Err(SendError::Unavailable(why)) => {
@@ -740,6 +741,7 @@ impl ChatRuntime {
                         if !*connected.borrow() {
                             // The connection is gone: everything waits for the next one.
                             tracing::info!(adapter = %name, error = %why, "cannot send now; kept for when the platform is back");
+                            more = true;
                             break;
                         }
                         // Connected, but this place is not reachable now: it waits, others go on.
@@ -750,6 +752,20 @@ impl ChatRuntime {
                     }
                 }
             }
+            if !more && !self.draining() {
+                self.idle(&slot, &blocked, &mut stop).await;
+            }
+        }
+    }
+
+    /// The sender's wait between reads: until a push wakes it, the first refused place may be
+    /// tried again, 5 s pass (rows another process queued), or opsbot starts stopping.
+    async fn idle(&self, slot: &Slot, blocked: &HashMap<String, Instant>, stop: &mut watch::Receiver<bool>) {
+        let next = blocked.values().map(|t| t.saturating_duration_since(Instant::now())).min();
+        tokio::select! {
+            _ = slot.wake.notified() => {}
+            _ = tokio::time::sleep(next.unwrap_or(Duration::from_secs(5)).min(Duration::from_secs(5))) => {}
+            _ = until(stop) => {}
         }
     }
 
