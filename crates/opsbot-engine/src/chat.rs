@@ -465,6 +465,14 @@ impl ChatRuntime {
                 pending.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
                 continue;
             }
+            if out.queued.is_some() {
+                // Store calls do not yield, so without this the run's card would always be
+                // posted before a worker of this process could take the run: let it (it was
+                // woken when the run was queued), and a platform without edits gets the card
+                // as running instead of a "queued" line stale at once, and the run starts
+                // while the card goes out.
+                tokio::task::yield_now().await;
+            }
             for reply in out.replies {
                 let card = reply.card_for.filter(|id| out.queued == Some(*id));
                 match card {
