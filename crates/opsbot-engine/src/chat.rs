@@ -465,12 +465,14 @@ impl ChatRuntime {
                 pending.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
                 continue;
             }
-            if out.queued.is_some() {
+            if out.queued.is_some() && rx.is_empty() {
                 // Store calls do not yield, so without this the run's card would always be
                 // posted before a worker of this process could take the run: let it (it was
                 // woken when the run was queued), and a platform without edits gets the card
                 // as running instead of a "queued" line stale at once, and the run starts
-                // while the card goes out.
+                // while the card goes out. Not while more messages wait here: the worker's
+                // claim and spawn would then run on this thread between every two of them
+                // instead of beside them (a burst of 200 runs took ~20 % longer).
                 tokio::task::yield_now().await;
             }
             for reply in out.replies {
