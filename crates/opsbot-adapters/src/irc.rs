@@ -120,6 +120,13 @@ impl Line {
     async fn send(&self, line: &str) -> Result<(), String> {
         self.w.lock().await.send(line).await
     }
+
+    /// A write made by `post` failed: the session ends with `why`.
+    fn fail(&self, why: String) -> SendError {
+        *lock(&self.broken) = Some(why.clone());
+        self.broke.notify_one();
+        SendError::Unavailable(why)
+    }
 }
 
 /// What one connection keeps between the lines it handles.
@@ -694,13 +701,33 @@ impl Adapter for IrcAdapter {
                 nick
             }
         };
-        let nick = self.current_nick();
-        let budget = render::text_budget(&nick, &self.username, to);
-        let lines = render::render(reply, self.cfg.max_lines as usize, budget);
-        for l in lines {
-            self.send_line(format!("PRIVMSG {to} :{l}"), None).await?;
+        for l in self.privmsgs(to, reply) {
+            self.send_line(l, None).await?;
         }
         Ok(Posted { id: None })
+    }
+
+    /// Replies to a channel go out in one write (a burst of `PONG`s: one `sendto` instead of
+    /// one per answer); to a person, one by one (each checks who holds the nick).
+    async fn post_all(&self, place: &Place, replies: &[Reply]) -> Result<(), SendError> {
+        let Some(Target::Channel(ch)) = Target::parse(&place.channel).filter(|_| replies.len() > 1) else {
+            for r in replies {
+                self.post(place, r).await?;
+            }
+            return Ok(());
+        };
+        self.sender()?;
+        self.wait_joined(ch).await?;
+        let lines: Vec<String> = replies.iter().flat_map(|r| self.privmsgs(ch, r)).collect();
+        for _ in &lines {
+            self.shared.limiter.until_ready().await;
+        }
+        let conn = self.sender()?;
+        let mut w = conn.w.lock().await;
+        for l in &lines {
+            w.queue(l);
+        }
+        w.flush().await.map_err(|e| conn.fail(e))
     }
 }
 
@@ -745,11 +772,16 @@ impl IrcAdapter {
             // runs again.
             lock(&conn.userhost).push_back(waiter);
         }
-        w.send(&line).await.map_err(|e| {
-            *lock(&conn.broken) = Some(e.clone());
-            conn.broke.notify_one();
-            SendError::Unavailable(e)
-        })
+        w.send(&line).await.map_err(|e| conn.fail(e))
+    }
+
+    /// The `PRIVMSG` lines that carry `reply` to `to`, split to fit.
+    fn privmsgs(&self, to: &str, reply: &Reply) -> Vec<String> {
+        let budget = render::text_budget(&self.current_nick(), &self.username, to);
+        render::render(reply, self.cfg.max_lines as usize, budget)
+            .into_iter()
+            .map(|l| format!("PRIVMSG {to} :{l}"))
+            .collect()
     }
 
     /// Waits (up to [`CHECK_TIMEOUT`]) until the bot is in `ch`: a reply written to a channel
@@ -829,9 +861,19 @@ struct Writer<W> {
 
 impl<W: AsyncWrite + Unpin> Writer<W> {
     async fn send(&mut self, line: &str) -> Result<(), String> {
+        self.queue(line);
+        self.flush().await
+    }
+
+    /// Adds a line to what the next [`Writer::flush`] writes.
+    fn queue(&mut self, line: &str) {
         // Lines are built from sanitised parts; this is the last guard against a line break.
         self.buf.extend(line.bytes().filter(|b| !matches!(b, b'\r' | b'\n' | 0)));
         self.buf.extend_from_slice(b"\r\n");
+    }
+
+    /// Writes every line queued, in as few writes as the socket takes.
+    async fn flush(&mut self) -> Result<(), String> {
         match tokio::time::timeout(WRITE_TIMEOUT, async {
             while !self.buf.is_empty() {
                 let n = self.w.write(&self.buf).await?;

@@ -298,6 +298,16 @@ pub trait Adapter: Send + Sync {
     /// Delivers a reply to a place. Long replies are split as the platform needs; the id
     /// returned (if any) is the message to [`Adapter::edit`] later.
     async fn post(&self, place: &Place, reply: &Reply) -> Result<Posted, SendError>;
+    /// Delivers several replies to one place, in order, as [`Adapter::post`] would one by one
+    /// (the default). The runtime uses it for answers that pile up in one conversation (a
+    /// burst of `ping`s); an adapter that can send them in one write does (IRC). Stops at the
+    /// first error and returns it.
+    async fn post_all(&self, place: &Place, replies: &[Reply]) -> Result<(), SendError> {
+        for r in replies {
+            self.post(place, r).await?;
+        }
+        Ok(())
+    }
     /// Replaces a message posted earlier (a job card's new state). Only called when
     /// [`Capabilities::edit`] is set.
     async fn edit(&self, _place: &Place, _id: &str, _reply: &Reply) -> Result<(), SendError> {

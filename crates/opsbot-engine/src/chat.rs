@@ -38,6 +38,8 @@ const CONVERSATION_IDLE: Duration = Duration::from_secs(120);
 /// Messages waiting in one conversation; more are answered with "send it again" instead of
 /// holding up every other conversation of the adapter.
 const CONVERSATION_QUEUE: usize = 1024;
+/// Answers worth nothing later (`PONG`) of one conversation sent together at most.
+const EPHEMERAL_BATCH: usize = 64;
 /// Outbox rows read at once by an adapter's sender.
 const SEND_BATCH: u32 = 64;
 /// A place the platform refuses for now is retried after this, doubling up to
@@ -456,49 +458,77 @@ impl ChatRuntime {
 
     /// Handles one conversation's messages in order; ends when [`ChatRuntime::sweep`] retires it.
     async fn conversation(self: Arc<Self>, mut rx: mpsc::Receiver<Envelope>, pending: Arc<std::sync::atomic::AtomicUsize>) {
+        use std::sync::atomic::Ordering::SeqCst;
         while let Some(env) = rx.recv().await {
             let out = self.engine.handle(&env).await;
-            if out.ephemeral {
-                for reply in &out.replies {
-                    self.send_now(&env.place, reply).await;
-                }
-                pending.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+            if !out.ephemeral {
+                self.answer(&env, out, &rx).await;
+                pending.fetch_sub(1, SeqCst);
                 continue;
             }
-            if out.queued.is_some() && rx.is_empty() {
-                // Store calls do not yield, so without this the run's card would always be
-                // posted before a worker of this process could take the run: let it (it was
-                // woken when the run was queued), and a platform without edits gets the card
-                // as running instead of a "queued" line stale at once, and the run starts
-                // while the card goes out. Not while more messages wait here: the worker's
-                // claim and spawn would then run on this thread between every two of them
-                // instead of beside them (a burst of 200 runs took ~20 % longer).
-                tokio::task::yield_now().await;
-            }
-            for reply in out.replies {
-                let card = reply.card_for.filter(|id| out.queued == Some(*id));
-                match card {
-                    Some(id) => self.post_card(&env.place, id, reply).await,
-                    None => self.push(&env.place, OutKind::Message, None, &reply).await,
+            // Answers worth nothing later (`PONG`) go out at once, together with those of the
+            // messages already queued behind this one (a burst of `ping`s), in one
+            // `Adapter::post_all`: one write on IRC instead of one per answer. Nothing waits
+            // for a message that has not arrived.
+            let mut replies = out.replies;
+            let mut handled = 1;
+            let mut after = None;
+            while handled < EPHEMERAL_BATCH {
+                let Ok(next) = rx.try_recv() else { break };
+                let out = self.engine.handle(&next).await;
+                if !out.ephemeral {
+                    after = Some((next, out));
+                    break;
                 }
+                replies.extend(out.replies);
+                handled += 1;
             }
-            self.deliver_elsewhere(out.elsewhere).await;
-            pending.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+            self.send_now(&env.place, &replies).await;
+            pending.fetch_sub(handled, SeqCst);
+            if let Some((next, out)) = after {
+                self.answer(&next, out, &rx).await;
+                pending.fetch_sub(1, SeqCst);
+            }
         }
+    }
+
+    /// Queues the replies of one handled message (a run's card, the rest through the outbox)
+    /// and what it made for other places.
+    async fn answer(&self, env: &Envelope, out: crate::Outcome, rx: &mpsc::Receiver<Envelope>) {
+        if out.queued.is_some() && rx.is_empty() {
+            // Store calls do not yield, so without this the run's card would always be
+            // posted before a worker of this process could take the run: let it (it was
+            // woken when the run was queued), and a platform without edits gets the card
+            // as running instead of a "queued" line stale at once, and the run starts
+            // while the card goes out. Not while more messages wait here: the worker's
+            // claim and spawn would then run on this thread between every two of them
+            // instead of beside them (a burst of 200 runs took ~20 % longer).
+            tokio::task::yield_now().await;
+        }
+        for reply in out.replies {
+            let card = reply.card_for.filter(|id| out.queued == Some(*id));
+            match card {
+                Some(id) => self.post_card(&env.place, id, reply).await,
+                None => self.push(&env.place, OutKind::Message, None, &reply).await,
+            }
+        }
+        self.deliver_elsewhere(out.elsewhere).await;
     }
 
     // ---------------------------------------------------------------- outgoing
 
-    /// Sends a reply that is worth nothing later (`PONG`) at once, paced like the rest, without
-    /// the outbox: if the platform cannot take it now it is dropped (and logged).
-    async fn send_now(&self, place: &Place, reply: &Reply) {
+    /// Sends replies that are worth nothing later (`PONG`) at once, paced like the rest,
+    /// without the outbox: if the platform cannot take them now they are dropped (and logged).
+    async fn send_now(&self, place: &Place, replies: &[Reply]) {
         let Some(slot) = self.slots.get(&place.platform) else {
             tracing::error!(place = %place, "no adapter for this place; the message is dropped");
             return;
         };
-        slot.limiter.until_ready().await;
-        match slot.adapter.post(place, reply).await {
-            Ok(_) => slot.health.lock().unwrap_or_else(|p| p.into_inner()).sent += 1,
+        for _ in replies {
+            slot.limiter.until_ready().await;
+        }
+        match slot.adapter.post_all(place, replies).await {
+            Ok(()) => slot.health.lock().unwrap_or_else(|p| p.into_inner()).sent += replies.len() as u64,
             Err(e) => tracing::info!(place = %place, error = ?e, "an answer to `ping` could not be sent; dropped"),
         }
     }

@@ -247,6 +247,12 @@ async fn a_burst_of_200_posts_arrives_in_order() {
     for i in 0..200 {
         assert_eq!(ana.next(WAIT).await.expect("all 200 arrive").text, format!("msg {i}"));
     }
+    // Many replies at once (a burst of PONGs) go out in one write, whole and in order.
+    let replies: Vec<Reply> = (0..50).map(|i| Reply::text(Tone::Info, format!("batch {i}"))).collect();
+    bot.adapter.post_all(&room(), &replies).await.unwrap();
+    for i in 0..50 {
+        assert_eq!(ana.next(WAIT).await.expect("all 50 arrive").text, format!("batch {i}"));
+    }
     bot.stop().await.unwrap();
 }
 

@@ -54,6 +54,8 @@ struct Fake {
     /// `held` counts the PONGs that came to wait.
     gate: watch::Sender<bool>,
     held: AtomicU32,
+    /// How many replies each `post_all` carried.
+    batches: Mutex<Vec<usize>>,
 }
 
 impl Fake {
@@ -72,6 +74,7 @@ impl Fake {
                 kicked: watch::channel(false).0,
                 gate: watch::channel(true).0,
                 held: AtomicU32::new(0),
+                batches: Mutex::new(Vec::new()),
             }),
             tx,
         )
@@ -143,6 +146,13 @@ impl Adapter for Fake {
             text: reply.plain_text(),
         });
         Ok(Posted { id: Some(id) })
+    }
+    async fn post_all(&self, place: &Place, replies: &[Reply]) -> Result<(), SendError> {
+        self.batches.lock().unwrap().push(replies.len());
+        for r in replies {
+            self.post(place, r).await?;
+        }
+        Ok(())
     }
     async fn edit(&self, place: &Place, id: &str, reply: &Reply) -> Result<(), SendError> {
         self.check()?;
@@ -593,5 +603,41 @@ async fn a_place_that_is_behind_neither_stalls_the_adapter_nor_the_other_places(
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(fake.got().len(), got.len(), "no more than the messages taken are answered");
     assert_eq!(fake.held.load(Ordering::SeqCst), 1025);
+    rt.stop().await;
+}
+
+#[tokio::test]
+async fn pongs_that_pile_up_in_a_conversation_go_out_together_and_nothing_waits_for_more() {
+    let (rt, fake, tx, _engine, _store) = setup(true).await;
+    // One at a time: each PONG alone, at once.
+    tx.send(said("#ops", "!ping")).await.unwrap();
+    until(&fake, "the first PONG", |g| g.len() == 1).await;
+    tx.send(said("#ops", "!ping")).await.unwrap();
+    until(&fake, "the second PONG", |g| g.len() == 2).await;
+    assert_eq!(*fake.batches.lock().unwrap(), vec![1, 1]);
+    // While #slow's task is held in its first PONG, ten more pile up, with a status request in
+    // the middle: the five before it go out together, it is answered, then the five after it.
+    fake.gate.send_replace(false);
+    tx.send(said("#slow", "!ping")).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while fake.held.load(Ordering::SeqCst) == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("the first PONG is being sent");
+    for i in 0..11 {
+        let text = if i == 5 { "!status 4" } else { "!ping" };
+        tx.send(said("#slow", text)).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    fake.gate.send_replace(true);
+    let got = until(&fake, "11 PONGs and the status reply", |g| g.len() == 2 + 11 + 1).await;
+    assert_eq!(*fake.batches.lock().unwrap(), vec![1, 1, 1, 5, 5], "{got:#?}");
+    let pongs = got
+        .iter()
+        .filter(|g| matches!(g, Got::Post { text, .. } if text.trim() == "PONG"))
+        .count();
+    assert_eq!(pongs, 2 + 11);
     rt.stop().await;
 }
