@@ -219,6 +219,20 @@ async fn pending(store: &Arc<dyn Store>) -> u64 {
     store.outbox_backlog().await.unwrap().iter().map(|(_, n)| *n).sum()
 }
 
+/// Closes the fake's gate and sends `!ping` to #slow: returns once its PONG is held in `post`,
+/// so #slow's conversation is stuck in that first message.
+async fn hold_slow(fake: &Fake, tx: &mpsc::Sender<Envelope>) {
+    fake.gate.send_replace(false);
+    tx.send(said("#slow", "!ping")).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while fake.held.load(Ordering::SeqCst) == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("the first PONG is being sent");
+}
+
 /// Moves a run to running, then to its end, delivering each notice as `opsbot serve` does.
 async fn run_to_end(rt: &Arc<ChatRuntime>, engine: &Engine, store: &Arc<dyn Store>, id: i64, between: impl AsyncFnOnce()) {
     store
@@ -571,15 +585,7 @@ async fn a_pong_is_sent_at_once_and_never_kept_for_later() {
 #[tokio::test]
 async fn a_place_that_is_behind_neither_stalls_the_adapter_nor_the_other_places() {
     let (rt, fake, tx, _engine, _store) = setup(true).await;
-    fake.gate.send_replace(false);
-    tx.send(said("#slow", "!ping")).await.unwrap();
-    tokio::time::timeout(Duration::from_secs(10), async {
-        while fake.held.load(Ordering::SeqCst) == 0 {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    })
-    .await
-    .expect("the first PONG is being sent");
+    hold_slow(&fake, &tx).await;
     // #slow's task is stuck in its first message: 1,024 more wait in its queue, the five after
     // them are not read, and #slow is told so once.
     for _ in 0..1024 + 5 {
@@ -617,15 +623,7 @@ async fn pongs_that_pile_up_in_a_conversation_go_out_together_and_nothing_waits_
     assert_eq!(*fake.batches.lock().unwrap(), vec![1, 1]);
     // While #slow's task is held in its first PONG, ten more pile up, with a status request in
     // the middle: the five before it go out together, it is answered, then the five after it.
-    fake.gate.send_replace(false);
-    tx.send(said("#slow", "!ping")).await.unwrap();
-    tokio::time::timeout(Duration::from_secs(10), async {
-        while fake.held.load(Ordering::SeqCst) == 0 {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    })
-    .await
-    .expect("the first PONG is being sent");
+    hold_slow(&fake, &tx).await;
     for i in 0..11 {
         let text = if i == 5 { "!status 4" } else { "!ping" };
         tx.send(said("#slow", text)).await.unwrap();
