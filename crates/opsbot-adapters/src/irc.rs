@@ -701,9 +701,7 @@ impl Adapter for IrcAdapter {
                 nick
             }
         };
-        for l in self.privmsgs(to, reply) {
-            self.send_line(l, None).await?;
-        }
+        self.send_lines(&self.privmsgs(to, reply), None).await?;
         Ok(Posted { id: None })
     }
 
@@ -719,15 +717,7 @@ impl Adapter for IrcAdapter {
         self.sender()?;
         self.wait_joined(ch).await?;
         let lines: Vec<String> = replies.iter().flat_map(|r| self.privmsgs(ch, r)).collect();
-        for _ in &lines {
-            self.shared.limiter.until_ready().await;
-        }
-        let conn = self.sender()?;
-        let mut w = conn.w.lock().await;
-        for l in &lines {
-            w.queue(l);
-        }
-        w.flush().await.map_err(|e| conn.fail(e))
+        self.send_lines(&lines, None).await
     }
 }
 
@@ -761,18 +751,32 @@ impl<'a> Target<'a> {
 }
 
 impl IrcAdapter {
-    /// Writes one line to the connection (paced); a `USERHOST` line with where its answer goes.
+    /// Writes lines to the connection, paced by `line_rate`/`line_burst`: each goes out once
+    /// its token is there, and lines whose tokens are there already go out together, in one
+    /// write. With `userhost`, the first line is a `USERHOST` and that is where its answer goes.
     /// A failed write ends the connection (the session reconnects).
-    async fn send_line(&self, line: String, userhost: Option<UserhostWaiter>) -> Result<(), SendError> {
-        self.shared.limiter.until_ready().await;
-        let conn = self.sender()?;
-        let mut w = conn.w.lock().await;
-        if let Some(waiter) = userhost {
-            // Queued before the line is written: the answer may be read before this task
-            // runs again.
-            lock(&conn.userhost).push_back(waiter);
+    async fn send_lines(&self, lines: &[String], mut userhost: Option<UserhostWaiter>) -> Result<(), SendError> {
+        let mut rest = lines;
+        while !rest.is_empty() {
+            self.shared.limiter.until_ready().await;
+            let mut n = 1;
+            while n < rest.len() && self.shared.limiter.check().is_ok() {
+                n += 1;
+            }
+            let conn = self.sender()?;
+            let mut w = conn.w.lock().await;
+            if let Some(waiter) = userhost.take() {
+                // Queued before the line is written: the answer may be read before this task
+                // runs again.
+                lock(&conn.userhost).push_back(waiter);
+            }
+            for l in &rest[..n] {
+                w.queue(l);
+            }
+            w.flush().await.map_err(|e| conn.fail(e))?;
+            rest = &rest[n..];
         }
-        w.send(&line).await.map_err(|e| conn.fail(e))
+        Ok(())
     }
 
     /// The `PRIVMSG` lines that carry `reply` to `to`, split to fit.
@@ -810,7 +814,7 @@ impl IrcAdapter {
     /// never goes to someone who took the nick after its owner left or changed it.
     async fn check_holder(&self, nick: &str, userhost: &str) -> Result<(), SendError> {
         let (tx, rx) = oneshot::channel();
-        self.send_line(format!("USERHOST {nick}"), Some(tx)).await?;
+        self.send_lines(&[format!("USERHOST {nick}")], Some(tx)).await?;
         let answer = tokio::time::timeout(CHECK_TIMEOUT, rx)
             .await
             .map_err(|_| SendError::Unavailable(format!("{} did not answer USERHOST in time", self.cfg.server)))?

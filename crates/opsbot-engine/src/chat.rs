@@ -524,12 +524,22 @@ impl ChatRuntime {
             tracing::error!(place = %place, "no adapter for this place; the message is dropped");
             return;
         };
-        for _ in replies {
+        // Each goes once its token is there; those whose tokens are there already go together.
+        let mut rest = replies;
+        while !rest.is_empty() {
             slot.limiter.until_ready().await;
-        }
-        match slot.adapter.post_all(place, replies).await {
-            Ok(()) => slot.health.lock().unwrap_or_else(|p| p.into_inner()).sent += replies.len() as u64,
-            Err(e) => tracing::info!(place = %place, error = ?e, "an answer to `ping` could not be sent; dropped"),
+            let mut n = 1;
+            while n < rest.len() && slot.limiter.check().is_ok() {
+                n += 1;
+            }
+            match slot.adapter.post_all(place, &rest[..n]).await {
+                Ok(()) => slot.health.lock().unwrap_or_else(|p| p.into_inner()).sent += n as u64,
+                Err(e) => {
+                    tracing::info!(place = %place, error = ?e, "answers to `ping` could not be sent; dropped");
+                    return;
+                }
+            }
+            rest = &rest[n..];
         }
     }
 

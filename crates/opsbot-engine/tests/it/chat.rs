@@ -173,14 +173,24 @@ async fn setup(edit: bool) -> (Arc<ChatRuntime>, Arc<Fake>, mpsc::Sender<Envelop
 
 /// The runtime with one fake adapter on a fresh engine and store.
 async fn start(fake: Arc<Fake>, forward: Option<opsbot_engine::chat::Forward>) -> (Arc<ChatRuntime>, Arc<Engine>, Arc<dyn Store>) {
+    start_paced(fake, forward, 1000.0, 1000).await
+}
+
+/// The same, sending at most `rate` messages a second in bursts of `burst`.
+async fn start_paced(
+    fake: Arc<Fake>,
+    forward: Option<opsbot_engine::chat::Forward>,
+    rate: f64,
+    burst: u32,
+) -> (Arc<ChatRuntime>, Arc<Engine>, Arc<dyn Store>) {
     let cfg = Config::parse(CONFIG, Path::new("/tmp/opsbot-chat.toml"), LoadOptions::default()).expect("config");
     let store: Arc<dyn Store> = Arc::new(SqliteStore::memory().await.expect("store"));
     let engine = Arc::new(Engine::new(Arc::new(cfg.catalog), cfg.bot, store.clone()).with_access(cfg.access));
     let spec = AdapterSpec {
         adapter: fake,
         kind: "fake".into(),
-        send_rate: 1000.0,
-        send_burst: 1000,
+        send_rate: rate,
+        send_burst: burst,
     };
     (ChatRuntime::start(engine.clone(), vec![spec], forward).await, engine, store)
 }
@@ -637,5 +647,24 @@ async fn pongs_that_pile_up_in_a_conversation_go_out_together_and_nothing_waits_
         .filter(|g| matches!(g, Got::Post { text, .. } if text.trim() == "PONG"))
         .count();
     assert_eq!(pongs, 2 + 11);
+    rt.stop().await;
+}
+
+#[tokio::test]
+async fn pongs_sent_together_still_keep_to_the_send_rate() {
+    let (fake, tx) = Fake::new("fake", true);
+    let (rt, _engine, _store) = start_paced(fake.clone(), None, 10.0, 2).await;
+    hold_slow(&fake, &tx).await;
+    for _ in 0..6 {
+        tx.send(said("#slow", "!ping")).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    fake.gate.send_replace(true);
+    until(&fake, "7 PONGs", |g| g.len() == 7).await;
+    // No group is larger than the burst the pacing allows; a group waiting for its tokens
+    // would have gone out whole, six at once.
+    let batches = fake.batches.lock().unwrap().clone();
+    assert_eq!(batches.iter().sum::<usize>(), 7, "{batches:?}");
+    assert!(batches.iter().all(|&n| n <= 2), "{batches:?}");
     rt.stop().await;
 }
